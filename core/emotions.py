@@ -1,0 +1,29 @@
+"""The emotion classes of the coefficient generator: MEAD's eight plus "talk" (HDTF-style speech).
+
+The order is part of trained weights (one prior component per class), so it never changes.
+"""
+
+from core.errors import FlowVQError
+
+__all__ = ["EMOTIONS", "REFERENCE", "UnknownEmotionError", "emotion_index"]
+
+EMOTIONS: tuple[str, ...] = (
+    "neutral", "angry", "contempt", "disgusted", "fear", "happy", "sad", "surprised", "talk",
+)
+
+# The label a take carries when its emotion came from reference coefficients (emotion transfer).
+REFERENCE = "reference"
+
+
+class UnknownEmotionError(FlowVQError):
+    """An emotion label that is not one of `EMOTIONS`."""
+
+
+def emotion_index(label: str) -> int:
+    """Index of `label` in `EMOTIONS` (case-insensitive); raises `UnknownEmotionError` otherwise."""
+    key = label.strip().lower()
+    if key not in EMOTIONS:
+        raise UnknownEmotionError(
+            f"unknown emotion {label!r}; choose one of: {', '.join(EMOTIONS)}"
+        )
+    return EMOTIONS.index(key)

@@ -1,0 +1,81 @@
+"""Fitting the face model to landmarks: similarity alignment + bounded linear least squares.
+
+``landmarks ≈ scale * apply_pose(model.expression_mesh(exp), pose)``: the pose's rotation and
+translation, and a scale that takes model metres to the landmarks' units (pixels for a photo).
+Alignment uses the vertices that no expression moves much; the expression weights are then solved
+within the model's bounds (ARKit weights in [0, 1]) with a small ridge term, and the two steps
+alternate a few times.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import lsq_linear
+
+from core.errors import FlowVQError
+from core.face.model import FaceModel
+from core.face.pose import angles_from_matrix, rotation_matrix
+
+__all__ = ["FitResult", "FitError", "fit", "similarity_fit"]
+
+STABLE_MOTION_M = 0.0015  # vertices no expression moves further than this anchor the alignment
+RIDGE = 1e-3  # ridge weight on the coefficients, relative to a 1 mm residual
+
+
+class FitError(FlowVQError):
+    """Landmarks that cannot be fitted (wrong count, NaN)."""
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """A fit: exp (D,), pose (6,) model convention, scale (model metres -> landmark units),
+    rms residual in metres and the number of alternations used."""
+
+    exp: np.ndarray
+    pose: np.ndarray
+    scale: float
+    rms_m: float
+
+
+def similarity_fit(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Scale, rotation and translation minimising ``|s * R @ source + t - target|`` (Umeyama).
+
+    Shapes: source, target (N, 3) -> s, R (3, 3), t (3,).
+    """
+    mu_s, mu_t = source.mean(axis=0), target.mean(axis=0)
+    src, tgt = source - mu_s, target - mu_t
+    u, sing, vt = np.linalg.svd(tgt.T @ src)
+    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    rot = u @ d @ vt
+    scale = float(np.trace(np.diag(sing) @ d) / (src**2).sum())
+    return scale, rot, mu_t - scale * rot @ mu_s
+
+
+def fit(model: FaceModel, landmarks: np.ndarray, iterations: int = 6) -> FitResult:
+    """Expression weights and head pose that best explain the landmarks.
+
+    Shapes: landmarks (V, 3) in the model's axes (see `core.face.landmarks`) -> FitResult.
+    """
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    if landmarks.shape != model.neutral.shape:
+        raise FitError(f"expected {model.n_vertices} landmarks of 3 coordinates, got shape {landmarks.shape}")
+    if not np.isfinite(landmarks).all():
+        raise FitError("landmarks contain NaN or infinite values")
+    motion = np.linalg.norm(model.basis * np.maximum(np.abs(model.lower), np.abs(model.upper)).clip(max=3.0)[:, None, None], axis=2)
+    stable = motion.max(axis=0) < STABLE_MOTION_M
+    exp = np.clip(np.zeros(model.n_expressions), model.lower, model.upper)
+    design = model.basis.reshape(model.n_expressions, -1).T  # (V*3, D)
+    ridge = np.sqrt(RIDGE) * 1e-3 * np.eye(model.n_expressions)
+    for _ in range(iterations):
+        mesh = model.expression_mesh(exp)
+        scale, rot, trans = similarity_fit(mesh[stable], landmarks[stable])
+        in_model = ((landmarks - trans) @ rot) / scale  # (V, 3) landmarks in model space
+        residual = (in_model - model.neutral).reshape(-1)
+        solution = lsq_linear(np.vstack([design, ridge]), np.concatenate([residual, np.zeros(model.n_expressions)]),
+                              bounds=(model.lower, model.upper))
+        exp = solution.x
+    mesh = model.expression_mesh(exp)
+    scale, rot, trans = similarity_fit(mesh, landmarks)
+    pose = np.concatenate([angles_from_matrix(rot), trans / scale])
+    rms = float(np.sqrt((((scale * (mesh @ rotation_matrix(pose[:3]).T) + trans) - landmarks) ** 2).sum(1).mean()) / scale)
+    return FitResult(exp=exp, pose=pose, scale=scale, rms_m=rms)
