@@ -14,7 +14,7 @@ from scipy.optimize import lsq_linear
 
 from core.errors import FlowVQError
 from core.face.model import FaceModel
-from core.face.pose import angles_from_matrix, rotation_matrix
+from core.face.pose import angles_from_matrix, apply_pose
 
 __all__ = ["FitResult", "FitError", "fit", "similarity_fit"]
 
@@ -28,8 +28,8 @@ class FitError(FlowVQError):
 
 @dataclass(frozen=True)
 class FitResult:
-    """A fit: exp (D,), pose (6,) model convention, scale (model metres -> landmark units),
-    rms residual in metres and the number of alternations used."""
+    """A fit: exp (D,), pose (6,) in the model convention, scale (model metres -> landmark units)
+    and the rms landmark residual in metres."""
 
     exp: np.ndarray
     pose: np.ndarray
@@ -77,5 +77,6 @@ def fit(model: FaceModel, landmarks: np.ndarray, iterations: int = 6) -> FitResu
     mesh = model.expression_mesh(exp)
     scale, rot, trans = similarity_fit(mesh, landmarks)
     pose = np.concatenate([angles_from_matrix(rot), trans / scale])
-    rms = float(np.sqrt((((scale * (mesh @ rotation_matrix(pose[:3]).T) + trans) - landmarks) ** 2).sum(1).mean()) / scale)
+    residual = scale * apply_pose(mesh, pose) - landmarks
+    rms = float(np.sqrt((residual**2).sum(axis=1).mean()) / scale)
     return FitResult(exp=exp, pose=pose, scale=scale, rms_m=rms)
