@@ -1,0 +1,245 @@
+"""core.flow: every transform against the autograd Jacobian in float64; priors against scipy."""
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from scipy.special import logsumexp
+
+from core.flow import (
+    ActNorm,
+    AffineCoupling,
+    Composite,
+    InvertibleLinear,
+    MultiActNorm,
+    StandardGaussian,
+    StudentTMixture,
+    Transform,
+    flow_step,
+)
+
+DIM, CONTEXT, CLASSES, BATCH = 6, 10, 3, 4
+TINY = {"hidden": 16, "heads": 2, "layers": 1, "context_token_dim": 4}
+
+FACTORIES: dict[str, Callable[[int], Transform]] = {
+    "actnorm": lambda seed: ActNorm(DIM),
+    "multi_actnorm": lambda seed: MultiActNorm(DIM, CLASSES),
+    "invertible_linear": lambda seed: InvertibleLinear(DIM, seed),
+    "affine_coupling": lambda seed: AffineCoupling(DIM, CONTEXT, **TINY),
+    "two_steps": lambda seed: Composite(
+        [
+            flow_step(DIM, CONTEXT, CLASSES, seed, **TINY),
+            flow_step(DIM, CONTEXT, CLASSES, seed + 1, **TINY),
+        ]
+    ),
+}
+
+
+def perturbed(name: str, seed: int = 0) -> Transform:
+    """A float64 transform with every parameter moved off its (identity) initial value."""
+    torch.manual_seed(seed)
+    transform = FACTORIES[name](seed).double()
+    with torch.no_grad():
+        for parameter in transform.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    return transform
+
+
+def inputs(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x (B, D), context (B, C), label (B,) covering every class."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(BATCH, DIM, generator=generator, dtype=torch.float64)
+    context = torch.randn(BATCH, CONTEXT, generator=generator, dtype=torch.float64)
+    return x, context, torch.tensor([0, 1, 2, 0])
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_inverse_undoes_forward_both_ways(name: str) -> None:
+    transform = perturbed(name)
+    x, context, label = inputs()
+    z, _ = transform(x, context, label)
+    assert not torch.allclose(z, x)
+    torch.testing.assert_close(transform.inverse(z, context, label), x, atol=1e-10, rtol=0)
+    back, _ = transform(transform.inverse(x, context, label), context, label)
+    torch.testing.assert_close(back, x, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_logdet_matches_autograd_jacobian(name: str) -> None:
+    transform = perturbed(name)
+    x, context, label = inputs()
+    _, logdet = transform(x, context, label)
+    for i in range(BATCH):
+
+        def single(row: torch.Tensor) -> torch.Tensor:
+            return transform(row[None], context[i : i + 1], label[i : i + 1])[0][0]
+
+        jacobian = torch.autograd.functional.jacobian(single, x[i])
+        expected = torch.linalg.slogdet(jacobian).logabsdet
+        torch.testing.assert_close(logdet[i], expected, atol=1e-8, rtol=0)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_every_parameter_gets_a_gradient(name: str) -> None:
+    transform = perturbed(name)
+    x, context, label = inputs()
+    z, logdet = transform(x, context, label)
+    ((z**2).sum() + logdet.sum()).backward()
+    for parameter_name, parameter in transform.named_parameters():
+        assert parameter.grad is not None, parameter_name
+        rows = parameter.grad if parameter.grad.dim() == 2 else parameter.grad[None]
+        if isinstance(transform, MultiActNorm):
+            assert (rows.abs().sum(dim=1) > 0).all(), parameter_name
+        assert rows.abs().sum() > 0, parameter_name
+
+
+def test_multi_actnorm_gradient_reaches_only_selected_classes() -> None:
+    transform = perturbed("multi_actnorm")
+    x, _, _ = inputs()
+    z, logdet = transform(x, label=torch.tensor([0, 2, 2, 0]))
+    ((z**2).sum() + logdet.sum()).backward()
+    for parameter in (transform.mu, transform.log_scale):
+        assert (parameter.grad[1] == 0).all()
+        assert (parameter.grad[[0, 2]].abs().sum(dim=1) > 0).all()
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_state_dict_round_trip(name: str, tmp_path) -> None:
+    transform = perturbed(name)
+    torch.save(transform.state_dict(), tmp_path / "flow.pt")
+    fresh = FACTORIES[name](seed=7).double()
+    fresh.load_state_dict(torch.load(tmp_path / "flow.pt"))
+    x, context, label = inputs()
+    z, logdet = transform(x, context, label)
+    z_fresh, logdet_fresh = fresh(x, context, label)
+    assert torch.equal(z, z_fresh) and torch.equal(logdet, logdet_fresh)
+    assert torch.equal(transform.inverse(x, context, label), fresh.inverse(x, context, label))
+
+
+@pytest.mark.parametrize("name", ["actnorm", "multi_actnorm", "affine_coupling"])
+def test_fresh_transform_is_identity(name: str) -> None:
+    transform = FACTORIES[name](0).double()
+    x, context, label = inputs()
+    z, logdet = transform(x, context, label)
+    assert torch.equal(z, x)
+    assert torch.equal(logdet, torch.zeros(BATCH, dtype=torch.float64))
+
+
+def test_fresh_flow_step_coupling_is_identity_and_linear_is_orthogonal() -> None:
+    step = flow_step(DIM, CONTEXT, CLASSES, seed=3, **TINY).double()
+    norm, linear, coupling = step.transforms
+    assert isinstance(norm, MultiActNorm)
+    assert isinstance(flow_step(DIM, CONTEXT, None, seed=3, **TINY).transforms[0], ActNorm)
+    x, context, label = inputs()
+    z, logdet = coupling(x, context, label)
+    assert torch.equal(z, x) and torch.equal(logdet, torch.zeros(BATCH, dtype=torch.float64))
+    weight = linear.weight()
+    # built in float32, then cast: orthogonal to float32 precision
+    eye = torch.eye(DIM, dtype=torch.float64)
+    torch.testing.assert_close(weight @ weight.T, eye, atol=1e-5, rtol=0)
+    zeros = torch.zeros(BATCH, dtype=torch.float64)
+    torch.testing.assert_close(linear(x)[1], zeros, atol=1e-5, rtol=0)
+
+
+def test_invertible_linear_seed_sets_the_initial_matrix() -> None:
+    assert torch.equal(InvertibleLinear(DIM, 5).weight(), InvertibleLinear(DIM, 5).weight())
+    assert not torch.allclose(InvertibleLinear(DIM, 5).weight(), InvertibleLinear(DIM, 6).weight())
+
+
+def test_coupling_scale_is_bounded_for_huge_inputs() -> None:
+    coupling = perturbed("affine_coupling")
+    with torch.no_grad():
+        coupling.head.weight.mul_(1e4)
+    x, context, _ = inputs()
+    _, log_s = coupling.conditioner(1e6 * x[:, : DIM // 2], 1e6 * context)
+    assert torch.isfinite(log_s).all()
+    assert (log_s.abs() <= coupling.max_log_scale).all()
+    assert log_s.abs().max() > 0.9 * coupling.max_log_scale
+
+
+def test_coupling_without_context_raises() -> None:
+    x, _, _ = inputs()
+    with pytest.raises(ValueError):
+        perturbed("affine_coupling")(x)
+
+
+def test_multi_actnorm_depends_on_label_and_requires_one() -> None:
+    transform = perturbed("multi_actnorm")
+    x, _, _ = inputs()
+    outputs = [transform(x, label=torch.full((BATCH,), c))[0] for c in range(CLASSES)]
+    for a in range(CLASSES):
+        for b in range(a + 1, CLASSES):
+            assert not torch.allclose(outputs[a], outputs[b])
+    with pytest.raises(ValueError):
+        transform(x)
+    with pytest.raises(ValueError):
+        transform.inverse(x)
+
+
+# ---------------------------------------------------------------- priors
+
+
+def test_student_t_class_log_prob_matches_scipy() -> None:
+    prior = StudentTMixture(DIM, CLASSES, nu=4.5, seed=0).double()
+    z = torch.randn(8, DIM, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    for c in range(CLASSES):
+        ours = prior.log_prob_class(z, torch.full((8,), c)).numpy()
+        mu = prior.means[c].numpy()
+        expected = stats.multivariate_t(loc=mu, shape=np.eye(DIM), df=4.5).logpdf(z.numpy())
+        np.testing.assert_allclose(ours, expected, atol=1e-8, rtol=0)
+
+
+def test_student_t_mixture_log_prob_matches_scipy() -> None:
+    prior = StudentTMixture(DIM, CLASSES, nu=3.0, seed=1).double()
+    z = torch.randn(8, DIM, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    components = np.stack(
+        [
+            stats.multivariate_t(loc=mu, shape=np.eye(DIM), df=3.0).logpdf(z.numpy())
+            for mu in prior.means.numpy()
+        ],
+        axis=1,
+    )
+    expected = logsumexp(components, axis=1) + np.log(1 / CLASSES)
+    np.testing.assert_allclose(prior.log_prob(z).numpy(), expected, atol=1e-8, rtol=0)
+
+
+def test_student_t_means_are_seeded_kept_buffers() -> None:
+    a, b = StudentTMixture(DIM, CLASSES, 5.0, seed=4), StudentTMixture(DIM, CLASSES, 5.0, seed=4)
+    assert torch.equal(a.means, b.means)
+    assert not torch.allclose(a.means, StudentTMixture(DIM, CLASSES, 5.0, seed=5).means)
+    assert list(a.parameters()) == []
+    assert torch.equal(a.state_dict()["means"], a.means)
+
+
+def test_student_t_samples_have_the_t_moments_and_temperature_scales_them() -> None:
+    prior = StudentTMixture(3, CLASSES, nu=5.0, seed=0).double()
+    label = torch.full((20000,), 1)
+    samples = prior.sample(label, generator=torch.Generator().manual_seed(0))
+    mu = prior.means[1]
+    torch.testing.assert_close(samples.mean(dim=0), mu, atol=0.05, rtol=0)
+    covariance = torch.cov(samples.T)
+    expected = 5.0 / 3.0 * torch.eye(3, dtype=torch.float64)  # nu / (nu - 2) I
+    torch.testing.assert_close(covariance, expected, atol=0.1, rtol=0)
+    cold = prior.sample(label, temperature=0.5, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(cold - mu, 0.5 * (samples - mu))
+
+
+def test_student_t_same_generator_seed_same_samples() -> None:
+    prior = StudentTMixture(DIM, CLASSES, nu=5.0, seed=0)
+    label = torch.tensor([0, 1, 2, 2])
+    first = prior.sample(label, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(first, prior.sample(label, generator=torch.Generator().manual_seed(9)))
+    assert not torch.equal(first, prior.sample(label, generator=torch.Generator().manual_seed(10)))
+
+
+def test_standard_gaussian_matches_scipy_and_is_seeded() -> None:
+    prior = StandardGaussian(DIM).double()
+    z = torch.randn(8, DIM, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    expected = stats.multivariate_normal(mean=np.zeros(DIM), cov=np.eye(DIM)).logpdf(z.numpy())
+    np.testing.assert_allclose(prior.log_prob(z).numpy(), expected, atol=1e-8, rtol=0)
+    first = prior.sample(5, temperature=0.5, generator=torch.Generator().manual_seed(1))
+    again = prior.sample(5, temperature=1.0, generator=torch.Generator().manual_seed(1))
+    assert first.shape == (5, DIM) and first.dtype == torch.float64
+    torch.testing.assert_close(first, 0.5 * again)
