@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from core.audio import MAX_FPS
 from core.emotions import EMOTIONS, REFERENCE
 from core.errors import FlowVQError
 from core.face.bfm import BFM_EXP_DIM, join_sadtalker, write_sadtalker
@@ -49,7 +50,6 @@ TAKE_KEYS: tuple[str, ...] = (
     "take", "seed", "emotion", "fps", "frames", "names", "exp", "pose", "face_model",
 )
 FILE_VERSION = 1
-MAX_FPS = 240.0
 DECIMALS = 6
 
 

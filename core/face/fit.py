@@ -51,6 +51,18 @@ def similarity_fit(source: np.ndarray, target: np.ndarray) -> tuple[float, np.nd
     return scale, rot, mu_t - scale * rot @ mu_s
 
 
+def _stable_vertices(model: FaceModel) -> np.ndarray:
+    """Boolean (V,): vertices no coefficient moves further than `STABLE_MOTION_M` within its range.
+
+    Unbounded coefficients (BFM's PCA weights) are judged at ±3, three standard deviations; if too
+    few vertices qualify, every vertex anchors the alignment.
+    """
+    reach = np.maximum(np.abs(model.lower), np.abs(model.upper)).clip(max=3.0)  # (D,)
+    motion = np.linalg.norm(model.basis * reach[:, None, None], axis=2).max(axis=0)  # (V,)
+    stable = motion < STABLE_MOTION_M
+    return stable if stable.sum() >= 3 else np.ones_like(stable)
+
+
 def fit(model: FaceModel, landmarks: np.ndarray, iterations: int = 6) -> FitResult:
     """Expression weights and head pose that best explain the landmarks.
 
@@ -61,8 +73,7 @@ def fit(model: FaceModel, landmarks: np.ndarray, iterations: int = 6) -> FitResu
         raise FitError(f"expected {model.n_vertices} landmarks of 3 coordinates, got shape {landmarks.shape}")
     if not np.isfinite(landmarks).all():
         raise FitError("landmarks contain NaN or infinite values")
-    motion = np.linalg.norm(model.basis * np.maximum(np.abs(model.lower), np.abs(model.upper)).clip(max=3.0)[:, None, None], axis=2)
-    stable = motion.max(axis=0) < STABLE_MOTION_M
+    stable = _stable_vertices(model)
     exp = np.clip(np.zeros(model.n_expressions), model.lower, model.upper)
     design = model.basis.reshape(model.n_expressions, -1).T  # (V*3, D)
     ridge = np.sqrt(RIDGE) * 1e-3 * np.eye(model.n_expressions)

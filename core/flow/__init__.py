@@ -4,25 +4,8 @@ Transforms (`core.flow.transforms`) map data to latent with ``forward(x, context
 (z, logdet)`` and back with ``inverse``; priors (`core.flow.priors`) give the latent densities.
 """
 
-from core.flow.priors import StandardGaussian, StudentTMixture
-from core.flow.transforms import (
-    ActNorm,
-    AffineCoupling,
-    Composite,
-    InvertibleLinear,
-    MultiActNorm,
-    Transform,
-    flow_step,
-)
+from core.flow import priors, transforms
+from core.flow.priors import *  # noqa: F401,F403 - the package re-exports both modules' API
+from core.flow.transforms import *  # noqa: F401,F403
 
-__all__ = [
-    "Transform",
-    "Composite",
-    "ActNorm",
-    "MultiActNorm",
-    "InvertibleLinear",
-    "AffineCoupling",
-    "flow_step",
-    "StudentTMixture",
-    "StandardGaussian",
-]
+__all__ = transforms.__all__ + priors.__all__

@@ -73,32 +73,6 @@ class Composite(Transform):
         return z
 
 
-class ActNorm(Transform):
-    """Per-dimension affine normalisation ``z = (x - mu) * exp(-log_scale)``; δ = exp(log_scale).
-
-    Both parameters start at zero, so a fresh ActNorm is the identity (no data-dependent init).
-    logdet = -sum(log_scale), the same for every sample.
-    """
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.mu = nn.Parameter(torch.zeros(dim))
-        self.log_scale = nn.Parameter(torch.zeros(dim))
-
-    def forward(
-        self, x: Tensor, context: Tensor | None = None, label: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """Shapes: x (B, D) -> z (B, D), logdet (B,)."""
-        z = (x - self.mu) * torch.exp(-self.log_scale)
-        return z, (-self.log_scale.sum()).expand(x.shape[0])
-
-    def inverse(
-        self, z: Tensor, context: Tensor | None = None, label: Tensor | None = None
-    ) -> Tensor:
-        """Shapes: z (B, D) -> x (B, D)."""
-        return z * torch.exp(self.log_scale) + self.mu
-
-
 class MultiActNorm(Transform):
     """ActNorm with a (mu, log_scale) row per emotion class, picked by ``label``: h' = (β - μ) / δ.
 
@@ -122,7 +96,7 @@ class MultiActNorm(Transform):
     ) -> tuple[Tensor, Tensor]:
         """Shapes: x (B, D), label (B,) -> z (B, D), logdet (B,)."""
         mu, log_scale = self._rows(label)
-        return (x - mu) * torch.exp(-log_scale), -log_scale.sum(dim=1)
+        return (x - mu) * torch.exp(-log_scale), (-log_scale.sum(dim=1)).expand(x.shape[0])
 
     def inverse(
         self, z: Tensor, context: Tensor | None = None, label: Tensor | None = None
@@ -130,6 +104,21 @@ class MultiActNorm(Transform):
         """Shapes: z (B, D), label (B,) -> x (B, D)."""
         mu, log_scale = self._rows(label)
         return z * torch.exp(log_scale) + mu
+
+
+class ActNorm(MultiActNorm):
+    """Per-dimension affine normalisation ``z = (x - mu) * exp(-log_scale)``; δ = exp(log_scale).
+
+    A `MultiActNorm` with one class that needs no label. Both parameters start at zero, so a fresh
+    ActNorm is the identity (no data-dependent init). Shapes: mu, log_scale (1, D).
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim, n_classes=1)
+
+    def _rows(self, label: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The one row for every sample. Shapes: -> mu (1, D), log_scale (1, D), broadcast over B."""
+        return self.mu, self.log_scale
 
 
 class InvertibleLinear(Transform):
@@ -273,8 +262,10 @@ def flow_step(
     """One flow step: (Multi)ActNorm → InvertibleLinear(seed) → AffineCoupling(coupling_kwargs).
 
     MultiActNorm when ``n_classes`` is given (ExpFlow), plain ActNorm when it is None (PoseFlow).
+    The same seed builds the same initial step, without touching the global random state.
     """
-    norm = ActNorm(dim) if n_classes is None else MultiActNorm(dim, n_classes)
-    return Composite(
-        [norm, InvertibleLinear(dim, seed), AffineCoupling(dim, context_dim, **coupling_kwargs)]
-    )
+    with torch.random.fork_rng(devices=[]):  # the conditioner's initial weights come from `seed`
+        torch.manual_seed(seed)
+        norm = ActNorm(dim) if n_classes is None else MultiActNorm(dim, n_classes)
+        coupling = AffineCoupling(dim, context_dim, **coupling_kwargs)
+    return Composite([norm, InvertibleLinear(dim, seed), coupling])

@@ -243,3 +243,15 @@ def test_standard_gaussian_matches_scipy_and_is_seeded() -> None:
     again = prior.sample(5, temperature=1.0, generator=torch.Generator().manual_seed(1))
     assert first.shape == (5, DIM) and first.dtype == torch.float64
     torch.testing.assert_close(first, 0.5 * again)
+
+
+def test_flow_step_is_rebuilt_identically_from_its_seed_whatever_the_global_rng() -> None:
+    torch.manual_seed(123)
+    first = flow_step(DIM, CONTEXT, CLASSES, 7, **TINY)
+    torch.manual_seed(456)
+    second = flow_step(DIM, CONTEXT, CLASSES, 7, **TINY)
+    other = flow_step(DIM, CONTEXT, CLASSES, 8, **TINY)
+    for (name, a), b, c in zip(first.state_dict().items(), second.state_dict().values(), other.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    coupling_weights = [k for k in first.state_dict() if "encoder" in k and k.endswith("weight")]
+    assert any(not torch.equal(first.state_dict()[k], other.state_dict()[k]) for k in coupling_weights)
