@@ -1,4 +1,4 @@
-"""The `flowvq` command line. Subcommands: face info, face export, fit, demo.
+"""The `flowvq` command line. Subcommands: face info, face export, fit, demo, generate, train coeff, corpus toy.
 
 Every error caused by the user's input is printed as one line ``flowvq: error: ...`` with exit
 status 2; nothing is written when a command fails.
@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from core.coeff.cli import add_generate_parser
 from core.errors import FlowVQError
+from core.train.cli import add_corpus_parser, add_train_parser
 
 __all__ = ["main", "build_parser"]
 
@@ -157,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the demo on the built-in defaults")
     demo.add_argument("--out", type=Path, default=Path("out"))
     demo.set_defaults(func=_demo)
+
+    add_generate_parser(sub)
+    add_train_parser(sub)
+    add_corpus_parser(sub)
     return parser
 
 

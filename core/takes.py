@@ -14,8 +14,6 @@ with ``exp`` and ``pose`` as T rows of floats rounded to `DECIMALS` places. A ta
 
 import json
 import numbers
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -27,6 +25,7 @@ import numpy as np
 from core.audio import MAX_FPS
 from core.emotions import EMOTIONS, REFERENCE
 from core.errors import FlowVQError
+from core.fileio import write_atomic
 from core.face.bfm import BFM_EXP_DIM, join_sadtalker, write_sadtalker
 
 __all__ = [
@@ -172,7 +171,10 @@ def save_takes(path: str | Path, takes: Sequence[Take]) -> None:
         separators=(",", ":"),
         allow_nan=False,
     )
-    _write_atomic(Path(path), text)
+    try:
+        write_atomic(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+    except OSError as exc:
+        raise TakeError(f"cannot write takes file {path}: {exc}") from exc
 
 
 def load_takes(path: str | Path) -> list[Take]:
@@ -388,23 +390,6 @@ def _take_objects(obj: Any, path: Path) -> list[Any]:
         f"{path} holds a JSON {type(obj).__name__}; expected a takes file object, a list of takes "
         "or one take object"
     )
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then move it over ``path``."""
-    try:
-        handle, temporary = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-        )
-    except OSError as exc:
-        raise TakeError(f"cannot write takes file {path}: {exc}") from exc
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _require_bfm_take(take: Take) -> None:

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["StudentTMixture", "StandardGaussian"]
+__all__ = ["StudentTMixture", "StandardGaussian", "t_noise"]
 
 
 class StudentTMixture(nn.Module):
@@ -59,11 +59,23 @@ class StudentTMixture(nn.Module):
         ``generator`` (`torch._standard_gamma` accepts one), so a seeded generator repeats samples.
         """
         means = self.means[label]  # (B, D)
-        like = {"dtype": means.dtype, "device": means.device}
-        normal = torch.randn(means.shape, generator=generator, **like)
-        shape = torch.full((means.shape[0], 1), self.nu / 2, **like)
-        w = torch._standard_gamma(shape, generator=generator) / (self.nu / 2)  # (B, 1)
-        return means + temperature * normal / torch.sqrt(w)
+        noise = t_noise(self.nu, means.shape[0], means.shape[1], generator, means.dtype, means.device)
+        return means + temperature * noise
+
+
+def t_noise(
+    nu: float, batch: int, dim: int, generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
+) -> Tensor:
+    """Standard multivariate t noise t_ν(0, I): n / sqrt(w), n ~ N(0, I), w ~ χ²(ν)/ν.
+
+    Draws the normal block first, then the gamma column, from ``generator`` (which must live on
+    ``device``). Shapes: -> (batch, dim).
+    """
+    normal = torch.randn((batch, dim), generator=generator, dtype=dtype, device=device)
+    shape = torch.full((batch, 1), nu / 2, dtype=dtype, device=device)
+    w = torch._standard_gamma(shape, generator=generator) / (nu / 2)  # (batch, 1)
+    return normal / torch.sqrt(w)
 
 
 class StandardGaussian(nn.Module):

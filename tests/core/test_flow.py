@@ -14,6 +14,7 @@ from core.flow import (
     Composite,
     InvertibleLinear,
     MultiActNorm,
+    Standardize,
     StandardGaussian,
     StudentTMixture,
     Transform,
@@ -21,13 +22,25 @@ from core.flow import (
 )
 
 DIM, CONTEXT, CLASSES, BATCH = 6, 10, 3, 4
-TINY = {"hidden": 16, "heads": 2, "layers": 1, "context_token_dim": 4}
+TINY = {"hidden": 16, "heads": 2, "layers": 1, "value_tokens": 2, "context_tokens": 3}
+
+def standardize(seed: int) -> Standardize:
+    """A Standardize with statistics from skewed, offset samples."""
+    transform = Standardize(DIM)
+    data = 3.0 * torch.rand(50, DIM, generator=torch.Generator().manual_seed(seed)) ** 2 + 1.0
+    transform.set_statistics(data)
+    return transform
+
 
 FACTORIES: dict[str, Callable[[int], Transform]] = {
+    "standardize": standardize,
     "actnorm": lambda seed: ActNorm(DIM),
     "multi_actnorm": lambda seed: MultiActNorm(DIM, CLASSES),
     "invertible_linear": lambda seed: InvertibleLinear(DIM, seed),
     "affine_coupling": lambda seed: AffineCoupling(DIM, CONTEXT, **TINY),
+    "affine_coupling_two_blocks": lambda seed: AffineCoupling(
+        DIM, CONTEXT, **{**TINY, "layers": 2}
+    ),
     "two_steps": lambda seed: Composite(
         [
             flow_step(DIM, CONTEXT, CLASSES, seed, **TINY),
@@ -81,7 +94,7 @@ def test_logdet_matches_autograd_jacobian(name: str) -> None:
         torch.testing.assert_close(logdet[i], expected, atol=1e-8, rtol=0)
 
 
-@pytest.mark.parametrize("name", FACTORIES)
+@pytest.mark.parametrize("name", [name for name in FACTORIES if name != "standardize"])
 def test_every_parameter_gets_a_gradient(name: str) -> None:
     transform = perturbed(name)
     x, context, label = inputs()
@@ -141,6 +154,33 @@ def test_fresh_flow_step_coupling_is_identity_and_linear_is_orthogonal() -> None
     torch.testing.assert_close(weight @ weight.T, eye, atol=1e-5, rtol=0)
     zeros = torch.zeros(BATCH, dtype=torch.float64)
     torch.testing.assert_close(linear(x)[1], zeros, atol=1e-5, rtol=0)
+
+
+def test_standardize_keeps_its_statistics_out_of_training() -> None:
+    transform = standardize(seed=0)
+    assert list(transform.parameters()) == []
+    assert set(transform.state_dict()) == {"mean", "std"}
+    x, _, _ = inputs()
+    z, _ = transform(3.0 * x + 2.0)
+    torch.testing.assert_close(z, (3.0 * x + 2.0 - transform.mean) / transform.std)
+
+
+def test_invertible_linear_gradient_free_inverse_is_cached_and_follows_updates() -> None:
+    transform = perturbed("invertible_linear")
+    x, _, _ = inputs()
+    z, _ = transform(x)
+    with torch.no_grad():
+        first = transform.inverse(z)
+        cached = transform._inverse_cache[1]
+        assert transform.inverse(z) is not None and transform._inverse_cache[1] is cached
+    torch.testing.assert_close(first, transform.inverse(z), atol=1e-10, rtol=0)
+    optimizer = torch.optim.SGD(transform.parameters(), lr=0.1)
+    (transform(x)[0] ** 2).sum().backward()
+    optimizer.step()
+    z, _ = transform(x)
+    with torch.inference_mode():
+        torch.testing.assert_close(transform.inverse(z), x, atol=1e-10, rtol=0)
+    assert transform._inverse_cache[1] is not cached
 
 
 def test_invertible_linear_seed_sets_the_initial_matrix() -> None:

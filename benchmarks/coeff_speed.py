@@ -1,0 +1,145 @@
+"""Speed of `CoeffGenerator.generate` on 10 s of audio: 1 take, 16 takes batched, 16 takes one by one.
+
+Run as ``python benchmarks/coeff_speed.py [--weights DIR] [--json]``. Without ``--weights`` the
+default preset (`PRESETS["default"]`) is randomly initialised: speed does not depend on training,
+but such a model has no latent bank, so manifold projection is off. Each case is timed end to end
+(audio features, sampling, takes) as best of ``--repeats`` after one warm-up, on the CPU and, when
+available, on CUDA. RTF is the real-time factor: seconds of audio per second of wall time.
+
+Goals: 1 take >= 50x real time; 16 batched takes <= 3x the time of 1 take.
+"""
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from core.audio import SAMPLE_RATE
+from core.coeff.config import PRESETS
+from core.coeff.generator import CoeffGenerator, GenerateSettings
+from core.coeff.model import CoeffModel
+from core.coeff.sampler import SampleSettings
+from core.coeff.weights import save_weights
+from core.face import builtin
+
+__all__ = ["main", "noise_clip", "time_cases"]
+
+RTF_GOAL = 50.0
+BATCH_RATIO_GOAL = 3.0
+
+
+def noise_clip(seconds: float, seed: int = 0) -> np.ndarray:
+    """Seeded noise as the test clip: the content does not change the speed. Shapes: -> (N,)."""
+    return (0.1 * np.random.default_rng(seed).standard_normal(round(seconds * SAMPLE_RATE))).astype(np.float32)
+
+
+def best_of(run: Callable[[], object], repeats: int) -> float:
+    """The fastest of ``repeats`` wall times of ``run()`` in seconds, after one warm-up call."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def time_cases(
+    generator: CoeffGenerator, audio: Path, seconds: float, settings: GenerateSettings, takes: int, repeats: int
+) -> list[dict]:
+    """Wall time and RTF of 1 take, ``takes`` batched, and ``takes`` generated one at a time."""
+    one = replace(settings, sample=replace(settings.sample, takes=1))
+    batched = replace(settings, sample=replace(settings.sample, takes=takes))
+    naive_seeds = [settings.sample.seed + k for k in range(takes)]
+
+    def naive() -> None:
+        for seed in naive_seeds:
+            generator.generate(audio, replace(one, sample=replace(one.sample, seed=seed)))
+
+    cases = [
+        ("1 take", 1, lambda: generator.generate(audio, one)),
+        (f"{takes} takes batched", takes, lambda: generator.generate(audio, batched)),
+        (f"{takes} takes one by one", takes, naive),
+    ]
+    rows = []
+    for name, count, run in cases:
+        wall = best_of(run, repeats)
+        rows.append({"device": str(generator.device), "case": name, "takes": count,
+                     "wall_s": wall, "rtf": seconds / wall})
+    return rows
+
+
+def summary(rows: list[dict]) -> dict:
+    """Ratios against the goals for one device's three rows (in `time_cases` order)."""
+    one, batched, naive = rows
+    return {
+        "device": one["device"],
+        "batched_over_one": batched["wall_s"] / one["wall_s"],
+        "batched_over_one_goal": BATCH_RATIO_GOAL,
+        "one_take_rtf": one["rtf"],
+        "one_take_rtf_goal": RTF_GOAL,
+        "batched_speedup_over_naive": naive["wall_s"] / batched["wall_s"],
+    }
+
+
+def print_table(rows: list[dict], summaries: list[dict], header: str) -> None:
+    print(header)
+    print(f"{'device':<8} {'case':<24} {'wall s':>8} {'RTF':>9}")
+    for row in rows:
+        print(f"{row['device']:<8} {row['case']:<24} {row['wall_s']:8.3f} {row['rtf']:8.1f}x")
+    for s in summaries:
+        print(f"{s['device']}: batched / 1 take = {s['batched_over_one']:.2f}x (goal <= {BATCH_RATIO_GOAL:g}x); "
+              f"1-take RTF = {s['one_take_rtf']:.1f}x (goal >= {RTF_GOAL:g}x); "
+              f"batched vs one by one: {s['batched_speedup_over_naive']:.2f}x faster")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path, help="weights directory (default: random-init default preset)")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--fps", type=float, default=25.0, help="output frame rate")
+    parser.add_argument("--takes", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", choices=("cpu", "cuda"), action="append",
+                        help="repeatable (default: cpu, and cuda when available)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    devices = args.device or ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+    with tempfile.TemporaryDirectory() as scratch:
+        audio = Path(scratch) / "speech.wav"
+        sf.write(audio, noise_clip(args.seconds), SAMPLE_RATE)
+        weights = args.weights
+        if weights is None:
+            face = builtin()
+            model = CoeffModel(PRESETS["default"], face.names, face.id, face.lower, face.upper, seed=0)
+            weights = save_weights(Path(scratch) / "weights", model)
+        rows, summaries = [], []
+        for device in devices:
+            generator = CoeffGenerator.load(weights, device=device)
+            blend = SampleSettings().manifold_blend if generator.info()["bank_size"] else 0.0
+            settings = GenerateSettings(sample=SampleSettings(manifold_blend=blend), fps=args.fps)
+            device_rows = time_cases(generator, audio, args.seconds, settings, args.takes, args.repeats)
+            rows += device_rows
+            summaries.append(summary(device_rows))
+
+    source = str(args.weights) if args.weights else "PRESETS['default'], random init (speed only)"
+    if args.json:
+        print(json.dumps({"weights": source, "seconds": args.seconds, "fps": args.fps,
+                          "torch_threads": torch.get_num_threads(), "repeats": args.repeats,
+                          "results": rows, "summary": summaries}, indent=1))
+    else:
+        print_table(rows, summaries, f"{args.seconds:g} s of audio at {args.fps:g} fps; weights: {source}; "
+                                     f"torch threads: {torch.get_num_threads()}; best of {args.repeats} after a warm-up")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,184 @@
+"""Architecture and regularisation settings of the coefficient flows (design section 3).
+
+`CoeffConfig` is everything needed to rebuild a `core.coeff.model.CoeffModel` besides the face
+model's names: it is saved with the weights and read back strictly (unknown or missing keys are an
+error), so weights never load into a model of another shape.
+"""
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from core.audio import N_MELS
+from core.errors import FlowVQError
+
+__all__ = ["ConfigError", "FlowConfig", "CoeffConfig", "PRESETS"]
+
+
+class ConfigError(FlowVQError):
+    """A coefficient-model config that is malformed or out of range."""
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """One conditional flow (ExpFlow or PoseFlow).
+
+    steps: K flow steps; hidden/heads/layers: each coupling's transformer conditioner;
+    context_dim: the per-frame context vector the couplings read, cut into tokens of
+    ``context_token_dim`` values; value_token_dim: values of h1 per token; max_log_scale: the
+    coupling's scale bound; tau: previous frames in the context; audio_dim: the audio embedding.
+    Training regularisers: dropout (probability of dropping β_pre, the paper's data dropout),
+    con_weight (weight of the consistency loss L_con, Eq. 11) and noise_std (Gaussian
+    dequantisation noise added to training targets, in coefficient units).
+    """
+
+    steps: int = 2
+    hidden: int = 64
+    heads: int = 4
+    layers: int = 1
+    context_dim: int = 64
+    value_tokens: int = 4
+    context_tokens: int = 4
+    max_log_scale: float = 3.0
+    tau: int = 2
+    audio_dim: int = 64
+    dropout: float = 0.3
+    con_weight: float = 1.0
+    noise_std: float = 0.01
+
+    def coupling_kwargs(self) -> dict[str, int | float]:
+        """The keyword arguments of `core.flow.AffineCoupling` (via `core.flow.flow_step`)."""
+        return {
+            "hidden": self.hidden,
+            "heads": self.heads,
+            "layers": self.layers,
+            "max_log_scale": self.max_log_scale,
+            "value_tokens": self.value_tokens,
+            "context_tokens": self.context_tokens,
+        }
+
+    def check(self, which: str) -> None:
+        """Raise `ConfigError` naming ``which.key`` for the first value out of range."""
+        positive = ("steps", "hidden", "heads", "layers", "context_dim", "value_tokens",
+                    "context_tokens", "audio_dim")
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{which}.{key} must be >= 1, got {getattr(self, key)}")
+        if self.hidden % self.heads:
+            raise ConfigError(f"{which}.hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        if self.tau < 0:
+            raise ConfigError(f"{which}.tau must be >= 0, got {self.tau}")
+        if not 0.0 <= self.dropout <= 1.0:
+            raise ConfigError(f"{which}.dropout must be in [0, 1], got {self.dropout}")
+        for key in ("max_log_scale",):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{which}.{key} must be > 0, got {getattr(self, key)}")
+        for key in ("con_weight", "noise_std"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{which}.{key} must be >= 0, got {getattr(self, key)}")
+
+
+def _pose_default() -> FlowConfig:
+    return FlowConfig(steps=2, hidden=32, heads=2, context_dim=32, value_tokens=3, context_tokens=2,
+                      audio_dim=32, noise_std=1e-4)
+
+
+@dataclass(frozen=True)
+class CoeffConfig:
+    """Both flows plus what they share.
+
+    fps: the model's frame rate (generation resamples to any output fps); audio_before/after: the
+    audio window in model frames around each frame (after = look-ahead); n_mels: audio feature
+    size; nu: the t-mixture's degrees of freedom; prior_seed: seeds the mixture means;
+    emotion_dim: the emotion embedding in ExpFlow's context.
+    """
+
+    fps: float = 25.0
+    audio_before: int = 4
+    audio_after: int = 4
+    n_mels: int = N_MELS
+    nu: float = 5.0
+    prior_seed: int = 0
+    emotion_dim: int = 16
+    exp: FlowConfig = field(default_factory=FlowConfig)
+    pose: FlowConfig = field(default_factory=_pose_default)
+
+    @property
+    def audio_window(self) -> int:
+        """Audio rows per frame: before + 1 + after."""
+        return self.audio_before + 1 + self.audio_after
+
+    @property
+    def tau(self) -> int:
+        """Previous frames a training window must carry: the larger of the two flows' tau."""
+        return max(self.exp.tau, self.pose.tau)
+
+    def check(self) -> "CoeffConfig":
+        """Validate every value; returns self so it chains."""
+        if not 0 < self.fps <= 240:
+            raise ConfigError(f"fps must be in (0, 240], got {self.fps}")
+        for key in ("audio_before", "audio_after"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        for key in ("n_mels", "emotion_dim"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.nu <= 0:
+            raise ConfigError(f"nu (degrees of freedom) must be > 0, got {self.nu}")
+        self.exp.check("exp")
+        self.pose.check("pose")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML/JSON ready)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "CoeffConfig":
+        """Strict inverse of `to_dict`: unknown keys and wrong types raise `ConfigError`.
+        Missing keys take their defaults."""
+        values = _known_keys(cls, data, "model")
+        for key in ("exp", "pose"):
+            if key in values:
+                base = getattr(cls(), key)
+                values[key] = replace(base, **_typed(FlowConfig, _known_keys(FlowConfig, values[key], key), key))
+        return cls(**_typed(cls, values, "model")).check()
+
+
+def _known_keys(kind: type, data: Any, where: str) -> dict[str, Any]:
+    """The mapping ``data`` as a dict, after checking every key is a field of ``kind``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section {where!r} must be a mapping, got {type(data).__name__}")
+    names = {f.name for f in fields(kind)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {where!r}: {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    return dict(data)
+
+
+def _typed(kind: type, values: dict[str, Any], where: str) -> dict[str, Any]:
+    """Check scalar values against the defaults' types (ints accepted for floats, bools refused)."""
+    defaults = kind()
+    for key, value in values.items():
+        expected = type(getattr(defaults, key))
+        if expected is FlowConfig:
+            continue
+        ok = isinstance(value, expected) and not isinstance(value, bool)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            values[key], ok = float(value), True
+        if not ok:
+            raise ConfigError(f"{where}.{key} must be a {expected.__name__}, got {value!r}")
+    return values
+
+
+PRESETS: dict[str, CoeffConfig] = {
+    "default": CoeffConfig(),
+    "tiny": CoeffConfig(
+        audio_before=2,
+        audio_after=2,
+        emotion_dim=4,
+        exp=FlowConfig(steps=2, hidden=16, heads=2, context_dim=16, value_tokens=2,
+                       context_tokens=2, audio_dim=16),
+        pose=FlowConfig(steps=2, hidden=8, heads=2, context_dim=8, value_tokens=2,
+                        context_tokens=1, audio_dim=8, noise_std=1e-4),
+    ),
+}

@@ -1,0 +1,259 @@
+"""Autoregressive, batched sampling of takes from a `CoeffModel` (paper §3.2, inference).
+
+N takes run in one batch; take k draws all its latents up front from its own generator seeded
+with ``seed + k`` (ExpFlow's t noise first, then PoseFlow's Gaussian noise), so a take depends on
+its seed only, never on how many takes share the batch. Then frame by frame, each flow maps its
+latent back to coefficients with a context made of the static part (audio window, β₀, emotion),
+computed once, and the τ frames it generated just before.
+
+Latent centres (ExpFlow):
+* emotion with intensity a: μ_talk + a · (μ_e - μ_talk), so 0 is the neutral speaking style
+  and 1 the emotion's own component;
+* emotion transfer: z = f⁻¹(βʳ, c) of reference coefficients (one frame, or a sequence played
+  back and forth over the take), encoded with silent (all-zero, i.e. average) audio and the
+  reference's own previous frames.
+The sampled latent is centre + temperature · ε (temperature 0 reproduces a reference exactly as
+the paper's transfer does), optionally blended with its manifold projection onto the latent bank.
+Expression samples are clamped to the face model's coefficient range; pose is scaled by
+``pose_amount`` (or skipped: zeros).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from core.audio import frame_windows
+from core.coeff.bank import project_to_manifold
+from core.coeff.model import POSE_DIM, CoeffModel, SequenceFlow
+from core.emotions import emotion_index
+from core.errors import FlowVQError
+from core.flow import t_noise
+
+__all__ = [
+    "SampleSettings",
+    "SettingsError",
+    "GenerationCancelled",
+    "sample_takes",
+    "encode_reference",
+    "latent_centres",
+    "take_seeds",
+    "MAX_TAKES",
+    "MAX_SEED",
+]
+
+MAX_TAKES = 64
+MAX_SEED = 2**31 - 1
+TALK = "talk"
+ProgressFn = Callable[[float], None]
+CancelFn = Callable[[], bool]
+
+
+class SettingsError(FlowVQError):
+    """Sampling settings that are out of range or do not fit the model."""
+
+
+class GenerationCancelled(FlowVQError):
+    """The caller's cancel flag was set; nothing was returned."""
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    """What an animator chooses for one generation.
+
+    emotion: one of `core.emotions.EMOTIONS` (with a reference: the class the reference is encoded
+    and decoded under); intensity in [0, 1]; temperature in [0, 2]: the spread of the latent noise;
+    seed: take k uses seed + k; takes: how many; pose on/off and pose_amount in [0, 2];
+    manifold_blend in [0, 1] and manifold_k >= 1: manifold projection (needs a latent bank);
+    reference: optional (R, D) expression coefficients for emotion transfer.
+    """
+
+    emotion: str = TALK
+    intensity: float = 1.0
+    temperature: float = 0.7
+    seed: int = 0
+    takes: int = 1
+    pose: bool = True
+    pose_amount: float = 1.0
+    manifold_blend: float = 1.0
+    manifold_k: int = 8
+    reference: np.ndarray | None = None
+
+    def check(self, model: CoeffModel) -> None:
+        """Raise `SettingsError` (or `UnknownEmotionError`) naming the first bad setting."""
+        emotion_index(self.emotion)
+        _in_range("intensity", self.intensity, 0.0, 1.0)
+        _in_range("temperature", self.temperature, 0.0, 2.0)
+        _in_range("pose_amount", self.pose_amount, 0.0, 2.0)
+        _in_range("manifold_blend", self.manifold_blend, 0.0, 1.0)
+        if not 1 <= self.takes <= MAX_TAKES:
+            raise SettingsError(f"takes must be between 1 and {MAX_TAKES}, got {self.takes}")
+        if not 0 <= self.seed <= MAX_SEED - self.takes + 1:
+            raise SettingsError(f"seed must be between 0 and {MAX_SEED - self.takes + 1}, got {self.seed}")
+        if self.manifold_k < 1:
+            raise SettingsError(f"manifold_k must be >= 1, got {self.manifold_k}")
+        if self.manifold_blend > 0 and len(model.bank) == 0:
+            raise SettingsError("these weights have no latent bank for manifold projection; "
+                                "set manifold_blend to 0")
+        if self.reference is not None:
+            _check_reference(np.asarray(self.reference), model.dim)
+
+
+def _in_range(name: str, value: float, low: float, high: float) -> None:
+    if not (isinstance(value, (int, float)) and np.isfinite(value) and low <= value <= high):
+        raise SettingsError(f"{name} must be a number between {low:g} and {high:g}, got {value!r}")
+
+
+def _check_reference(reference: np.ndarray, dim: int) -> None:
+    if reference.ndim == 1:
+        reference = reference[None]
+    if reference.ndim != 2 or reference.shape[1] != dim or len(reference) == 0:
+        raise SettingsError(
+            f"reference coefficients must be one frame of {dim} values or a (frames, {dim}) "
+            f"sequence, got shape {reference.shape}"
+        )
+    if not np.isfinite(reference).all():
+        raise SettingsError("reference coefficients contain NaN or infinite values")
+
+
+def take_seeds(settings: SampleSettings) -> list[int]:
+    """The seed of each take: seed, seed + 1, ..."""
+    return [settings.seed + k for k in range(settings.takes)]
+
+
+@torch.no_grad()
+def encode_reference(
+    model: CoeffModel, reference: np.ndarray, beta0: Tensor, label: Tensor
+) -> Tensor:
+    """Emotion-transfer latents z = f⁻¹(βʳ, c) of a reference (module docstring).
+
+    Shapes: reference (R, D) or (D,), beta0 (D,), label () -> (R, D).
+    """
+    flow, config = model.exp_flow, model.config
+    frames = torch.as_tensor(np.atleast_2d(reference), dtype=beta0.dtype, device=beta0.device)
+    silent = frames.new_zeros(1, len(frames), config.audio_window, config.n_mels)
+    static = flow.static_context(silent, beta0[None], label[None])[0]  # (R, C)
+    tau = flow.settings.tau
+    padded = torch.cat([frames.new_zeros(tau, model.dim), frames])[None]  # (1, τ + R, D)
+    available = torch.arange(tau + len(frames), device=frames.device)[None] >= tau
+    previous, present = flow.previous_frames(padded, available, len(frames))
+    context = flow.frame_context(static, previous[0], present[0])
+    return flow.flow(frames, context, label.expand(len(frames)))[0]
+
+
+def latent_centres(
+    model: CoeffModel, settings: SampleSettings, beta0: Tensor, frames: int
+) -> Tensor:
+    """The ExpFlow latent each frame is sampled around (module docstring). Shapes: -> (T, D)."""
+    label = torch.tensor(emotion_index(settings.emotion), device=beta0.device)
+    if settings.reference is not None:
+        latents = encode_reference(model, settings.reference, beta0, label)
+        return latents[_ping_pong(len(latents), frames)]
+    means = model.exp_flow.prior.means
+    talk = means[emotion_index(TALK)]
+    centre = talk + settings.intensity * (means[label] - talk)
+    return centre.expand(frames, -1)
+
+
+def _ping_pong(length: int, frames: int) -> Tensor:
+    """Indices 0, 1, ..., length-1, length-2, ..., 1, 0, 1, ... for ``frames`` frames."""
+    if length == 1:
+        return torch.zeros(frames, dtype=torch.long)
+    position = torch.arange(frames) % (2 * (length - 1))
+    return torch.where(position < length, position, 2 * (length - 1) - position)
+
+
+def _draw_noise(model: CoeffModel, seeds: list[int], frames: int) -> tuple[Tensor, Tensor]:
+    """Each take's ExpFlow and PoseFlow noise from its own CPU generator.
+
+    Shapes: -> exp (N, T, D), pose (N, T, 6), float32 on the CPU.
+    """
+    exp, pose = [], []
+    for seed in seeds:
+        generator = torch.Generator().manual_seed(seed)
+        exp.append(t_noise(model.exp_flow.prior.nu, frames, model.dim, generator))
+        pose.append(torch.randn(frames, POSE_DIM, generator=generator))
+    return torch.stack(exp), torch.stack(pose)
+
+
+class _Rollout:
+    """One flow's autoregressive state: its static context, latents, label and τ previous frames."""
+
+    def __init__(
+        self, flow: SequenceFlow, static: Tensor, latents: Tensor, label: Tensor | None,
+        bounds: tuple[Tensor, Tensor] | None,
+    ) -> None:
+        self.flow, self.static, self.latents, self.label, self.bounds = flow, static, latents, label, bounds
+        n_takes, frames, dim = latents.shape
+        tau = flow.settings.tau
+        self.previous = latents.new_zeros(n_takes, tau, dim)
+        self.present = latents.new_zeros(n_takes, tau)
+        self.output = latents.new_empty(n_takes, frames, dim)
+
+    def step(self, t: int) -> None:
+        """Generate frame t of every take and push it into the previous frames."""
+        context = self.flow.frame_context(self.static[:, t], self.previous, self.present)
+        frame = self.flow.flow.inverse(self.latents[:, t], context, self.label)
+        if self.bounds is not None:
+            frame = torch.clamp(frame, *self.bounds)
+        self.output[:, t] = frame
+        if self.previous.shape[1]:
+            self.previous = torch.cat([self.previous[:, 1:], frame.unsqueeze(1)], dim=1)
+            self.present = torch.cat([self.present[:, 1:], self.present.new_ones(len(frame), 1)], dim=1)
+
+
+@torch.no_grad()
+def sample_takes(
+    model: CoeffModel,
+    audio: np.ndarray,
+    beta0: np.ndarray,
+    settings: SampleSettings,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Generate ``settings.takes`` takes at the model's fps.
+
+    ``audio`` is one normalised log-mel row per model frame (`core.audio.audio_features` at
+    ``model.config.fps``); ``beta0`` the source expression. ``progress(fraction)`` is called as
+    frames complete; ``cancel()`` is polled every frame and raises `GenerationCancelled`.
+    Shapes: audio (T, F), beta0 (D,) -> exp (N, T, D), pose (N, T, 6) float32.
+    """
+    settings.check(model)
+    config, device = model.config, model.lower.device
+    if audio.ndim != 2 or audio.shape[1] != config.n_mels or len(audio) == 0:
+        raise SettingsError(f"audio features must have shape (frames, {config.n_mels}), got {audio.shape}")
+    frames, n_takes = len(audio), settings.takes
+    windows = torch.as_tensor(frame_windows(audio, config.audio_before, config.audio_after), device=device)
+    source = torch.as_tensor(np.asarray(beta0, dtype=np.float32), device=device)
+    label = torch.full((n_takes,), emotion_index(settings.emotion), device=device)
+    exp_noise, pose_noise = _draw_noise(model, take_seeds(settings), frames)
+    latents = latent_centres(model, settings, source, frames) + settings.temperature * exp_noise.to(device)
+    if settings.manifold_blend > 0:
+        projected = project_to_manifold(latents.reshape(-1, model.dim), model.bank, settings.manifold_k)
+        latents = latents + settings.manifold_blend * (projected.reshape(latents.shape) - latents)
+    exp_static = model.exp_flow.static_context(windows[None], source[None], label[:1])
+    rollouts = [_Rollout(model.exp_flow, exp_static.expand(n_takes, -1, -1), latents, label,
+                         (model.lower, model.upper))]
+    if settings.pose:
+        pose_static = model.pose_flow.static_context(windows[None], None, None)
+        pose_latents = settings.temperature * pose_noise.to(device)
+        rollouts.append(_Rollout(model.pose_flow, pose_static.expand(n_takes, -1, -1), pose_latents, None, None))
+    _run(rollouts, frames, progress, cancel)
+    exp = rollouts[0].output.cpu().numpy()
+    pose = (settings.pose_amount * rollouts[1].output.cpu().numpy() if settings.pose
+            else np.zeros((n_takes, frames, POSE_DIM), np.float32))
+    return exp, pose
+
+
+def _run(rollouts: list[_Rollout], frames: int, progress: ProgressFn | None, cancel: CancelFn | None) -> None:
+    """Step every rollout through all frames, reporting progress about 100 times."""
+    report_every = max(1, frames // 100)
+    for t in range(frames):
+        if cancel is not None and cancel():
+            raise GenerationCancelled(f"generation cancelled at frame {t} of {frames}")
+        for rollout in rollouts:
+            rollout.step(t)
+        if progress is not None and ((t + 1) % report_every == 0 or t + 1 == frames):
+            progress((t + 1) / frames)

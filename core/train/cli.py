@@ -1,0 +1,69 @@
+"""The ``flowvq train`` and ``flowvq corpus`` subcommands:
+
+* ``train coeff --config CONFIG.yaml [--out DIR] [--resume] [--device auto|cpu|cuda]``;
+* ``corpus toy OUT [--train N] [--val N] [--frames T] [--seed S]``: the synthetic toy dataset
+  (`core.train.toy`) that ``configs/coeff-tiny.yaml`` trains on.
+
+`add_train_parser` adds them to the ``flowvq`` parser (`core.cli`), whose dispatcher calls
+`run_train`. torchrun starts the same command line on every rank::
+
+    torchrun --standalone --nproc_per_node 2 -m core.cli train coeff --config CONFIG.yaml
+"""
+
+import argparse
+from pathlib import Path
+
+from core.device import DEVICES
+from core.face import builtin
+from core.train.loop import train_coeff
+from core.train.toy import write_toy_dataset
+
+__all__ = ["add_train_parser", "run_train", "add_corpus_parser", "run_corpus_toy"]
+
+
+def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``train`` (with its ``coeff`` subcommand) to ``subparsers``; returns the ``train`` parser.
+    The parsed namespace carries ``func=run_train``."""
+    train = subparsers.add_parser("train", help="train a model from a YAML config")
+    kinds = train.add_subparsers(dest="train_command", required=True)
+    coeff = kinds.add_parser(
+        "coeff", help="train the coefficient flows (ExpFlow, PoseFlow); see docs/training.md"
+    )
+    coeff.add_argument("--config", type=Path, required=True, metavar="CONFIG.yaml",
+                       help="training config, e.g. configs/coeff-tiny.yaml")
+    coeff.add_argument("--out", type=Path, help="output folder (default: the config's 'out')")
+    coeff.add_argument("--resume", action="store_true",
+                       help="continue from the output folder's last checkpoint")
+    coeff.add_argument("--device", choices=DEVICES, default="auto",
+                       help="auto: cuda when available, else cpu")
+    coeff.set_defaults(func=run_train)
+    return train
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Run the parsed ``train`` command; returns the exit status (user errors raise `FlowVQError`)."""
+    train_coeff(args.config, out=args.out, resume=args.resume, device=args.device)
+    return 0
+
+
+def add_corpus_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``corpus`` (with its ``toy`` subcommand) to ``subparsers``; returns the ``corpus`` parser."""
+    corpus = subparsers.add_parser("corpus", help="write training datasets")
+    kinds = corpus.add_subparsers(dest="corpus_command", required=True)
+    toy = kinds.add_parser("toy", help="the synthetic toy task: mouth follows the audio, emotions add offsets")
+    toy.add_argument("out", type=Path, help="dataset folder to write")
+    toy.add_argument("--train", type=int, default=36, help="training sequences (default %(default)s)")
+    toy.add_argument("--val", type=int, default=9, help="validation sequences (default %(default)s)")
+    toy.add_argument("--frames", type=int, default=100, help="frames per sequence (default %(default)s)")
+    toy.add_argument("--seed", type=int, default=0, help="(default %(default)s)")
+    toy.set_defaults(func=run_corpus_toy)
+    return corpus
+
+
+def run_corpus_toy(args: argparse.Namespace) -> int:
+    """Write the toy dataset on the built-in face model; returns 0."""
+    face = builtin()
+    write_toy_dataset(args.out, face.names, face.id, args.train, args.val, args.frames, args.seed)
+    print(f"wrote {args.train} training and {args.val} validation toy sequences of {args.frames} frames "
+          f"to {args.out}")
+    return 0

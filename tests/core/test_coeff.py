@@ -1,0 +1,376 @@
+"""core.coeff: ExpFlow/PoseFlow contexts and losses, batched seeded sampling, emotion intensity and
+transfer, manifold projection, weights on disk."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from core.coeff.bank import project_to_manifold
+from core.coeff.config import PRESETS, CoeffConfig, ConfigError
+from core.coeff.model import CoeffModel
+from core.coeff.sampler import (
+    GenerationCancelled,
+    SampleSettings,
+    SettingsError,
+    latent_centres,
+    sample_takes,
+)
+from core.coeff.weights import WeightsError, load_weights, save_weights
+from core.emotions import EMOTIONS, UnknownEmotionError, emotion_index
+from core.face.model import FaceModel
+
+TINY = PRESETS["tiny"]
+FRAMES = 30
+N_MELS = TINY.n_mels
+
+
+def perturbed_model(face: FaceModel, seed: int = 0) -> CoeffModel:
+    """A tiny model with every parameter moved off its (identity-coupling) initial value.
+
+    The 1×1 linears' triangular factors move less: random 52×52 unit-triangular factors with
+    large entries are so ill-conditioned that float32 cannot invert them, which training never
+    produces.
+    """
+    model = CoeffModel(TINY, face.names, face.id, face.lower, face.upper, seed=seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            scale = 0.01 if name.endswith(("lower", "upper")) else 0.2
+            parameter.add_(scale * torch.randn(parameter.shape, generator=generator))
+    return model.eval()
+
+
+def audio_features(seed: int = 0, frames: int = FRAMES) -> np.ndarray:
+    """Random normalised audio rows. Shapes: -> (T, n_mels)."""
+    return np.random.default_rng(seed).standard_normal((frames, N_MELS)).astype(np.float32)
+
+
+def window_batch(face: FaceModel, seed: int = 0, batch: int = 3, length: int = 5) -> dict[str, torch.Tensor]:
+    """A batch in `core.train.data.WindowSampler`'s layout with random contents."""
+    generator = torch.Generator().manual_seed(seed)
+    total = TINY.tau + length
+    dim = face.n_expressions
+    return {
+        "exp": torch.rand(batch, total, dim, generator=generator),
+        "pose": 0.05 * torch.randn(batch, total, 6, generator=generator),
+        "available": torch.ones(batch, total, dtype=torch.bool),
+        "audio": torch.randn(batch, length, TINY.audio_window, N_MELS, generator=generator),
+        "label": torch.arange(batch) % len(EMOTIONS),
+        "beta0": torch.zeros(batch, dim),
+    }
+
+
+@pytest.fixture(scope="module")
+def model(face: FaceModel) -> CoeffModel:
+    return perturbed_model(face)
+
+
+def zeros_source(model: CoeffModel) -> np.ndarray:
+    return np.zeros(model.dim, np.float32)
+
+
+# --- config ---------------------------------------------------------------------------------
+
+
+def test_config_round_trips_through_a_dict_and_rejects_unknown_keys() -> None:
+    assert CoeffConfig.from_dict(TINY.to_dict()) == TINY
+    with pytest.raises(ConfigError, match="unknown key"):
+        CoeffConfig.from_dict({**TINY.to_dict(), "depth": 3})
+    with pytest.raises(ConfigError, match="exp.steps"):
+        CoeffConfig.from_dict({"exp": {"steps": 0}})
+    with pytest.raises(ConfigError, match="nu"):
+        CoeffConfig.from_dict({"nu": "five"})
+
+
+def test_partial_config_keeps_defaults_for_missing_keys() -> None:
+    config = CoeffConfig.from_dict({"exp": {"hidden": 32, "heads": 2}})
+    assert config.exp.hidden == 32 and config.exp.steps == CoeffConfig().exp.steps
+    assert config.pose == CoeffConfig().pose
+
+
+# --- model: contexts and losses -------------------------------------------------------------
+
+
+def test_model_dimension_comes_from_the_face_model(face: FaceModel) -> None:
+    names = face.names[:7]
+    small = CoeffModel(TINY, names, "custom@1", np.zeros(7), np.ones(7))
+    assert small.dim == 7 and small.exp_flow.prior.means.shape == (len(EMOTIONS), 7)
+
+
+def test_same_seed_builds_the_same_model(face: FaceModel) -> None:
+    first = CoeffModel(TINY, face.names, face.id, face.lower, face.upper, seed=3).state_dict()
+    second = CoeffModel(TINY, face.names, face.id, face.lower, face.upper, seed=3).state_dict()
+    assert all(torch.equal(first[key], second[key]) for key in first)
+
+
+def test_loss_is_finite_and_trains_every_parameter(face: FaceModel) -> None:
+    """Once the couplings' zero-initialised heads have moved, every parameter learns: both audio
+    encoders, the context layers, the emotion embedding and every flow step."""
+    trained = perturbed_model(face).train()
+    losses = trained.loss(window_batch(face), torch.Generator().manual_seed(0))
+    assert all(torch.isfinite(value) for value in losses.values())
+    losses["loss"].backward()
+    starved = [name for name, p in trained.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert starved == []
+
+
+def test_a_fresh_model_starts_with_identity_couplings(face: FaceModel) -> None:
+    fresh = CoeffModel(TINY, face.names, face.id, face.lower, face.upper, seed=0)
+    coupling = fresh.exp_flow.flow.transforms[1].transforms[2]
+    x = torch.rand(3, fresh.dim)
+    z, logdet = coupling(x, torch.randn(3, TINY.exp.context_dim))
+    assert torch.equal(z, x) and torch.equal(logdet, torch.zeros(3))
+
+
+def test_exp_log_prob_uses_the_class_conditional_t_density(face: FaceModel, model: CoeffModel) -> None:
+    flow = model.exp_flow
+    x = torch.rand(4, model.dim)
+    context = torch.randn(4, TINY.exp.context_dim)
+    label = torch.tensor([0, 3, 5, 8])
+    z, logdet = flow.flow(x, context, label)
+    expected = flow.prior.log_prob_class(z, label) + logdet
+    torch.testing.assert_close(flow.log_prob(x, context, label), expected)
+
+
+def test_look_ahead_audio_changes_the_current_frame(model: CoeffModel) -> None:
+    """Audio `audio_after` frames ahead is in frame t's context; audio further ahead is not."""
+    audio = audio_features(1)
+    settings = SampleSettings(takes=1, seed=4, manifold_blend=0.0, pose=False)
+    base, _ = sample_takes(model, audio, zeros_source(model), settings)
+    t = 10
+    near, far = audio.copy(), audio.copy()
+    near[t + TINY.audio_after] += 3.0
+    far[t + TINY.audio_after + 1] += 3.0
+    with_near, _ = sample_takes(model, near, zeros_source(model), settings)
+    with_far, _ = sample_takes(model, far, zeros_source(model), settings)
+    assert not np.allclose(with_near[0, t], base[0, t])
+    np.testing.assert_array_equal(with_far[0, : t + 1], base[0, : t + 1])
+
+
+def test_missing_previous_frames_contribute_nothing_to_the_context(model: CoeffModel) -> None:
+    flow = model.exp_flow
+    static = torch.randn(2, TINY.exp.context_dim)
+    absent = torch.zeros(2, TINY.exp.tau)
+    first = flow.frame_context(static, torch.rand(2, TINY.exp.tau, model.dim), absent)
+    second = flow.frame_context(static, torch.rand(2, TINY.exp.tau, model.dim), absent)
+    torch.testing.assert_close(first, second)
+    present = torch.ones(2, TINY.exp.tau)
+    assert not torch.allclose(
+        flow.frame_context(static, torch.rand(2, TINY.exp.tau, model.dim), present), first
+    )
+
+
+def test_data_dropout_of_one_removes_the_history_from_training(face: FaceModel) -> None:
+    """With dropout 1 the loss cannot depend on β_pre; with dropout 0 it does."""
+    def loss_with(dropout: float, history_scale: float) -> float:
+        config = replace(TINY, exp=replace(TINY.exp, dropout=dropout, noise_std=0.0))
+        fresh = CoeffModel(config, face.names, face.id, face.lower, face.upper, seed=0)
+        with torch.no_grad():
+            for parameter in fresh.parameters():
+                parameter.add_(0.2 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(9)))
+        batch = window_batch(face)
+        batch["exp"][:, : config.tau] *= history_scale
+        return float(fresh.exp_flow.window_loss(batch, torch.Generator().manual_seed(0))["nll"])
+
+    assert loss_with(1.0, 1.0) == pytest.approx(loss_with(1.0, 0.2), abs=1e-5)
+    assert loss_with(0.0, 1.0) != pytest.approx(loss_with(0.0, 0.2), abs=1e-3)
+
+
+def test_consistency_loss_needs_frame_pairs(face: FaceModel) -> None:
+    """L_con compares frame-to-frame differences: a window of one frame has none, a longer one does."""
+    model = perturbed_model(face, seed=2)
+    batch = window_batch(face, seed=5)
+    assert float(model.exp_flow.window_loss(batch, torch.Generator().manual_seed(0))["con"]) > 0
+    single = {**batch, "audio": batch["audio"][:, :1]}
+    for key in ("exp", "pose", "available"):
+        single[key] = batch[key][:, : TINY.tau + 1]
+    assert float(model.exp_flow.window_loss(single, torch.Generator().manual_seed(0))["con"]) == 0.0
+
+
+# --- sampling -------------------------------------------------------------------------------
+
+
+def test_the_same_seed_gives_the_same_take(model: CoeffModel) -> None:
+    settings = SampleSettings(takes=2, seed=11, manifold_blend=0.0)
+    first = sample_takes(model, audio_features(), zeros_source(model), settings)
+    second = sample_takes(model, audio_features(), zeros_source(model), settings)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(first[0][0], first[0][1])
+
+
+def test_a_take_does_not_depend_on_the_batch_it_was_generated_in(model: CoeffModel) -> None:
+    batch_exp, batch_pose = sample_takes(
+        model, audio_features(), zeros_source(model), SampleSettings(takes=4, seed=20, manifold_blend=0.0)
+    )
+    single_exp, single_pose = sample_takes(
+        model, audio_features(), zeros_source(model), SampleSettings(takes=1, seed=22, manifold_blend=0.0)
+    )
+    np.testing.assert_allclose(batch_exp[2], single_exp[0], atol=1e-5)
+    np.testing.assert_allclose(batch_pose[2], single_pose[0], atol=1e-5)
+
+
+def test_samples_respect_the_face_model_bounds(model: CoeffModel) -> None:
+    exp, _ = sample_takes(model, audio_features(), zeros_source(model),
+                          SampleSettings(takes=3, temperature=2.0, manifold_blend=0.0))
+    assert (exp >= model.lower.numpy() - 1e-7).all() and (exp <= model.upper.numpy() + 1e-7).all()
+
+
+def test_pose_off_gives_zeros_and_leaves_expressions_unchanged(model: CoeffModel) -> None:
+    on = sample_takes(model, audio_features(), zeros_source(model), SampleSettings(seed=3, manifold_blend=0.0))
+    off = sample_takes(model, audio_features(), zeros_source(model),
+                       SampleSettings(seed=3, manifold_blend=0.0, pose=False))
+    np.testing.assert_array_equal(on[0], off[0])
+    assert np.abs(on[1]).sum() > 0
+    assert not off[1].any()
+
+
+def test_pose_amount_scales_the_head_motion(model: CoeffModel) -> None:
+    full = sample_takes(model, audio_features(), zeros_source(model), SampleSettings(seed=3, manifold_blend=0.0))
+    half = sample_takes(model, audio_features(), zeros_source(model),
+                        SampleSettings(seed=3, manifold_blend=0.0, pose_amount=0.5))
+    np.testing.assert_allclose(half[1], 0.5 * full[1], atol=1e-7)
+
+
+def test_temperature_zero_removes_take_to_take_variation(model: CoeffModel) -> None:
+    exp, pose = sample_takes(model, audio_features(), zeros_source(model),
+                             SampleSettings(takes=3, temperature=0.0, manifold_blend=0.0))
+    np.testing.assert_allclose(exp[0], exp[2], atol=1e-6)
+    np.testing.assert_allclose(pose[0], pose[1], atol=1e-6)
+
+
+def test_intensity_moves_the_latent_centre_from_talk_to_the_emotion(model: CoeffModel) -> None:
+    means = model.exp_flow.prior.means
+    talk, happy = means[emotion_index("talk")], means[emotion_index("happy")]
+    source = torch.zeros(model.dim)
+    for intensity in (0.0, 0.5, 1.0):
+        centres = latent_centres(model, SampleSettings(emotion="happy", intensity=intensity), source, 4)
+        torch.testing.assert_close(centres, (talk + intensity * (happy - talk)).expand(4, -1))
+
+
+def test_emotion_changes_the_generated_expressions(model: CoeffModel) -> None:
+    angry = sample_takes(model, audio_features(), zeros_source(model),
+                         SampleSettings(emotion="angry", manifold_blend=0.0))[0]
+    happy = sample_takes(model, audio_features(), zeros_source(model),
+                         SampleSettings(emotion="happy", manifold_blend=0.0))[0]
+    assert np.abs(angry - happy).mean() > 1e-3
+
+
+def test_emotion_transfer_reproduces_a_reference_played_in_its_own_context(model: CoeffModel) -> None:
+    """z = f⁻¹(βʳ, c): with temperature 0 and the reference's own (silent) context, generation
+    gives the reference sequence back frame for frame."""
+    rng = np.random.default_rng(5)
+    reference = rng.uniform(0.1, 0.9, (FRAMES, model.dim)).astype(np.float32)
+    silent = np.zeros((FRAMES, N_MELS), np.float32)
+    settings = SampleSettings(temperature=0.0, manifold_blend=0.0, reference=reference, pose=False)
+    exp, _ = sample_takes(model, silent, zeros_source(model), settings)
+    np.testing.assert_allclose(exp[0], reference, atol=2e-4)
+
+
+def test_a_one_frame_reference_is_held_and_a_different_reference_changes_the_take(model: CoeffModel) -> None:
+    rng = np.random.default_rng(6)
+    first, second = rng.uniform(0.1, 0.9, (2, model.dim)).astype(np.float32)
+    base = SampleSettings(temperature=0.0, manifold_blend=0.0, pose=False)
+    a = sample_takes(model, audio_features(), zeros_source(model), replace(base, reference=first))[0]
+    b = sample_takes(model, audio_features(), zeros_source(model), replace(base, reference=second))[0]
+    assert np.abs(a - b).mean() > 1e-3
+
+
+def test_progress_reaches_one_in_order_and_cancel_stops_generation(model: CoeffModel) -> None:
+    seen: list[float] = []
+    sample_takes(model, audio_features(), zeros_source(model), SampleSettings(manifold_blend=0.0),
+                 progress=seen.append)
+    assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) >= 10
+    calls = []
+    with pytest.raises(GenerationCancelled, match="frame 5"):
+        sample_takes(model, audio_features(), zeros_source(model), SampleSettings(manifold_blend=0.0),
+                     cancel=lambda: calls.append(1) or len(calls) > 5)
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "match"),
+    [
+        ({"emotion": "bored"}, UnknownEmotionError, "bored"),
+        ({"intensity": 1.5}, SettingsError, "intensity"),
+        ({"temperature": float("nan")}, SettingsError, "temperature"),
+        ({"takes": 0}, SettingsError, "takes"),
+        ({"seed": -1}, SettingsError, "seed"),
+        ({"manifold_blend": 0.5}, SettingsError, "latent bank"),
+        ({"reference": np.full((2, 3), 0.5)}, SettingsError, "reference"),
+        ({"reference": np.full((1, 52), np.nan)}, SettingsError, "NaN"),
+    ],
+)
+def test_bad_settings_are_refused_with_a_named_reason(model: CoeffModel, change, error, match) -> None:
+    settings = replace(SampleSettings(manifold_blend=0.0), **change)
+    with pytest.raises(error, match=match):
+        sample_takes(model, audio_features(), zeros_source(model), settings)
+
+
+# --- manifold projection --------------------------------------------------------------------
+
+
+def test_projection_keeps_points_in_the_affine_hull_of_their_neighbours() -> None:
+    generator = torch.Generator().manual_seed(0)
+    bank = torch.randn(200, 5, generator=generator, dtype=torch.float64)
+    on_bank = bank[:7]
+    torch.testing.assert_close(project_to_manifold(on_bank, bank, k=4), on_bank, atol=1e-2, rtol=0)
+    far = 10.0 + torch.randn(3, 5, generator=generator, dtype=torch.float64)
+    projected = project_to_manifold(far, bank, k=8)
+    assert (projected.norm(dim=1) < far.norm(dim=1)).all()
+
+
+def test_projection_weights_sum_to_one() -> None:
+    """Translating bank and query together translates the projection: Σ w = 1."""
+    generator = torch.Generator().manual_seed(1)
+    bank = torch.randn(100, 4, generator=generator, dtype=torch.float64)
+    query = torch.randn(6, 4, generator=generator, dtype=torch.float64)
+    shift = torch.tensor([3.0, -2.0, 1.0, 0.5], dtype=torch.float64)
+    torch.testing.assert_close(
+        project_to_manifold(query + shift, bank + shift, k=6),
+        project_to_manifold(query, bank, k=6) + shift,
+    )
+
+
+def test_manifold_blend_pulls_samples_onto_the_bank(face: FaceModel) -> None:
+    model = perturbed_model(face, seed=4)
+    model.bank = torch.randn(64, model.dim, generator=torch.Generator().manual_seed(2))
+    model.bank_labels = torch.zeros(64, dtype=torch.long)
+    settings = SampleSettings(takes=2, manifold_blend=0.0)
+    free = sample_takes(model, audio_features(), zeros_source(model), settings)[0]
+    projected = sample_takes(model, audio_features(), zeros_source(model), replace(settings, manifold_blend=1.0))[0]
+    assert not np.allclose(free, projected)
+
+
+# --- weights --------------------------------------------------------------------------------
+
+
+def test_weights_round_trip_gives_identical_samples(face: FaceModel, tmp_path) -> None:
+    model = perturbed_model(face, seed=6)
+    model.bank = torch.randn(16, model.dim)
+    model.bank_labels = torch.arange(16) % len(EMOTIONS)
+    save_weights(tmp_path, model, training={"steps": 0})
+    loaded = load_weights(tmp_path, face)
+    assert torch.equal(loaded.bank, model.bank) and loaded.config == model.config
+    settings = SampleSettings(takes=2, seed=1)
+    for a, b in zip(sample_takes(model, audio_features(), zeros_source(model), settings),
+                    sample_takes(loaded, audio_features(), zeros_source(loaded), settings)):
+        np.testing.assert_array_equal(a, b)
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_weights_for_another_face_model_are_refused(face: FaceModel, tmp_path) -> None:
+    other = CoeffModel(TINY, face.names[:5], "other@1", np.zeros(5), np.ones(5))
+    save_weights(tmp_path, other)
+    with pytest.raises(WeightsError, match="other@1"):
+        load_weights(tmp_path, face)
+
+
+def test_missing_or_broken_weights_get_a_clear_error(face: FaceModel, tmp_path) -> None:
+    with pytest.raises(WeightsError, match="config.yaml is missing"):
+        load_weights(tmp_path / "nowhere", face)
+    save_weights(tmp_path, perturbed_model(face))
+    (tmp_path / "coeff.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(WeightsError, match="safetensors"):
+        load_weights(tmp_path, face)
