@@ -212,6 +212,22 @@ def test_a_take_does_not_depend_on_the_batch_it_was_generated_in(model: CoeffMod
     np.testing.assert_allclose(batch_pose[2], single_pose[0], atol=1e-5)
 
 
+def test_sampling_follows_parameter_updates_after_a_compiled_run(face: FaceModel) -> None:
+    """The compiled frame step is reused only while no parameter changed."""
+    model = perturbed_model(face, seed=7)
+    settings = SampleSettings(takes=2, seed=2, manifold_blend=0.0)
+    before = sample_takes(model, audio_features(), zeros_source(model), settings)[0]
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(1.05)
+    after = sample_takes(model, audio_features(), zeros_source(model), settings)[0]
+    fresh = CoeffModel(TINY, face.names, face.id, face.lower, face.upper)
+    fresh.load_state_dict(model.state_dict())
+    expected = sample_takes(fresh.eval(), audio_features(), zeros_source(fresh), settings)[0]
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(after, expected, atol=1e-6)
+
+
 def test_samples_respect_the_face_model_bounds(model: CoeffModel) -> None:
     exp, _ = sample_takes(model, audio_features(), zeros_source(model),
                           SampleSettings(takes=3, temperature=2.0, manifold_blend=0.0))
