@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from core.face.measure import eye_aperture, lip_gap
 from core.face.rig import ARKIT_NAMES, SHAPE_AREAS
 
 SIDES = ("Left", "Right")
@@ -13,18 +14,6 @@ def _mesh(face, **weights: float) -> np.ndarray:
     for name, w in weights.items():
         exp[face.names.index(name)] = w
     return face.expression_mesh(exp)
-
-
-def _eye_aperture(face, v: np.ndarray, side: str) -> float:
-    """Largest vertical lid gap along the eye, metres."""
-    up, lo = face.regions[f"eye_{side}_upper"], face.regions[f"eye_{side}_lower"]
-    return float((v[up, 1] - np.interp(v[up, 0], v[lo, 0], v[lo, 1])).max())
-
-
-def _lip_gap(face, v: np.ndarray) -> float:
-    """Largest vertical gap between the inner lip contours, metres."""
-    up, lo = face.regions["inner_lip_upper"], face.regions["inner_lip_lower"]
-    return float((v[up, 1] - np.interp(v[up, 0], v[lo, 0], v[lo, 1])).max())
 
 
 def _corner(face, v: np.ndarray, side: str) -> np.ndarray:
@@ -39,20 +28,20 @@ def test_rig_has_the_52_arkit_names_in_order(face):
 def test_blink_closes_that_eye_fully_and_leaves_the_other(face, side):
     other = "right" if side == "Left" else "left"
     v = _mesh(face, **{f"eyeBlink{side}": 1.0})
-    assert _eye_aperture(face, face.neutral, side.lower()) > 0.006
-    assert _eye_aperture(face, v, side.lower()) < 0.0005
-    assert _eye_aperture(face, v, other) == pytest.approx(_eye_aperture(face, face.neutral, other))
+    assert eye_aperture(face, face.neutral, side.lower()) > 0.006
+    assert eye_aperture(face, v, side.lower()) < 0.0005
+    assert eye_aperture(face, v, other) == pytest.approx(eye_aperture(face, face.neutral, other))
 
 
 @pytest.mark.parametrize("side", SIDES)
 def test_eye_wide_opens_and_squint_narrows(face, side):
-    base = _eye_aperture(face, face.neutral, side.lower())
-    assert _eye_aperture(face, _mesh(face, **{f"eyeWide{side}": 1.0}), side.lower()) > base + 0.002
-    assert _eye_aperture(face, _mesh(face, **{f"eyeSquint{side}": 1.0}), side.lower()) < base - 0.002
+    base = eye_aperture(face, face.neutral, side.lower())
+    assert eye_aperture(face, _mesh(face, **{f"eyeWide{side}": 1.0}), side.lower()) > base + 0.002
+    assert eye_aperture(face, _mesh(face, **{f"eyeSquint{side}": 1.0}), side.lower()) < base - 0.002
 
 
 def test_lip_gap_grows_monotonically_with_jaw_open(face):
-    gaps = [_lip_gap(face, _mesh(face, jawOpen=w)) for w in np.linspace(0.0, 1.0, 11)]
+    gaps = [lip_gap(face, _mesh(face, jawOpen=w)) for w in np.linspace(0.0, 1.0, 11)]
     assert np.all(np.diff(gaps) > 0)
     assert gaps[-1] > 0.02  # a wide-open mouth at 1.0
 
@@ -66,8 +55,8 @@ def test_jaw_open_drops_the_chin_not_the_forehead(face):
 
 def test_mouth_close_with_jaw_open_brings_the_lips_together(face):
     for jaw in (0.3, 0.6, 1.0):
-        open_gap = _lip_gap(face, _mesh(face, jawOpen=jaw))
-        closed_gap = _lip_gap(face, _mesh(face, jawOpen=jaw, mouthClose=jaw))
+        open_gap = lip_gap(face, _mesh(face, jawOpen=jaw))
+        closed_gap = lip_gap(face, _mesh(face, jawOpen=jaw, mouthClose=jaw))
         assert closed_gap < 0.0015 < open_gap
     assert _mesh(face, jawOpen=1.0, mouthClose=1.0)[face.regions["chin"][0], 1] < face.neutral[face.regions["chin"][0], 1] - 0.02
 
@@ -98,7 +87,7 @@ def test_funnel_and_pucker_round_and_push_the_lips(face):
     assert width(pucker) < width(funnel) < neutral_width - 0.008
     for v in (funnel, pucker):
         assert (v[lips, 2] - face.neutral[lips, 2]).mean() > 0.003
-    assert _lip_gap(face, funnel) > _lip_gap(face, pucker) + 0.002  # a funnel is open, a pucker is not
+    assert lip_gap(face, funnel) > lip_gap(face, pucker) + 0.002  # a funnel is open, a pucker is not
 
 
 def test_brows_move_the_right_way(face):

@@ -1,0 +1,373 @@
+"""Synthetic speech with exact phone timings: text -> espeak-ng (.pho) -> prosody -> MBROLA -> wave.
+
+    espeak-ng -v mb-<voice> --pho    text -> one phone a line: SAMPA symbol, duration (ms), pitch points
+    _shape_pitch                     pitch ratio and pitch range applied to every pitch point
+    mbrola -v <volume>               .pho -> 16 kHz wave, rendering exactly the durations it was given
+
+The phones of an `Utterance` are the cumulative .pho durations, so they are the timings the wave was
+rendered with, not an alignment guessed afterwards: the wave's length matches the last phone's end
+to within a few milliseconds (MBROLA rounds each phone to whole pitch periods). Emotion prosody is
+made by `Prosody`: a faster or slower rate, a higher or lower voice, a wide (happy, surprised) or flat
+(sad) pitch contour, a louder or softer voice.
+
+The programs are `espeak-ng` and `mbrola` on PATH, or those named by the environment variables
+`FLOWVQ_ESPEAK` and `FLOWVQ_MBROLA` (a name or a path); `bash scripts/setup_speech.sh` installs them
+with the MBROLA voices us1, us2, us3 (American English) and en1 (British English).
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from math import isfinite
+from numbers import Real
+from pathlib import Path
+
+import numpy as np
+
+from core.audio import load_audio
+from core.errors import FlowVQError
+
+__all__ = [
+    "ESPEAK_ENV", "MBROLA_ENV", "BASE_WPM", "TOOL_TIMEOUT_S", "MIN_PITCH_HZ", "SILENCE", "PROSODY_LIMITS",
+    "SENTENCES", "VOICES",
+    "SpeechError", "SpeechToolsMissingError",
+    "Phone", "Prosody", "VoiceInfo", "Utterance", "PhoEntry",
+    "available_voices", "parse_pho", "format_pho", "phone_symbols", "synthesize",
+]
+
+ESPEAK_ENV = "FLOWVQ_ESPEAK"
+MBROLA_ENV = "FLOWVQ_MBROLA"
+BASE_WPM = 175  # espeak-ng's default speaking rate, words per minute, at Prosody.rate == 1
+TOOL_TIMEOUT_S = 60.0  # one sentence takes well under a second; a hung program is an error
+MIN_PITCH_HZ = 40.0  # a wide pitch range never pushes a pitch point below this
+SILENCE = "_"
+PROSODY_LIMITS: dict[str, tuple[float, float]] = {
+    "rate": (0.5, 2.0),  # 87 .. 350 words per minute
+    "pitch": (0.5, 2.0),
+    "pitch_range": (0.0, 3.0),
+    "volume": (0.05, 2.0),
+}
+
+# Project-written sentences for the corpus and the tests: short, every common English phone, and
+# many bilabials (p b m), labiodentals (f v), rounded vowels (u, O, @U) and open vowels (A, {, aU).
+SENTENCES: tuple[str, ...] = (
+    "Bob, please pass the soup.",
+    "My mother made a few plum muffins.",
+    "Five brave men fought the flood.",
+    "Put the blue boots by the wooden box.",
+    "Father parked the car far from the barn.",
+    "Move over, the boat will soon be full.",
+    "Pam bought a bamboo fan for a pound.",
+    "Very few voters ever vanish.",
+    "Who knew the moon could look so huge?",
+    "Hop aboard, the ferry is about to leave.",
+    "Maybe the baby wants more warm milk.",
+    "Our cat sat on the hot tin roof.",
+    "Fresh fish and chips cost five pounds.",
+    "Bring the map, we might be lost by noon.",
+    "Open the window and feel the breeze.",
+    "A bottle of vinegar broke on the floor.",
+    "The puppy chewed my purple sweater.",
+    "Her voice was soft, but firm.",
+    "We gave Pablo a very big brown bear.",
+    "Thank you for the lovely flowers.",
+    "Should we judge the show by its music?",
+    "The young ape jumped over the fence.",
+    "Pour the orange juice into the cup.",
+    "Please bring me both blue bowls.",
+    "Oh no, the pie is burning!",
+    "Why would anyone paint the mailbox pink?",
+    "Grandpa loves his boat on the lake.",
+    "The vase fell off the shelf.",
+    "Mom makes marvellous lemon pie.",
+    "How about a walk along the harbour?",
+    "I heard a loud boom outside.",
+    "Few people have seen a purple cow.",
+    "Pull the rope, Paul, and hold it fast.",
+    "The zebra yawned at the measuring stick.",
+    "Bubbles float above the warm pool.",
+    "Stop, you forgot your wallet!",
+    "Everything was calm after the storm.",
+    "The poet wrote of love and beauty.",
+    "Wow, what a wonderful view!",
+    "Maybe Bobby will buy a big map.",
+)
+
+_SETUP_HINT = "run `bash scripts/setup_speech.sh` to install espeak-ng, mbrola and the voices"
+
+PhoEntry = tuple[str, float, list[tuple[float, float]]]
+"""One .pho line: (SAMPA symbol, duration in ms, [(position in % of the phone, pitch in Hz), ...])."""
+
+
+class SpeechError(FlowVQError):
+    """Speech that cannot be synthesised (empty text, an unknown voice, a bad prosody value, a tool failure)."""
+
+
+class SpeechToolsMissingError(SpeechError):
+    """espeak-ng, mbrola or an MBROLA voice database is not installed."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Voices, prosody, phones
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """An MBROLA voice and how espeak-ng's phones are fitted to its diphone database.
+
+    `renames` maps a symbol espeak-ng writes that the database lacks to the one it has; `bridges`
+    maps a missing diphone (a, b) to the symbol that replaces `a` when `b` follows it.
+    """
+
+    espeak_voice: str
+    database: Path
+    sex: str
+    renames: Mapping[str, str] = field(default_factory=dict)
+    bridges: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+
+VOICES: dict[str, VoiceInfo] = {
+    "us1": VoiceInfo("mb-us1", Path("/usr/share/mbrola/us1/us1"), "female"),
+    "us2": VoiceInfo("mb-us2", Path("/usr/share/mbrola/us2/us2"), "male"),
+    # espeak-ng 1.51 writes O2 ("warm", "lost") for us3, whose database has only O, and us3 has no h-j
+    # diphone ("huge"): mbrola stops on both. The h before j is rendered as a short silence.
+    "us3": VoiceInfo("mb-us3", Path("/usr/share/mbrola/us3/us3"), "male",
+                     renames={"O2": "O"}, bridges={("h", "j"): SILENCE}),
+    "en1": VoiceInfo("mb-en1", Path("/usr/share/mbrola/en1/en1"), "male"),
+}
+
+
+@dataclass(frozen=True)
+class Phone:
+    """One rendered phone: a SAMPA symbol (`SILENCE` for a pause) and its span in seconds."""
+
+    symbol: str
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        """end - start, in seconds."""
+        return self.end - self.start
+
+    @property
+    def centre(self) -> float:
+        """The middle of the span, in seconds."""
+        return 0.5 * (self.start + self.end)
+
+
+@dataclass(frozen=True)
+class Prosody:
+    """How an utterance is spoken; every value is a ratio and 1.0 is the voice's own.
+
+    rate:        speaking-rate multiplier on `BASE_WPM` words per minute; 1.2 is 20% faster (shorter).
+    pitch:       frequency ratio applied to every pitch point; 1.3 is 30% higher.
+    pitch_range: scales each pitch point's deviation from the utterance's mean pitch (the mean of
+                 its .pho pitch points): 0 is monotone (sad), 2 doubles the melody (happy, surprised).
+    volume:      amplitude ratio MBROLA applies to the samples (`mbrola -v`).
+    Each must lie within `PROSODY_LIMITS`; otherwise `SpeechError`.
+    """
+
+    rate: float = 1.0
+    pitch: float = 1.0
+    pitch_range: float = 1.0
+    volume: float = 1.0
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            low, high = PROSODY_LIMITS[item.name]
+            if isinstance(value, bool) or not isinstance(value, Real) or not (isfinite(value) and low <= value <= high):
+                raise SpeechError(
+                    f"prosody {item.name}={value!r} is out of range; choose a number from {low:g} to {high:g}"
+                )
+
+
+@dataclass(eq=False)
+class Utterance:
+    """A synthesised sentence (compared by identity: it holds an array).
+
+    wave: (N,) float32 mono at `core.audio.SAMPLE_RATE`; phones: contiguous from 0 s, the timings the
+    wave was rendered with; pho: the .pho text MBROLA rendered (prosody applied).
+    """
+
+    text: str
+    voice: str
+    prosody: Prosody
+    wave: np.ndarray
+    phones: tuple[Phone, ...]
+    pho: str
+
+
+def available_voices() -> list[str]:
+    """The names in `VOICES` whose MBROLA database is installed."""
+    return [name for name, info in VOICES.items() if info.database.is_file()]
+
+
+# ---------------------------------------------------------------------------------------------
+# .pho files
+# ---------------------------------------------------------------------------------------------
+
+def parse_pho(text: str) -> list[PhoEntry]:
+    """Read .pho text: one phone a line, `SYMBOL DURATION_MS [POSITION% PITCH_HZ]...`; empty lines
+    and `;` comments are skipped. Raises `SpeechError` naming the line for a malformed one.
+    """
+    entries = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        tokens = line.split()
+        if not tokens or tokens[0].startswith(";"):
+            continue
+        try:
+            values = [float(token) for token in tokens[1:]]
+        except ValueError:
+            values = []
+        if not values or len(values) % 2 == 0 or not all(isfinite(value) for value in values):
+            raise SpeechError(
+                f"line {number} of the .pho text is not `SYMBOL DURATION [POSITION PITCH]...`: {line.strip()!r}"
+            )
+        points = [(values[k], values[k + 1]) for k in range(1, len(values), 2)]
+        entries.append((tokens[0], values[0], points))
+    return entries
+
+
+def _number(value: float) -> str:
+    """A float as .pho text that reads back exactly: 65.0 -> '65', 0.1 -> '0.1'."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def format_pho(entries: Iterable[PhoEntry]) -> str:
+    """Write entries as .pho text, one tab-separated line each; `parse_pho` reads it back exactly."""
+    lines = []
+    for symbol, duration, points in entries:
+        pitch = " ".join(f"{_number(position)} {_number(hz)}" for position, hz in points)
+        lines.append(f"{symbol}\t{_number(duration)}" + (f"\t{pitch}" if pitch else ""))
+    return "".join(line + "\n" for line in lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the tools
+# ---------------------------------------------------------------------------------------------
+
+def _tool(env: str, default: str) -> str:
+    """The path of the program named by `env`, or `default` on PATH; refuses one that is missing."""
+    name = os.environ.get(env) or default
+    path = shutil.which(name)
+    if path is None:
+        origin = f" (set by {env})" if os.environ.get(env) else ""
+        raise SpeechToolsMissingError(
+            f"the speech program '{name}'{origin} is not installed or not on PATH; {_SETUP_HINT}"
+        )
+    return path
+
+
+def _voice_info(voice: str) -> VoiceInfo:
+    """The voice's entry in `VOICES`; refuses an unknown voice and one whose database is missing."""
+    info = VOICES.get(voice)
+    if info is None:
+        raise SpeechError(f"unknown voice {voice!r}; choose one of {', '.join(VOICES)}")
+    if not info.database.is_file():
+        raise SpeechToolsMissingError(
+            f"the MBROLA voice '{voice}' is not installed (no database at {info.database}); {_SETUP_HINT}"
+        )
+    return info
+
+
+def _run(args: Sequence[str], stdin: str = "") -> str:
+    """Run a speech program, returning its stdout; a timeout or a non-zero exit is a `SpeechError`."""
+    program = Path(args[0]).name
+    try:
+        done = subprocess.run(
+            list(args), input=stdin, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired as err:
+        raise SpeechError(f"{program} did not finish within {TOOL_TIMEOUT_S:g} s; try a shorter text") from err
+    except OSError as err:
+        raise SpeechToolsMissingError(f"{program} could not be started ({err.strerror}); {_SETUP_HINT}") from err
+    if done.returncode != 0:
+        raise SpeechError(
+            f"{program} failed with exit status {done.returncode}: {done.stderr.strip() or 'no message'}"
+        )
+    return done.stdout
+
+
+def _fit_to_voice(entries: list[PhoEntry], info: VoiceInfo) -> list[PhoEntry]:
+    """Apply the voice's `renames` and `bridges`, so that MBROLA has every diphone. Same length out."""
+    symbols = [info.renames.get(symbol, symbol) for symbol, _, _ in entries]
+    symbols = [
+        info.bridges.get((symbol, following), symbol)
+        for symbol, following in zip(symbols, symbols[1:] + [SILENCE])
+    ]
+    return [(symbol, duration, points) for symbol, (_, duration, points) in zip(symbols, entries)]
+
+
+def _espeak_phones(espeak: str, text: str, info: VoiceInfo, words_per_minute: int) -> list[PhoEntry]:
+    """espeak-ng's phones for `text` (read from stdin, so no text is taken for an option), fitted to the voice."""
+    pho = _run([espeak, "-v", info.espeak_voice, "-q", "--pho", "--stdin", "-s", str(words_per_minute)], text)
+    return _fit_to_voice(parse_pho(pho), info)
+
+
+def _shape_pitch(entries: list[PhoEntry], pitch: float, pitch_range: float) -> list[PhoEntry]:
+    """Each pitch point f -> max(MIN_PITCH_HZ, pitch * (mean + pitch_range * (f - mean))), to 0.01 Hz,
+    where mean is the mean of all the utterance's pitch points."""
+    values = [hz for _, _, points in entries for _, hz in points]
+    if not values:
+        return entries
+    mean = sum(values) / len(values)
+    return [
+        (symbol, duration, [(position, round(max(MIN_PITCH_HZ, pitch * (mean + pitch_range * (hz - mean))), 2))
+                            for position, hz in points])
+        for symbol, duration, points in entries
+    ]
+
+
+def _timed_phones(entries: list[PhoEntry]) -> tuple[Phone, ...]:
+    """Phones whose spans are the cumulative .pho durations, contiguous from 0 s."""
+    edges = np.concatenate([[0.0], np.cumsum([duration for _, duration, _ in entries])]) / 1000.0
+    return tuple(
+        Phone(symbol, float(edges[k]), float(edges[k + 1])) for k, (symbol, _, _) in enumerate(entries)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Public entry points
+# ---------------------------------------------------------------------------------------------
+
+def synthesize(text: str, voice: str, prosody: Prosody = Prosody()) -> Utterance:
+    """Speak `text` with an MBROLA voice and return the wave with the phone timings it was rendered with.
+
+    espeak-ng writes the phones at `BASE_WPM * prosody.rate` words per minute; the pitch points are
+    reshaped (`Prosody`); mbrola renders exactly those durations at `prosody.volume`.
+    Shapes: text -> wave (N,) float32 at 16 kHz, N / 16000 = phones[-1].end within a few ms.
+    Raises `SpeechError` for empty text, an unknown voice or a tool failure (with the tool's message),
+    `SpeechToolsMissingError` when a program or the voice is not installed.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise SpeechError(f"the text to speak is empty ({text!r}); give at least one word")
+    info = _voice_info(voice)
+    espeak, mbrola = _tool(ESPEAK_ENV, "espeak-ng"), _tool(MBROLA_ENV, "mbrola")
+    entries = _espeak_phones(espeak, text, info, round(BASE_WPM * prosody.rate))
+    if all(symbol == SILENCE for symbol, _, _ in entries):
+        raise SpeechError(f"the text {text!r} has nothing to pronounce; give at least one word")
+    pho = format_pho(_shape_pitch(entries, prosody.pitch, prosody.pitch_range))
+    with tempfile.TemporaryDirectory(prefix="flowvq-speech-") as folder:
+        pho_path, wav_path = Path(folder) / "utterance.pho", Path(folder) / "utterance.wav"
+        pho_path.write_text(pho)
+        _run([mbrola, "-v", _number(prosody.volume), str(info.database), str(pho_path), str(wav_path)])
+        wave = load_audio(wav_path)
+    return Utterance(text, voice, prosody, wave, _timed_phones(parse_pho(pho)), pho)
+
+
+def phone_symbols(voice: str, sentences: Sequence[str] = SENTENCES) -> frozenset[str]:
+    """Every phone symbol `synthesize` produces for `voice` over `sentences` (including `SILENCE`).
+
+    The symbol sets differ by voice family: us1, us2 and us3 use American SAMPA (i, A, u, O, r=,
+    the flap 4, aspirated p_h t_h k_h in us1/us2, syllabic l= in us3), en1 British SAMPA (length
+    marks i: A: u: O: 3:, Q, e, eI, aI, dark l 5). Map each family on its own.
+    """
+    info = _voice_info(voice)
+    entries = _espeak_phones(_tool(ESPEAK_ENV, "espeak-ng"), "\n".join(sentences), info, BASE_WPM)
+    return frozenset(symbol for symbol, _, _ in entries)

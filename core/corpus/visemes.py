@@ -1,0 +1,193 @@
+"""Phones with exact timings -> frame-accurate lip-sync curves on the ARKit blendshapes.
+
+Each SAMPA phone (the symbols espeak-ng writes for the MBROLA voices us1/us2/us3 and en1) belongs
+to a viseme class with a target: weights on mouth blendshapes (bilabials close the lips,
+labiodentals tuck the lower lip, rounded vowels funnel and pucker, open vowels drop the jaw...).
+Diphthongs have two targets, at 30% and 75% of their span.
+
+Coarticulation is dominance blending (Cohen & Massaro): every target k has, per channel, a
+dominance α_k,c · exp(-((t - c_k) / w)²) that falls off more slowly before its centre than after it
+(w_before > w_after: the lips anticipate the next sound), and its centre sits `LEAD` seconds
+before the acoustic centre (the face moves before the sound). The value of a channel at time t is
+the dominance-weighted mean of all targets; a target's dominance is strong on the channels it
+names; elsewhere a consonant is weak (`UNNAMED`) and a vowel or silence holds rest with its full
+dominance (the lips stay neutral through an /a/ unless a neighbour needs them). Bilabial closure is then made
+exact: around the centre of every /p b m/ (from the led to the acoustic centre, and always at the
+frame nearest it), ``mouthClose`` equals ``jawOpen``, which on the rig seals the lips whatever the jaw does.
+
+Curves are sampled at frame centres (t + 0.5) / fps, the instants `core.audio.align_to_frames`
+summarises, so they line up with the audio features frame for frame.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.errors import FlowVQError
+
+__all__ = [
+    "VisemeError",
+    "Viseme",
+    "VISEMES",
+    "PHONE_VISEMES",
+    "MOUTH_CHANNELS",
+    "BILABIALS",
+    "LEAD",
+    "viseme_of",
+    "viseme_curves",
+]
+
+LEAD = 0.04  # s: visible articulation leads the sound
+WIDTH_BEFORE = 0.08  # s: anticipation (dominance width before a target's centre)
+WIDTH_AFTER = 0.05  # s: carry-over (width after it)
+UNNAMED = 0.3  # a consonant's dominance on the channels it does not name (a pull to rest)
+BILABIALS = frozenset({"p", "b", "m", "p_h"})
+
+
+class VisemeError(FlowVQError):
+    """A phone symbol without a viseme, or a face model that lacks the mouth channels."""
+
+
+@dataclass(frozen=True)
+class Viseme:
+    """A mouth shape: blendshape weights and how strongly it holds them against its neighbours;
+    ``holds_rest``: whether it holds the channels it does not name at rest just as strongly."""
+
+    name: str
+    targets: Mapping[str, float]
+    dominance: float
+    holds_rest: bool = False
+
+    def channel_dominance(self, channel: str) -> float:
+        """α for one channel."""
+        return self.dominance if channel in self.targets or self.holds_rest else UNNAMED
+
+
+VISEMES: dict[str, Viseme] = {v.name: v for v in (
+    Viseme("rest", {}, 1.5, holds_rest=True),
+    Viseme("bilabial", {"mouthPressLeft": 0.35, "mouthPressRight": 0.35, "mouthFunnel": 0.0,
+                        "mouthPucker": 0.0}, 12.0),
+    Viseme("labiodental", {"jawOpen": 0.06, "mouthRollLower": 0.65, "mouthUpperUpLeft": 0.2,
+                           "mouthUpperUpRight": 0.2, "mouthFunnel": 0.0}, 7.0),
+    Viseme("dental", {"jawOpen": 0.14, "tongueOut": 0.15}, 2.0),
+    Viseme("alveolar", {"jawOpen": 0.12}, 1.0),
+    Viseme("sibilant", {"jawOpen": 0.06, "mouthStretchLeft": 0.15, "mouthStretchRight": 0.15}, 2.0),
+    Viseme("postalveolar", {"jawOpen": 0.1, "mouthFunnel": 0.4, "mouthPucker": 0.25}, 3.0),
+    Viseme("velar", {"jawOpen": 0.16}, 1.0),
+    Viseme("glottal", {"jawOpen": 0.2}, 0.3),
+    Viseme("approximant_r", {"jawOpen": 0.1, "mouthPucker": 0.3, "mouthFunnel": 0.2}, 2.0),
+    Viseme("approximant_w", {"jawOpen": 0.05, "mouthPucker": 0.7, "mouthFunnel": 0.3}, 4.0),
+    Viseme("open", {"jawOpen": 0.55, "mouthFunnel": 0.0, "mouthPucker": 0.0}, 2.0, holds_rest=True),
+    Viseme("open_spread", {"jawOpen": 0.45, "mouthStretchLeft": 0.25, "mouthStretchRight": 0.25}, 2.0, holds_rest=True),
+    Viseme("mid", {"jawOpen": 0.3}, 1.5, holds_rest=True),
+    Viseme("mid_spread", {"jawOpen": 0.28, "mouthStretchLeft": 0.18, "mouthStretchRight": 0.18}, 1.5, holds_rest=True),
+    Viseme("schwa", {"jawOpen": 0.2}, 0.8, holds_rest=True),
+    Viseme("close_spread", {"jawOpen": 0.1, "mouthStretchLeft": 0.3, "mouthStretchRight": 0.3,
+                            "mouthSmileLeft": 0.1, "mouthSmileRight": 0.1}, 2.0, holds_rest=True),
+    Viseme("close_rounded", {"jawOpen": 0.12, "mouthFunnel": 0.45, "mouthPucker": 0.6}, 3.0, holds_rest=True),
+    Viseme("mid_rounded", {"jawOpen": 0.3, "mouthFunnel": 0.5, "mouthPucker": 0.25}, 2.5, holds_rest=True),
+    Viseme("open_rounded", {"jawOpen": 0.45, "mouthFunnel": 0.35}, 2.0, holds_rest=True),
+    Viseme("rhotic_vowel", {"jawOpen": 0.22, "mouthFunnel": 0.25, "mouthPucker": 0.2}, 1.5, holds_rest=True),
+)}
+
+# One viseme, or two for a diphthong (onset, offset). SAMPA as espeak-ng writes it for MBROLA:
+# US voices (us1-us3, with aspirated p_h t_h k_h, flap 4, syllabic r= l=) and British en1
+# (length marks, centring diphthongs, dark l 5).
+PHONE_VISEMES: dict[str, tuple[str, ...]] = {
+    "_": ("rest",),
+    **{p: ("bilabial",) for p in BILABIALS},
+    "f": ("labiodental",), "v": ("labiodental",),
+    "T": ("dental",), "D": ("dental",),
+    **{p: ("alveolar",) for p in ("t", "d", "n", "l", "t_h", "4", "5", "l=")},
+    "s": ("sibilant",), "z": ("sibilant",),
+    **{p: ("postalveolar",) for p in ("S", "Z", "tS", "dZ")},
+    **{p: ("velar",) for p in ("k", "g", "N", "k_h")},
+    "h": ("glottal",),
+    "r": ("approximant_r",), "j": ("close_spread",), "w": ("approximant_w",),
+    "A": ("open",), "A:": ("open",), "V": ("open",), "Q": ("open_rounded",),
+    "{": ("open_spread",),
+    "E": ("mid_spread",), "e": ("mid_spread",),
+    "@": ("schwa",), "3:": ("rhotic_vowel",), "r=": ("rhotic_vowel",),
+    "i": ("close_spread",), "i:": ("close_spread",), "I": ("close_spread",),
+    "u": ("close_rounded",), "u:": ("close_rounded",), "U": ("close_rounded",),
+    "O": ("open_rounded",), "O:": ("mid_rounded",), "O2": ("open_rounded",),
+    "EI": ("mid_spread", "close_spread"), "eI": ("mid_spread", "close_spread"),
+    "AI": ("open", "close_spread"), "aI": ("open", "close_spread"),
+    "OI": ("mid_rounded", "close_spread"), "Or": ("mid_rounded", "approximant_r"),
+    "aU": ("open", "close_rounded"), "@U": ("schwa", "close_rounded"),
+    "I@": ("close_spread", "schwa"), "e@": ("mid_spread", "schwa"), "U@": ("close_rounded", "schwa"),
+}
+MOUTH_CHANNELS: tuple[str, ...] = tuple(sorted({"mouthClose"} | {c for v in VISEMES.values() for c in v.targets}))
+_DIPHTHONG_POINTS = (0.3, 0.75)
+
+
+def viseme_of(symbol: str) -> tuple[Viseme, ...]:
+    """The viseme(s) of a phone symbol; `VisemeError` for a symbol this table lacks."""
+    names = PHONE_VISEMES.get(symbol)
+    if names is None:
+        raise VisemeError(f"no viseme for phone {symbol!r}; known phones: {' '.join(sorted(PHONE_VISEMES))}")
+    return tuple(VISEMES[name] for name in names)
+
+
+@dataclass(frozen=True)
+class _Targets:
+    """All viseme targets of an utterance. Shapes: centre (K,), value (K, C), dominance (K, C)."""
+
+    centre: np.ndarray
+    value: np.ndarray
+    dominance: np.ndarray
+
+
+def _targets(phones: Sequence[tuple[str, float, float]]) -> _Targets:
+    """One row per viseme target: its centre (led by `LEAD`), channel values and dominances."""
+    centres, values, dominances = [], [], []
+    for symbol, start, end in phones:
+        visemes = viseme_of(symbol)
+        points = (0.5,) if len(visemes) == 1 else _DIPHTHONG_POINTS
+        for viseme, point in zip(visemes, points):
+            centres.append(start + point * (end - start) - LEAD)
+            values.append([viseme.targets.get(c, 0.0) for c in MOUTH_CHANNELS])
+            dominances.append([viseme.channel_dominance(c) for c in MOUTH_CHANNELS])
+    return _Targets(np.asarray(centres), np.asarray(values), np.asarray(dominances))
+
+
+def _blend(targets: _Targets, times: np.ndarray) -> np.ndarray:
+    """Dominance-weighted mean of the targets at each time. Shapes: times (T,) -> (T, C)."""
+    offset = times[:, None] - targets.centre[None, :]  # (T, K): > 0 after a target's centre
+    width = np.where(offset < 0, WIDTH_BEFORE, WIDTH_AFTER)
+    weight = np.exp(-((offset / width) ** 2))[:, :, None] * targets.dominance[None]  # (T, K, C)
+    return (weight * targets.value[None]).sum(axis=1) / weight.sum(axis=1)
+
+
+def viseme_curves(
+    phones: Sequence[tuple[str, float, float]], names: Sequence[str], fps: float, frames: int
+) -> np.ndarray:
+    """Lip-sync curves for ``frames`` video frames at ``fps`` from (symbol, start s, end s) phones.
+
+    Only the mouth channels (`MOUTH_CHANNELS`) are set, each looked up by name in ``names``;
+    every other column is zero. Shapes: -> (frames, len(names)) float32 in [0, 1].
+    """
+    missing = [c for c in MOUTH_CHANNELS if c not in names]
+    if missing:
+        raise VisemeError(f"the face model lacks the mouth channels {', '.join(missing)}")
+    if not phones:
+        return np.zeros((frames, len(names)), np.float32)
+    times = (np.arange(frames) + 0.5) / fps
+    mouth = _blend(_targets(phones), times)  # (T, C)
+    _seal_bilabials(mouth, phones, times)
+    curves = np.zeros((frames, len(names)), np.float32)
+    curves[:, [list(names).index(c) for c in MOUTH_CHANNELS]] = np.clip(mouth, 0.0, 1.0)
+    return curves
+
+
+def _seal_bilabials(mouth: np.ndarray, phones: Sequence[tuple[str, float, float]], times: np.ndarray) -> None:
+    """Set mouthClose = jawOpen (lips sealed) from a quarter of its length before the led centre
+    of each /p b m/ to its acoustic centre, and always at the frame nearest the acoustic centre. In place. Shapes: mouth (T, C), times (T,) frame centres."""
+    jaw, close = MOUTH_CHANNELS.index("jawOpen"), MOUTH_CHANNELS.index("mouthClose")
+    for symbol, start, end in phones:
+        if symbol in BILABIALS:
+            centre, quarter = (start + end) / 2, (end - start) / 4
+            inside = (times >= centre - LEAD - quarter) & (times <= centre)
+            inside[np.argmin(np.abs(times - centre))] = True
+            mouth[inside, close] = mouth[inside, jaw]

@@ -1,0 +1,146 @@
+"""core.corpus.visemes: phones with timings become lip-sync curves that do what the phones need,
+measured on the built-in face mesh."""
+
+import numpy as np
+import pytest
+
+from core.corpus.speech import SENTENCES, available_voices, phone_symbols, synthesize
+from core.corpus.visemes import (
+    LEAD,
+    MOUTH_CHANNELS,
+    PHONE_VISEMES,
+    VisemeError,
+    viseme_curves,
+)
+from core.face.measure import lip_gap
+from core.face.model import FaceModel
+
+FPS_VALUES = (25.0, 30.0, 60.0)
+
+
+def sequence(*spec: tuple[str, float]) -> list[tuple[str, float, float]]:
+    """Contiguous phones from (symbol, duration s) pairs, with 0.2 s of silence around them."""
+    phones, t = [], 0.0
+    for symbol, duration in (("_", 0.2), *spec, ("_", 0.2)):
+        phones.append((symbol, t, t + duration))
+        t += duration
+    return phones
+
+
+def curves(face: FaceModel, phones, fps: float) -> np.ndarray:
+    frames = int(np.ceil(phones[-1][2] * fps))
+    return viseme_curves(phones, face.names, fps, frames)
+
+
+def frame_at(time: float, fps: float) -> int:
+    """The frame whose centre (i + 0.5) / fps is nearest ``time``."""
+    return int(round(time * fps - 0.5))
+
+
+def channel(face: FaceModel, values: np.ndarray, name: str) -> np.ndarray:
+    return values[..., face.names.index(name)]
+
+
+def gap_mm(face: FaceModel, exp: np.ndarray) -> float:
+    return 1000 * lip_gap(face, face.expression_mesh(exp))
+
+
+@pytest.mark.parametrize("fps", FPS_VALUES)
+@pytest.mark.parametrize("bilabial", ["p", "b", "m", "p_h"])
+@pytest.mark.parametrize("vowel", ["A", "{", "i", "u"])
+def test_lips_are_closed_at_the_centre_of_every_bilabial(face, fps, bilabial, vowel) -> None:
+    phones = sequence((vowel, 0.12), (bilabial, 0.07), (vowel, 0.12))
+    values = curves(face, phones, fps)
+    _, start, end = phones[2]
+    assert gap_mm(face, values[frame_at((start + end) / 2, fps)]) < 1.5
+
+
+@pytest.mark.parametrize("fps", FPS_VALUES)
+def test_open_vowels_drop_the_jaw_and_silence_rests(face, fps) -> None:
+    phones = sequence(("d", 0.06), ("A", 0.16), ("d", 0.06))
+    values = curves(face, phones, fps)
+    _, start, end = phones[2]
+    assert gap_mm(face, values[frame_at((start + end) / 2 - LEAD, fps)]) > 8.0
+    assert values[0].max() < 0.01 and values[-1].max() < 0.01  # silence rests
+
+
+def test_rounded_vowels_funnel_and_pucker_where_spread_vowels_stretch(face) -> None:
+    fps = 60.0
+    rounded = curves(face, sequence(("t", 0.06), ("u", 0.18), ("t", 0.06)), fps)
+    spread = curves(face, sequence(("t", 0.06), ("i", 0.18), ("t", 0.06)), fps)
+    middle = frame_at(0.2 + 0.06 + 0.09 - LEAD, fps)
+    assert channel(face, rounded[middle], "mouthPucker") > 0.4
+    assert channel(face, rounded[middle], "mouthFunnel") > 0.3
+    assert channel(face, spread[middle], "mouthStretchLeft") > 0.2
+    assert channel(face, spread[middle], "mouthPucker") < 0.05
+
+
+def test_labiodentals_tuck_the_lower_lip(face) -> None:
+    fps = 60.0
+    values = curves(face, sequence(("A", 0.12), ("f", 0.1), ("A", 0.12)), fps)
+    at_f = frame_at(0.2 + 0.12 + 0.05 - LEAD, fps)
+    at_a = frame_at(0.2 + 0.06 - LEAD, fps)
+    assert channel(face, values[at_f], "mouthRollLower") > 0.45 > channel(face, values[at_a], "mouthRollLower")
+
+
+def test_rounding_is_anticipated_before_the_vowel_sounds(face) -> None:
+    """Coarticulation: /u/'s pucker is already building during the consonant before it."""
+    fps = 100.0
+    phones = sequence(("s", 0.12), ("u", 0.15))
+    values = channel(face, curves(face, phones, fps), "mouthPucker")
+    onset = phones[2][1]
+    before_onset = values[frame_at(onset - 0.03, fps)]
+    early = values[frame_at(phones[1][1] + 0.01, fps)]
+    assert before_onset > 0.2 and before_onset > 3 * early
+
+
+def test_curves_are_frame_accurate(face) -> None:
+    """Delaying every phone by exactly one frame delays the curves by exactly one frame."""
+    fps = 30.0
+    phones = sequence(("b", 0.07), ("A", 0.14), ("m", 0.08), ("u", 0.12), ("f", 0.09), ("i", 0.1))
+    shifted = [(s, a + 1 / fps, b + 1 / fps) for s, a, b in phones]
+    frames = int(np.ceil(phones[-1][2] * fps)) + 2
+    base = viseme_curves(phones, face.names, fps, frames)
+    later = viseme_curves(shifted, face.names, fps, frames)
+    np.testing.assert_allclose(later[1:], base[:-1], atol=1e-6)
+
+
+def test_only_mouth_channels_move_and_stay_in_range(face) -> None:
+    values = curves(face, sequence(*((symbol, 0.08) for symbol in PHONE_VISEMES)), 25.0)
+    moved = {face.names[i] for i in np.flatnonzero(np.abs(values).max(axis=0) > 0)}
+    assert moved <= set(MOUTH_CHANNELS) and {"jawOpen", "mouthFunnel", "mouthClose"} <= moved
+    assert values.min() >= 0.0 and values.max() <= 1.0 and values.dtype == np.float32
+
+
+def test_no_phones_give_rest(face) -> None:
+    assert not viseme_curves([], face.names, 25.0, 10).any()
+
+
+def test_unknown_phone_and_missing_channels_are_named(face) -> None:
+    with pytest.raises(VisemeError, match="'xx'"):
+        viseme_curves([("xx", 0.0, 0.1)], face.names, 25.0, 3)
+    with pytest.raises(VisemeError, match="jawOpen"):
+        viseme_curves([("A", 0.0, 0.1)], [n for n in face.names if n != "jawOpen"], 25.0, 3)
+
+
+@pytest.fixture(scope="module")
+def voices() -> list[str]:
+    found = available_voices()
+    if not found:
+        pytest.skip("no MBROLA voices installed: run `bash scripts/setup_speech.sh`")
+    return found
+
+
+def test_every_phone_the_voices_speak_has_a_viseme(voices) -> None:
+    for voice in voices:
+        assert phone_symbols(voice) <= set(PHONE_VISEMES), voice
+
+
+@pytest.mark.parametrize("fps", FPS_VALUES)
+def test_synthesized_speech_closes_the_lips_on_every_bilabial(face, voices, fps) -> None:
+    utterance = synthesize(SENTENCES[0], voices[0])
+    phones = [(p.symbol, p.start, p.end) for p in utterance.phones]
+    values = viseme_curves(phones, face.names, fps, int(np.ceil(phones[-1][2] * fps)))
+    centres = [p.centre for p in utterance.phones if p.symbol in ("p", "b", "m", "p_h")]
+    assert centres
+    assert all(gap_mm(face, values[frame_at(c, fps)]) < 1.5 for c in centres)
