@@ -61,12 +61,8 @@ def build_latent_bank(
     device = model.lower.device
     for batch in batches:
         batch = {key: value.to(device) for key, value in batch.items()}
-        data = batch["exp"]  # (B, τ_b + 1, D)
-        static = flow.static_context(batch["audio"], batch["beta0"], batch["label"])[:, 0]
-        previous, present = flow.previous_frames(data, batch["available"], 1)
-        context = flow.frame_context(static, previous[:, 0], present[:, 0])
-        z, _ = flow.flow(data[:, -1], context, batch["label"])
-        latents.append(z)
+        static = flow.static_context(batch["audio"], batch["beta0"], batch["label"])  # (B, 1, C)
+        latents.append(flow.encode_windows(batch["exp"], batch["available"], static, batch["label"]))
         labels.append(batch["label"])
     z_all, label_all = torch.cat(latents), torch.cat(labels)
     keep = np.sort(np.random.default_rng(seed).permutation(len(z_all))[:size])

@@ -10,6 +10,7 @@ from typing import Any
 
 from core.audio import N_MELS
 from core.errors import FlowVQError
+from core.jsonvalues import as_kind
 
 __all__ = ["ConfigError", "FlowConfig", "CoeffConfig", "PRESETS"]
 
@@ -156,17 +157,16 @@ def _known_keys(kind: type, data: Any, where: str) -> dict[str, Any]:
 
 
 def _typed(kind: type, values: dict[str, Any], where: str) -> dict[str, Any]:
-    """Check scalar values against the defaults' types (ints accepted for floats, bools refused)."""
+    """Check scalar values against the defaults' types (`core.jsonvalues.as_kind`)."""
     defaults = kind()
     for key, value in values.items():
         expected = type(getattr(defaults, key))
         if expected is FlowConfig:
             continue
-        ok = isinstance(value, expected) and not isinstance(value, bool)
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            values[key], ok = float(value), True
-        if not ok:
-            raise ConfigError(f"{where}.{key} must be a {expected.__name__}, got {value!r}")
+        try:
+            values[key] = as_kind(value, expected)
+        except TypeError as exc:
+            raise ConfigError(f"{where}.{key} {exc}") from None
     return values
 
 

@@ -29,6 +29,7 @@ from core.coeff.weights import CONFIG_FILE, WeightsError, default_weights_dir, l
 from core.emotions import EMOTIONS, REFERENCE, emotion_index
 from core.device import resolve_device
 from core.errors import FlowVQError
+from core.jsonvalues import as_kind
 from core.face import load_face_model
 from core.face.model import FaceModel
 from core.takes import Take, load_takes, resample
@@ -46,9 +47,6 @@ __all__ = [
 ProgressFn = Callable[[str, float], None]
 STAGES = ("features", "sampling", "done")
 _SAMPLING_START, _SAMPLING_END = 0.05, 0.99  # overall progress spent on features / sampling / takes
-_JSON_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-
-
 class ReferenceTakeError(FlowVQError):
     """A reference takes file whose chosen take is missing or made for another face model."""
 
@@ -117,12 +115,11 @@ class GenerateSettings:
 
 
 def _typed(key: str, value: Any, expected: type) -> Any:
-    """``value`` as ``expected`` (int, float, bool or str); ints pass as floats, bools only as bools."""
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, expected) and (expected is bool or not isinstance(value, bool)):
-        return value
-    raise SettingsError(f"setting {key!r} must be {_JSON_KINDS[expected]}, got {value!r}")
+    """``value`` as ``expected`` (`core.jsonvalues.as_kind`), or `SettingsError` naming the key."""
+    try:
+        return as_kind(value, expected)
+    except TypeError as exc:
+        raise SettingsError(f"setting {key!r} {exc}") from None
 
 
 def _array(key: str, value: Any) -> np.ndarray:

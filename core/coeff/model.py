@@ -132,15 +132,9 @@ class SequenceFlow(nn.Module):
         data = clean + settings.noise_std * noise
         label = batch["label"]
         static = self.static_context(batch["audio"], batch.get("beta0"), label)  # (B, L, C)
-        previous, present = self.previous_frames(data, batch["available"], length)
         keep = torch.rand((n_batch, length, 1), generator=generator, device=clean.device) >= settings.dropout
-        present = present * keep.to(present.dtype)
+        context = self.window_contexts(data, batch["available"], static, keep.to(data.dtype))
         frame_label = label.repeat_interleave(length)
-        context = self.frame_context(
-            static.reshape(n_batch * length, -1),
-            previous.reshape(n_batch * length, settings.tau, dim),
-            present.reshape(n_batch * length, settings.tau),
-        )
         target = data[:, total - length :].reshape(n_batch * length, dim)
         nll = -self.log_prob(target, context, frame_label)
         generated = self.flow.inverse(
@@ -151,6 +145,35 @@ class SequenceFlow(nn.Module):
                if length > 1 else clean.new_zeros(()))
         loss = nll.mean() / dim + settings.con_weight * con
         return {"loss": loss, "nll": nll.mean().detach(), "con": con.detach()}
+
+    def window_contexts(
+        self, data: Tensor, available: Tensor, static: Tensor, keep: Tensor | None = None
+    ) -> Tensor:
+        """The context of each of the last L frames of each window, from their τ predecessors
+        (those ``available`` and, when given, kept by ``keep``, the data dropout mask).
+
+        Shapes: data (B, τ_b + L, D), available (B, τ_b + L), static (B, L, C), keep (B, L, 1)
+        -> (B·L, C).
+        """
+        n_batch, length = static.shape[:2]
+        previous, present = self.previous_frames(data, available, length)
+        if keep is not None:
+            present = present * keep
+        return self.frame_context(
+            static.reshape(n_batch * length, -1),
+            previous.reshape(n_batch * length, self.settings.tau, self.dim),
+            present.reshape(n_batch * length, self.settings.tau),
+        )
+
+    def encode_windows(self, data: Tensor, available: Tensor, static: Tensor, label: Tensor) -> Tensor:
+        """z = f⁻¹(x, c) of the last L frames of each window, each with its full context.
+
+        Shapes: data (B, τ_b + L, D), available (B, τ_b + L), static (B, L, C), label (B,) -> (B·L, D).
+        """
+        length = static.shape[1]
+        context = self.window_contexts(data, available, static)
+        frames = data[:, data.shape[1] - length :].reshape(-1, self.dim)
+        return self.flow(frames, context, label.repeat_interleave(length))[0]
 
     def previous_frames(self, data: Tensor, available: Tensor, length: int) -> tuple[Tensor, Tensor]:
         """For each of the last ``length`` frames, its τ predecessors and their presence.

@@ -136,13 +136,11 @@ def encode_reference(
     flow, config = model.exp_flow, model.config
     frames = torch.as_tensor(np.atleast_2d(reference), dtype=beta0.dtype, device=beta0.device)
     silent = frames.new_zeros(1, len(frames), config.audio_window, config.n_mels)
-    static = flow.static_context(silent, beta0[None], label[None])[0]  # (R, C)
+    static = flow.static_context(silent, beta0[None], label[None])  # (1, R, C)
     tau = flow.settings.tau
     padded = torch.cat([frames.new_zeros(tau, model.dim), frames])[None]  # (1, τ + R, D)
     available = torch.arange(tau + len(frames), device=frames.device)[None] >= tau
-    previous, present = flow.previous_frames(padded, available, len(frames))
-    context = flow.frame_context(static, previous[0], present[0])
-    return flow.flow(frames, context, label.expand(len(frames)))[0]
+    return flow.encode_windows(padded, available, static, label[None])
 
 
 def latent_centres(
@@ -183,7 +181,7 @@ def _draw_noise(model: CoeffModel, seeds: list[int], frames: int) -> tuple[Tenso
 class _FrameStep(nn.Module):
     """Frame t of one flow for every take: the context from the static part and the τ previous
     frames, the inverse flow, the clamp to the coefficient bounds, the push into the history.
-    A module of its own so that `_compiled_step` can trace it (module docstring of `_compiled_step`).
+    A module of its own so that `_compiled_step` can trace it.
     """
 
     def __init__(self, flow: SequenceFlow, bounds: tuple[Tensor, Tensor] | None) -> None:

@@ -47,9 +47,10 @@ from core.coeff.model import CoeffModel
 from core.coeff.weights import save_weights
 from core.device import resolve_device
 from core.errors import FlowVQError
-from core.fileio import write_atomic
 from core.face import builtin
 from core.face.model import FaceModel
+from core.fileio import write_atomic
+from core.jsonvalues import as_kind
 from core.train.data import CoeffSequence, WindowSampler, frame_batches, load_split, read_meta
 
 __all__ = [
@@ -169,10 +170,11 @@ class TrainConfig:
 
 
 def _number(key: str, value: Any) -> float:
-    """``value`` as a float; bools and non-numbers raise `TrainError` naming ``key``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TrainError(f"{key} must be a number, got {value!r}")
-    return float(value)
+    """``value`` as a float (`core.jsonvalues.as_kind`); otherwise `TrainError` naming ``key``."""
+    try:
+        return as_kind(value, float)
+    except TypeError as exc:
+        raise TrainError(f"{key} {exc}") from None
 
 
 def resolve_model(section: Any) -> CoeffConfig:

@@ -289,9 +289,21 @@ def test_a_one_frame_reference_is_held_and_a_different_reference_changes_the_tak
     rng = np.random.default_rng(6)
     first, second = rng.uniform(0.1, 0.9, (2, model.dim)).astype(np.float32)
     base = SampleSettings(temperature=0.0, manifold_blend=0.0, pose=False)
+    centres = latent_centres(model, replace(base, reference=first), torch.zeros(model.dim), FRAMES)
+    torch.testing.assert_close(centres, centres[:1].expand(FRAMES, -1))
     a = sample_takes(model, audio_features(), zeros_source(model), replace(base, reference=first))[0]
     b = sample_takes(model, audio_features(), zeros_source(model), replace(base, reference=second))[0]
     assert np.abs(a - b).mean() > 1e-3
+
+
+def test_a_reference_sequence_is_played_back_and_forth(model: CoeffModel) -> None:
+    reference = np.random.default_rng(8).uniform(0.1, 0.9, (4, model.dim)).astype(np.float32)
+    settings = SampleSettings(temperature=0.0, manifold_blend=0.0, reference=reference)
+    centres = latent_centres(model, settings, torch.zeros(model.dim), 9)
+    order = [0, 1, 2, 3, 2, 1, 0, 1, 2]
+    for t, k in enumerate(order):
+        torch.testing.assert_close(centres[t], centres[order.index(k)])
+    assert not torch.allclose(centres[0], centres[1])
 
 
 def test_progress_reaches_one_in_order_and_cancel_stops_generation(model: CoeffModel) -> None:
