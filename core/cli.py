@@ -13,6 +13,7 @@ import numpy as np
 
 from core.coeff.cli import add_generate_parser
 from core.errors import FlowVQError
+from core.eval.cli import add_eval_parser
 from core.train.cli import add_corpus_parser, add_train_parser
 
 __all__ = ["main", "build_parser"]
@@ -115,12 +116,18 @@ def _fit(args: argparse.Namespace) -> None:
     print("  pose (pitch, yaw, roll rad; tx, ty, tz m): " + ", ".join(f"{p:.3f}" for p in result["pose"]))
 
 
+DEMO_SPEECH = Path(__file__).resolve().parent.parent / "assets" / "demo_speech.wav"
+
+
 def _demo(args: argparse.Namespace) -> None:
-    """Fit the bundled portrait and export the neutral and the fitted head."""
+    """Fit the bundled portrait, export the neutral and the fitted head, and generate two happy
+    takes of the committed speech clip with the shipped weights, on the portrait's face."""
     import skimage.data
     import skimage.io
 
-    from core.face import builtin
+    from core.coeff.generator import CoeffGenerator, GenerateSettings
+    from core.coeff.sampler import SampleSettings
+    from core.takes import save_takes
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -128,11 +135,17 @@ def _demo(args: argparse.Namespace) -> None:
     skimage.io.imsave(portrait, skimage.data.astronaut(), check_contrast=False)
     fitted = fit_image(portrait)
     (out / "portrait_fit.json").write_text(json.dumps(fitted, indent=1))
-    model = builtin()
+    generator = CoeffGenerator.load()
+    model = generator.face
+    source = np.array([fitted["exp"][n] for n in model.names], np.float32)
     export_face(model, out / "head.glb", np.zeros(model.n_expressions))
-    export_face(model, out / "portrait_expression.glb", np.array([fitted["exp"][n] for n in model.names]))
+    export_face(model, out / "portrait_expression.glb", source)
+    settings = GenerateSettings(sample=SampleSettings(emotion="happy", seed=0, takes=2), source_exp=source)
+    takes = generator.generate(DEMO_SPEECH, settings)
+    save_takes(out / "takes.json", takes)
     print(f"demo: fitted {portrait} -> {out / 'portrait_fit.json'}; heads -> {out / 'head.glb'}, "
-          f"{out / 'portrait_expression.glb'}")
+          f"{out / 'portrait_expression.glb'}; {len(takes)} happy takes of {DEMO_SPEECH.name} "
+          f"({takes[0].frames} frames at {takes[0].fps:g} fps) -> {out / 'takes.json'}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_generate_parser(sub)
     add_train_parser(sub)
     add_corpus_parser(sub)
+    add_eval_parser(sub)
     return parser
 
 

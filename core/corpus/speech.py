@@ -1,4 +1,6 @@
-"""Synthetic speech with exact phone timings: text -> espeak-ng (.pho) -> prosody -> MBROLA -> wave.
+"""Synthetic speech with exact phone timings, from MBROLA voices or from espeak-ng's own voices.
+
+MBROLA voices (`VOICES`: us1, us2, us3, en1): text -> espeak-ng (.pho) -> prosody -> MBROLA -> wave.
 
     espeak-ng -v mb-<voice> --pho    text -> one phone a line: SAMPA symbol, duration (ms), pitch points
     _shape_pitch                     pitch ratio and pitch range applied to every pitch point
@@ -13,29 +15,49 @@ made by `Prosody`: a faster or slower rate, a higher or lower voice, a wide (hap
 The programs are `espeak-ng` and `mbrola` on PATH, or those named by the environment variables
 `FLOWVQ_ESPEAK` and `FLOWVQ_MBROLA` (a name or a path); `bash scripts/setup_speech.sh` installs them
 with the MBROLA voices us1, us2, us3 (American English) and en1 (British English).
+
+espeak-ng's own formant voices (`ESPEAK_VOICES`, named "espeak:<language>[+<variant>]") cannot write
+.pho files, so they are driven through libespeak-ng (ctypes, in `_espeak_worker.py`) in synchronous mode
+with phoneme events:
+
+    espeak_Synth                     text -> 22050 Hz samples, and an event at the start of every phone
+                                     (its audio position in ms and espeak's own phoneme mnemonic)
+    ESPEAK_PHONEMES                  mnemonic -> the SAMPA symbol of the voice's accent ("us" symbols as
+                                     us1/us2 write them, "gb" as en1 writes them); keys of PHONE_VISEMES
+    resample_poly                    22050 Hz -> core.audio.SAMPLE_RATE
+
+The phones are the intervals between the events, with a leading pause up to the first phone and the last
+phone ending at the end of the wave. Prosody is espeak's own: rate -> words per minute, pitch -> base
+pitch, pitch_range -> espeakRANGE; volume is a gain on the samples. The library keeps global state that
+drifts from one synthesis to the next, so every synthesis runs in a fresh worker process: the same
+text, voice and prosody always give the same samples, and threads never share the library.
 """
 
+import base64
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from math import isfinite
+from math import gcd, isfinite, log2
 from numbers import Real
 from pathlib import Path
 
 import numpy as np
+from scipy.signal import resample_poly
 
-from core.audio import load_audio
+from core.audio import SAMPLE_RATE, load_audio
 from core.errors import FlowVQError
 
 __all__ = [
     "ESPEAK_ENV", "MBROLA_ENV", "BASE_WPM", "TOOL_TIMEOUT_S", "MIN_PITCH_HZ", "SILENCE", "PROSODY_LIMITS",
-    "SENTENCES", "VOICES",
+    "SENTENCES", "VOICES", "ESPEAK_VOICES", "ESPEAK_PHONEMES",
     "SpeechError", "SpeechToolsMissingError",
-    "Phone", "Prosody", "VoiceInfo", "Utterance", "PhoEntry",
-    "available_voices", "parse_pho", "format_pho", "phone_symbols", "synthesize",
+    "Phone", "Prosody", "VoiceInfo", "EspeakVoiceInfo", "Utterance", "PhoEntry",
+    "available_voices", "parse_pho", "format_pho", "phone_symbols", "synthesize", "espeak_phone_symbol",
 ]
 
 ESPEAK_ENV = "FLOWVQ_ESPEAK"
@@ -141,6 +163,54 @@ VOICES: dict[str, VoiceInfo] = {
 
 
 @dataclass(frozen=True)
+class EspeakVoiceInfo:
+    """One of espeak-ng's own voices: `espeak_voice` is the name given to espeak_SetVoiceByName, a
+    language optionally followed by "+variant" (a file in espeak-ng-data/voices/!v); `accent` picks the
+    SAMPA family of its phones in `ESPEAK_PHONEMES` ("us" or "gb")."""
+
+    espeak_voice: str
+    accent: str
+    sex: str
+
+    @property
+    def variant(self) -> str | None:
+        """The variant after "+", or None for the language's own voice."""
+        return self.espeak_voice.partition("+")[2] or None
+
+
+ESPEAK_VOICES: dict[str, EspeakVoiceInfo] = {
+    "espeak:en-us": EspeakVoiceInfo("en-us", "us", "male"),
+    "espeak:en-us+m3": EspeakVoiceInfo("en-us+m3", "us", "male"),
+    "espeak:en-us+f2": EspeakVoiceInfo("en-us+f2", "us", "female"),
+    "espeak:en+f3": EspeakVoiceInfo("en+f3", "gb", "female"),
+    "espeak:en-gb-x-rp+m7": EspeakVoiceInfo("en-gb-x-rp+m7", "gb", "male"),
+    "espeak:en+klatt": EspeakVoiceInfo("en+klatt", "gb", "male"),  # the Klatt formant synthesiser
+}
+
+# espeak-ng's English phoneme mnemonics (as its phoneme events name them) -> SAMPA as espeak-ng writes it
+# for en1 ("gb") and us1/us2 ("us"). Pauses ("_", "_:", "_!", ...) are SILENCE and stress marks are
+# dropped before the look-up. A mnemonic with an r- or schwa-glide tail ("aI3", "i@3") keeps its main
+# vowel; ";" (the linking glide in "the orange") is a j; "r-" is a linking r.
+_ESPEAK_GB: dict[str, str] = {
+    **{c: c for c in ("p", "b", "m", "f", "v", "T", "D", "t", "d", "n", "l", "s", "z", "S", "Z", "tS", "dZ",
+                      "k", "g", "N", "h", "r", "j", "w")},
+    "t2": "t", "t#": "t", "?": "t", "n-": "n", "@L": "l=", "r-": "r", ";": "j", "x": "k",
+    "i": "i", "i:": "i:", "I": "I", "I#": "I", "I2": "I", "E": "e", "a": "{", "aa": "A:", "A:": "A:",
+    "A@": "A:", "0": "Q", "O2": "Q", "O:": "O:", "O@": "O:", "o@": "O:", "U": "U", "u:": "u:", "V": "V",
+    "@": "@", "@2": "@", "@5": "@", "a#": "@", "3": "@", "3:": "3:",
+    "eI": "eI", "aI": "aI", "aI@": "aI", "aI3": "aI", "OI": "OI", "aU": "aU", "aU@": "aU", "oU": "@U",
+    "i@": "I@", "i@3": "I@", "e@": "e@", "U@": "U@",
+}
+_ESPEAK_US: dict[str, str] = {
+    **_ESPEAK_GB,
+    "t#": "4", "i:": "i", "E": "E", "aa": "{", "A:": "A", "A@": "A", "0": "A", "O2": "O", "O:": "O",
+    "O@": "Or", "o@": "Or", "u:": "u", "3": "r=", "3:": "r=", "eI": "EI", "aI": "AI", "aI@": "AI", "aI3": "AI",
+}
+ESPEAK_PHONEMES: dict[str, dict[str, str]] = {"gb": _ESPEAK_GB, "us": _ESPEAK_US}
+_STRESS_MARKS = "',%="
+
+
+@dataclass(frozen=True)
 class Phone:
     """One rendered phone: a SAMPA symbol (`SILENCE` for a pause) and its span in seconds."""
 
@@ -191,7 +261,8 @@ class Utterance:
     """A synthesised sentence (compared by identity: it holds an array).
 
     wave: (N,) float32 mono at `core.audio.SAMPLE_RATE`; phones: contiguous from 0 s, the timings the
-    wave was rendered with; pho: the .pho text MBROLA rendered (prosody applied).
+    wave was rendered with; pho: the .pho text MBROLA rendered (prosody applied), or for an espeak-ng
+    voice the phones written as .pho lines (symbol and duration in ms, no pitch points).
     """
 
     text: str
@@ -203,8 +274,13 @@ class Utterance:
 
 
 def available_voices() -> list[str]:
-    """The names in `VOICES` whose MBROLA database is installed."""
-    return [name for name, info in VOICES.items() if info.database.is_file()]
+    """The names in `VOICES` whose MBROLA database is installed, then those in `ESPEAK_VOICES` when
+    libespeak-ng is installed with the voice's variant."""
+    mbrola = [name for name, info in VOICES.items() if info.database.is_file()]
+    data = _espeak_data_path()
+    if data is None:
+        return mbrola
+    return mbrola + [name for name, info in ESPEAK_VOICES.items() if _has_variant(data, info)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,12 +340,13 @@ def _tool(env: str, default: str) -> str:
     return path
 
 
-def _voice_info(voice: str) -> VoiceInfo:
-    """The voice's entry in `VOICES`; refuses an unknown voice and one whose database is missing."""
-    info = VOICES.get(voice)
+def _voice_info(voice: str) -> VoiceInfo | EspeakVoiceInfo:
+    """The voice's entry in `VOICES` or `ESPEAK_VOICES`; refuses an unknown voice and an MBROLA voice
+    whose database is missing."""
+    info = VOICES.get(voice) or ESPEAK_VOICES.get(voice)
     if info is None:
-        raise SpeechError(f"unknown voice {voice!r}; choose one of {', '.join(VOICES)}")
-    if not info.database.is_file():
+        raise SpeechError(f"unknown voice {voice!r}; choose one of {', '.join([*VOICES, *ESPEAK_VOICES])}")
+    if isinstance(info, VoiceInfo) and not info.database.is_file():
         raise SpeechToolsMissingError(
             f"the MBROLA voice '{voice}' is not installed (no database at {info.database}); {_SETUP_HINT}"
         )
@@ -333,32 +410,171 @@ def _timed_phones(entries: list[PhoEntry]) -> tuple[Phone, ...]:
 
 
 # ---------------------------------------------------------------------------------------------
+# espeak-ng's own voices through libespeak-ng
+# ---------------------------------------------------------------------------------------------
+
+_ESPEAK_WORKER = Path(__file__).with_name("_espeak_worker.py")  # one synthesis per fresh process
+_RATE, _VOLUME, _PITCH, _RANGE = 1, 2, 3, 4  # espeak_PARAMETER values (speak_lib.h)
+_NORMAL_PARAMETER = 50  # espeakPITCH and espeakRANGE: 0..100, 50 is the voice's own
+_WORKER_MISSING, _WORKER_NO_VOICE = 3, 4  # the worker's exit statuses for a missing library or voice
+
+
+@dataclass(frozen=True)
+class _Rendering:
+    """One synthesis by libespeak-ng. Shapes: samples (M,) int16 at `sample_rate`; events: (audio
+    position in ms, mnemonic) at the start of every phone, in time order."""
+
+    samples: np.ndarray
+    sample_rate: int
+    events: list[tuple[int, str]]
+    data_path: Path
+
+
+def _espeak_worker(voice: str | None, text: str = "", parameters: Mapping[int, int] | None = None) -> _Rendering:
+    """Run `_espeak_worker.py` in a fresh interpreter (libespeak-ng keeps state between syntheses, so
+    a reused library would not repeat itself); `voice` None only asks for the data path."""
+    request = json.dumps({"voice": voice, "text": text, "parameters": dict(parameters or {})})
+    args = [sys.executable, "-I", "-S", str(_ESPEAK_WORKER)]
+    try:
+        done = subprocess.run(args, input=request, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as err:
+        raise SpeechError(f"libespeak-ng did not finish within {TOOL_TIMEOUT_S:g} s; try a shorter text") from err
+    message = done.stderr.strip() or "no message"
+    if done.returncode in (_WORKER_MISSING, _WORKER_NO_VOICE):
+        raise SpeechToolsMissingError(f"{message}; {_SETUP_HINT}")
+    if done.returncode != 0:
+        raise SpeechError(f"libespeak-ng failed (exit status {done.returncode}): {message}")
+    answer = json.loads(done.stdout)
+    return _Rendering(
+        np.frombuffer(base64.b64decode(answer["samples"]), np.int16), answer["sample_rate"],
+        [(position, mnemonic) for position, mnemonic in answer["events"]], Path(answer["data_path"]),
+    )
+
+
+def _espeak_data_path() -> Path | None:
+    """espeak-ng-data, or None when libespeak-ng is not installed."""
+    try:
+        return _espeak_worker(None).data_path
+    except SpeechToolsMissingError:
+        return None
+
+
+def _has_variant(data: Path, info: EspeakVoiceInfo) -> bool:
+    """Whether espeak-ng-data holds the voice's variant (espeak-ng silently ignores a missing one)."""
+    return info.variant is None or (data / "voices" / "!v" / info.variant).is_file()
+
+
+def _espeak_parameters(prosody: Prosody) -> dict[int, int]:
+    """Prosody -> espeak parameters: words per minute, base pitch (50 is the voice's own and each 50
+    more doubles it), pitch range (50 the voice's own, up to espeak's 100), volume 100 (gain comes later)."""
+    return {
+        _RATE: round(BASE_WPM * prosody.rate),
+        _PITCH: round(_NORMAL_PARAMETER * (1.0 + log2(prosody.pitch))),
+        _RANGE: min(100, round(_NORMAL_PARAMETER * prosody.pitch_range)),
+        _VOLUME: 100,
+    }
+
+
+def espeak_phone_symbol(mnemonic: str, voice: str) -> str:
+    """The SAMPA symbol (a key of `core.corpus.visemes.PHONE_VISEMES`) of one of espeak-ng's phoneme
+    mnemonics under an espeak voice: pauses ("_", "_:", ...) are `SILENCE`, stress marks are dropped.
+    Raises `SpeechError` naming a mnemonic the voice's accent table lacks, or a voice that is not espeak's."""
+    info = _voice_info(voice)
+    if not isinstance(info, EspeakVoiceInfo):
+        raise SpeechError(f"voice {voice!r} is an MBROLA voice; espeak mnemonics belong to {', '.join(ESPEAK_VOICES)}")
+    return _mnemonic_symbol(mnemonic, info)
+
+
+def _mnemonic_symbol(mnemonic: str, info: EspeakVoiceInfo) -> str:
+    """See `espeak_phone_symbol`."""
+    bare = mnemonic.strip(_STRESS_MARKS)
+    if bare.startswith(SILENCE):
+        return SILENCE
+    symbol = ESPEAK_PHONEMES[info.accent].get(bare)
+    if symbol is None:
+        raise SpeechError(
+            f"espeak-ng phoneme {mnemonic!r} (voice {info.espeak_voice}) has no SAMPA symbol in "
+            f"ESPEAK_PHONEMES[{info.accent!r}]; add it to the table"
+        )
+    return symbol
+
+
+def _espeak_entries(events: Sequence[tuple[int, str]], info: EspeakVoiceInfo, total_ms: float) -> list[PhoEntry]:
+    """Phone events (start ms, mnemonic) -> .pho entries covering [0, total_ms]: a pause before the first
+    phone, each phone lasting until the next one starts, the last until `total_ms`; empty spans dropped
+    and neighbouring pauses ("_:" then "_") merged into one."""
+    starts = [0] + [position for position, _ in events]
+    symbols = [SILENCE] + [_mnemonic_symbol(mnemonic, info) for _, mnemonic in events]
+    ends = starts[1:] + [total_ms]
+    entries: list[PhoEntry] = []
+    for symbol, start, end in zip(symbols, starts, ends):
+        if end <= start:
+            continue
+        if entries and symbol == SILENCE == entries[-1][0]:
+            entries[-1] = (SILENCE, entries[-1][1] + end - start, [])
+        else:
+            entries.append((symbol, float(end - start), []))
+    return entries
+
+
+def _espeak_render(text: str, info: EspeakVoiceInfo, prosody: Prosody) -> tuple[np.ndarray, list[PhoEntry]]:
+    """Speak `text` with an espeak voice. Shapes: -> wave (N,) float32 at `SAMPLE_RATE` (prosody gain
+    applied, clipped to [-1, 1]), .pho entries whose durations (ms) add up to N / SAMPLE_RATE s."""
+    rendering = _espeak_worker(info.espeak_voice, text, _espeak_parameters(prosody))
+    if not _has_variant(rendering.data_path, info):
+        raise SpeechToolsMissingError(f"espeak-ng has no voice variant {info.variant!r}; {_SETUP_HINT}")
+    common = gcd(SAMPLE_RATE, rendering.sample_rate)
+    samples = rendering.samples.astype(np.float64) / 32768.0  # (M,)
+    wave = resample_poly(samples, SAMPLE_RATE // common, rendering.sample_rate // common) * prosody.volume  # (N,)
+    wave = np.clip(wave, -1.0, 1.0).astype(np.float32)
+    return wave, _espeak_entries(rendering.events, info, 1000.0 * len(wave) / SAMPLE_RATE)
+
+
+# ---------------------------------------------------------------------------------------------
 # Public entry points
 # ---------------------------------------------------------------------------------------------
 
 def synthesize(text: str, voice: str, prosody: Prosody = Prosody()) -> Utterance:
-    """Speak `text` with an MBROLA voice and return the wave with the phone timings it was rendered with.
+    """Speak `text` and return the wave with the phone timings it was rendered with.
 
-    espeak-ng writes the phones at `BASE_WPM * prosody.rate` words per minute; the pitch points are
-    reshaped (`Prosody`); mbrola renders exactly those durations at `prosody.volume`.
-    Shapes: text -> wave (N,) float32 at 16 kHz, N / 16000 = phones[-1].end within a few ms.
+    An MBROLA voice (`VOICES`): espeak-ng writes the phones at `BASE_WPM * prosody.rate` words per
+    minute; the pitch points are reshaped (`Prosody`); mbrola renders exactly those durations at
+    `prosody.volume`. An espeak voice (`ESPEAK_VOICES`): libespeak-ng speaks with espeak's own rate,
+    pitch and range and reports where each phone starts; `prosody.volume` is a gain on the samples.
+    Shapes: text -> wave (N,) float32 at 16 kHz, N / 16000 = phones[-1].end within a few ms (exactly,
+    for an espeak voice).
     Raises `SpeechError` for empty text, an unknown voice or a tool failure (with the tool's message),
-    `SpeechToolsMissingError` when a program or the voice is not installed.
+    `SpeechToolsMissingError` when a program, library or the voice is not installed.
     """
     if not isinstance(text, str) or not text.strip():
         raise SpeechError(f"the text to speak is empty ({text!r}); give at least one word")
     info = _voice_info(voice)
-    espeak, mbrola = _tool(ESPEAK_ENV, "espeak-ng"), _tool(MBROLA_ENV, "mbrola")
-    entries = _espeak_phones(espeak, text, info, round(BASE_WPM * prosody.rate))
+    if isinstance(info, EspeakVoiceInfo):
+        wave, entries = _espeak_render(text, info, prosody)
+        _refuse_silence(text, entries)
+        pho = format_pho(entries)
+    else:
+        wave, pho = _mbrola_render(text, info, prosody)
+    return Utterance(text, voice, prosody, wave, _timed_phones(parse_pho(pho)), pho)
+
+
+def _refuse_silence(text: str, entries: Sequence[PhoEntry]) -> None:
+    """`SpeechError` when the phones are nothing but pauses."""
     if all(symbol == SILENCE for symbol, _, _ in entries):
         raise SpeechError(f"the text {text!r} has nothing to pronounce; give at least one word")
+
+
+def _mbrola_render(text: str, info: VoiceInfo, prosody: Prosody) -> tuple[np.ndarray, str]:
+    """Speak `text` with an MBROLA voice. Shapes: -> wave (N,) float32 at 16 kHz, the .pho text rendered."""
+    espeak, mbrola = _tool(ESPEAK_ENV, "espeak-ng"), _tool(MBROLA_ENV, "mbrola")
+    entries = _espeak_phones(espeak, text, info, round(BASE_WPM * prosody.rate))
+    _refuse_silence(text, entries)
     pho = format_pho(_shape_pitch(entries, prosody.pitch, prosody.pitch_range))
     with tempfile.TemporaryDirectory(prefix="flowvq-speech-") as folder:
         pho_path, wav_path = Path(folder) / "utterance.pho", Path(folder) / "utterance.wav"
         pho_path.write_text(pho)
         _run([mbrola, "-v", _number(prosody.volume), str(info.database), str(pho_path), str(wav_path)])
-        wave = load_audio(wav_path)
-    return Utterance(text, voice, prosody, wave, _timed_phones(parse_pho(pho)), pho)
+        return load_audio(wav_path), pho
 
 
 def phone_symbols(voice: str, sentences: Sequence[str] = SENTENCES) -> frozenset[str]:
@@ -366,8 +582,13 @@ def phone_symbols(voice: str, sentences: Sequence[str] = SENTENCES) -> frozenset
 
     The symbol sets differ by voice family: us1, us2 and us3 use American SAMPA (i, A, u, O, r=,
     the flap 4, aspirated p_h t_h k_h in us1/us2, syllabic l= in us3), en1 British SAMPA (length
-    marks i: A: u: O: 3:, Q, e, eI, aI, dark l 5). Map each family on its own.
+    marks i: A: u: O: 3:, Q, e, eI, aI, dark l 5). Map each family on its own. The espeak voices
+    write the family of their accent (`EspeakVoiceInfo.accent`), without aspiration or dark l.
+    Raises `SpeechError` for an espeak phoneme that `ESPEAK_PHONEMES` lacks.
     """
     info = _voice_info(voice)
-    entries = _espeak_phones(_tool(ESPEAK_ENV, "espeak-ng"), "\n".join(sentences), info, BASE_WPM)
+    if isinstance(info, EspeakVoiceInfo):
+        _, entries = _espeak_render("\n".join(sentences), info, Prosody())
+    else:
+        entries = _espeak_phones(_tool(ESPEAK_ENV, "espeak-ng"), "\n".join(sentences), info, BASE_WPM)
     return frozenset(symbol for symbol, _, _ in entries)

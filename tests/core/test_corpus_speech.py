@@ -1,4 +1,5 @@
-"""Tests for core.corpus.speech: real espeak-ng and mbrola with the installed MBROLA voices, no mocks."""
+"""Tests for core.corpus.speech: real espeak-ng and mbrola with the installed MBROLA voices, and real
+libespeak-ng with espeak's own voices; no mocks."""
 
 import shutil
 
@@ -7,9 +8,11 @@ import pytest
 
 from core.audio import HOP_LENGTH, SAMPLE_RATE
 from core.corpus.speech import (
-    ESPEAK_ENV, MBROLA_ENV, PROSODY_LIMITS, SENTENCES, SILENCE, VOICES, Phone, Prosody, SpeechError,
-    SpeechToolsMissingError, Utterance, available_voices, format_pho, parse_pho, phone_symbols, synthesize,
+    ESPEAK_ENV, ESPEAK_PHONEMES, ESPEAK_VOICES, MBROLA_ENV, PROSODY_LIMITS, SENTENCES, SILENCE, VOICES, Phone,
+    Prosody, SpeechError, SpeechToolsMissingError, Utterance, available_voices, espeak_phone_symbol, format_pho,
+    parse_pho, phone_symbols, synthesize,
 )
+from core.corpus.visemes import BILABIALS, PHONE_VISEMES
 from core.errors import FlowVQError
 
 SENTENCE = "Bob, please pass the soup."
@@ -19,8 +22,11 @@ VOWELS = {"i", "I", "E", "{", "A", "O", "V", "U", "u", "@", "EI", "AI", "OI", "@
           "i:", "A:", "O:", "u:", "3:", "Q", "e", "eI", "aI"}
 
 needs_voices = pytest.mark.skipif(
-    not (shutil.which("espeak-ng") and shutil.which("mbrola")) or sorted(available_voices()) != sorted(VOICES),
+    not (shutil.which("espeak-ng") and shutil.which("mbrola")) or not set(VOICES) <= set(available_voices()),
     reason="espeak-ng / mbrola voices not installed: run `bash scripts/setup_speech.sh`",
+)
+needs_espeak = pytest.mark.skipif(
+    not set(ESPEAK_VOICES) <= set(available_voices()), reason="libespeak-ng or its voice variants not installed"
 )
 
 
@@ -104,12 +110,15 @@ def test_a_faster_rate_gives_a_shorter_utterance():
     assert len(fast.wave) < 0.85 * len(slow.wave)
 
 
-@needs_voices
-def test_pitch_ratio_raises_the_measured_f0():
+@pytest.mark.parametrize("voice, tolerance", [
+    pytest.param("us2", 0.08, marks=needs_voices),
+    pytest.param("espeak:en-us+m3", 0.1, marks=needs_espeak),
+])
+def test_pitch_ratio_raises_the_measured_f0(voice, tolerance):
     text = "Move over, the boat will soon be full."
-    low = median_f0(synthesize(text, "us2"))
-    high = median_f0(synthesize(text, "us2", Prosody(pitch=1.3)))
-    assert high / low == pytest.approx(1.3, abs=0.08)
+    low = median_f0(synthesize(text, voice))
+    high = median_f0(synthesize(text, voice, Prosody(pitch=1.3)))
+    assert high / low == pytest.approx(1.3, abs=tolerance)
 
 
 @needs_voices
@@ -234,3 +243,119 @@ def test_every_sentence_synthesises_in_time_with_only_inventory_symbols(voice):
         utterance = synthesize(sentence, voice)
         assert {phone.symbol for phone in utterance.phones} <= inventory
         assert abs(len(utterance.wave) - utterance.phones[-1].end * SAMPLE_RATE) <= HOP_LENGTH, sentence
+
+
+# ------------------------------------------------------------------------------------ espeak's own voices
+
+ESPEAK_NAMES = list(ESPEAK_VOICES)
+ESPEAK_SENTENCES = (SENTENCE, "Pam bought a bamboo fan for a pound.", "Please bring me both blue bowls.")
+FRAME = SAMPLE_RATE // 100  # 10 ms
+
+
+
+@pytest.fixture(scope="module")
+def espeak_spoken() -> dict[tuple[str, str], Utterance]:
+    """ESPEAK_SENTENCES in every espeak voice at the default prosody, keyed by (voice, sentence)."""
+    return {(voice, text): synthesize(text, voice) for voice in ESPEAK_VOICES for text in ESPEAK_SENTENCES}
+
+
+def frame_rms(samples: np.ndarray) -> np.ndarray:
+    """RMS of consecutive 10 ms frames. Shapes: (n,) -> (n // FRAME,)."""
+    frames = samples[:len(samples) // FRAME * FRAME].reshape(-1, FRAME).astype(np.float64)
+    return np.sqrt(np.mean(np.square(frames), axis=1))
+
+
+def test_espeak_voices_are_listed_after_the_mbrola_voices():
+    assert {"espeak:en-us", "espeak:en-us+m3", "espeak:en+f3", "espeak:en-gb-x-rp+m7", "espeak:en+klatt"} <= set(
+        ESPEAK_VOICES)
+    found = available_voices()
+    assert found == [v for v in VOICES if v in found] + [v for v in ESPEAK_VOICES if v in found]
+
+
+@needs_espeak
+@pytest.mark.parametrize("voice", ESPEAK_NAMES)
+def test_espeak_voices_speak_every_sentence_with_contiguous_phones_to_the_end(espeak_spoken, voice):
+    for text in ESPEAK_SENTENCES:
+        utterance = espeak_spoken[voice, text]
+        wave, phones = utterance.wave, utterance.phones
+        assert wave.dtype == np.float32 and wave.ndim == 1 and np.max(np.abs(wave)) > 0.05
+        assert phones[0].start == 0.0 and phones[0].symbol == SILENCE == phones[-1].symbol
+        assert all(after.start == before.end for before, after in zip(phones, phones[1:]))
+        assert all(phone.duration > 0 for phone in phones)
+        assert abs(len(wave) - phones[-1].end * SAMPLE_RATE) <= FRAME
+        assert {phone.symbol for phone in phones} <= set(PHONE_VISEMES)
+        assert [symbol for symbol, _, _ in parse_pho(utterance.pho)] == [phone.symbol for phone in phones]
+
+
+@needs_espeak
+@pytest.mark.parametrize("voice", ESPEAK_NAMES)
+def test_espeak_timings_are_real_quiet_pauses_loud_vowels_and_closed_bilabials(espeak_spoken, voice):
+    for text in ESPEAK_SENTENCES:
+        utterance = espeak_spoken[voice, text]
+        vowels = float(np.median([rms(span(utterance.wave, p)) for p in utterance.phones if p.symbol in VOWELS]))
+        pauses = [p for p in utterance.phones if p.symbol == SILENCE and p.duration >= 0.1]
+        stops = [p for p in utterance.phones if p.symbol in {"p", "b"}]
+        assert stops and bool(pauses) == ("," in text), text  # only a comma makes a long pause
+        assert all(rms(span(utterance.wave, p)) < 0.05 * vowels for p in pauses), text
+        for stop in stops:  # the lips close within every /p b/: a quiet 10 ms frame (a /b/ keeps a voice bar)
+            limit = 0.3 if stop.symbol == "p" else 0.7
+            assert frame_rms(span(utterance.wave, stop)).min() < limit * vowels, (text, stop)
+
+
+@needs_espeak
+def test_espeak_same_inputs_give_an_identical_wave_even_after_other_calls(espeak_spoken):
+    synthesize(SENTENCE, "espeak:en+klatt", Prosody(rate=1.4, pitch=0.8))
+    again = synthesize(SENTENCE, "espeak:en+klatt")
+    assert np.array_equal(again.wave, espeak_spoken["espeak:en+klatt", SENTENCE].wave)
+    assert again.phones == espeak_spoken["espeak:en+klatt", SENTENCE].phones
+
+
+@needs_espeak
+def test_espeak_a_faster_rate_gives_a_shorter_utterance():
+    slow = synthesize(SENTENCE, "espeak:en-us+m3", Prosody(rate=0.8))
+    fast = synthesize(SENTENCE, "espeak:en-us+m3", Prosody(rate=1.5))
+    assert fast.phones[-1].end < 0.7 * slow.phones[-1].end
+
+
+@needs_espeak
+def test_espeak_volume_half_halves_the_rms(espeak_spoken):
+    quiet = synthesize(SENTENCE, "espeak:en+f3", Prosody(volume=0.5))
+    assert rms(quiet.wave) / rms(espeak_spoken["espeak:en+f3", SENTENCE].wave) == pytest.approx(0.5, rel=0.01)
+
+
+@needs_espeak
+@pytest.mark.parametrize("voice", ESPEAK_NAMES)
+def test_every_espeak_phoneme_of_the_sentences_maps_to_a_viseme_symbol(voice):
+    symbols = phone_symbols(voice)
+    assert symbols <= set(PHONE_VISEMES)
+    assert {SILENCE, "p", "b", "m", "f", "v"} <= symbols
+    if ESPEAK_VOICES[voice].accent == "us":
+        assert {"A", "i", "u", "r="} <= symbols and not {"i:", "u:", "Q"} & symbols
+    else:
+        assert {"i:", "u:", "Q", "A:"} <= symbols and not {"r=", "4"} & symbols
+
+
+def test_espeak_phoneme_tables_name_only_viseme_symbols():
+    for table in ESPEAK_PHONEMES.values():
+        assert set(table.values()) <= set(PHONE_VISEMES) and BILABIALS & set(table.values())
+
+
+def test_espeak_mnemonics_map_with_stress_and_pauses_and_refuse_an_unknown_one():
+    assert espeak_phone_symbol("'aI", "espeak:en-us") == "AI"
+    assert espeak_phone_symbol("aI", "espeak:en+f3") == "aI"
+    assert espeak_phone_symbol("_:", "espeak:en+klatt") == SILENCE
+    with pytest.raises(SpeechError, match=r"espeak-ng phoneme 'zz' \(voice en-us\+m3\) has no SAMPA symbol"):
+        espeak_phone_symbol("zz", "espeak:en-us+m3")
+    with pytest.raises(SpeechError, match="'us1' is an MBROLA voice"):
+        espeak_phone_symbol("aI", "us1")
+
+
+def test_an_unknown_espeak_voice_is_refused_with_the_voice_list():
+    with pytest.raises(SpeechError, match=r"unknown voice 'espeak:fr'; choose one of us1, .*espeak:en-us\+m3"):
+        synthesize(SENTENCE, "espeak:fr")
+
+
+@needs_espeak
+def test_espeak_text_with_nothing_to_say_is_refused():
+    with pytest.raises(SpeechError, match="give at least one word"):
+        synthesize("...", "espeak:en-us")

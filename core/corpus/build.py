@@ -1,0 +1,281 @@
+"""`flowvq corpus build`: the synthetic emotional-speech corpus in the coefficient training layout.
+
+Every utterance is one (voice, sentence, emotion, repeat):
+
+    text      `core.corpus.speech.SENTENCES` plus seeded `core.corpus.text.template_sentences`
+    voice     a speech voice; the emotion's prosody (`performance.prosody_values`) sets its rate,
+              pitch, pitch range and loudness
+    audio     the synthesised wave through `core.corpus.augment.augment_wave` (reverb, band limits,
+              codec, noise, loudness), then the normalised log-mel features at the corpus fps
+    exp       clip(visemes(phones) + emotion style x intensity + blinks + beta0, 0, 1): the lip
+              shapes follow the exact phone timings; intensity is drawn from `CorpusSpec.intensity`
+    pose      `performance.head_motion` driven by the clean wave's per-frame loudness
+    beta0     `performance.resting_expression`: a random source face's resting expression
+
+Splits are by voice and by text: train = the training voices on the training sentences, val = the
+training voices on the held-out sentences, test = the test voices (never heard in training) on the
+held-out sentences. Everything derives from `CorpusSpec.seed`: the same spec writes the same corpus
+on any machine with the same speech programs (each utterance seeds its own generator from
+(seed, voice, sentence, emotion, repeat), so the worker count does not matter).
+
+The output folder holds the dataset of `core.train.data` (meta.json, train/ val/ test/ NAME.npz),
+``audio/NAME.wav`` (the augmented 16 kHz wave each sequence's features came from) and
+``corpus.json``: the spec, the size (utterances and hours per split) and one record per sequence
+(split, voice, text, emotion, intensity, prosody, augmentation, phones as [symbol, start, end]).
+"""
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from core.audio import N_MELS, SAMPLE_RATE, align_to_frames, log_mel, n_video_frames, normalize_features
+from core.corpus.augment import augment_wave
+from core.corpus.performance import (
+    blink_curves, emotion_curves, head_motion, prosody_values, resting_expression,
+)
+from core.corpus.speech import SENTENCES, Prosody, available_voices, synthesize
+from core.corpus.text import template_sentences
+from core.corpus.visemes import viseme_curves
+from core.emotions import EMOTIONS
+from core.errors import FlowVQError
+from core.face import builtin
+from core.fileio import write_atomic
+from core.train.data import CoeffSequence, DatasetMeta, write_meta, write_sequence
+
+__all__ = [
+    "CORPUS_FILE", "AUDIO_DIR", "CorpusError", "CorpusSpec", "CorpusItem", "plan_corpus",
+    "render_item", "build_corpus", "read_manifest", "frame_energy",
+]
+
+CORPUS_FILE = "corpus.json"
+AUDIO_DIR = "audio"
+CORPUS_FORMAT = "flowvq-corpus"
+
+
+class CorpusError(FlowVQError):
+    """A corpus specification or output folder that cannot be used."""
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """What `build_corpus` writes. Voices are `core.corpus.speech` voice names; ``extra_sentences``
+    template sentences join the 40 hand-written ones; ``heldout_sentences`` of all sentences (a
+    seeded choice) are kept for val and test; every (voice, sentence) is spoken once per emotion and
+    repeat; ``intensity`` is the uniform range of the emotion style's strength."""
+
+    train_voices: tuple[str, ...] = ("us1", "us2", "en1")
+    test_voices: tuple[str, ...] = ("us3", "espeak:en-us+f2")
+    extra_sentences: int = 60
+    heldout_sentences: int = 15
+    emotions: tuple[str, ...] = EMOTIONS
+    repeats: int = 1
+    intensity: tuple[float, float] = (0.5, 1.0)
+    fps: float = 25.0
+    augment: bool = True
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raise `CorpusError` for voices that are unknown, missing or in both splits, unknown
+        emotions, or counts and ranges out of bounds."""
+        installed = set(available_voices())
+        for voice in self.train_voices + self.test_voices:
+            if voice not in installed:
+                raise CorpusError(
+                    f"voice {voice!r} is not installed (installed: {', '.join(sorted(installed)) or 'none'}); "
+                    "run `bash scripts/setup_speech.sh`"
+                )
+        shared = set(self.train_voices) & set(self.test_voices)
+        if shared:
+            raise CorpusError(f"voices {sorted(shared)} are in both the training and the test voices")
+        if not self.train_voices:
+            raise CorpusError("the corpus needs at least one training voice")
+        unknown = [e for e in self.emotions if e not in EMOTIONS]
+        if unknown or not self.emotions:
+            raise CorpusError(f"unknown or no emotions {unknown}; known: {', '.join(EMOTIONS)}")
+        total = len(SENTENCES) + self.extra_sentences
+        if self.extra_sentences < 0 or not 0 <= self.heldout_sentences < total:
+            raise CorpusError(
+                f"need extra_sentences >= 0 and 0 <= heldout_sentences < {total} sentences in all"
+            )
+        if self.repeats < 1:
+            raise CorpusError(f"repeats must be >= 1, got {self.repeats}")
+        low, high = self.intensity
+        if not 0.0 <= low <= high <= 1.0:
+            raise CorpusError(f"intensity must be a range inside [0, 1], got {self.intensity}")
+        if not 1.0 <= self.fps <= 240.0:
+            raise CorpusError(f"fps must be in [1, 240], got {self.fps}")
+
+
+@dataclass(frozen=True)
+class CorpusItem:
+    """One utterance to render: its sequence name, split, voice, text, emotion and its own seed."""
+
+    name: str
+    split: str
+    voice: str
+    text: str
+    emotion: str
+    seed: int
+
+
+def _sentences(spec: CorpusSpec) -> tuple[list[str], list[str]]:
+    """(training sentences, held-out sentences), both in a seeded order."""
+    rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0xC0]))
+    extra = [s for s in template_sentences(spec.extra_sentences + len(SENTENCES), rng) if s not in SENTENCES]
+    sentences = list(SENTENCES) + extra[: spec.extra_sentences]
+    order = rng.permutation(len(sentences))
+    held = set(order[: spec.heldout_sentences].tolist())
+    return ([s for i, s in enumerate(sentences) if i not in held],
+            [s for i, s in enumerate(sentences) if i in held])
+
+
+def plan_corpus(spec: CorpusSpec) -> list[CorpusItem]:
+    """Every utterance of the corpus, in a fixed order (see the module docstring for the splits)."""
+    train_text, held_text = _sentences(spec)
+    everything = train_text + held_text
+    plan = [("train", v, train_text) for v in spec.train_voices]
+    plan += [("val", v, held_text) for v in spec.train_voices]
+    plan += [("test", v, held_text) for v in spec.test_voices]
+    voices = list(spec.train_voices + spec.test_voices)
+    items = []
+    for split, voice, texts in plan:
+        for text in texts:
+            sentence = everything.index(text)
+            for emotion in spec.emotions:
+                for repeat in range(spec.repeats):
+                    key = [spec.seed, voices.index(voice), sentence, EMOTIONS.index(emotion), repeat]
+                    seed = int(np.random.SeedSequence(key).generate_state(1)[0])
+                    name = f"{voice.replace(':', '-').replace('+', '-')}_{sentence:03d}_{emotion}_{repeat}"
+                    items.append(CorpusItem(name, split, voice, text, emotion, seed))
+    return items
+
+
+def frame_energy(wave: np.ndarray, fps: float, frames: int) -> np.ndarray:
+    """Per-frame RMS loudness scaled to [0, 1] (1 = the loudest frame).
+    Shapes: wave (N,) at `SAMPLE_RATE` -> (frames,) float64."""
+    hop = SAMPLE_RATE / fps
+    edges = np.minimum((np.arange(frames + 1) * hop).round().astype(int), len(wave))
+    power = np.array([float(np.mean(wave[a:b] ** 2)) if b > a else 0.0 for a, b in zip(edges[:-1], edges[1:])])
+    rms = np.sqrt(power)
+    return rms / max(float(rms.max()), 1e-12)
+
+
+def render_item(
+    item: CorpusItem, names: Sequence[str], spec: CorpusSpec
+) -> tuple[CoeffSequence, np.ndarray, dict[str, Any]]:
+    """Synthesise and animate one utterance. Shapes: -> (the sequence, the (N,) float32 wave its
+    audio features came from, its manifest record)."""
+    rng = np.random.default_rng(item.seed)
+    prosody = Prosody(**prosody_values(item.emotion, rng))
+    utterance = synthesize(item.text, item.voice, prosody)
+    frames = n_video_frames(len(utterance.wave), spec.fps)
+    if spec.augment:
+        wave, augmentation = augment_wave(utterance.wave, rng)
+        steps = list(augmentation.steps) + [f"gain {augmentation.gain_db:+.1f} dB"]
+    else:
+        wave, steps = utterance.wave, []
+    audio = align_to_frames(normalize_features(log_mel(wave)), spec.fps, frames)
+    phones = [(p.symbol, p.start, p.end) for p in utterance.phones]
+    intensity = float(rng.uniform(*spec.intensity))
+    beta0 = resting_expression(names, rng)
+    exp = (viseme_curves(phones, names, spec.fps, frames)
+           + emotion_curves(names, item.emotion, intensity, frames, spec.fps, rng)
+           + blink_curves(names, item.emotion, frames, spec.fps, rng) + beta0[None, :])
+    pose = head_motion(frame_energy(utterance.wave, spec.fps, frames), item.emotion, spec.fps, rng)
+    sequence = CoeffSequence(item.name, np.clip(exp, 0.0, 1.0), pose, audio, item.emotion, beta0)
+    record = {
+        "name": item.name, "split": item.split, "voice": item.voice, "text": item.text,
+        "emotion": item.emotion, "intensity": round(intensity, 4),
+        "prosody": {k: round(v, 4) for k, v in asdict(prosody).items()}, "augmentation": steps,
+        "seconds": round(len(wave) / SAMPLE_RATE, 4),
+        "phones": [[s, round(a, 4), round(b, 4)] for s, a, b in phones],
+    }
+    return sequence, wave, record
+
+
+def _write_item(root: Path, item: CorpusItem, names: tuple[str, ...], spec: CorpusSpec) -> dict[str, Any]:
+    """Render one item and write its NAME.npz and audio/NAME.wav; returns its manifest record."""
+    sequence, wave, record = render_item(item, names, spec)
+    write_atomic(root / AUDIO_DIR / f"{item.name}.wav",
+                 lambda path: sf.write(path, wave, SAMPLE_RATE, subtype="PCM_16", format="WAV"))
+    write_sequence(root, item.split, sequence)
+    return record
+
+
+def _check_output(root: Path) -> None:
+    """Refuse an output folder that already holds files (a corpus is never written over)."""
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise CorpusError(f"{root} already exists and is not an empty folder; choose a new output folder")
+
+
+def build_corpus(
+    out: str | Path,
+    spec: CorpusSpec = CorpusSpec(),
+    *,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Write the corpus of ``spec`` to the new folder ``out``; returns the summary also stored in
+    ``corpus.json`` ({"utterances": {split: n}, "hours": {split: h}, ...}). ``progress(done, total)``
+    is called after each utterance."""
+    spec.check()
+    root = Path(out)
+    _check_output(root)
+    face = builtin()
+    (root / AUDIO_DIR).mkdir(parents=True, exist_ok=True)
+    write_meta(root, DatasetMeta(fps=spec.fps, face_model=face.id, names=face.names, n_mels=N_MELS))
+    items = plan_corpus(spec)
+    records = []
+    if workers <= 1:
+        for done, item in enumerate(items, 1):
+            records.append(_write_item(root, item, face.names, spec))
+            if progress:
+                progress(done, len(items))
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(_write_item, root, item, face.names, spec) for item in items]
+            for done, future in enumerate(futures, 1):
+                records.append(future.result())
+                if progress:
+                    progress(done, len(items))
+    summary = _summary(spec, records)
+    manifest = {"format": CORPUS_FORMAT, "version": 1, **summary, "sequences": records}
+    write_atomic(root / CORPUS_FILE, lambda path: Path(path).write_text(json.dumps(manifest, indent=1)))
+    return summary
+
+
+def _summary(spec: CorpusSpec, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The spec, the voices per split, and utterances and hours per split."""
+    splits = ("train", "val", "test")
+    seconds = {s: sum(r["seconds"] for r in records if r["split"] == s) for s in splits}
+    return {
+        "spec": asdict(spec),
+        "voices": {"train": list(spec.train_voices), "val": list(spec.train_voices),
+                   "test": list(spec.test_voices)},
+        "utterances": {s: sum(r["split"] == s for r in records) for s in splits},
+        "hours": {s: round(seconds[s] / 3600.0, 4) for s in splits},
+        "total_hours": round(math.fsum(seconds.values()) / 3600.0, 4),
+    }
+
+
+def read_manifest(root: str | Path) -> dict[str, Any]:
+    """``corpus.json`` of a built corpus, with a `CorpusError` naming the file when it is missing
+    or not a corpus manifest."""
+    path = Path(root) / CORPUS_FILE
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CorpusError(f"{path} does not exist; build the corpus with `flowvq corpus build`") from None
+    except (OSError, ValueError) as err:
+        raise CorpusError(f"{path} is not readable JSON ({err})") from err
+    if not isinstance(manifest, dict) or manifest.get("format") != CORPUS_FORMAT:
+        raise CorpusError(f"{path} is not a {CORPUS_FORMAT} manifest")
+    return manifest

@@ -1,0 +1,1 @@
+"""Evaluation of generated coefficient takes against ground truth and baselines (`flowvq eval`)."""

@@ -1,0 +1,95 @@
+"""``flowvq eval`` (the flows against the baselines, `core.eval.run`) and
+``flowvq train regressor`` (the MSE baseline, `core.eval.regressor`).
+
+    flowvq eval [--corpus data/corpus] [--weights DIR] [--regressor DIR] [--takes 4]
+                [--temperature 0.7] [--seed 0] [--limit N] [--json] [--out REPORT.json]
+
+prints the comparison table (to stderr with ``--json``, which prints the JSON report on stdout) and
+writes the report to ``--out`` when given.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from core.coeff.config import PRESETS, CoeffConfig
+from core.coeff.weights import default_weights_dir, read_weights_config
+from core.eval.regressor import save_regressor, train_regressor
+from core.eval.run import EvalSettings, evaluate, format_table
+from core.face import builtin
+from core.fileio import write_atomic
+from core.train.data import load_split
+
+__all__ = ["add_eval_parser", "run_eval", "add_regressor_parser", "run_train_regressor"]
+
+
+def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``eval`` to the ``flowvq`` subparsers; the namespace carries ``func=run_eval``."""
+    parser = subparsers.add_parser(
+        "eval", help="compare the flows with an MSE regressor and a Rhubarb-style baseline on held-out voices"
+    )
+    parser.add_argument("--corpus", type=Path, default=Path("data/corpus"),
+                        help="a corpus from `flowvq corpus build` (default %(default)s)")
+    parser.add_argument("--weights", type=Path, help="coefficient flow weights (default: the shipped ones)")
+    parser.add_argument("--regressor", type=Path, help="MSE regressor weights (default: the shipped ones)")
+    parser.add_argument("--takes", type=int, default=4, help="flow takes per sequence (default %(default)s)")
+    parser.add_argument("--temperature", type=float, default=0.7, help="(default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="first take's seed (default %(default)s)")
+    parser.add_argument("--manifold-blend", type=float, default=1.0,
+                        help="the flows' manifold projection in [0, 1] (default %(default)s)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N test sequences")
+    parser.add_argument("--json", action="store_true", help="print the JSON report on stdout")
+    parser.add_argument("--out", type=Path, help="also write the JSON report here")
+    parser.set_defaults(func=run_eval)
+    return parser
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Run the evaluation; returns 0."""
+    settings = EvalSettings(takes=args.takes, temperature=args.temperature, seed=args.seed,
+                            manifold_blend=args.manifold_blend, limit=args.limit)
+    with tqdm(desc="eval", unit="seq", file=sys.stderr) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        report = evaluate(args.corpus, settings, weights=args.weights, regressor=args.regressor,
+                          progress=progress)
+    text = json.dumps(report, indent=1)
+    if args.out:
+        write_atomic(args.out, lambda path: Path(path).write_text(text))
+    print(format_table(report), file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(text)
+    return 0
+
+
+def add_regressor_parser(train_subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``regressor`` to the ``train`` subparsers; the namespace carries ``func=run_train_regressor``."""
+    parser = train_subparsers.add_parser("regressor", help="train the MSE-regressor baseline of `flowvq eval`")
+    parser.add_argument("--corpus", type=Path, default=Path("data/corpus"), help="(default %(default)s)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for regressor.yaml/.safetensors")
+    parser.add_argument("--steps", type=int, default=5000, help="(default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=64, help="(default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="(default %(default)s)")
+    parser.add_argument("--like", type=Path,
+                        help="copy the model config of these flow weights (default: the shipped flows)")
+    parser.set_defaults(func=run_train_regressor)
+    return parser
+
+
+def run_train_regressor(args: argparse.Namespace) -> int:
+    """Train the regressor with the flows' conditioner config and save it; returns 0."""
+    like = args.like or default_weights_dir()
+    config = (CoeffConfig.from_dict(read_weights_config(like)["model"]) if (like / "config.yaml").is_file()
+              else PRESETS["default"])
+    face = builtin()
+    model, history = train_regressor(load_split(args.corpus, "train"), config, face, steps=args.steps,
+                                     batch_size=args.batch_size, seed=args.seed)
+    save_regressor(args.out, model, {"corpus": str(args.corpus), "steps": args.steps,
+                                     "batch_size": args.batch_size, "seed": args.seed, "loss": history})
+    print(f"train regressor: {args.steps} steps, final MSE {history[-1]:.4f} -> {args.out}")
+    return 0

@@ -1,0 +1,234 @@
+"""`flowvq eval`: the default flows against two baselines on the corpus's held-out voices.
+
+Systems, each run on every test-split sequence of a built corpus (`core.corpus.build`):
+
+    flow        the coefficient flows (default weights unless given): ``takes`` seeded takes at
+                the given temperature, full intensity of the sequence's emotion
+    regressor   `core.eval.regressor.MSERegressor`: the same conditioner trained with MSE (the
+                shipped baseline weights unless given); deterministic, one take
+    rhubarb     `core.eval.rhubarb`: pocketsphinx phone recognition without the transcript ->
+                visemes; no emotion, one take; the source's resting expression β₀ is added
+    truth       the ground truth itself, for the reference values of the per-take metrics
+
+Metrics (`core.eval.metrics`; the geometric ones on the built-in mesh's expression-only vertices):
+M-LMD and F-LMD in mm against the truth, bilabial closure rate, open-vowel lip gap in mm (the truth
+row says how open it should be), mouth jerk in m/s³, emotion accuracy of a classifier fitted on the
+training split's ground truth (sequences minus β₀), and for the flow: NLL of the truth (nats per
+frame and dimension, teacher-forced contexts), take diversity, and the ratio of the mean take's
+M-LMD to the best take's (the "equal lip error" check). The flow's row scores its first take (the
+seed's own). Per-sequence values are averaged; the
+closure rate pools all bilabials of the split.
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.audio import frame_windows, load_audio
+from core.coeff.model import CoeffModel
+from core.coeff.sampler import SampleSettings, sample_takes
+from core.coeff.weights import load_weights
+from core.corpus.build import AUDIO_DIR, read_manifest
+from core.emotions import emotion_index
+from core.errors import FlowVQError
+from core.eval.metrics import (
+    CLOSED_GAP_MM, MOUTH, EmotionClassifier, bilabial_closure_rate, jerk, landmark_distance,
+    open_vowel_opening, take_diversity,
+)
+from core.eval.regressor import MSERegressor, load_regressor
+from core.eval.rhubarb import rhubarb_curves
+from core.face import builtin
+from core.face.model import FaceModel
+from core.train.data import CoeffSequence, load_split, read_meta
+
+__all__ = ["SYSTEMS", "EvalSettings", "default_regressor_dir", "sequence_nll", "evaluate", "format_table"]
+
+SYSTEMS: tuple[str, ...] = ("flow", "regressor", "rhubarb", "truth")
+_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("m_lmd_mm", "M-LMD mm", "{:.2f}"),
+    ("f_lmd_mm", "F-LMD mm", "{:.2f}"),
+    ("bilabial_closure", "closure", "{:.0%}"),
+    ("open_vowel_gap_mm", "open gap mm", "{:.1f}"),
+    ("jerk_m_s3", "jerk m/s³", "{:.2f}"),
+    ("emotion_accuracy", "emotion acc", "{:.0%}"),
+    ("nll", "NLL", "{:.2f}"),
+)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What `evaluate` runs: flow takes per sequence, their temperature, first seed and manifold
+    projection blend, and an optional limit on the number of test sequences (the first N by name)."""
+
+    takes: int = 4
+    temperature: float = 0.7
+    seed: int = 0
+    manifold_blend: float = 1.0
+    limit: int | None = None
+
+
+def default_regressor_dir() -> Path:
+    """The shipped MSE-regressor baseline, trained on the default corpus like the default flows."""
+    return Path(__file__).resolve().parent / "assets" / "regressor"
+
+
+def sequence_nll(model: CoeffModel, seq: CoeffSequence) -> float:
+    """ExpFlow's negative log-likelihood of a true sequence, nats per frame and dimension, each
+    frame conditioned on its true predecessors (teacher forcing)."""
+    flow, tau = model.exp_flow, model.config.exp.tau
+    frames = len(seq.exp)
+    exp = torch.as_tensor(seq.exp)
+    data = torch.cat([torch.zeros(tau, model.dim), exp])[None]  # (1, τ + T, D)
+    available = torch.cat([torch.zeros(tau, dtype=torch.bool), torch.ones(frames, dtype=torch.bool)])[None]
+    windows = torch.as_tensor(frame_windows(seq.audio, model.config.audio_before, model.config.audio_after))[None]
+    label = torch.tensor([emotion_index(seq.emotion)])
+    with torch.no_grad():
+        static = flow.static_context(windows, torch.as_tensor(seq.beta0)[None], label)
+        context = flow.window_contexts(data, available, static)
+        log_prob = flow.log_prob(exp, context, label.repeat(frames))
+    return float(-log_prob.mean() / model.dim)
+
+
+@dataclass
+class _Scores:
+    """Per-sequence metric lists of one system."""
+
+    m_lmd: list[float]
+    f_lmd: list[float]
+    closed: list[float]
+    opening: list[float]
+    jerk: list[float]
+    correct: list[float]
+
+    @classmethod
+    def empty(cls) -> "_Scores":
+        return cls([], [], [], [], [], [])
+
+
+def _score(scores: _Scores, face: FaceModel, exp: np.ndarray, seq: CoeffSequence, phones: list,
+           fps: float, predicted: str) -> None:
+    """Append one take's metrics against the truth ``seq``. Shapes: exp (T, D)."""
+    scores.m_lmd.append(landmark_distance(face, exp, seq.exp, MOUTH))
+    scores.f_lmd.append(landmark_distance(face, exp, seq.exp, None))
+    bilabials = [p for p in phones if p[0] in ("p", "b", "m", "p_h")]
+    if bilabials:
+        rate = bilabial_closure_rate(face, exp, bilabials, fps)
+        if not math.isnan(rate):
+            scores.closed.extend([rate] * len(bilabials))
+    opening = open_vowel_opening(face, exp, phones, fps)
+    if not math.isnan(opening):
+        scores.opening.append(opening)
+    scores.jerk.append(jerk(face, exp, fps, MOUTH))
+    scores.correct.append(float(predicted == seq.emotion))
+
+
+def _summary(scores: _Scores) -> dict[str, float]:
+    """Means of the per-sequence lists (NaN when a list is empty)."""
+    mean = lambda values: float(np.mean(values)) if values else float("nan")  # noqa: E731
+    return {
+        "m_lmd_mm": mean(scores.m_lmd), "f_lmd_mm": mean(scores.f_lmd),
+        "bilabial_closure": mean(scores.closed), "open_vowel_gap_mm": mean(scores.opening),
+        "jerk_m_s3": mean(scores.jerk), "emotion_accuracy": mean(scores.correct),
+    }
+
+
+def evaluate(
+    corpus: str | Path,
+    settings: EvalSettings = EvalSettings(),
+    *,
+    weights: str | Path | None = None,
+    regressor: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run every system on the corpus's test split; returns the JSON report (see `format_table`)."""
+    corpus = Path(corpus)
+    manifest = read_manifest(corpus)
+    meta = read_meta(corpus)
+    face = builtin()
+    model = load_weights(weights, face)
+    baseline: MSERegressor = load_regressor(regressor or default_regressor_dir(), face)
+    if abs(meta.fps - model.config.fps) > 1e-6:
+        raise FlowVQError(f"the corpus is at {meta.fps} fps but the flows run at {model.config.fps} fps")
+    records = {r["name"]: r for r in manifest["sequences"]}
+    test = load_split(corpus, "test")[: settings.limit]
+    train = load_split(corpus, "train")
+    classifier = EmotionClassifier(meta.fps).fit([s.exp - s.beta0 for s in train], [s.emotion for s in train])
+    scores = {name: _Scores.empty() for name in SYSTEMS}
+    take_scores: list[dict[str, float]] = []
+    nll: list[float] = []
+    for done, seq in enumerate(test, 1):
+        phones = [tuple(p) for p in records[seq.name]["phones"]]
+        wave = load_audio(corpus / AUDIO_DIR / f"{seq.name}.wav")
+        outputs = _system_outputs(model, baseline, seq, wave, meta.fps, settings)
+        flow_takes, flow_pose = outputs.pop("flow")
+        for name, exp in {"flow": flow_takes[0], **outputs, "truth": seq.exp}.items():
+            _score(scores[name], face, exp, seq, phones, meta.fps, classifier.predict([exp - seq.beta0])[0])
+        take_scores.append(_take_report(face, flow_takes, flow_pose, seq))
+        nll.append(sequence_nll(model, seq))
+        if progress:
+            progress(done, len(test))
+    report = {name: _summary(scores[name]) for name in SYSTEMS}
+    report["flow"]["nll"] = float(np.mean(nll))
+    report["flow"].update({k: float(np.mean([t[k] for t in take_scores])) for k in take_scores[0]})
+    return {
+        "corpus": str(corpus), "test_voices": manifest["voices"]["test"], "sequences": len(test),
+        "frames": int(sum(len(s.exp) for s in test)), "settings": asdict(settings),
+        "closed_gap_mm": CLOSED_GAP_MM, "classifier_train_sequences": len(train),
+        "classifier_train_accuracy": classifier.accuracy([s.exp - s.beta0 for s in train], [s.emotion for s in train]),
+        "systems": report,
+    }
+
+
+def _system_outputs(
+    model: CoeffModel, baseline: MSERegressor, seq: CoeffSequence, wave: np.ndarray, fps: float,
+    settings: EvalSettings,
+) -> dict[str, Any]:
+    """Each system's expression for one test sequence: "flow" -> (takes (K, T, D), poses (K, T, 6)),
+    "regressor" and "rhubarb" -> (T, D)."""
+    sample = SampleSettings(emotion=seq.emotion, temperature=settings.temperature, seed=settings.seed,
+                            takes=settings.takes, manifold_blend=settings.manifold_blend)
+    exp, pose = sample_takes(model, seq.audio, seq.beta0, sample)
+    frames = len(seq.exp)
+    lips = rhubarb_curves(wave, model.names, fps, frames)
+    return {
+        "flow": (exp, pose),
+        "regressor": baseline.predict(seq.audio, seq.beta0, seq.emotion),
+        "rhubarb": np.clip(lips + seq.beta0[None], 0.0, 1.0),
+    }
+
+
+def _take_report(face: FaceModel, takes: np.ndarray, poses: np.ndarray, seq: CoeffSequence) -> dict[str, float]:
+    """Per-sequence take statistics of the flow: the best, mean and worst take's M-LMD, their
+    ratios, and the diversity across takes. Shapes: takes (K, T, D), poses (K, T, 6)."""
+    lmd = np.array([landmark_distance(face, take, seq.exp, MOUTH) for take in takes])
+    report = {"m_lmd_best_take_mm": float(lmd.min()), "m_lmd_mean_over_best": float(lmd.mean() / lmd.min())}
+    if len(takes) > 1:
+        diversity = take_diversity(takes, poses, face.names)
+        report.update({
+            "diversity_expression": diversity.expression, "diversity_brows": diversity.brows,
+            "diversity_blink_std": diversity.blink_std, "diversity_pose_degrees": diversity.pose_degrees,
+        })
+    return report
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The systems side by side as a Markdown table, then the flow's take statistics."""
+    header = "| system | " + " | ".join(label for _, label, _ in _COLUMNS) + " |"
+    lines = [header, "|" + "---|" * (len(_COLUMNS) + 1)]
+    for name in SYSTEMS:
+        row = report["systems"][name]
+        cells = [fmt.format(row[key]) if key in row and not math.isnan(row[key]) else "–"
+                 for key, _, fmt in _COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    flow = report["systems"]["flow"]
+    extra = [f"{k} = {v:.3f}" for k, v in flow.items() if k.startswith(("m_lmd_", "diversity_"))]
+    lines.append("")
+    lines.append(f"{report['sequences']} test sequences ({report['frames']} frames), voices "
+                 f"{', '.join(report['test_voices'])}; flow takes per sequence: {report['settings']['takes']}")
+    lines.append("flow takes: " + ", ".join(extra))
+    return "\n".join(lines)

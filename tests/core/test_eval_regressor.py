@@ -1,0 +1,81 @@
+"""core.eval.regressor: the MSE baseline shares ExpFlow's conditioner, learns the toy task's
+audio-to-jaw mapping, is deterministic, and its weights round-trip strictly."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from core.coeff.config import PRESETS
+from core.coeff.model import ExpFlow
+from core.eval.regressor import RegressorError, load_regressor, save_regressor, train_regressor
+from core.train.data import load_split
+from core.train.toy import drive_signal, write_toy_dataset
+
+TINY = PRESETS["tiny"]
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory, face):
+    root = tmp_path_factory.mktemp("toy") / "toy"
+    write_toy_dataset(root, face.names, face.id, n_train=36, n_val=9, frames=100, seed=0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(toy, face):
+    torch.set_num_threads(1)
+    return train_regressor(load_split(toy, "train"), TINY, face, steps=300, batch_size=32,
+                           show_progress=False)
+
+
+def test_the_conditioner_is_expflows_own(trained, face) -> None:
+    model, _ = trained
+    flow = ExpFlow(len(face.names), TINY, seed=0)
+    shapes = {k: v.shape for k, v in model.conditioner.state_dict().items()}
+    steps = tuple(f"flow.transforms.{k}." for k in range(1, TINY.exp.steps + 1))  # 0 is the standardisation
+    expected = {k: v.shape for k, v in flow.state_dict().items() if not k.startswith(steps)}
+    assert shapes == expected
+
+
+def test_training_lowers_the_error_and_the_jaw_follows_the_audio(trained, toy) -> None:
+    model, history = trained
+    assert history[-1] < 0.9 * history[0]  # most toy channels are unpredictable noise: the floor is high
+    jaw = model.names.index("jawOpen")
+    correlations = []
+    for seq in load_split(toy, "val"):
+        predicted = model.predict(seq.audio, seq.beta0, seq.emotion)
+        correlations.append(np.corrcoef(predicted[:, jaw], drive_signal(seq.audio))[0, 1])
+    assert min(correlations) > 0.8
+
+
+def test_predictions_are_deterministic_and_inside_the_bounds(trained, toy, face) -> None:
+    model, _ = trained
+    seq = load_split(toy, "val")[0]
+    first = model.predict(seq.audio, seq.beta0, seq.emotion)
+    np.testing.assert_array_equal(first, model.predict(seq.audio, seq.beta0, seq.emotion))
+    assert first.shape == seq.exp.shape
+    assert (first >= face.lower - 1e-6).all() and (first <= face.upper + 1e-6).all()
+
+
+def test_the_same_seed_trains_the_same_weights(toy, face) -> None:
+    train = load_split(toy, "train")
+    a, _ = train_regressor(train, TINY, face, steps=5, batch_size=8, show_progress=False)
+    b, _ = train_regressor(train, TINY, face, steps=5, batch_size=8, show_progress=False)
+    for (key, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(x, y, rtol=0, atol=0, msg=key)
+
+
+def test_weights_round_trip_and_refuse_another_face_model(trained, toy, face, tmp_path) -> None:
+    model, history = trained
+    save_regressor(tmp_path / "reg", model, {"loss": history})
+    loaded = load_regressor(tmp_path / "reg", face)
+    seq = load_split(toy, "val")[1]
+    np.testing.assert_array_equal(loaded.predict(seq.audio, seq.beta0, seq.emotion),
+                                  model.predict(seq.audio, seq.beta0, seq.emotion))
+    other = dataclasses.replace(face, names=tuple(f"x{i}" for i in range(len(face.names))))
+    with pytest.raises(RegressorError, match="another face model"):
+        load_regressor(tmp_path / "reg", other)
+    with pytest.raises(RegressorError, match="no readable regressor"):
+        load_regressor(tmp_path / "missing", face)
