@@ -25,7 +25,7 @@ from core.audio import SAMPLE_RATE
 from core.coeff.config import PRESETS
 from core.coeff.generator import CoeffGenerator, GenerateSettings
 from core.coeff.model import CoeffModel
-from core.coeff.sampler import SampleSettings
+from core.coeff.sampler import SampleSettings, take_seeds
 from core.coeff.weights import save_weights
 from core.face import builtin
 
@@ -57,10 +57,9 @@ def time_cases(
     """Wall time and RTF of 1 take, ``takes`` batched, and ``takes`` generated one at a time."""
     one = replace(settings, sample=replace(settings.sample, takes=1))
     batched = replace(settings, sample=replace(settings.sample, takes=takes))
-    naive_seeds = [settings.sample.seed + k for k in range(takes)]
 
     def naive() -> None:
-        for seed in naive_seeds:
+        for seed in take_seeds(batched.sample):
             generator.generate(audio, replace(one, sample=replace(one.sample, seed=seed)))
 
     cases = [
@@ -124,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         rows, summaries = [], []
         for device in devices:
             generator = CoeffGenerator.load(weights, device=device)
-            blend = SampleSettings().manifold_blend if generator.info()["bank_size"] else 0.0
+            blend = SampleSettings().manifold_blend if len(generator.model.bank) else 0.0
             settings = GenerateSettings(sample=SampleSettings(manifold_blend=blend), fps=args.fps)
             device_rows = time_cases(generator, audio, args.seconds, settings, args.takes, args.repeats)
             rows += device_rows

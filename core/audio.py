@@ -33,6 +33,7 @@ __all__ = [
     "NotAudioError", "AudioTooLongError", "SampleRateError", "FpsError", "FeatureError",
     "load_audio", "duration_seconds", "mel_band_edges_hz", "mel_filterbank", "log_mel",
     "normalize_features", "n_video_frames", "align_to_frames", "frame_windows", "audio_features",
+    "wave_features", "check_decoded", "check_fps", "resample_to_16k",
 ]
 
 SAMPLE_RATE = 16000
@@ -111,8 +112,8 @@ def load_audio(source: str | Path | bytes, *, max_seconds: float = MAX_SECONDS) 
         _check_header(sound.frames, sound.samplerate, label, max_seconds)
         mono = _decode_mono(sound, label, head)
         rate = sound.samplerate
-    _check_decoded(mono, label)
-    wave = _resample(mono, rate)
+    check_decoded(mono, label)
+    wave = resample_to_16k(mono, rate)
     return np.clip(wave, -1.0, 1.0, out=wave)
 
 
@@ -219,7 +220,7 @@ def _decode_mono(sound: sf.SoundFile, label: str, head: bytes) -> np.ndarray:
     return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 
 
-def _check_decoded(mono: np.ndarray, label: str) -> None:
+def check_decoded(mono: np.ndarray, label: str) -> None:
     """Refuse decoded audio that is empty, not finite, or silent. Shapes: (M,) -> None."""
     if mono.size == 0:
         raise EmptyAudioError(
@@ -242,7 +243,7 @@ def _check_decoded(mono: np.ndarray, label: str) -> None:
         )
 
 
-def _resample(mono: np.ndarray, rate: int) -> np.ndarray:
+def resample_to_16k(mono: np.ndarray, rate: int) -> np.ndarray:
     """Polyphase resampling from `rate` to `SAMPLE_RATE`. Shapes: (M,) -> (ceil(M * 16000 / rate),)."""
     if rate == SAMPLE_RATE:
         return mono
@@ -329,7 +330,7 @@ def normalize_features(feats: np.ndarray) -> np.ndarray:
 # Video-frame alignment
 # ---------------------------------------------------------------------------------------------
 
-def _check_fps(fps: float) -> None:
+def check_fps(fps: float) -> None:
     """Refuse an fps that is not a finite number in (0, MAX_FPS]."""
     if isinstance(fps, bool) or not isinstance(fps, Real) or not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
         raise FpsError(f"frame rate {fps!r} is not usable; choose a frame rate above 0 and up to {MAX_FPS:g} fps")
@@ -337,7 +338,7 @@ def _check_fps(fps: float) -> None:
 
 def n_video_frames(n_samples: int, fps: float) -> int:
     """Number of video frames for `n_samples` at SAMPLE_RATE: max(1, round(seconds * fps))."""
-    _check_fps(fps)
+    check_fps(fps)
     return max(1, round(n_samples / SAMPLE_RATE * fps))
 
 
@@ -350,7 +351,7 @@ def align_to_frames(feats: np.ndarray, fps: float, n_frames: int | None = None) 
     `n_frames` defaults to max(1, round(T100 / 100 * fps)).
     Shapes: (T100, F) -> (n_frames, F) float32.
     """
-    _check_fps(fps)
+    check_fps(fps)
     if feats.ndim != 2 or len(feats) == 0:
         raise FeatureError(f"features to align must have shape (T, F) with T >= 1, got shape {feats.shape}")
     if n_frames is None:
@@ -408,7 +409,16 @@ def audio_features(
     """load_audio -> log_mel -> normalize_features -> align_to_frames, with one row per video frame.
     Shapes: source -> (wave (N,) float32, feats (n_video_frames(N, fps), N_MELS) float32).
     """
-    _check_fps(fps)
+    check_fps(fps)
     wave = load_audio(source, max_seconds=max_seconds)
-    feats = normalize_features(log_mel(wave))
-    return wave, align_to_frames(feats, fps, n_video_frames(len(wave), fps))
+    return wave, wave_features(wave, fps)
+
+
+def wave_features(wave: np.ndarray, fps: float, n_frames: int | None = None) -> np.ndarray:
+    """log_mel -> normalize_features -> align_to_frames of a wave already at `SAMPLE_RATE`, with
+    ``n_frames`` rows (default: `n_video_frames` of the wave).
+    Shapes: wave (N,) float32 -> (n_frames, N_MELS) float32.
+    """
+    check_fps(fps)
+    frames = n_video_frames(len(wave), fps) if n_frames is None else n_frames
+    return align_to_frames(normalize_features(log_mel(wave)), fps, frames)

@@ -116,7 +116,7 @@ def _fit(args: argparse.Namespace) -> None:
     print("  pose (pitch, yaw, roll rad; tx, ty, tz m): " + ", ".join(f"{p:.3f}" for p in result["pose"]))
 
 
-DEMO_SPEECH = Path(__file__).resolve().parent.parent / "assets" / "demo_speech.wav"
+DEMO_SPEECH = Path(__file__).resolve().parent / "assets" / "demo_speech.wav"
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -136,10 +136,10 @@ def _demo(args: argparse.Namespace) -> None:
     fitted = fit_image(portrait)
     (out / "portrait_fit.json").write_text(json.dumps(fitted, indent=1))
     generator = CoeffGenerator.load()
-    model = generator.face
-    source = np.array([fitted["exp"][n] for n in model.names], np.float32)
-    export_face(model, out / "head.glb", np.zeros(model.n_expressions))
-    export_face(model, out / "portrait_expression.glb", source)
+    face = generator.face
+    source = np.array([fitted["exp"][n] for n in face.names], np.float32)
+    export_face(face, out / "head.glb", np.zeros(face.n_expressions))
+    export_face(face, out / "portrait_expression.glb", source)
     settings = GenerateSettings(sample=SampleSettings(emotion="happy", seed=0, takes=2), source_exp=source)
     takes = generator.generate(DEMO_SPEECH, settings)
     save_takes(out / "takes.json", takes)

@@ -70,9 +70,8 @@ class FlowConfig:
             raise ConfigError(f"{which}.tau must be >= 0, got {self.tau}")
         if not 0.0 <= self.dropout <= 1.0:
             raise ConfigError(f"{which}.dropout must be in [0, 1], got {self.dropout}")
-        for key in ("max_log_scale",):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{which}.{key} must be > 0, got {getattr(self, key)}")
+        if self.max_log_scale <= 0:
+            raise ConfigError(f"{which}.max_log_scale must be > 0, got {self.max_log_scale}")
         for key in ("con_weight", "noise_std"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{which}.{key} must be >= 0, got {getattr(self, key)}")

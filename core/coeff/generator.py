@@ -25,7 +25,7 @@ import numpy as np
 from core.audio import MAX_FPS, audio_features
 from core.coeff.model import CoeffModel
 from core.coeff.sampler import CancelFn, SampleSettings, SettingsError, sample_takes, take_seeds
-from core.coeff.weights import CONFIG_FILE, WeightsError, default_weights_dir, load_weights
+from core.coeff.weights import default_weights_dir, load_weights
 from core.emotions import EMOTIONS, REFERENCE, emotion_index
 from core.device import resolve_device
 from core.errors import FlowVQError
@@ -47,6 +47,8 @@ __all__ = [
 ProgressFn = Callable[[str, float], None]
 STAGES = ("features", "sampling", "done")
 _SAMPLING_START, _SAMPLING_END = 0.05, 0.99  # overall progress spent on features / sampling / takes
+
+
 class ReferenceTakeError(FlowVQError):
     """A reference takes file whose chosen take is missing or made for another face model."""
 
@@ -153,11 +155,6 @@ class CoeffGenerator:
         """
         face = face_model if isinstance(face_model, FaceModel) else load_face_model(face_model)
         directory = Path(weights_dir) if weights_dir is not None else default_weights_dir()
-        if weights_dir is None and not (directory / CONFIG_FILE).is_file():
-            raise WeightsError(
-                "no default coefficient weights are installed yet; pass --weights DIR (weights_dir) "
-                "with weights trained by `flowvq train coeff --config CONFIG.yaml`"
-            )
         model = load_weights(directory, face, resolve_device(device))
         return cls(model, face, directory)
 

@@ -27,10 +27,11 @@ from torch.nn import functional as F
 from core.coeff.config import CoeffConfig, FlowConfig
 from core.emotions import EMOTIONS
 from core.flow import Composite, StandardGaussian, Standardize, StudentTMixture, flow_step
+from core.takes import POSE_COLUMNS
 
 __all__ = ["AudioEncoder", "SequenceFlow", "ExpFlow", "PoseFlow", "CoeffModel", "POSE_DIM"]
 
-POSE_DIM = 6
+POSE_DIM = len(POSE_COLUMNS)
 N_CLASSES = len(EMOTIONS)
 
 
@@ -107,7 +108,7 @@ class SequenceFlow(nn.Module):
         """
         hidden = static
         if self.dynamic is not None:
-            scaled = self.standardize(previous.reshape(-1, self.dim))[0].reshape(previous.shape)
+            scaled = self.standardize.normalize(previous)
             features = torch.cat([(scaled * present.unsqueeze(-1)).flatten(1), present], dim=1)
             hidden = hidden + self.dynamic(features)
         return F.relu(hidden)
@@ -202,7 +203,7 @@ class ExpFlow(SequenceFlow):
         """Standardised β₀ and the emotion embedding, repeated over frames. Shapes: -> (B, T, ·)."""
         if beta0 is None or label is None:
             raise ValueError("ExpFlow's context needs the source coefficients beta0 and an emotion label")
-        source = self.standardize(beta0)[0]
+        source = self.standardize.normalize(beta0)
         return [
             source.unsqueeze(1).expand(-1, frames, -1),
             self.emotion(label).unsqueeze(1).expand(-1, frames, -1),

@@ -16,6 +16,7 @@ Pitch and tempo variation come from the corpus's prosody (the voice is synthesis
 and pitches), not from resampling the wave, so the phone timings stay exact.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,8 +57,8 @@ def _band(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return sosfilt(high, sosfilt(low, wave))
 
 
-def _codec(wave: np.ndarray) -> np.ndarray:
-    """8-bit mu-law encode and decode. Shapes: (N,) -> (N,)."""
+def _codec(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """8-bit mu-law encode and decode (deterministic: ``rng`` is not drawn from). Shapes: (N,) -> (N,)."""
     scale = max(float(np.abs(wave).max()), 1e-9)
     x = np.clip(wave / scale, -1.0, 1.0)
     coded = np.sign(x) * np.log1p(_MU * np.abs(x)) / np.log1p(_MU)
@@ -78,19 +79,20 @@ def _noise(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return wave + noise
 
 
+_STEPS: tuple[tuple[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]], ...] = (
+    ("reverb", _reverb), ("band", _band), ("codec", _codec), ("noise", _noise),
+)
+
+
 def augment_wave(wave: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, Augmentation]:
     """One random augmentation chain (see the module docstring).
     Shapes: (N,) float at `SAMPLE_RATE` -> ((N,) float32, what was done)."""
     out = np.asarray(wave, dtype=np.float64)
     steps: list[str] = []
-    if rng.random() < AUGMENT_PROBABILITY["reverb"]:
-        out, steps = _reverb(out, rng), steps + ["reverb"]
-    if rng.random() < AUGMENT_PROBABILITY["band"]:
-        out, steps = _band(out, rng), steps + ["band"]
-    if rng.random() < AUGMENT_PROBABILITY["codec"]:
-        out, steps = _codec(out), steps + ["codec"]
-    if rng.random() < AUGMENT_PROBABILITY["noise"]:
-        out, steps = _noise(out, rng), steps + ["noise"]
+    for name, step in _STEPS:
+        if rng.random() < AUGMENT_PROBABILITY[name]:
+            out = step(out, rng)
+            steps.append(name)
     gain_db = float(rng.uniform(-18.0, 6.0))
     out = out * 10 ** (gain_db / 20)
     peak = float(np.abs(out).max())

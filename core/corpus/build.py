@@ -28,7 +28,9 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from core.audio import N_MELS, SAMPLE_RATE, align_to_frames, log_mel, n_video_frames, normalize_features
+from core.audio import N_MELS, SAMPLE_RATE, n_video_frames, wave_features
 from core.corpus.augment import augment_wave
 from core.corpus.performance import (
     blink_curves, emotion_curves, head_motion, prosody_values, resting_expression,
@@ -182,7 +184,7 @@ def render_item(
         steps = list(augmentation.steps) + [f"gain {augmentation.gain_db:+.1f} dB"]
     else:
         wave, steps = utterance.wave, []
-    audio = align_to_frames(normalize_features(log_mel(wave)), spec.fps, frames)
+    audio = wave_features(wave, spec.fps, frames)
     phones = [(p.symbol, p.start, p.end) for p in utterance.phones]
     intensity = float(rng.uniform(*spec.intensity))
     beta0 = resting_expression(names, rng)
@@ -233,19 +235,13 @@ def build_corpus(
     (root / AUDIO_DIR).mkdir(parents=True, exist_ok=True)
     write_meta(root, DatasetMeta(fps=spec.fps, face_model=face.id, names=face.names, n_mels=N_MELS))
     items = plan_corpus(spec)
+    render = partial(_write_item, root, names=face.names, spec=spec)
     records = []
-    if workers <= 1:
-        for done, item in enumerate(items, 1):
-            records.append(_write_item(root, item, face.names, spec))
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else nullcontext() as pool:
+        for done, record in enumerate(pool.map(render, items) if pool else map(render, items), 1):
+            records.append(record)
             if progress:
                 progress(done, len(items))
-    else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_write_item, root, item, face.names, spec) for item in items]
-            for done, future in enumerate(futures, 1):
-                records.append(future.result())
-                if progress:
-                    progress(done, len(items))
     summary = _summary(spec, records)
     manifest = {"format": CORPUS_FORMAT, "version": 1, **summary, "sequences": records}
     write_atomic(root / CORPUS_FILE, lambda path: Path(path).write_text(json.dumps(manifest, indent=1)))

@@ -1,4 +1,8 @@
-"""The ``flowvq corpus`` subcommands that import real data into the training layout:
+"""The ``flowvq corpus`` subcommands that write training datasets:
+
+* ``corpus build OUT [--voices ...] [--test-voices ...] [--sentences N] [--heldout N] [--repeats R]
+  [--seed S] [--workers W] [--no-augment]``: the synthetic emotional-speech corpus
+  (`core.corpus.build`); prints its size as one JSON line;
 
 * ``corpus from-videos DIR --out OUT [--fps F] [--emotion E] [--val-fraction V] [--test-fraction T]
   [--seed S]``: talking-head videos, fitted frame by frame (`core.corpus.videos.from_videos`);
@@ -6,20 +10,24 @@
   [--val-fraction V] [--test-fraction T] [--seed S] [--bfm BFM_model_front.mat]``: MEAD/HDTF
   Deep3DFaceRecon or SadTalker coefficient files with their audio (`core.corpus.readers.import_coeffs`).
 
-Each prints one progress line per file to stderr and, at the end, one JSON line to stdout:
+The importers print one progress line per file to stderr and, at the end, one JSON line to stdout:
 ``{"sequences": {split: n}, "hours": {split: h}, "fps": F, "failures": [{"file", "reason"}]}``.
 `add_corpus_parsers` adds them to the ``corpus`` subparsers of ``flowvq`` (`core.train.cli`).
 """
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 
+from core.corpus.build import CorpusSpec, build_corpus
 from core.corpus.readers import COEFF_FORMATS, DEFAULT_FPS, import_coeffs
 from core.corpus.videos import from_videos
 from core.emotions import EMOTIONS
+from core.progress import progress_bar
 
-__all__ = ["add_corpus_parsers", "run_from_videos", "run_import_coeffs"]
+__all__ = ["add_corpus_parsers", "run_corpus_build", "run_from_videos", "run_import_coeffs"]
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -33,8 +41,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def add_corpus_parsers(corpus_subparsers: argparse._SubParsersAction) -> None:
-    """Add ``from-videos`` and ``import-coeffs`` to the ``corpus`` subparsers; each parsed
-    namespace carries ``func`` (`run_from_videos` or `run_import_coeffs`)."""
+    """Add ``build``, ``from-videos`` and ``import-coeffs`` to the ``corpus`` subparsers; each parsed
+    namespace carries ``func`` (`run_corpus_build`, `run_from_videos` or `run_import_coeffs`)."""
+    _add_build_parser(corpus_subparsers)
     videos = corpus_subparsers.add_parser(
         "from-videos", help="fit the built-in face model to every frame of real talking-head videos"
     )
@@ -82,4 +91,38 @@ def run_import_coeffs(args: argparse.Namespace) -> int:
                             test_fraction=args.test_fraction, seed=args.seed, bfm_path=args.bfm,
                             progress=_progress)
     print(summary.to_json())
+    return 0
+
+
+def _add_build_parser(kinds: argparse._SubParsersAction) -> None:
+    """``corpus build``: the synthetic emotional-speech corpus (`core.corpus.build.CorpusSpec`)."""
+    spec = CorpusSpec()
+    build = kinds.add_parser("build", help="synthesise the emotional-speech training corpus (TTS + visemes)")
+    build.add_argument("out", type=Path, help="new folder to write")
+    build.add_argument("--voices", nargs="+", default=list(spec.train_voices),
+                       help="training voices (default %(default)s)")
+    build.add_argument("--test-voices", nargs="+", default=list(spec.test_voices),
+                       help="held-out test voices, never heard in training (default %(default)s)")
+    build.add_argument("--sentences", type=int, default=spec.extra_sentences,
+                       help="template sentences beside the 40 hand-written ones (default %(default)s)")
+    build.add_argument("--heldout", type=int, default=spec.heldout_sentences,
+                       help="sentences kept for val and test (default %(default)s)")
+    build.add_argument("--repeats", type=int, default=spec.repeats,
+                       help="takes of each (voice, sentence, emotion) (default %(default)s)")
+    build.add_argument("--seed", type=int, default=spec.seed, help="(default %(default)s)")
+    build.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                       help="processes (default: the CPU count, %(default)s)")
+    build.add_argument("--no-augment", action="store_true", help="keep the clean TTS audio")
+    build.set_defaults(func=run_corpus_build)
+
+
+def run_corpus_build(args: argparse.Namespace) -> int:
+    """Build the corpus and print its size as one JSON line; returns 0."""
+    spec = CorpusSpec(
+        train_voices=tuple(args.voices), test_voices=tuple(args.test_voices), extra_sentences=args.sentences,
+        heldout_sentences=args.heldout, repeats=args.repeats, seed=args.seed, augment=not args.no_augment,
+    )
+    with progress_bar("corpus build", "utt") as progress:
+        summary = build_corpus(args.out, spec, workers=args.workers, progress=progress)
+    print(json.dumps({k: summary[k] for k in ("utterances", "hours", "total_hours", "voices")}))
     return 0

@@ -11,7 +11,7 @@ Each needs the audio of the same video: a file with the same stem and one of `AU
 beside it, or under ``audio_dir`` (the same relative folder, MEAD's ``audio/`` twin of
 ``video/<view>/``, or flat; see `find_audio`). Coefficient rows are video frames at ``fps``; the
 audio features are the per-utterance normalised log-mel of `core.audio`, averaged onto exactly
-those T frames (`frame_features`), after checking that the audio and the coefficients last equally
+those T frames (`core.audio.wave_features`), after checking that the audio and the coefficients last equally
 long (within `ALIGN_TOLERANCE_S`).
 
 Output is the dataset of `core.train.data` on the BFM face model: D = 64 expressions named
@@ -19,7 +19,8 @@ Output is the dataset of `core.train.data` on the BFM face model: D = 64 express
 Deep3DFaceRecon units (radians, BFM decimetres). The helpers shared with `core.corpus.videos` live
 here too: sequence names from relative paths (`sequence_name`), emotion labels from MEAD's naming
 (`mead_emotion`, `emotion_for`), the seeded split (`assign_splits`) and `CorpusWriter`, which writes
-meta.json and the sequences, splits what was imported and counts it and the failures (`CorpusSummary`).
+meta.json and the sequences (skipping a file that fails, `CorpusWriter.write_all`), splits what was
+imported and counts it and the failures (`CorpusSummary`).
 """
 
 import json
@@ -33,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from core.audio import (
-    MAX_FPS, N_MELS, SAMPLE_RATE, SILENCE_DBFS, AudioError, align_to_frames, load_audio, log_mel,
-    normalize_features,
+    N_MELS, SAMPLE_RATE, AudioError, FpsError, check_decoded, check_fps, duration_seconds, load_audio,
+    wave_features,
 )
 from core.emotions import EMOTIONS, UnknownEmotionError, emotion_index
 from core.face.bfm import (
@@ -45,9 +46,9 @@ from core.train.data import SPLITS, CoeffSequence, DatasetError, DatasetMeta, wr
 
 __all__ = [
     "COEFF_FORMATS", "COEFF_SUFFIXES", "AUDIO_SUFFIXES", "MEAD_EMOTIONS", "FALLBACK_EMOTION",
-    "ALIGN_TOLERANCE_S", "DEFAULT_FPS", "Progress", "CorpusSummary", "CorpusWriter", "check_fps",
+    "ALIGN_TOLERANCE_S", "DEFAULT_FPS", "Progress", "CorpusSummary", "CorpusWriter", "check_dataset_fps",
     "sequence_name", "files_under",
-    "unique_names", "mead_emotion", "emotion_for", "assign_splits", "frame_features", "checked_wave",
+    "unique_names", "mead_emotion", "emotion_for", "assign_splits", "checked_wave",
     "decode_audio_av", "read_audio", "find_audio", "read_coeffs", "bfm_meta", "import_coeffs",
 ]
 
@@ -71,12 +72,12 @@ Progress = Callable[[str], None]
 # Names, labels, splits
 # ---------------------------------------------------------------------------------------------
 
-def check_fps(fps: float) -> None:
-    """Refuse a frame rate that is not a number in (0, `MAX_FPS`]."""
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= MAX_FPS:
-        raise DatasetError(
-            f"frame rate {fps!r} is not usable; choose a frame rate above 0 and up to {MAX_FPS:g}"
-        )
+def check_dataset_fps(fps: float) -> None:
+    """`core.audio`'s frame-rate rule (a number in (0, `MAX_FPS`]), its error as a `DatasetError`."""
+    try:
+        check_fps(fps)
+    except FpsError as err:
+        raise DatasetError(str(err)) from err
 
 
 def sequence_name(relative: Path) -> str:
@@ -190,6 +191,19 @@ class CorpusWriter:
         self.summary = CorpusSummary(fps=meta.fps)
         self._frames: dict[str, int] = {}
 
+    def write_all(self, root: Path, files: Sequence[Path], emotion: str | None,
+                  sequence: Callable[[Path, str, str], CoeffSequence]) -> CorpusSummary:
+        """Add ``sequence(path, name, label)`` for each of ``files`` under ``root`` (name from
+        `unique_names`, label from `emotion_for`), record those raising `DatasetError` as failures,
+        and `finish`."""
+        names = unique_names(root, files)
+        for path in files:
+            try:
+                self.add(sequence(path, names[path], emotion_for(path.relative_to(root), emotion)))
+            except DatasetError as err:
+                self.fail(path, err)
+        return self.finish()
+
     def add(self, seq: CoeffSequence) -> None:
         """Write ``seq`` to train/ and count it."""
         if not self._frames:
@@ -226,21 +240,15 @@ class CorpusWriter:
 # Audio
 # ---------------------------------------------------------------------------------------------
 
-def frame_features(wave: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
-    """The audio features of `core.audio.audio_features` on exactly ``n_frames`` video frames:
-    log_mel -> normalize_features -> align_to_frames. Shapes: wave (N,) at 16 kHz -> (n_frames, 80)."""
-    return align_to_frames(normalize_features(log_mel(wave)), fps, n_frames)
-
-
 def checked_wave(samples: np.ndarray, path: Path) -> np.ndarray:
-    """Refuse decoded audio that is empty or silent (peak below `SILENCE_DBFS`), naming ``path``.
+    """Audio decoded by FFmpeg through `core.audio`'s checks for decoded samples (empty, NaN,
+    silent), its error as a `DatasetError` naming ``path``.
     Shapes: (N,) -> (N,) float32 clipped to [-1, 1]."""
     samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-    if samples.size == 0 or not np.isfinite(samples).all():
-        raise DatasetError(f"{path}: the audio track holds no usable samples (empty or NaN)")
-    peak = float(np.max(np.abs(samples)))
-    if peak == 0.0 or 20.0 * math.log10(peak) < SILENCE_DBFS:
-        raise DatasetError(f"{path}: the audio track is silent; a training video needs its speech")
+    try:
+        check_decoded(samples, f"the audio track of {path}")
+    except AudioError as err:
+        raise DatasetError(str(err)) from err
     return np.clip(samples, -1.0, 1.0)
 
 
@@ -336,7 +344,7 @@ def _load_npy(path: Path) -> np.ndarray:
 def bfm_meta(fps: float, bfm_path: str | Path | None = None) -> DatasetMeta:
     """The meta of a BFM dataset: id ``bfm-front@1`` and names exp00..exp63 from `core.face.bfm`,
     or from the user's ``BFM_model_front.mat`` when given (which checks the file is usable)."""
-    check_fps(fps)
+    check_dataset_fps(fps)
     if bfm_path is None:
         names = tuple(f"exp{k:02d}" for k in range(BFM_EXP_DIM))
         return DatasetMeta(fps=fps, face_model=f"{BFM_NAME}@{BFM_VERSION}", names=names, n_mels=N_MELS)
@@ -391,13 +399,13 @@ def _coeff_sequence(path: Path, name: str, format: str, audio: Path, fps: float,
     exp, pose = read_coeffs(path, format)
     wave = read_audio(audio)
     frames = len(exp)
-    gap = abs(len(wave) / SAMPLE_RATE - frames / fps)
-    if gap > ALIGN_TOLERANCE_S:
+    seconds = duration_seconds(wave)
+    if abs(seconds - frames / fps) > ALIGN_TOLERANCE_S:
         raise DatasetError(
             f"{path} has {frames} frames ({frames / fps:.2f} s at {fps:g} fps) but its audio {audio} "
-            f"lasts {len(wave) / SAMPLE_RATE:.2f} s; check --fps or the audio file"
+            f"lasts {seconds:.2f} s; check --fps or the audio file"
         )
-    return CoeffSequence(name=name, exp=exp, pose=pose, audio=frame_features(wave, fps, frames),
+    return CoeffSequence(name=name, exp=exp, pose=pose, audio=wave_features(wave, fps, frames),
                          emotion=emotion, beta0=exp[0])
 
 
@@ -423,17 +431,11 @@ def import_coeffs(
     the summary's failures; when none can be imported, `DatasetError` lists why.
     """
     coeff_dir = Path(coeff_dir)
+    audio_root = Path(audio_dir) if audio_dir is not None else None
     files = _coeff_files(coeff_dir, format)
     if emotion is not None:
         emotion = emotion_for(coeff_dir, emotion)  # checked and normalised before any work
-    names = unique_names(coeff_dir, files)
     writer = CorpusWriter(out_dir, bfm_meta(fps, bfm_path), val_fraction=val_fraction,
                           test_fraction=test_fraction, seed=seed, progress=progress)
-    for path in files:
-        try:
-            label = emotion_for(path.relative_to(coeff_dir), emotion)
-            audio = find_audio(path, coeff_dir, Path(audio_dir) if audio_dir is not None else None)
-            writer.add(_coeff_sequence(path, names[path], format, audio, fps, label))
-        except DatasetError as err:
-            writer.fail(path, err)
-    return writer.finish()
+    return writer.write_all(coeff_dir, files, emotion, lambda path, name, label: _coeff_sequence(
+        path, name, format, find_audio(path, coeff_dir, audio_root), fps, label))

@@ -24,7 +24,7 @@ with phoneme events:
                                      (its audio position in ms and espeak's own phoneme mnemonic)
     ESPEAK_PHONEMES                  mnemonic -> the SAMPA symbol of the voice's accent ("us" symbols as
                                      us1/us2 write them, "gb" as en1 writes them); keys of PHONE_VISEMES
-    resample_poly                    22050 Hz -> core.audio.SAMPLE_RATE
+    core.audio's resampling          22050 Hz -> core.audio.SAMPLE_RATE
 
 The phones are the intervals between the events, with a leading pause up to the first phone and the last
 phone ending at the end of the wave. Prosody is espeak's own: rate -> words per minute, pitch -> base
@@ -42,14 +42,14 @@ import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from math import gcd, isfinite, log2
+from math import isfinite, log2
 from numbers import Real
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import resample_poly
 
-from core.audio import SAMPLE_RATE, load_audio
+from core.audio import SAMPLE_RATE, resample_to_16k, load_audio
+from core.corpus._espeak_worker import EXIT_MISSING, EXIT_NO_VOICE
 from core.errors import FlowVQError
 
 __all__ = [
@@ -416,7 +416,6 @@ def _timed_phones(entries: list[PhoEntry]) -> tuple[Phone, ...]:
 _ESPEAK_WORKER = Path(__file__).with_name("_espeak_worker.py")  # one synthesis per fresh process
 _RATE, _VOLUME, _PITCH, _RANGE = 1, 2, 3, 4  # espeak_PARAMETER values (speak_lib.h)
 _NORMAL_PARAMETER = 50  # espeakPITCH and espeakRANGE: 0..100, 50 is the voice's own
-_WORKER_MISSING, _WORKER_NO_VOICE = 3, 4  # the worker's exit statuses for a missing library or voice
 
 
 @dataclass(frozen=True)
@@ -440,7 +439,7 @@ def _espeak_worker(voice: str | None, text: str = "", parameters: Mapping[int, i
     except subprocess.TimeoutExpired as err:
         raise SpeechError(f"libespeak-ng did not finish within {TOOL_TIMEOUT_S:g} s; try a shorter text") from err
     message = done.stderr.strip() or "no message"
-    if done.returncode in (_WORKER_MISSING, _WORKER_NO_VOICE):
+    if done.returncode in (EXIT_MISSING, EXIT_NO_VOICE):
         raise SpeechToolsMissingError(f"{message}; {_SETUP_HINT}")
     if done.returncode != 0:
         raise SpeechError(f"libespeak-ng failed (exit status {done.returncode}): {message}")
@@ -523,10 +522,8 @@ def _espeak_render(text: str, info: EspeakVoiceInfo, prosody: Prosody) -> tuple[
     rendering = _espeak_worker(info.espeak_voice, text, _espeak_parameters(prosody))
     if not _has_variant(rendering.data_path, info):
         raise SpeechToolsMissingError(f"espeak-ng has no voice variant {info.variant!r}; {_SETUP_HINT}")
-    common = gcd(SAMPLE_RATE, rendering.sample_rate)
-    samples = rendering.samples.astype(np.float64) / 32768.0  # (M,)
-    wave = resample_poly(samples, SAMPLE_RATE // common, rendering.sample_rate // common) * prosody.volume  # (N,)
-    wave = np.clip(wave, -1.0, 1.0).astype(np.float32)
+    samples = rendering.samples.astype(np.float32) / np.float32(32768.0)  # (M,)
+    wave = np.clip(resample_to_16k(samples, rendering.sample_rate) * np.float32(prosody.volume), -1.0, 1.0)  # (N,)
     return wave, _espeak_entries(rendering.events, info, 1000.0 * len(wave) / SAMPLE_RATE)
 
 
@@ -552,10 +549,9 @@ def synthesize(text: str, voice: str, prosody: Prosody = Prosody()) -> Utterance
     if isinstance(info, EspeakVoiceInfo):
         wave, entries = _espeak_render(text, info, prosody)
         _refuse_silence(text, entries)
-        pho = format_pho(entries)
     else:
-        wave, pho = _mbrola_render(text, info, prosody)
-    return Utterance(text, voice, prosody, wave, _timed_phones(parse_pho(pho)), pho)
+        wave, entries = _mbrola_render(text, info, prosody)
+    return Utterance(text, voice, prosody, wave, _timed_phones(entries), format_pho(entries))
 
 
 def _refuse_silence(text: str, entries: Sequence[PhoEntry]) -> None:
@@ -564,17 +560,17 @@ def _refuse_silence(text: str, entries: Sequence[PhoEntry]) -> None:
         raise SpeechError(f"the text {text!r} has nothing to pronounce; give at least one word")
 
 
-def _mbrola_render(text: str, info: VoiceInfo, prosody: Prosody) -> tuple[np.ndarray, str]:
-    """Speak `text` with an MBROLA voice. Shapes: -> wave (N,) float32 at 16 kHz, the .pho text rendered."""
+def _mbrola_render(text: str, info: VoiceInfo, prosody: Prosody) -> tuple[np.ndarray, list[PhoEntry]]:
+    """Speak `text` with an MBROLA voice. Shapes: -> wave (N,) float32 at 16 kHz, the .pho entries rendered."""
     espeak, mbrola = _tool(ESPEAK_ENV, "espeak-ng"), _tool(MBROLA_ENV, "mbrola")
     entries = _espeak_phones(espeak, text, info, round(BASE_WPM * prosody.rate))
     _refuse_silence(text, entries)
-    pho = format_pho(_shape_pitch(entries, prosody.pitch, prosody.pitch_range))
+    entries = _shape_pitch(entries, prosody.pitch, prosody.pitch_range)
     with tempfile.TemporaryDirectory(prefix="flowvq-speech-") as folder:
         pho_path, wav_path = Path(folder) / "utterance.pho", Path(folder) / "utterance.wav"
-        pho_path.write_text(pho)
+        pho_path.write_text(format_pho(entries))
         _run([mbrola, "-v", _number(prosody.volume), str(info.database), str(pho_path), str(wav_path)])
-        return load_audio(wav_path), pho
+        return load_audio(wav_path), entries
 
 
 def phone_symbols(voice: str, sentences: Sequence[str] = SENTENCES) -> frozenset[str]:

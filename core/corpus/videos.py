@@ -14,7 +14,7 @@ For every video (`VIDEO_SUFFIXES`) anywhere under a folder, `video_sequence`:
    frame grid ``t_k = t_0 + k / fps``, k = 0 .. round(duration * fps) - 1, where t_0 is the first
    frame's time and duration = (last frame time - t_0) + 1 / native fps; at the native rate this is
    the identity;
-5. computes the audio features of `core.audio` on exactly those frames (`frame_features`), the
+5. computes the audio features of `core.audio` on exactly those frames (`wave_features`), the
    audio first shifted by its start time relative to the first video frame;
 6. takes beta0 = the per-channel `REST_PERCENTILE`th percentile of the detected frames' exp: the
    ARKit weights are activations in [0, 1] that a resting face keeps low, so a low percentile is
@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.audio import N_MELS, SAMPLE_RATE
+from core.audio import N_MELS, SAMPLE_RATE, wave_features
 from core.corpus.readers import (
-    ALIGN_TOLERANCE_S, CorpusSummary, CorpusWriter, Progress, check_fps, checked_wave,
-    emotion_for, files_under, frame_features, unique_names,
+    ALIGN_TOLERANCE_S, CorpusSummary, CorpusWriter, Progress, check_dataset_fps, checked_wave, emotion_for,
+    files_under,
 )
 from core.face import builtin
 from core.face.fit import fit
@@ -167,7 +167,7 @@ def _check_gaps(found: np.ndarray, track: _Track, path: Path) -> None:
         )
 
 
-def _resample(times: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+def resample_to_16k(times: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Each column linearly interpolated in time, held past the ends.
     Shapes: times (N,), values (N, C), grid (T,) -> (T, C) float32."""
     return np.stack([np.interp(grid, times, column) for column in values.T], axis=1).astype(np.float32)
@@ -184,17 +184,20 @@ def video_sequence(path: str | Path, name: str, *, fps: float | None = None, emo
     """
     path = Path(path)
     model = model or builtin()
+    if fps is not None:
+        check_dataset_fps(fps)  # before the costly decode and fit of every frame
     track = _decode(path, model)
-    fps = track.native_fps if fps is None else fps
-    check_fps(fps)
+    if fps is None:
+        fps = track.native_fps
+        check_dataset_fps(fps)
     found = np.isfinite(track.exp).all(axis=1)
     _check_gaps(found, track, path)
     start = float(track.times[0])
     duration = float(track.times[-1]) - start + 1.0 / track.native_fps
     grid = start + np.arange(max(1, round(duration * fps))) / fps  # (T,)
-    pose = track.pose[found].copy()
+    pose = track.pose[found]  # a copy: boolean indexing
     pose[:, :3] = np.unwrap(pose[:, :3], axis=0)
-    exp = _resample(track.times[found], track.exp[found], grid)
+    exp = resample_to_16k(track.times[found], track.exp[found], grid)
     shift = round((track.audio_start - start) * SAMPLE_RATE)  # audio samples before the first frame
     wave = np.concatenate([np.zeros(shift, np.float32), track.wave]) if shift > 0 else track.wave[-shift:]
     short = duration - len(wave) / SAMPLE_RATE
@@ -203,8 +206,8 @@ def video_sequence(path: str | Path, name: str, *, fps: float | None = None, emo
             f"{path}: the audio track ends {short:.2f} s before the video; trim the video to its audio"
         )
     return CoeffSequence(
-        name=name, exp=exp, pose=_resample(track.times[found], pose, grid),
-        audio=frame_features(wave, fps, len(grid)), emotion=emotion,
+        name=name, exp=exp, pose=resample_to_16k(track.times[found], pose, grid),
+        audio=wave_features(wave, fps, len(grid)), emotion=emotion,
         beta0=np.percentile(track.exp[found], REST_PERCENTILE, axis=0).astype(np.float32),
     )
 
@@ -212,7 +215,7 @@ def video_sequence(path: str | Path, name: str, *, fps: float | None = None, emo
 def _dataset_fps(files: list[Path], fps: float | None) -> float:
     """``fps`` when given, else the frame rate of the first readable video."""
     if fps is not None:
-        check_fps(fps)
+        check_dataset_fps(fps)
         return float(fps)
     errors = []
     for path in files:
@@ -248,15 +251,9 @@ def from_videos(
     files = find_videos(video_dir)
     if emotion is not None:
         emotion = emotion_for(video_dir, emotion)  # checked and normalised before any work
-    names = unique_names(video_dir, files)
     model = builtin()
     meta = DatasetMeta(fps=_dataset_fps(files, fps), face_model=model.id, names=model.names, n_mels=N_MELS)
     writer = CorpusWriter(out_dir, meta, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
                           progress=progress)
-    for path in files:
-        try:
-            label = emotion_for(path.relative_to(video_dir), emotion)
-            writer.add(video_sequence(path, names[path], fps=meta.fps, emotion=label, model=model))
-        except DatasetError as err:
-            writer.fail(path, err)
-    return writer.finish()
+    return writer.write_all(video_dir, files, emotion, lambda path, name, label: video_sequence(
+        path, name, fps=meta.fps, emotion=label, model=model))

@@ -13,14 +13,13 @@ import json
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
-from core.coeff.config import PRESETS, CoeffConfig
+from core.coeff.config import CoeffConfig
 from core.coeff.weights import default_weights_dir, read_weights_config
 from core.eval.regressor import save_regressor, train_regressor
 from core.eval.run import EvalSettings, evaluate, format_table
 from core.face import builtin
 from core.fileio import write_atomic
+from core.progress import progress_bar
 from core.train.data import load_split
 
 __all__ = ["add_eval_parser", "run_eval", "add_regressor_parser", "run_train_regressor"]
@@ -51,11 +50,7 @@ def run_eval(args: argparse.Namespace) -> int:
     """Run the evaluation; returns 0."""
     settings = EvalSettings(takes=args.takes, temperature=args.temperature, seed=args.seed,
                             manifold_blend=args.manifold_blend, limit=args.limit)
-    with tqdm(desc="eval", unit="seq", file=sys.stderr) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
+    with progress_bar("eval", "seq") as progress:
         report = evaluate(args.corpus, settings, weights=args.weights, regressor=args.regressor,
                           progress=progress)
     text = json.dumps(report, indent=1)
@@ -83,9 +78,7 @@ def add_regressor_parser(train_subparsers: argparse._SubParsersAction) -> argpar
 
 def run_train_regressor(args: argparse.Namespace) -> int:
     """Train the regressor with the flows' conditioner config and save it; returns 0."""
-    like = args.like or default_weights_dir()
-    config = (CoeffConfig.from_dict(read_weights_config(like)["model"]) if (like / "config.yaml").is_file()
-              else PRESETS["default"])
+    config = CoeffConfig.from_dict(read_weights_config(args.like or default_weights_dir())["model"])
     face = builtin()
     model, history = train_regressor(load_split(args.corpus, "train"), config, face, steps=args.steps,
                                      batch_size=args.batch_size, seed=args.seed)

@@ -108,9 +108,14 @@ def landmark_distance(face: FaceModel, pred_exp: np.ndarray, true_exp: np.ndarra
     pred, true = _expression(face, pred_exp), _expression(face, true_exp)
     if len(pred) != len(true):
         raise EvalError(f"predicted and ground-truth takes differ in length: {len(pred)} vs {len(true)} frames")
-    idx = region_vertices(face, region)
-    delta = np.einsum("td,dvk->tvk", pred - true, face.basis[:, idx])  # (T, n, 3): the neutral cancels
-    return 1000.0 * float(np.linalg.norm(delta, axis=-1).mean())
+    return 1000.0 * _mean_displacement(face, pred - true, region)
+
+
+def _mean_displacement(face: FaceModel, delta: np.ndarray, region: str | None) -> float:
+    """Mean length of the region's vertex displacements that the expression changes ``delta`` make
+    (the basis alone: the neutral cancels), metres. Shapes: delta (T, D) -> float."""
+    moves = np.einsum("td,dvk->tvk", delta, face.basis[:, region_vertices(face, region)])  # (T, n, 3)
+    return float(np.linalg.norm(moves, axis=-1).mean())
 
 
 def _centre_frames(phones: Sequence[tuple[str, float, float]], symbols: frozenset[str], fps: float,
@@ -155,9 +160,7 @@ def jerk(face: FaceModel, exp: np.ndarray, fps: float, region: str | None = None
     exp = _expression(face, exp)
     if len(exp) < 4:
         raise EvalError(f"jerk needs at least 4 frames, got {len(exp)}")
-    idx = region_vertices(face, region)
-    moves = np.einsum("td,dvk->tvk", np.diff(exp, n=3, axis=0), face.basis[:, idx])  # (T-3, n, 3)
-    return float(np.linalg.norm(moves, axis=-1).mean() * fps**3)
+    return _mean_displacement(face, np.diff(exp, n=3, axis=0), region) * fps**3
 
 
 def _columns(names: Sequence[str], channels: Sequence[str]) -> list[int]:

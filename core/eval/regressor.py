@@ -79,7 +79,7 @@ class MSERegressor(nn.Module):
         static = self.conditioner.static_context(batch["audio"], batch["beta0"], batch["label"])
         keep = torch.rand((n_batch, length, 1), generator=generator) >= self.config.exp.dropout
         context = self.conditioner.window_contexts(data, batch["available"], static, keep.to(data.dtype))
-        target = self.conditioner.standardize(data[:, -length:].reshape(n_batch * length, -1))[0]
+        target = self.conditioner.standardize.normalize(data[:, -length:].reshape(n_batch * length, -1))
         return ((self.head(context) - target) ** 2).mean()
 
     @torch.no_grad()
@@ -106,15 +106,16 @@ def train_regressor(
     batch_size: int = 64, window: int = 16, lr: float = 1e-3, seed: int = 0, show_progress: bool = True,
 ) -> tuple[MSERegressor, list[float]]:
     """Train on random windows of ``sequences`` with AdamW; returns the model (eval mode) and the
-    training loss every 100 steps. Batches and dropout come from ``seed`` alone."""
+    mean training loss of every 100 steps (and of the last, shorter stretch). Batches and dropout come from ``seed`` alone."""
     model = MSERegressor(config, face, seed)
     model.set_statistics(torch.as_tensor(np.concatenate([s.exp for s in sequences])))
     sampler = WindowSampler(sequences, config.exp.tau, window, config.audio_before, config.audio_after,
-                            batch_size, seed)
+                            batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     rng = np.random.default_rng([seed, 1])
     generator = torch.Generator().manual_seed(seed)
-    history, running = [], 0.0
+    history: list[float] = []
+    recent: list[float] = []
     model.train()
     for step in tqdm(range(1, steps + 1), desc="train regressor", disable=not show_progress):
         loss = model.window_loss(sampler.sample(rng), generator)
@@ -122,10 +123,10 @@ def train_regressor(
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        running += float(loss.detach())
+        recent.append(float(loss.detach()))
         if step % 100 == 0 or step == steps:
-            history.append(running / (100 if step % 100 == 0 else step % 100))
-            running = 0.0
+            history.append(float(np.mean(recent)))
+            recent.clear()
     return model.eval(), history
 
 

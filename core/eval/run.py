@@ -22,7 +22,7 @@ closure rate pools all bilabials of the split.
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from core.coeff.model import CoeffModel
 from core.coeff.sampler import SampleSettings, sample_takes
 from core.coeff.weights import load_weights
 from core.corpus.build import AUDIO_DIR, read_manifest
+from core.corpus.visemes import BILABIALS
 from core.emotions import emotion_index
 from core.errors import FlowVQError
 from core.eval.metrics import (
@@ -96,18 +97,14 @@ def sequence_nll(model: CoeffModel, seq: CoeffSequence) -> float:
 
 @dataclass
 class _Scores:
-    """Per-sequence metric lists of one system."""
+    """Per-sequence metric lists of one system (``closed``: one entry per scored bilabial)."""
 
-    m_lmd: list[float]
-    f_lmd: list[float]
-    closed: list[float]
-    opening: list[float]
-    jerk: list[float]
-    correct: list[float]
-
-    @classmethod
-    def empty(cls) -> "_Scores":
-        return cls([], [], [], [], [], [])
+    m_lmd: list[float] = field(default_factory=list)
+    f_lmd: list[float] = field(default_factory=list)
+    closed: list[float] = field(default_factory=list)
+    opening: list[float] = field(default_factory=list)
+    jerk: list[float] = field(default_factory=list)
+    correct: list[float] = field(default_factory=list)
 
 
 def _score(scores: _Scores, face: FaceModel, exp: np.ndarray, seq: CoeffSequence, phones: list,
@@ -115,11 +112,9 @@ def _score(scores: _Scores, face: FaceModel, exp: np.ndarray, seq: CoeffSequence
     """Append one take's metrics against the truth ``seq``. Shapes: exp (T, D)."""
     scores.m_lmd.append(landmark_distance(face, exp, seq.exp, MOUTH))
     scores.f_lmd.append(landmark_distance(face, exp, seq.exp, None))
-    bilabials = [p for p in phones if p[0] in ("p", "b", "m", "p_h")]
-    if bilabials:
-        rate = bilabial_closure_rate(face, exp, bilabials, fps)
-        if not math.isnan(rate):
-            scores.closed.extend([rate] * len(bilabials))
+    rate = bilabial_closure_rate(face, exp, phones, fps)
+    if not math.isnan(rate):  # weight each sequence's rate by its bilabials: the split's pooled rate
+        scores.closed.extend([rate] * sum(p[0] in BILABIALS for p in phones))
     opening = open_vowel_opening(face, exp, phones, fps)
     if not math.isnan(opening):
         scores.opening.append(opening)
@@ -127,13 +122,17 @@ def _score(scores: _Scores, face: FaceModel, exp: np.ndarray, seq: CoeffSequence
     scores.correct.append(float(predicted == seq.emotion))
 
 
+def _mean(values: list[float]) -> float:
+    """The mean, NaN for an empty list."""
+    return float(np.mean(values)) if values else float("nan")
+
+
 def _summary(scores: _Scores) -> dict[str, float]:
-    """Means of the per-sequence lists (NaN when a list is empty)."""
-    mean = lambda values: float(np.mean(values)) if values else float("nan")  # noqa: E731
+    """Means of the per-sequence lists."""
     return {
-        "m_lmd_mm": mean(scores.m_lmd), "f_lmd_mm": mean(scores.f_lmd),
-        "bilabial_closure": mean(scores.closed), "open_vowel_gap_mm": mean(scores.opening),
-        "jerk_m_s3": mean(scores.jerk), "emotion_accuracy": mean(scores.correct),
+        "m_lmd_mm": _mean(scores.m_lmd), "f_lmd_mm": _mean(scores.f_lmd),
+        "bilabial_closure": _mean(scores.closed), "open_vowel_gap_mm": _mean(scores.opening),
+        "jerk_m_s3": _mean(scores.jerk), "emotion_accuracy": _mean(scores.correct),
     }
 
 
@@ -157,8 +156,9 @@ def evaluate(
     records = {r["name"]: r for r in manifest["sequences"]}
     test = load_split(corpus, "test")[: settings.limit]
     train = load_split(corpus, "train")
-    classifier = EmotionClassifier(meta.fps).fit([s.exp - s.beta0 for s in train], [s.emotion for s in train])
-    scores = {name: _Scores.empty() for name in SYSTEMS}
+    train_exps, train_labels = [s.exp - s.beta0 for s in train], [s.emotion for s in train]
+    classifier = EmotionClassifier(meta.fps).fit(train_exps, train_labels)
+    scores = {name: _Scores() for name in SYSTEMS}
     take_scores: list[dict[str, float]] = []
     nll: list[float] = []
     for done, seq in enumerate(test, 1):
@@ -179,7 +179,7 @@ def evaluate(
         "corpus": str(corpus), "test_voices": manifest["voices"]["test"], "sequences": len(test),
         "frames": int(sum(len(s.exp) for s in test)), "settings": asdict(settings),
         "closed_gap_mm": CLOSED_GAP_MM, "classifier_train_sequences": len(train),
-        "classifier_train_accuracy": classifier.accuracy([s.exp - s.beta0 for s in train], [s.emotion for s in train]),
+        "classifier_train_accuracy": classifier.accuracy(train_exps, train_labels),
         "systems": report,
     }
 

@@ -93,11 +93,15 @@ class Standardize(Transform):
         self.mean.copy_(data.mean(dim=0))
         self.std.copy_(data.std(dim=0).clamp_min(min_std))
 
+    def normalize(self, x: Tensor) -> Tensor:
+        """``(x - mean) / std`` without the log-determinant. Shapes: x (..., D) -> (..., D)."""
+        return (x - self.mean) / self.std
+
     def forward(
         self, x: Tensor, context: Tensor | None = None, label: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """Shapes: x (B, D) -> z (B, D), logdet (B,)."""
-        return (x - self.mean) / self.std, (-torch.log(self.std).sum()).expand(x.shape[0])
+        return self.normalize(x), (-torch.log(self.std).sum()).expand(x.shape[0])
 
     def inverse(
         self, z: Tensor, context: Tensor | None = None, label: Tensor | None = None

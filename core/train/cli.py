@@ -3,11 +3,9 @@
 * ``train coeff --config CONFIG.yaml [--out DIR] [--resume] [--device auto|cpu|cuda]``;
 * ``train regressor ...``: the MSE baseline of ``flowvq eval`` (`core.eval.cli`);
 * ``train report RUN [--eval REPORT.json]``: loss curves and a summary (`core.train.report`);
-* ``corpus build OUT [--voices ...] [--test-voices ...] [--sentences N] [--heldout N] [--repeats R]
-  [--seed S] [--workers W] [--no-augment]``: the synthetic emotional-speech corpus (`core.corpus.build`);
 * ``corpus toy OUT [--train N] [--val N] [--frames T] [--seed S]``: the synthetic toy dataset
   (`core.train.toy`) that ``configs/coeff-tiny.yaml`` trains on;
-* ``corpus from-videos`` and ``corpus import-coeffs``: real data (`core.corpus.cli`).
+* ``corpus build``, ``corpus from-videos`` and ``corpus import-coeffs`` (`core.corpus.cli`).
 
 `add_train_parser` adds them to the ``flowvq`` parser (`core.cli`), whose dispatcher calls
 `run_train`. torchrun starts the same command line on every rank::
@@ -16,14 +14,8 @@
 """
 
 import argparse
-import json
-import os
-import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
-from core.corpus.build import CorpusSpec, build_corpus
 from core.corpus.cli import add_corpus_parsers
 from core.device import DEVICES
 from core.eval.cli import add_regressor_parser
@@ -32,7 +24,7 @@ from core.train.loop import train_coeff
 from core.train.report import add_report_parser
 from core.train.toy import write_toy_dataset
 
-__all__ = ["add_train_parser", "run_train", "add_corpus_parser", "run_corpus_toy", "run_corpus_build"]
+__all__ = ["add_train_parser", "run_train", "add_corpus_parser", "run_corpus_toy"]
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -73,47 +65,8 @@ def add_corpus_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     toy.add_argument("--frames", type=int, default=100, help="frames per sequence (default %(default)s)")
     toy.add_argument("--seed", type=int, default=0, help="(default %(default)s)")
     toy.set_defaults(func=run_corpus_toy)
-    _add_build_parser(kinds)
     add_corpus_parsers(kinds)
     return corpus
-
-
-def _add_build_parser(kinds: argparse._SubParsersAction) -> None:
-    """``corpus build``: the synthetic emotional-speech corpus (`core.corpus.build.CorpusSpec`)."""
-    spec = CorpusSpec()
-    build = kinds.add_parser("build", help="synthesise the emotional-speech training corpus (TTS + visemes)")
-    build.add_argument("out", type=Path, help="new folder to write")
-    build.add_argument("--voices", nargs="+", default=list(spec.train_voices),
-                       help="training voices (default %(default)s)")
-    build.add_argument("--test-voices", nargs="+", default=list(spec.test_voices),
-                       help="held-out test voices, never heard in training (default %(default)s)")
-    build.add_argument("--sentences", type=int, default=spec.extra_sentences,
-                       help="template sentences beside the 40 hand-written ones (default %(default)s)")
-    build.add_argument("--heldout", type=int, default=spec.heldout_sentences,
-                       help="sentences kept for val and test (default %(default)s)")
-    build.add_argument("--repeats", type=int, default=spec.repeats,
-                       help="takes of each (voice, sentence, emotion) (default %(default)s)")
-    build.add_argument("--seed", type=int, default=spec.seed, help="(default %(default)s)")
-    build.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                       help="processes (default: the CPU count, %(default)s)")
-    build.add_argument("--no-augment", action="store_true", help="keep the clean TTS audio")
-    build.set_defaults(func=run_corpus_build)
-
-
-def run_corpus_build(args: argparse.Namespace) -> int:
-    """Build the corpus and print its size as one JSON line; returns 0."""
-    spec = CorpusSpec(
-        train_voices=tuple(args.voices), test_voices=tuple(args.test_voices), extra_sentences=args.sentences,
-        heldout_sentences=args.heldout, repeats=args.repeats, seed=args.seed, augment=not args.no_augment,
-    )
-    with tqdm(desc="corpus build", unit="utt", file=sys.stderr) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        summary = build_corpus(args.out, spec, workers=args.workers, progress=progress)
-    print(json.dumps({k: summary[k] for k in ("utterances", "hours", "total_hours", "voices")}))
-    return 0
 
 
 def run_corpus_toy(args: argparse.Namespace) -> int:

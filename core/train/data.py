@@ -35,6 +35,7 @@ import torch
 from core.emotions import EMOTIONS, UnknownEmotionError, emotion_index
 from core.errors import FlowVQError
 from core.fileio import write_atomic
+from core.takes import POSE_COLUMNS
 
 __all__ = [
     "DATASET_FORMAT", "DATASET_VERSION", "META_FILE", "SPLITS", "SEQUENCE_KEYS", "POSE_DIM",
@@ -47,7 +48,7 @@ DATASET_VERSION = 1
 META_FILE = "meta.json"
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SEQUENCE_KEYS: tuple[str, ...] = ("exp", "pose", "audio", "emotion", "beta0")
-POSE_DIM = 6
+POSE_DIM = len(POSE_COLUMNS)
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 _META_KEYS = frozenset({"format", "version", "fps", "face_model", "names", "n_mels"})
@@ -368,7 +369,8 @@ class _Bank:
 
 
 class WindowSampler:
-    """Random training windows: an infinite, reproducible stream of batches.
+    """Random training windows: `sample` draws one batch with the caller's generator, so the
+    caller owns the randomness (training seeds one generator per (seed, rank, step)).
 
     Each batch is a dict of tensors (B = batch_size, W = audio_before + 1 + audio_after)::
 
@@ -384,9 +386,7 @@ class WindowSampler:
 
     t0 is uniform over a sequence's valid starts [0, T - window] and a sequence is drawn with
     probability proportional to its number of valid starts (so every (sequence, start) pair is
-    equally likely); sequences with T < window are skipped. Randomness comes only from
-    ``np.random.default_rng([seed, rank])``: each call to `batches` replays the same stream, and
-    ranks of a ``world_size`` job draw different ones.
+    equally likely); sequences with T < window are skipped.
     """
 
     def __init__(
@@ -397,19 +397,10 @@ class WindowSampler:
         audio_before: int,
         audio_after: int,
         batch_size: int,
-        seed: int,
-        rank: int = 0,
-        world_size: int = 1,
     ) -> None:
         _check_int(window, "window", 1)
         _check_int(batch_size, "batch_size", 1)
-        _check_int(seed, "seed", 0)
-        _check_int(world_size, "world_size", 1)
-        _check_int(rank, "rank", 0)
-        if rank >= world_size:
-            raise DatasetError(f"rank must be in [0, world_size={world_size}), got {rank}")
-        self.window, self.batch_size, self.seed, self.rank = window, batch_size, seed, rank
-        self.world_size = world_size
+        self.window, self.batch_size = window, batch_size
         self._bank = _Bank(sequences, tau, audio_before, audio_after)
         starts = np.maximum(self._bank.lengths - window + 1, 0)  # valid starts per sequence
         if starts.sum() == 0:
@@ -419,7 +410,6 @@ class WindowSampler:
             )
         self._cum = np.cumsum(starts)  # (N,) one past the last global start index of each sequence
         self._first = self._cum - starts  # (N,) global index of each sequence's start 0
-        self.usable = int(np.count_nonzero(starts))
 
     def sample(self, rng: np.random.Generator) -> Batch:
         """One batch drawn with ``rng``."""
@@ -427,12 +417,6 @@ class WindowSampler:
         seq = np.searchsorted(self._cum, pick, side="right")  # (B,)
         start = pick - self._first[seq]  # (B,) t0 in [0, T - window]
         return self._bank.gather(seq, start, self.window)
-
-    def batches(self) -> Iterator[Batch]:
-        """An infinite iterator of batches from a fresh ``default_rng([seed, rank])``."""
-        rng = np.random.default_rng([self.seed, self.rank])
-        while True:
-            yield self.sample(rng)
 
 
 def frame_batches(

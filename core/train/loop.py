@@ -295,8 +295,7 @@ def _to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tens
 def _sampler(sequences: Sequence[CoeffSequence], config: TrainConfig, process: _Process) -> WindowSampler:
     model = config.model
     return WindowSampler(
-        sequences, model.tau, config.window, model.audio_before, model.audio_after,
-        config.batch_size, config.seed, process.rank, process.world_size,
+        sequences, model.tau, config.window, model.audio_before, model.audio_after, config.batch_size
     )
 
 

@@ -13,15 +13,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-from matplotlib import pyplot as plt  # noqa: E402  (after choosing the headless backend)
-
-from core.errors import FlowVQError  # noqa: E402
-from core.eval.run import format_table  # noqa: E402
-from core.fileio import write_atomic  # noqa: E402
-from core.train.loop import HISTORY_FILE, LOSS_KEYS, read_history  # noqa: E402
+from core.errors import FlowVQError
+from core.eval.run import format_table
+from core.fileio import write_atomic
+from core.train.loop import HISTORY_FILE, LOSS_KEYS, read_history
 
 __all__ = ["PLOT_FILE", "REPORT_FILE", "plot_history", "write_report", "add_report_parser", "run_report"]
 
@@ -33,7 +30,8 @@ _PANELS = (("exp_nll", "ExpFlow NLL (nats/frame)"), ("pose_nll", "PoseFlow NLL (
 
 def plot_history(history: list[dict[str, Any]], path: Path) -> None:
     """Four panels (`_PANELS`), train and validation curves against the step, saved as a PNG."""
-    figure, axes = plt.subplots(2, 2, figsize=(10, 6.5), constrained_layout=True)
+    figure = Figure(figsize=(10, 6.5), layout="constrained")  # no pyplot: no GUI backend, no global state
+    axes = figure.subplots(2, 2)
     for axis, (key, title) in zip(axes.ravel(), _PANELS):
         for event, style in (("train", "-"), ("val", "o-")):
             points = [(e["step"], e[key]) for e in history if e["event"] == event]
@@ -45,7 +43,6 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
         axis.grid(alpha=0.3)
         axis.legend()
     write_atomic(path, lambda target: figure.savefig(target, dpi=90, format="png"))
-    plt.close(figure)
 
 
 def _last(history: list[dict[str, Any]], event: str) -> dict[str, Any] | None:

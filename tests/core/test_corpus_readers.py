@@ -44,10 +44,10 @@ def write_wav(path: Path, seconds: float, seed: int = 0) -> Path:
     return path
 
 
-def write_m4a(path: Path, seconds: float) -> Path:
+def write_m4a(path: Path, seconds: float, silent: bool = False) -> Path:
     """AAC in an MPEG-4 audio file, as MEAD ships its audio."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    wave = tone(seconds)
+    wave = np.zeros(round(seconds * RATE), np.float32) if silent else tone(seconds)
     with av.open(str(path), "w", format="ipod") as container:
         stream = container.add_stream("aac", rate=RATE, layout="mono")
         for start in range(0, len(wave), 1024):
@@ -165,11 +165,14 @@ def test_bad_files_are_skipped_and_named(tmp_path: Path) -> None:
     write_mat(tmp_path / "in" / "mute.mat", coeff_3dmm=rng.normal(size=(25, SADTALKER_DIM)))
     write_mat(tmp_path / "in" / "long_audio.mat", coeff_3dmm=rng.normal(size=(25, SADTALKER_DIM)))
     write_wav(tmp_path / "in" / "long_audio.wav", 3.0)
+    write_mat(tmp_path / "in" / "hush.mat", coeff_3dmm=rng.normal(size=(25, SADTALKER_DIM)))
+    write_m4a(tmp_path / "in" / "hush.m4a", 1.0, silent=True)  # decoded by FFmpeg, then checked
     summary = import_coeffs(tmp_path / "in", tmp_path / "out", format="sadtalker", val_fraction=0.0,
                             test_fraction=0.0)
     assert summary.sequences["train"] == 1
     reasons = {Path(f).stem: r for f, r in summary.failures}
-    assert set(reasons) == {"narrow", "mute", "long_audio"}
+    assert set(reasons) == {"narrow", "mute", "long_audio", "hush"}
+    assert "hush.m4a" in reasons["hush"] and "silent" in reasons["hush"]
     assert "width 60" in reasons["narrow"] and "narrow.mat" in reasons["narrow"]
     assert "no audio found" in reasons["mute"] and "mute.mat" in reasons["mute"]
     assert "25 frames (1.00 s at 25 fps)" in reasons["long_audio"] and "3.00 s" in reasons["long_audio"]

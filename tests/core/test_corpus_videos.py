@@ -121,7 +121,7 @@ def test_split_is_the_seeded_assignment_of_the_names(corpus) -> None:
     assert expected == assign_splits(names[::-1], 0.0, 0.34, 0)
     assert expected["hdtf_WDA_Speaker_000"] == "test"
     written = {s.name: split for split in ("train", "test") for s in load_split(out, split)}
-    assert written == {name: expected[name] for name in written}
+    assert written == expected
 
 
 def test_rolling_portrait_frames_pose_and_audio(corpus) -> None:
@@ -171,6 +171,8 @@ def test_unreadable_and_missing_inputs(tmp_path: Path) -> None:
     broken.write_bytes(b"this is not a video" * 20)
     with pytest.raises(DatasetError, match=r"clip\.mp4 is not a readable video file"):
         from_videos(tmp_path / "broken", tmp_path / "out", fps=25)
+    with pytest.raises(DatasetError, match="frame rate 0 is not usable"):  # refused before decoding
+        video_sequence(broken, "clip", fps=0)
     with pytest.raises(DatasetError, match="unknown emotion"):
         from_videos(tmp_path / "broken", tmp_path / "out", emotion="bored")
 

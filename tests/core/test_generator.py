@@ -25,7 +25,7 @@ from core.coeff.generator import (
 )
 from core.coeff.model import CoeffModel
 from core.coeff.sampler import GenerationCancelled, SampleSettings, SettingsError
-from core.coeff.weights import CONFIG_FILE, WeightsError, default_weights_dir, save_weights
+from core.coeff.weights import WeightsError, default_weights_dir, save_weights
 from core.emotions import REFERENCE, UnknownEmotionError
 from core.device import DeviceError, resolve_device
 from core.errors import FlowVQError
@@ -207,17 +207,16 @@ def test_audio_bytes_give_the_same_takes_as_the_file(generator, speech):
     np.testing.assert_array_equal(from_file.exp, from_bytes.exp)
 
 
-def test_missing_weights_directory_is_a_weights_error(tmp_path):
-    with pytest.raises(WeightsError, match="not a coefficient weights directory"):
+def test_missing_weights_directory_is_a_weights_error_that_says_what_to_do(tmp_path):
+    with pytest.raises(WeightsError, match="not a coefficient weights directory") as caught:
         CoeffGenerator.load(tmp_path / "nowhere", device="cpu")
-
-
-def test_missing_default_weights_tell_the_user_what_to_do():
-    if (default_weights_dir() / CONFIG_FILE).is_file():
-        pytest.skip("default weights are installed")
-    with pytest.raises(WeightsError, match="--weights DIR") as caught:
-        CoeffGenerator.load(device="cpu")
     assert "flowvq train coeff" in str(caught.value)
+
+
+def test_without_a_directory_the_shipped_default_weights_load(face):
+    generator = CoeffGenerator.load(device="cpu")
+    assert generator.weights_dir == default_weights_dir()
+    assert generator.names == tuple(face.names) and generator.info()["bank_size"] > 0
 
 
 def test_unknown_or_unavailable_device_is_refused():

@@ -223,12 +223,12 @@ def sequences():
             for i, n in enumerate(lengths)]
 
 
-def sampler(sequences, seed=3, rank=0, world_size=1) -> WindowSampler:
-    return WindowSampler(sequences, TAU, WINDOW, BEFORE, AFTER, BATCH, seed, rank, world_size)
+def sampler(sequences) -> WindowSampler:
+    return WindowSampler(sequences, TAU, WINDOW, BEFORE, AFTER, BATCH)
 
 
 def test_window_sampler_batch_shapes_and_dtypes(sequences):
-    batch = next(sampler(sequences).batches())
+    batch = sampler(sequences).sample(np.random.default_rng(3))
     width = BEFORE + 1 + AFTER
     expected = {
         "exp": ((BATCH, TAU + WINDOW, 5), torch.float32),
@@ -244,10 +244,10 @@ def test_window_sampler_batch_shapes_and_dtypes(sequences):
 
 
 def test_window_sampler_content_matches_the_source_sequences(sequences):
-    batches = sampler(sequences).batches()
+    draw, rng = sampler(sequences), np.random.default_rng(3)
     seen_available_false = False
     for _ in range(10):
-        batch = next(batches)
+        batch = draw.sample(rng)
         for b in range(BATCH):
             i, t0 = int(batch["sequence"][b]), int(batch["frame"][b])
             seq = sequences[i]
@@ -267,33 +267,27 @@ def test_window_sampler_content_matches_the_source_sequences(sequences):
 
 
 def test_window_sampler_draws_sequences_by_number_of_valid_starts(sequences):
-    big = WindowSampler(sequences, TAU, WINDOW, BEFORE, AFTER, 4000, seed=0)
-    counts = np.bincount(next(big.batches())["sequence"].numpy(), minlength=4)
+    big = WindowSampler(sequences, TAU, WINDOW, BEFORE, AFTER, 4000)
+    counts = np.bincount(big.sample(np.random.default_rng(0))["sequence"].numpy(), minlength=4)
     starts = np.array([13, 1, 24, 0])
     assert counts[3] == 0
     np.testing.assert_allclose(counts / counts.sum(), starts / starts.sum(), atol=0.03)
 
 
-def test_same_seed_gives_identical_batches_and_ranks_differ(sequences):
-    first = [next(it) for it in [sampler(sequences).batches()] for _ in range(3)]
-    again = sampler(sequences).batches()
-    for batch in first:
-        repeat = next(again)
+def test_the_same_generator_seed_gives_identical_batches(sequences):
+    draw = sampler(sequences)
+    first, again = np.random.default_rng(3), np.random.default_rng(3)
+    for _ in range(3):
+        batch, repeat = draw.sample(first), draw.sample(again)
         for key in batch:
             assert torch.equal(batch[key], repeat[key]), key
-    other = next(sampler(sequences, rank=1, world_size=2).batches())
-    assert not torch.equal(first[0]["frame"], other["frame"]) or not torch.equal(
-        first[0]["sequence"], other["sequence"]
-    )
-    other_seed = next(sampler(sequences, seed=4).batches())
-    assert not torch.equal(first[0]["exp"], other_seed["exp"])
+    other = draw.sample(np.random.default_rng(4))
+    assert not torch.equal(batch["exp"], other["exp"])
 
 
 def test_window_sampler_refuses_when_no_sequence_is_long_enough(sequences):
     with pytest.raises(DatasetError, match="no sequence is long enough.*longest has 31"):
-        WindowSampler(sequences, TAU, 32, BEFORE, AFTER, BATCH, 0)
-    with pytest.raises(DatasetError, match="rank"):
-        sampler(sequences, rank=2, world_size=2)
+        WindowSampler(sequences, TAU, 32, BEFORE, AFTER, BATCH)
 
 
 def test_frame_batches_cover_every_frame_exactly_once(sequences):
