@@ -12,8 +12,6 @@ Goals: 1 take >= 50x real time; 16 batched takes <= 3x the time of 1 take.
 import argparse
 import json
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from timing import best_of
 from core.audio import SAMPLE_RATE
 from core.coeff.config import PRESETS
 from core.coeff.generator import CoeffGenerator, GenerateSettings
@@ -38,17 +37,6 @@ BATCH_RATIO_GOAL = 3.0
 def noise_clip(seconds: float, seed: int = 0) -> np.ndarray:
     """Seeded noise as the test clip: the content does not change the speed. Shapes: -> (N,)."""
     return (0.1 * np.random.default_rng(seed).standard_normal(round(seconds * SAMPLE_RATE))).astype(np.float32)
-
-
-def best_of(run: Callable[[], object], repeats: int) -> float:
-    """The fastest of ``repeats`` wall times of ``run()`` in seconds, after one warm-up call."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def time_cases(

@@ -1,4 +1,6 @@
-"""The `flowvq` command line. Subcommands: face info, face export, fit, demo, generate, train coeff, corpus toy.
+"""The `flowvq` command line. Subcommands: face info, face export, fit, demo, generate, train, corpus, eval,
+plus those other packages register under the ``flowvq.commands`` entry-point group (``serve`` comes
+from `server`), so that `core` never imports them.
 
 Every error caused by the user's input is printed as one line ``flowvq: error: ...`` with exit
 status 2; nothing is written when a command fails.
@@ -7,6 +9,7 @@ status 2; nothing is written when a command fails.
 import argparse
 import json
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +17,13 @@ import numpy as np
 from core.coeff.cli import add_generate_parser
 from core.errors import FlowVQError
 from core.eval.cli import add_eval_parser
+from core.render.cli import add_render_parser
 from core.train.cli import add_corpus_parser, add_train_parser
 
 __all__ = ["main", "build_parser"]
 
 MESH_SUFFIXES = (".obj", ".glb", ".npz")
+COMMAND_GROUP = "flowvq.commands"
 
 
 def _face_info(args: argparse.Namespace) -> dict:
@@ -177,7 +182,31 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_corpus_parser(sub)
     add_eval_parser(sub)
+    add_render_parser(sub)
+    for entry in entry_points(group=COMMAND_GROUP):
+        _add_plugin_parser(sub, entry)
     return parser
+
+
+def _add_plugin_parser(sub: argparse._SubParsersAction, entry) -> None:
+    """Register the subcommand an installed package offers under `COMMAND_GROUP`: ``entry`` names a
+    function taking the subparsers. When its package cannot be imported (an optional extra is not
+    installed), the command is still listed and says what to install."""
+    try:
+        add_parser = entry.load()
+    except ImportError as exc:
+        missing = sub.add_parser(entry.name, help=f"unavailable: {exc}")
+        missing.set_defaults(func=_unavailable(entry.name, exc))
+        return
+    add_parser(sub)
+
+
+def _unavailable(name: str, exc: ImportError):
+    """The command function of a plugin whose imports failed."""
+    def run(args: argparse.Namespace) -> None:
+        raise FlowVQError(f"'flowvq {name}' cannot run: {exc}; install the project with its extras: "
+                          f"pip install -e '.[server,train]'")
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,12 +5,13 @@ model's names: it is saved with the weights and read back strictly (unknown or m
 error), so weights never load into a model of another shape.
 """
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from core.audio import N_MELS
 from core.errors import FlowVQError
 from core.jsonvalues import as_kind
+from core.train.common import section_keys
 
 __all__ = ["ConfigError", "FlowConfig", "CoeffConfig", "PRESETS"]
 
@@ -136,23 +137,13 @@ class CoeffConfig:
     def from_dict(cls, data: Any) -> "CoeffConfig":
         """Strict inverse of `to_dict`: unknown keys and wrong types raise `ConfigError`.
         Missing keys take their defaults."""
-        values = _known_keys(cls, data, "model")
+        values = section_keys(cls, data, "model", ConfigError)
         for key in ("exp", "pose"):
             if key in values:
                 base = getattr(cls(), key)
-                values[key] = replace(base, **_typed(FlowConfig, _known_keys(FlowConfig, values[key], key), key))
+                section = section_keys(FlowConfig, values[key], key, ConfigError)
+                values[key] = replace(base, **_typed(FlowConfig, section, key))
         return cls(**_typed(cls, values, "model")).check()
-
-
-def _known_keys(kind: type, data: Any, where: str) -> dict[str, Any]:
-    """The mapping ``data`` as a dict, after checking every key is a field of ``kind``."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"config section {where!r} must be a mapping, got {type(data).__name__}")
-    names = {f.name for f in fields(kind)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"unknown key(s) in {where!r}: {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    return dict(data)
 
 
 def _typed(kind: type, values: dict[str, Any], where: str) -> dict[str, Any]:

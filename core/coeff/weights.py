@@ -16,16 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from core.coeff.config import CoeffConfig, ConfigError
 from core.coeff.model import CoeffModel
 from core.errors import FlowVQError
-from core.fileio import write_atomic
 from core.face import builtin
 from core.face.model import FaceModel
+from core.train.common import module_tensors, read_yaml, write_weights
 
 __all__ = [
     "WeightsError",
@@ -61,9 +60,7 @@ def save_weights(directory: str | Path, model: CoeffModel, training: dict[str, A
 
     ``training`` is free-form provenance stored in the config (steps, dataset, losses...).
     """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    state = module_tensors(model)
     bank = {key: state.pop(key) for key in _BANK_KEYS}
     config = {
         "format": WEIGHTS_FORMAT,
@@ -73,10 +70,7 @@ def save_weights(directory: str | Path, model: CoeffModel, training: dict[str, A
         "model": model.config.to_dict(),
         "training": training or {},
     }
-    write_atomic(directory / WEIGHTS_FILE, lambda path: save_file(state, path))
-    write_atomic(directory / BANK_FILE, lambda path: save_file(bank, path))
-    write_atomic(directory / CONFIG_FILE, lambda path: path.write_text(yaml.safe_dump(config, sort_keys=False)))
-    return directory
+    return write_weights(Path(directory), {WEIGHTS_FILE: state, BANK_FILE: bank}, CONFIG_FILE, config)
 
 
 def read_weights_config(directory: str | Path) -> dict[str, Any]:
@@ -87,10 +81,7 @@ def read_weights_config(directory: str | Path) -> dict[str, Any]:
             f"{directory} is not a coefficient weights directory: {CONFIG_FILE} is missing "
             f"(train one with `flowvq train coeff --config CONFIG.yaml`)"
         )
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise WeightsError(f"{path} is not valid YAML: {exc}") from exc
+    config = read_yaml(path, WeightsError)
     if not isinstance(config, dict) or config.get("format") != WEIGHTS_FORMAT:
         raise WeightsError(f"{path} is not a {WEIGHTS_FORMAT} config")
     if config.get("version") != WEIGHTS_VERSION:

@@ -3,6 +3,7 @@
 * ``train coeff --config CONFIG.yaml [--out DIR] [--resume] [--device auto|cpu|cuda]``;
 * ``train regressor ...``: the MSE baseline of ``flowvq eval`` (`core.eval.cli`);
 * ``train report RUN [--eval REPORT.json]``: loss curves and a summary (`core.train.report`);
+* ``train codebook ...`` and ``train vqig ...``: the image generator (`core.vq.cli`);
 * ``corpus toy OUT [--train N] [--val N] [--frames T] [--seed S]``: the synthetic toy dataset
   (`core.train.toy`) that ``configs/coeff-tiny.yaml`` trains on;
 * ``corpus build``, ``corpus from-videos`` and ``corpus import-coeffs`` (`core.corpus.cli`).
@@ -23,6 +24,7 @@ from core.face import builtin
 from core.train.loop import train_coeff
 from core.train.report import add_report_parser
 from core.train.toy import write_toy_dataset
+from core.vq.cli import add_vq_train_parsers
 
 __all__ = ["add_train_parser", "run_train", "add_corpus_parser", "run_corpus_toy"]
 
@@ -45,6 +47,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     coeff.set_defaults(func=run_train)
     add_regressor_parser(kinds)
     add_report_parser(kinds)
+    add_vq_train_parsers(kinds)
     return train
 
 

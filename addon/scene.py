@@ -1,0 +1,39 @@
+"""The scene around a take: the sound strip and the frame range (Blender 4.2 to 5.0)."""
+
+from pathlib import Path
+
+import bpy
+
+__all__ = ["AUDIO_STRIP_NAME", "strip_collection", "sound_strips", "add_sound_strip", "set_frame_range"]
+
+AUDIO_STRIP_NAME = "FlowVQ audio"
+
+
+def strip_collection(scene: bpy.types.Scene):
+    """The sequencer's top-level strips (``strips`` since 4.4, ``sequences`` before); created on demand."""
+    editor = scene.sequence_editor or scene.sequence_editor_create()
+    return editor.strips if hasattr(editor, "strips") else editor.sequences
+
+
+def sound_strips(scene: bpy.types.Scene) -> list:
+    """The scene's sound strips (none when it has no sequencer)."""
+    if scene.sequence_editor is None:
+        return []
+    return [strip for strip in strip_collection(scene) if strip.type == "SOUND"]
+
+
+def add_sound_strip(scene: bpy.types.Scene, audio: Path, frame_start: int):
+    """Put the clip on a free channel as the strip `AUDIO_STRIP_NAME` starting at ``frame_start``,
+    replacing the add-on's previous strip (never a strip the artist added)."""
+    strips = strip_collection(scene)
+    old = strips.get(AUDIO_STRIP_NAME)
+    if old is not None:
+        strips.remove(old)
+    channel = max((strip.channel for strip in strips), default=0) + 1
+    return strips.new_sound(AUDIO_STRIP_NAME, str(audio), channel, frame_start)
+
+
+def set_frame_range(scene: bpy.types.Scene, frame_start: int, frame_count: int) -> None:
+    """Make the scene's range exactly ``frame_count`` frames from ``frame_start``."""
+    scene.frame_start = frame_start
+    scene.frame_end = frame_start + frame_count - 1

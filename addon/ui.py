@@ -1,0 +1,113 @@
+"""The sidebar panel (3D View > Sidebar > FlowVQ) and the status-bar progress line."""
+
+import bpy
+
+from .operators import active
+
+__all__ = ["FLOWVQ_UL_takes", "FLOWVQ_PT_main", "draw_status", "classes"]
+
+
+class FLOWVQ_UL_takes(bpy.types.UIList):
+    """One row per generated take, with a button that makes it drive the target."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
+        row = layout.row(align=True)
+        row.label(text=item.name, icon="ACTION")
+        row.operator("flowvq.switch_take", text="", icon="PLAY").index = index
+
+
+def _draw_audio(layout: bpy.types.UILayout, context: bpy.types.Context, props) -> None:
+    """Audio source: a file, or a sound strip already in the sequencer."""
+    box = layout.box()
+    box.row().prop(props, "audio_source", expand=True)
+    if props.audio_source == "FILE":
+        box.prop(props, "audio_path", text="")
+    elif context.scene.sequence_editor is not None:
+        editor = context.scene.sequence_editor
+        box.prop_search(props, "audio_strip", editor, "strips" if hasattr(editor, "strips") else "sequences")
+    else:
+        box.label(text="The sequencer has no strips", icon="INFO")
+
+
+def _draw_style(layout: bpy.types.UILayout, props) -> None:
+    """Emotion or reference, sampling, pose, portrait and preview settings."""
+    box = layout.box()
+    box.prop(props, "use_reference")
+    if props.use_reference:
+        box.operator("flowvq.reference_from_pose", icon="EYEDROPPER")
+        box.label(text=f"{len(props.reference)} reference coefficients")
+    else:
+        box.prop(props, "emotion")
+        box.prop(props, "intensity", slider=True)
+    col = layout.column(align=True)
+    for name in ("temperature", "seed", "takes"):
+        col.prop(props, name)
+    row = layout.row(align=True)
+    row.prop(props, "use_pose")
+    row.prop(props, "pose_amount")
+    layout.prop(props, "portrait_path")
+    row = layout.row(align=True)
+    row.prop(props, "render_preview")
+    row.prop(props, "render_size")
+
+
+def _draw_target(layout: bpy.types.UILayout, props) -> None:
+    """Create the FlowVQ head, or drive a mesh through an editable name mapping."""
+    box = layout.box()
+    box.prop(props, "target_mode", text="")
+    if props.target_mode == "SELECTED":
+        box.prop(props, "target")
+        box.operator("flowvq.match_keys", icon="LINKED")
+        if props.unmatched:
+            box.label(text=f"Unmatched: {props.unmatched}", icon="ERROR")
+        if props.target is not None and props.target.data.shape_keys is not None:
+            for item in props.mapping:
+                box.prop_search(item, "key", props.target.data.shape_keys, "key_blocks", text=item.name)
+    layout.prop(props, "tolerance")
+
+
+def _draw_run(layout: bpy.types.UILayout, props) -> None:
+    """Generate, or progress with Cancel; then the takes."""
+    if props.running:
+        layout.progress(factor=props.progress, text=props.status)
+        layout.operator("flowvq.cancel", icon="CANCEL")
+    else:
+        layout.operator("flowvq.generate", icon="PLAY")
+        if props.status:
+            layout.label(text=props.status)
+    if props.take_items:
+        layout.template_list("FLOWVQ_UL_takes", "", props, "take_items", props, "active_take", rows=3)
+        row = layout.row(align=True)
+        row.operator("flowvq.takes_to_nla", icon="NLA")
+        row.operator("flowvq.rerender", icon="RENDER_ANIMATION")
+
+
+class FLOWVQ_PT_main(bpy.types.Panel):
+    """FlowVQ: speech + emotion to facial animation."""
+
+    bl_label = "FlowVQ Talker"
+    bl_idname = "FLOWVQ_PT_main"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "FlowVQ"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        props = context.scene.flowvq
+        layout = self.layout
+        row = layout.row()
+        row.label(text=f"Server: {props.server_status}")
+        row.operator("flowvq.check_server", text="", icon="FILE_REFRESH")
+        _draw_audio(layout, context, props)
+        _draw_style(layout, props)
+        _draw_target(layout, props)
+        _draw_run(layout, props)
+
+
+def draw_status(self, context: bpy.types.Context) -> None:
+    """Status-bar line while a job runs (appended to ``STATUSBAR_HT_header``)."""
+    if active.task is not None:
+        props = context.scene.flowvq
+        self.layout.label(text=f"FlowVQ: {props.status} {props.progress:.0%}", icon="TIME")
+
+
+classes = (FLOWVQ_UL_takes, FLOWVQ_PT_main)

@@ -1,0 +1,380 @@
+"""What every trainer shares: the coefficient trainer (`core.train.loop`) and the image-generator
+trainers (`core.vq.train`), plus the config and weights modules they read and write.
+
+* **Processes**: `process_group` (the torchrun process group, if any), `Process`, `wrap_ddp`.
+* **Randomness**: `stream_seed`, one 32-bit seed per (seed, rank, step, stream), so a run's step is
+  its whole RNG state and a resumed run draws what an uninterrupted one would.
+* **Logging**: `mean_losses` (mean of each logged term over all ranks) and the output folder's
+  history.jsonl (`read_history`, `start_history`, `append_history`).
+* **Checkpoints**: `output_folder` (refuses to overwrite a run), `read_trainer_state` and
+  `write_trainer_state` (trainer_state.pt, written atomically).
+* **Training configs** (frozen dataclasses read strictly from YAML): `load_yaml_config`,
+  `known_keys`, `resolve_path(s)`, `as_number`, `check_integer_minima`, `check_float_minima`,
+  `check_betas`, `plain_config`.
+* **Model configs and weights folders**: `section_keys` (one strict config section),
+  `split_preset` (a ``model:`` section: a preset plus overrides), `read_yaml`,
+  `module_tensors` and `write_weights` (safetensors files plus config.yaml, each written atomically).
+
+Nothing here knows a model: the trainers pass their loss names, state header and config classes.
+"""
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import save_file
+from torch import Tensor, distributed, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from core.device import resolve_device
+from core.errors import FlowVQError
+from core.fileio import write_atomic
+from core.jsonvalues import as_kind
+
+__all__ = [
+    "TrainError", "HISTORY_FILE", "STATE_FILE", "RunConfig",
+    "Process", "process_group", "wrap_ddp", "stream_seed", "to_device", "mean_losses",
+    "read_history", "start_history", "append_history",
+    "output_folder", "read_trainer_state", "write_trainer_state",
+    "load_yaml_config", "known_keys", "resolve_path", "resolve_paths", "as_number",
+    "check_integer_minima", "check_float_minima", "check_betas", "plain_config",
+    "section_keys", "split_preset", "read_yaml", "module_tensors", "write_weights",
+]
+
+HISTORY_FILE = "history.jsonl"
+STATE_FILE = "trainer_state.pt"
+
+ConfigT = TypeVar("ConfigT")
+PresetT = TypeVar("PresetT")
+BatchT = TypeVar("BatchT", Tensor, dict[str, Tensor])
+
+
+class TrainError(FlowVQError):
+    """A training config, dataset, output directory or checkpoint that cannot be used."""
+
+
+class RunConfig(Protocol):
+    """What the shared checkpoint code reads of a training config."""
+
+    steps: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML ready)."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes and randomness
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Process:
+    """This process's place in the (possibly one-process) job."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        """Whether this is rank 0, the one that writes files and shows the progress bar."""
+        return self.rank == 0
+
+
+@contextmanager
+def process_group(device: str) -> Iterator[Process]:
+    """This process's rank and device; under torchrun, a process group (nccl on CUDA, gloo on CPU)
+    set up from the environment and torn down afterwards (unless the caller had set one up)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    target = resolve_device(device)
+    if world_size == 1:
+        yield Process(0, 1, target)
+        return
+    if target.type == "cuda":
+        target = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(target)
+    owned = not distributed.is_initialized()
+    if owned:
+        distributed.init_process_group("nccl" if target.type == "cuda" else "gloo")
+    try:
+        yield Process(distributed.get_rank(), distributed.get_world_size(), target)
+    finally:
+        if owned:
+            distributed.destroy_process_group()
+
+
+def wrap_ddp(module: nn.Module, process: Process) -> nn.Module:
+    """``module`` itself in a one-process job, else wrapped in DistributedDataParallel so that its
+    gradients are averaged over the ranks."""
+    if process.world_size == 1:
+        return module
+    ids = [process.device] if process.device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids)
+
+
+def stream_seed(seed: int, rank: int, step: int, stream: int) -> int:
+    """A 32-bit seed for one random stream of one step of one rank: ``SeedSequence([seed, rank,
+    step, stream])``'s first word."""
+    return int(np.random.SeedSequence([seed, rank, step, stream]).generate_state(1)[0])
+
+
+def to_device(batch: BatchT, device: torch.device) -> BatchT:
+    """A tensor, or each tensor of a dict of tensors, moved to ``device``."""
+    if isinstance(batch, dict):
+        return {key: value.to(device) for key, value in batch.items()}
+    return batch.to(device)
+
+
+def mean_losses(totals: Tensor, keys: Sequence[str], world_size: int) -> dict[str, float]:
+    """Mean of each logged term since the last log over all ranks, by name.
+
+    Shapes: totals (len(keys) + 1,): the sum of each term, then the number of steps summed.
+    """
+    if world_size > 1:
+        totals = totals.clone()
+        distributed.all_reduce(totals)
+    return dict(zip(keys, (totals[:-1] / totals[-1]).tolist()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Output folder: history.jsonl and trainer_state.pt
+# ---------------------------------------------------------------------------------------------
+
+def read_history(out: str | Path) -> list[dict[str, Any]]:
+    """The events of ``out/history.jsonl`` in order."""
+    path = Path(out) / HISTORY_FILE
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def start_history(out: Path, step: int) -> None:
+    """Keep the events up to ``step`` (those a resumed run has not outlived); none for a new run."""
+    path = out / HISTORY_FILE
+    kept = [event for event in read_history(out) if event["step"] <= step] if step and path.is_file() else []
+    path.write_text("".join(json.dumps(event) + "\n" for event in kept), encoding="utf-8")
+
+
+def append_history(out: Path, event: dict[str, Any]) -> None:
+    """Add one event (a JSON object on one line) to ``out/history.jsonl``."""
+    with (out / HISTORY_FILE).open("a", encoding="utf-8") as stream:
+        stream.write(json.dumps(event) + "\n")
+
+
+def output_folder(out: Path | None, resume: bool) -> Path:
+    """``out``, after refusing a missing folder name and, without ``resume``, a folder that already
+    holds a run."""
+    if out is None:
+        raise TrainError("no output folder: set 'out' in the training config or pass --out")
+    if not resume and (out / STATE_FILE).is_file():
+        raise TrainError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    return out
+
+
+def read_trainer_state(
+    out: Path, config: RunConfig, *, header: Mapping[str, Any], what: str, resumable: frozenset[str],
+    world_size: int, device: torch.device,
+) -> dict[str, Any]:
+    """The trainer state in ``out`` to resume from, after checking it belongs to this run.
+
+    header: the keys and values the state must start with (format, version...); what: the kind of
+    file the error names when they differ; resumable: the config keys that may have changed since
+    (those that do not touch the trajectory). The job must have the state's number of processes
+    and ``config.steps`` may not be below the state's step.
+    """
+    path = out / STATE_FILE
+    if not path.is_file():
+        raise TrainError(f"cannot resume: {out} holds no {STATE_FILE}; start without --resume")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # torch.load raises many kinds for damaged files
+        raise TrainError(f"cannot resume: {path} is not a readable trainer state ({err})") from err
+    found = {key: state.get(key) for key in header} if isinstance(state, dict) else None
+    if found != dict(header):
+        raise TrainError(f"cannot resume: {path} is not a {what}")
+    saved, current = state["config"], config.to_dict()
+    changed = sorted(key for key in current if key not in resumable and saved.get(key) != current[key])
+    if changed:
+        raise TrainError(
+            f"cannot resume from {path}: the config changed since it was written ({', '.join(changed)}); "
+            f"only {', '.join(sorted(resumable))} may change, or train into a new --out folder"
+        )
+    if state["world_size"] != world_size:
+        raise TrainError(
+            f"cannot resume from {path}: it was trained on {state['world_size']} processes, this job has "
+            f"{world_size}; each process draws its own batches, so resume with the same number"
+        )
+    if state["step"] > config.steps:
+        raise TrainError(f"cannot resume from {path}: it is at step {state['step']}, beyond steps={config.steps}")
+    return state
+
+
+def write_trainer_state(out: Path, state: dict[str, Any]) -> None:
+    """Write ``out/trainer_state.pt`` atomically, so --resume never pairs weights and optimizer
+    state of different steps. ``state`` starts with the header `read_trainer_state` checks."""
+    write_atomic(out / STATE_FILE, lambda path: torch.save(state, path))
+
+
+# ---------------------------------------------------------------------------------------------
+# Training configs
+# ---------------------------------------------------------------------------------------------
+
+def load_yaml_config(path: str | Path, parse: Callable[[Any, Path], ConfigT]) -> ConfigT:
+    """Read a training YAML with ``parse(data, folder of the file)``; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainError(f"training config {path} does not exist")
+    data = read_yaml(path, TrainError, prefix="training config ")
+    try:
+        return parse(data, path.resolve().parent)
+    except FlowVQError as err:
+        raise TrainError(f"training config {path}: {err}") from err
+
+
+def known_keys(kind: type, data: Any, required: Mapping[str, str]) -> dict[str, Any]:
+    """A training config's mapping as a dict, after checking that every key is a field of the
+    dataclass ``kind`` and that each ``required`` key (-> a hint on what it is) is set."""
+    if not isinstance(data, dict):
+        raise TrainError(f"a training config must be a mapping of keys, got {type(data).__name__}")
+    known = [f.name for f in fields(kind)]
+    unknown = sorted(map(str, set(data) - set(known)))
+    if unknown:
+        raise TrainError(f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}")
+    for key, hint in required.items():
+        if data.get(key) is None:
+            raise TrainError(f"the key {key!r} is required ({hint})")
+    return dict(data)
+
+
+def resolve_path(key: str, value: Any, base: Path) -> Path:
+    """The path string ``value`` of ``key`` (``~`` expanded) resolved against ``base``."""
+    if not isinstance(value, str):
+        raise TrainError(f"{key} must be a path string, got {value!r}")
+    return base / Path(value).expanduser()
+
+
+def resolve_paths(values: dict[str, Any], keys: Sequence[str], base: Path) -> dict[str, Any]:
+    """``values`` with those of ``keys`` that are present and not None resolved against ``base``."""
+    for key in keys:
+        if values.get(key) is not None:
+            values[key] = resolve_path(key, values[key], base)
+    return values
+
+
+def as_number(key: str, value: Any) -> float:
+    """``value`` as a float (`core.jsonvalues.as_kind`); otherwise `TrainError` naming ``key``."""
+    try:
+        return as_kind(value, float)
+    except TypeError as exc:
+        raise TrainError(f"{key} {exc}") from None
+
+
+def check_integer_minima(config: Any, minima: Mapping[str, int]) -> None:
+    """Refuse a field of ``config`` that is not an integer (bools excluded) at least its minimum."""
+    for key, minimum in minima.items():
+        value = getattr(config, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise TrainError(f"{key} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_float_minima(config: Any, minima: Mapping[str, tuple[float, bool]]) -> None:
+    """Refuse a field of the frozen dataclass ``config`` that is not a finite number above its
+    minimum (key -> (minimum, whether the minimum itself is allowed)); store it as a float."""
+    for key, (minimum, inclusive) in minima.items():
+        value = as_number(key, getattr(config, key))
+        if not (math.isfinite(value) and (value >= minimum if inclusive else value > minimum)):
+            raise TrainError(f"{key} must be a number {'>=' if inclusive else '>'} {minimum:g}, got {value!r}")
+        object.__setattr__(config, key, value)
+
+
+def check_betas(config: Any) -> None:
+    """Refuse ``config.betas`` unless it is two numbers in [0, 1); store them as a tuple of floats."""
+    betas = config.betas
+    if not isinstance(betas, (list, tuple)) or len(betas) != 2:
+        raise TrainError(f"betas must be a list of two numbers in [0, 1), got {betas!r}")
+    betas = tuple(as_number("betas", beta) for beta in betas)
+    if not all(0.0 <= beta < 1.0 for beta in betas):
+        raise TrainError(f"betas must be a list of two numbers in [0, 1), got {list(betas)}")
+    object.__setattr__(config, "betas", betas)
+
+
+def plain_config(config: Any) -> dict[str, Any]:
+    """A config dataclass as plain YAML values, in field order: paths as strings, tuples as lists,
+    nested configs through their ``to_dict``."""
+    return {f.name: _plain_value(getattr(config, f.name)) for f in fields(config)}
+
+
+def _plain_value(value: Any) -> Any:
+    """One config value as a plain YAML value (see `plain_config`)."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_plain_value(item) for item in value]
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Model configs and weights folders
+# ---------------------------------------------------------------------------------------------
+
+def section_keys(kind: type, data: Any, where: str, error: type[FlowVQError]) -> dict[str, Any]:
+    """The config section ``data`` (named ``where``) as a dict, after checking that every key is a
+    field of the dataclass ``kind``; ``error`` is the config module's error class."""
+    if not isinstance(data, dict):
+        raise error(f"config section {where!r} must be a mapping, got {type(data).__name__}")
+    names = {f.name for f in fields(kind)}
+    unknown = sorted(map(str, set(data) - names))
+    if unknown:
+        raise error(f"unknown key(s) in {where!r}: {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    return dict(data)
+
+
+def split_preset(
+    section: Any, presets: Mapping[str, PresetT], default: str, error: type[FlowVQError], *, keys: str, label: str,
+) -> tuple[PresetT, dict[str, Any]]:
+    """A training config's ``model`` section (None: the ``default`` preset alone) split into the
+    preset its ``preset`` key names and the keys overriding it. ``keys`` says what a section holds
+    and ``label`` what kind of preset it names, for ``error``'s messages."""
+    section = {} if section is None else section
+    if not isinstance(section, dict):
+        raise error(f"model must be a mapping ({keys}), got {section!r}")
+    overrides = dict(section)
+    name = overrides.pop("preset", default)
+    if name not in presets:
+        raise error(f"unknown {label} preset {name!r}; choose one of: {', '.join(presets)}")
+    return presets[name], overrides
+
+
+def read_yaml(path: Path, error: type[FlowVQError], prefix: str = "") -> Any:
+    """The parsed UTF-8 YAML file ``path``; a file that is not raises ``error`` with
+    ``prefix`` (words before the path) in its message."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise error(f"{prefix}{path} is not valid YAML: {err}") from err
+
+
+def module_tensors(module: nn.Module) -> dict[str, Tensor]:
+    """``module``'s state as detached, contiguous CPU tensors, ready for safetensors."""
+    return {key: value.detach().cpu().contiguous() for key, value in module.state_dict().items()}
+
+
+def write_weights(
+    directory: Path, tensors: Mapping[str, dict[str, Tensor]], config_file: str, config: dict[str, Any],
+) -> Path:
+    """Write a weights folder: each safetensors file (name -> tensors), then the config YAML (keys
+    in the given order), each atomically; returns ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, state in tensors.items():
+        write_atomic(directory / name, lambda path, state=state: save_file(state, path))
+    text = yaml.safe_dump(config, sort_keys=False)
+    write_atomic(directory / config_file, lambda path: path.write_text(text, encoding="utf-8"))
+    return directory

@@ -1,0 +1,301 @@
+"""The app factory and the ``/v1`` routes (docs/api.md is the contract).
+
+`create_app(config)` checks the configuration, builds the `Runtime` and wires the routes, the
+error handlers (one error shape) and the guard middleware (host, origin, token, body size). The
+routes only validate and hand over: model work happens in the one worker thread.
+"""
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from core.audio import AudioError, load_audio
+from core.coeff.generator import CoeffGenerator, GenerateSettings
+from core.device import resolve_device
+from core.emotions import UnknownEmotionError
+from core.errors import FlowVQError
+from core.takes import Take, TakeError, save_takes
+from server.config import ServerConfig
+from server.errors import ApiError, flowvq_error, install_error_handlers, validation_message
+from server.rendering import PortraitError, decode_portrait, zip_frames
+from server.runtime import Runtime, server_version
+from server.schemas import GENERATE_KEYS, ErrorBody, Health, Info, JobSettings, JobView, RenderSettings
+from server.security import GuardMiddleware
+from server.store import AUDIO_FILE, FINISHED, FRAMES_DIR, PORTRAIT_FILE, TAKES_FILE, Job
+
+__all__ = ["create_app", "router"]
+
+Settings = TypeVar("Settings", bound=BaseModel)
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text} for status, text in (
+        (401, "missing or wrong token"), (403, "refused host or origin"), (404, "no such job or file"),
+        (413, "request too large"), (422, "invalid input"), (500, "unexpected error"),
+        (503, "the model is loading"),
+    )
+}
+router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The app's `Runtime` (a dependency)."""
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Input checks
+# ---------------------------------------------------------------------------------------------
+
+def parse_settings(text: str | None, model: type[Settings]) -> Settings:
+    """The ``settings`` part (JSON text, None = all defaults) validated by ``model``; 422 otherwise."""
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError as exc:
+        raise ApiError(422, "invalid_settings", f"settings is not valid JSON: {exc}", "settings") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "invalid_settings", "settings must be a JSON object", "settings")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        field, message = validation_message(exc.errors(), "settings")
+        raise ApiError(422, "invalid_settings", message, field) from None
+
+
+def check_generation(settings: JobSettings, generator: CoeffGenerator) -> None:
+    """`GenerateSettings.check` on the generation keys (unknown emotion, reference shape, NaN, ...)."""
+    try:
+        GenerateSettings.from_dict(settings.model_dump(include=GENERATE_KEYS)).check(generator.model)
+    except UnknownEmotionError as exc:
+        raise flowvq_error(exc, "settings.emotion") from None
+    except FlowVQError as exc:
+        raise flowvq_error(exc, "settings") from None
+
+
+def check_audio(data: bytes, max_seconds: float) -> None:
+    """Decode the clip once to refuse empty, corrupt, non-audio, silent or too-long input (422)."""
+    try:
+        load_audio(data, max_seconds=max_seconds)
+    except AudioError as exc:
+        raise flowvq_error(exc, "audio") from None
+
+
+def check_portrait(data: bytes) -> None:
+    """Refuse a portrait that is not a readable image (422); faces are found by the worker."""
+    try:
+        decode_portrait(data)
+    except PortraitError as exc:
+        raise flowvq_error(exc, "portrait") from None
+
+
+def parse_take(text: str, generator: CoeffGenerator, max_seconds: float) -> Take:
+    """The ``take`` part: a take object on this server's face model, finite, not too long."""
+    try:
+        take = Take.from_dict(json.loads(text))
+    except ValueError as exc:  # JSON errors and TakeError
+        message = str(exc) if isinstance(exc, TakeError) else f"take is not valid JSON: {exc}"
+        raise ApiError(422, "invalid_take", message, "take") from None
+    face_model = generator.model.face_model
+    if take.face_model != face_model or take.names != generator.names:
+        raise ApiError(422, "wrong_face_model", f"the take is on {take.face_model!r} with {len(take.names)} "
+                                                f"coefficients; this server renders {face_model!r}, whose "
+                                                "names (GET /v1/info) the take must list in order", "take")
+    if take.duration > max_seconds:
+        raise ApiError(422, "take_too_long", f"the take lasts {take.duration:.1f} s, over the limit of "
+                                             f"{max_seconds:g} s; render it in parts", "take")
+    return take
+
+
+async def read_portrait(portrait: UploadFile | None) -> dict[str, bytes]:
+    """``{PORTRAIT_FILE: bytes}`` of a checked portrait upload, or {} when there is none."""
+    if portrait is None:
+        return {}
+    data = await portrait.read()
+    await run_in_threadpool(check_portrait, data)
+    return {PORTRAIT_FILE: data}
+
+
+def find_job(runtime: Runtime, job_id: str) -> Job:
+    """The job, or 404 ``job_not_found`` (malformed ids included)."""
+    job = runtime.store.get(job_id)
+    if job is None:
+        raise ApiError(404, "job_not_found", "no such job; job ids are the UUIDs that POST /v1/jobs "
+                                             "and POST /v1/render answered", "id")
+    return job
+
+
+def require_done(runtime: Runtime, job: Job) -> None:
+    """409 ``not_ready`` unless the job is done."""
+    state = runtime.store.view(job)["state"]
+    if state != "done":
+        raise ApiError(409, "not_ready", f"the job is {state}; results are served once it is done", "id")
+
+
+# ---------------------------------------------------------------------------------------------
+# Routes
+# ---------------------------------------------------------------------------------------------
+
+@router.get("/health", response_model=Health, responses={503: {"model": ErrorBody}})
+def health(runtime: RuntimeDep) -> Any:
+    """Ready (200, device, versions, face model) or still loading (503)."""
+    status, body = runtime.health()
+    return JSONResponse(body, status_code=status)
+
+
+@router.get("/info", response_model=Info)
+def info(runtime: RuntimeDep) -> Any:
+    """Emotions, fps, coefficient names and dimension, renderers, limits."""
+    return runtime.info()
+
+
+@router.get("/face-model", response_class=Response,
+            responses={200: {"content": {"application/octet-stream": {}}}})
+def face_model(runtime: RuntimeDep) -> Response:
+    """The face model as the ``.npz`` `core.face.model.FaceModel.save` writes (numpy reads it)."""
+    runtime.ready()
+    return Response(runtime.face_model_npz, media_type="application/octet-stream",
+                    headers={"Content-Disposition": 'attachment; filename="face-model.npz"'})
+
+
+@router.post("/jobs", status_code=202, response_model=JobView)
+async def submit_job(
+    runtime: RuntimeDep,
+    audio: Annotated[UploadFile, File(description="the speech clip: WAV, FLAC, OGG/Vorbis or MP3")],
+    settings: Annotated[str | None, Form(description="JSON object of generation settings")] = None,
+    portrait: Annotated[UploadFile | None, File(description="PNG/JPEG portrait: source face and render image")] = None,
+) -> Any:
+    """Queue a generation job; answers 202 with the job at once."""
+    generator = runtime.ready()
+    chosen = parse_settings(settings, JobSettings)
+    check_generation(chosen, generator)
+    if chosen.render:
+        runtime.check_renderer(chosen.renderer)
+    runtime.check_capacity()
+    data = await audio.read()
+    await run_in_threadpool(check_audio, data, runtime.config.limits.max_audio_seconds)
+    files = {AUDIO_FILE: data, **await read_portrait(portrait)}
+    job = runtime.store.create("generate", {"settings": chosen.model_dump()}, files)
+    return runtime.store.view(runtime.submit(job))
+
+
+@router.post("/render", status_code=202, response_model=JobView)
+async def submit_render(
+    runtime: RuntimeDep,
+    take: Annotated[str, Form(description="a take object (JSON), e.g. with hand-edited curves")],
+    settings: Annotated[str | None, Form(description="JSON object: render_size, renderer")] = None,
+    portrait: Annotated[UploadFile | None, File(description="PNG/JPEG portrait (default: built-in)")] = None,
+) -> Any:
+    """Queue a render job for a take; its frames are served as take 0."""
+    generator = runtime.ready()
+    chosen = parse_settings(settings, RenderSettings)
+    parsed = parse_take(take, generator, runtime.config.limits.max_audio_seconds)
+    runtime.check_renderer(chosen.renderer)
+    runtime.check_capacity()
+    files = await read_portrait(portrait)
+    job = runtime.store.create("render", {"settings": chosen.model_dump()}, files,
+                               prepare=lambda directory: save_takes(directory / TAKES_FILE, [parsed]))
+    return runtime.store.view(runtime.submit(job))
+
+
+@router.get("/jobs", response_model=list[JobView])
+def list_jobs(runtime: RuntimeDep) -> Any:
+    """Every job, newest first."""
+    return [runtime.store.view(job) for job in runtime.store.jobs()]
+
+
+@router.get("/jobs/{job_id}", response_model=JobView)
+def get_job(runtime: RuntimeDep, job_id: str) -> Any:
+    """State, stage, progress, ETA, error, takes and frames of a job."""
+    return runtime.store.view(find_job(runtime, job_id))
+
+
+@router.delete("/jobs/{job_id}", response_model=JobView, responses={204: {"description": "deleted"}})
+def delete_job(runtime: RuntimeDep, job_id: str) -> Any:
+    """Cancel a queued or running job (200), or delete a finished one with its files (204)."""
+    job = find_job(runtime, job_id)
+    if runtime.store.view(job)["state"] in FINISHED:
+        runtime.store.delete(job)
+        return Response(status_code=204)
+    runtime.store.cancel(job)
+    return runtime.store.view(job)
+
+
+@router.get("/jobs/{job_id}/takes", response_class=FileResponse,
+            responses={200: {"content": {"application/json": {}}}, 409: {"model": ErrorBody}})
+def get_takes(runtime: RuntimeDep, job_id: str) -> FileResponse:
+    """``{"version": 1, "takes": [...]}`` once the job is done (409 before)."""
+    job = find_job(runtime, job_id)
+    require_done(runtime, job)
+    return FileResponse(job.path(TAKES_FILE), media_type="application/json")
+
+
+def frame_count(runtime: Runtime, job: Job, take: int) -> int:
+    """How many frames of ``take`` are rendered; 404 when none."""
+    count = runtime.store.view(job)["frames"].get(str(take), 0)
+    if count == 0:
+        raise ApiError(404, "frames_not_found", f"the job has no rendered frames for take {take}", "take")
+    return count
+
+
+@router.get("/jobs/{job_id}/frames/{take}/{frame}.png", response_class=FileResponse,
+            responses={200: {"content": {"image/png": {}}}})
+def get_frame(runtime: RuntimeDep, job_id: str, take: int, frame: int) -> FileResponse:
+    """Frame ``frame`` (0-based) of take ``take`` as PNG (served as soon as it is rendered)."""
+    job = find_job(runtime, job_id)
+    count = frame_count(runtime, job, take)
+    if not 0 <= frame < count:
+        raise ApiError(404, "frame_not_found", f"take {take} has frames 0 to {count - 1}", "frame")
+    path = job.frame_path(take, frame)
+    if not path.is_file():
+        raise ApiError(404, "frame_not_found", "the frame is gone (the job was deleted)", "frame")
+    return FileResponse(path, media_type="image/png")
+
+
+@router.get("/jobs/{job_id}/frames/{take}.zip", response_class=FileResponse,
+            responses={200: {"content": {"application/zip": {}}}, 409: {"model": ErrorBody}})
+def get_frames_zip(runtime: RuntimeDep, job_id: str, take: int) -> FileResponse:
+    """All frames of a take, ``00000.png`` ..., once the job is done."""
+    job = find_job(runtime, job_id)
+    require_done(runtime, job)
+    count = frame_count(runtime, job, take)
+    target: Path = job.directory / FRAMES_DIR / f"{take}.zip"
+    if not target.is_file():
+        zip_frames([job.frame_path(take, n) for n in range(count)], target)
+    return FileResponse(target, media_type="application/zip", filename=f"take{take}-frames.zip")
+
+
+# ---------------------------------------------------------------------------------------------
+# The app
+# ---------------------------------------------------------------------------------------------
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start-up: recover and clean the job store, load the model in the background; shutdown:
+    stop the worker."""
+    runtime: Runtime = app.state.runtime
+    runtime.start()
+    try:
+        yield
+    finally:
+        await run_in_threadpool(runtime.close)
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    """The server app for ``config``; raises `ConfigError`/`DeviceError` for one that must not start."""
+    config.check()
+    resolve_device(config.device)
+    app = FastAPI(title="FlowVQ Talker server", version=server_version(), lifespan=_lifespan,
+                  description="Speech + emotion -> facial-animation coefficients. Contract: docs/api.md.")
+    app.state.runtime = Runtime(config)
+    install_error_handlers(app)
+    app.include_router(router)
+    app.add_middleware(GuardMiddleware, config=config)
+    return app

@@ -1,0 +1,137 @@
+"""Pydantic models of the wire format (docs/api.md): the settings part of a job request, with
+ranges (they give OpenAPI docs and 422s), and the answers' shapes. `core` re-checks everything it
+receives (`GenerateSettings.check`), so these models are the first line, not the only one."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.audio import MAX_FPS
+from core.coeff.sampler import MAX_SEED, SampleSettings
+from server.config import LIMITS
+
+__all__ = [
+    "RenderSettings",
+    "JobSettings",
+    "GENERATE_KEYS",
+    "ErrorDetail",
+    "ErrorBody",
+    "JobError",
+    "JobView",
+    "HealthModels",
+    "Health",
+    "LimitsView",
+    "Info",
+    "RENDERER_CHOICES",
+    "MIN_RENDER_SIZE",
+    "RENDER_SIZE_STEP",
+]
+
+_SAMPLE = SampleSettings()
+RENDERER_CHOICES = ("auto", "warp", "vqig")
+MIN_RENDER_SIZE = 64
+RENDER_SIZE_STEP = 8
+
+
+class RenderSettings(BaseModel):
+    """How preview frames are drawn (the ``settings`` part of ``POST /v1/render``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    render_size: int = Field(256, ge=MIN_RENDER_SIZE, le=LIMITS.max_render_size, multiple_of=RENDER_SIZE_STEP,
+                             description="preview frame side in pixels (square)")
+    renderer: Literal[RENDERER_CHOICES] = Field("auto", description="which renderer draws the frames")
+
+
+class JobSettings(RenderSettings):
+    """The ``settings`` part of ``POST /v1/jobs``: `GenerateSettings.from_dict`'s keys plus the
+    render keys. Shapes: reference (D,) or (T, D); source_exp (D,)."""
+
+    emotion: str = Field(_SAMPLE.emotion, description="one of /v1/info emotions (ignored with a reference)")
+    reference: list[float] | list[list[float]] | None = Field(
+        None, description="reference expression coefficients for emotion transfer: [D] or [[D] x T]")
+    intensity: float = Field(_SAMPLE.intensity, ge=0.0, le=1.0)
+    temperature: float = Field(_SAMPLE.temperature, ge=0.0, le=2.0)
+    seed: int = Field(_SAMPLE.seed, ge=0, le=MAX_SEED, description="take k uses seed + k")
+    takes: int = Field(_SAMPLE.takes, ge=1, le=LIMITS.max_takes)
+    pose: bool = Field(_SAMPLE.pose, description="generate head motion")
+    pose_amount: float = Field(_SAMPLE.pose_amount, ge=0.0, le=2.0)
+    manifold_blend: float = Field(_SAMPLE.manifold_blend, ge=0.0, le=1.0)
+    manifold_k: int = Field(_SAMPLE.manifold_k, ge=1)
+    fps: float | None = Field(None, gt=0.0, le=MAX_FPS, description="output frame rate; null = the model's")
+    source_exp: list[float] | None = Field(
+        None, description="source face expression β₀ [D]; null = the portrait's fit, else neutral")
+    render: bool = Field(False, description="also render preview frames")
+
+
+# The keys `core.coeff.generator.GenerateSettings.from_dict` reads.
+GENERATE_KEYS: frozenset[str] = frozenset(JobSettings.model_fields) - frozenset(RenderSettings.model_fields) - {"render"}
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer."""
+
+    error: ErrorDetail
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobView(BaseModel):
+    """A job as ``GET /v1/jobs/{id}`` reports it."""
+
+    id: str
+    kind: Literal["generate", "render"]
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    stage: str
+    progress: float
+    eta_seconds: float | None
+    created: float
+    updated: float
+    started: float | None
+    finished: float | None
+    error: JobError | None
+    takes: int
+    frames: dict[str, int]
+
+
+class HealthModels(BaseModel):
+    coeff: str
+    renderers: list[str]
+
+
+class Health(BaseModel):
+    status: Literal["ready"]
+    version: str
+    device: str
+    face_model: str
+    models: HealthModels
+
+
+class LimitsView(BaseModel):
+    max_upload_bytes: int
+    max_audio_seconds: float
+    max_takes: int
+    max_render_size: int
+    max_queued_jobs: int
+
+
+class Info(BaseModel):
+    emotions: list[str]
+    fps: float
+    names: list[str]
+    dim: int
+    pose_columns: list[str]
+    face_model: str
+    renderers: list[str]
+    limits: LimitsView
+
+

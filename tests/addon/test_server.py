@@ -1,0 +1,193 @@
+"""End to end against a real `flowvq serve` process on 127.0.0.1 with the default weights: Generate
+and Re-render run exactly as their buttons do, and the timer callback is driven by hand."""
+
+import os
+import subprocess
+import time
+
+import pytest
+import requests
+
+from .conftest import FLOWVQ_PYTHON, PACKAGE, ROOT, SPEECH
+from .scenes import assert_scene_plays_take, closed_port
+from .test_scene import module, scene_state
+
+TOKEN = "addon-test-token"
+STARTUP_S = 120.0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The server's URL; the process is stopped after the module."""
+    port = closed_port()
+    log = open(tmp_path_factory.mktemp("server") / "server.log", "w")
+    process = subprocess.Popen(
+        [FLOWVQ_PYTHON, "-m", "core.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--data-dir", str(tmp_path_factory.mktemp("server-data")), "--token", TOKEN],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_S
+        while not _ready(url):
+            assert process.poll() is None and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+
+
+def _ready(url: str) -> bool:
+    """True once ``GET /v1/health`` answers 200."""
+    try:
+        return requests.get(f"{url}/v1/health", timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+@pytest.fixture
+def connected(bpy_empty, server):
+    """An empty scene whose add-on preferences point at the server; returns bpy."""
+    prefs = bpy_empty.context.preferences.addons[PACKAGE].preferences
+    prefs.server_url, prefs.token, prefs.read_timeout = server, TOKEN, 120.0
+    props = bpy_empty.context.scene.flowvq
+    props.audio_path, props.emotion, props.takes, props.seed = str(SPEECH), "happy", 2, 5
+    return bpy_empty
+
+
+def run_to_end(bpy, operator) -> str:
+    """Run an operator that starts a task, drive the timer callback until it ends; the status."""
+    ops = module("operators")
+    assert operator() == {"FINISHED"}
+    task = ops.active.task
+    while ops.poll_task() is not None:
+        task.join(0.05)
+    return bpy.context.scene.flowvq.status
+
+
+def newest_takes(server: str) -> list[dict]:
+    """The takes of the server's newest job."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    newest = requests.get(f"{server}/v1/jobs", headers=headers, timeout=10).json()[0]
+    return requests.get(f"{server}/v1/jobs/{newest['id']}/takes", headers=headers, timeout=10).json()["takes"]
+
+
+def test_generate_two_takes_with_preview_frames(connected, server):
+    bpy = connected
+    props = bpy.context.scene.flowvq
+    props.render_preview, props.render_size = True, 64
+    assert bpy.ops.flowvq.check_server() == {"FINISHED"} and props.server_status.startswith("ready")
+    assert run_to_end(bpy, bpy.ops.flowvq.generate).startswith("2 take(s) generated")
+    takes = newest_takes(server)
+    head, keys = props.head, module("keys")
+    assert [t["fps"] for t in takes] == [24.0, 24.0]  # asked at the scene's rate
+    for item, take in zip(props.take_items, takes):
+        for name in take["names"]:
+            curve = keys.find_curve(item.key_action, head.data.shape_keys, f'key_blocks["{name}"].value')
+            assert len(curve.keyframe_points) == take["frames"]
+        for path in ("rotation_euler", "location"):
+            assert all(keys.find_curve(item.pose_action, head, path, i) is not None for i in range(3))
+    assert_scene_plays_take(bpy, head, takes[0], 1, [0, 30, takes[0]["frames"] - 1], atol=1e-5)
+    scene = bpy.context.scene
+    if bpy.app.build_options.audaspace:
+        assert [s.frame_start for s in module("scene").sound_strips(scene)] == [1]
+    assert (scene.frame_start, scene.frame_end) == (1, takes[0]["frames"])
+    plane = props.preview_plane
+    scene.frame_set(12)
+    evaluated = plane.data.materials[0].evaluated_get(bpy.context.evaluated_depsgraph_get())
+    node = next(n for n in evaluated.node_tree.nodes if n.type == "TEX_IMAGE")
+    assert node.image_user.frame_current == 11
+    assert tuple(node.image.size) == (64, 64) and plane.scale.x == pytest.approx(plane.scale.z)
+    assert len(os.listdir(props.take_items[0].frames_dir)) == takes[0]["frames"]
+
+
+def test_rerender_sends_the_hand_edited_curves(connected, server):
+    bpy = connected
+    props = bpy.context.scene.flowvq
+    props.takes, props.render_size = 1, 64
+    run_to_end(bpy, bpy.ops.flowvq.generate)
+    item = props.take_items[0]
+    curve = module("keys").find_curve(item.key_action, props.head.data.shape_keys, 'key_blocks["jawOpen"].value')
+    curve.keyframe_points[10].co.y = 1.0
+    assert run_to_end(bpy, bpy.ops.flowvq.rerender) == "preview re-rendered from the curves"
+    frames = sorted(os.listdir(item.frames_dir))
+    assert len(frames) == item.frame_count
+    node = next(n for n in props.preview_plane.data.materials[0].node_tree.nodes if n.type == "TEX_IMAGE")
+    assert os.path.dirname(bpy.path.abspath(node.image.filepath)) == item.frames_dir.rstrip("/")
+
+
+def test_a_refused_token_is_reported_and_changes_nothing(connected):
+    bpy = connected
+    bpy.context.preferences.addons[PACKAGE].preferences.token = "wrong"
+    before = scene_state(bpy)
+    status = run_to_end(bpy, bpy.ops.flowvq.generate)
+    assert "refused the token" in status and status.startswith("failed")
+    assert scene_state(bpy) == before
+
+
+def frames_root_of_saved_file(bpy, folder) -> "os.PathLike":
+    """Save the scene's file in ``folder`` and turn preview frames on: the frames go to the
+    ``flowvq_frames`` folder returned, which nothing else uses."""
+    bpy.ops.wm.save_as_mainfile(filepath=str(folder / "scene.blend"))
+    bpy.context.scene.flowvq.render_preview, bpy.context.scene.flowvq.render_size = True, 64
+    return folder / "flowvq_frames"
+
+
+def leftovers(frames_root) -> list[str]:
+    """Every file and folder under the frames root."""
+    return sorted(str(p.relative_to(frames_root)) for p in frames_root.rglob("*")) if frames_root.exists() else []
+
+
+def test_a_failed_job_is_reported_changes_nothing_and_leaves_no_frames_folder(connected, tmp_path):
+    bpy = connected
+    frames_root = frames_root_of_saved_file(bpy, tmp_path)
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("this is not a sound file")
+    bpy.context.scene.flowvq.audio_path = str(not_audio)
+    before = scene_state(bpy)
+    status = run_to_end(bpy, bpy.ops.flowvq.generate)
+    assert status.startswith("failed: server error: ") and status.endswith("; nothing was changed")
+    assert scene_state(bpy) == before
+    assert leftovers(frames_root) == []
+
+
+def test_a_cancelled_job_changes_nothing_and_leaves_no_frames_folder(connected, tmp_path):
+    bpy = connected
+    frames_root = frames_root_of_saved_file(bpy, tmp_path)
+    ops = module("operators")
+    before = scene_state(bpy)
+    assert bpy.ops.flowvq.generate() == {"FINISHED"}
+    assert bpy.ops.flowvq.cancel() == {"FINISHED"}
+    task = ops.active.task
+    while ops.poll_task() is not None:
+        task.join(0.05)
+    assert bpy.context.scene.flowvq.status == "cancelled; nothing was changed"
+    assert scene_state(bpy) == before
+    assert leftovers(frames_root) == []
+
+
+def test_a_target_removed_while_generating_fails_and_its_downloaded_frames_are_removed(connected, tmp_path):
+    bpy = connected
+    frames_root = frames_root_of_saved_file(bpy, tmp_path)
+    props = bpy.context.scene.flowvq
+    mesh = bpy.data.meshes.new("char")
+    mesh.from_pydata([(0, 0, 0), (1, 0, 0), (0, 1, 0)], [], [(0, 1, 2)])
+    char = bpy.data.objects.new("char", mesh)
+    bpy.context.scene.collection.objects.link(char)
+    for name in ("Basis", "JAW_OPEN"):
+        char.shape_key_add(name=name)
+    props.target_mode, props.target, props.takes = "SELECTED", char, 1
+    assert bpy.ops.flowvq.match_keys() == {"FINISHED"}
+    ops = module("operators")
+    assert bpy.ops.flowvq.generate() == {"FINISHED"}
+    task = ops.active.task
+    bpy.data.objects.remove(char)  # the artist deletes the target while the server works
+    before = scene_state(bpy)
+    while ops.poll_task() is not None:
+        task.join(0.05)
+    assert task.state.result.frame_dirs  # the frames were downloaded, then refused
+    assert props.status == "failed: the target mesh 'char' (or its shape keys) was removed while generating; " \
+                           "nothing was changed"
+    assert scene_state(bpy) == before
+    assert leftovers(frames_root) == []
