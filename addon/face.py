@@ -2,7 +2,8 @@
 
 The mapping from model space to Blender space is the one of docs/api.md (``core/face/pose.py``):
 a model point ``(x, y, z)`` is the Blender point ``(x, -z, y)``; the head pose is keyed on the
-object with rotation mode ``'XZY'`` (see `keys.pose_channels`).
+object with rotation mode ``'XZY'`` (see `takes.pose_channels`). `face_model_for` fetches and parses a
+server's face model once (in the worker thread); `build_head` (main thread) makes the mesh.
 """
 
 import io
@@ -11,7 +12,10 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 
-__all__ = ["FaceModel", "load_face_model", "to_blender", "build_head", "FACE_MODEL_PROP", "POSE_EULER_ORDER"]
+from .client import Client
+
+__all__ = ["FaceModel", "load_face_model", "face_model_for", "to_blender", "build_head", "FACE_MODEL_PROP",
+           "POSE_EULER_ORDER"]
 
 FACE_MODEL_PROP = "flowvq_face_model"
 POSE_EULER_ORDER = "XZY"
@@ -44,6 +48,19 @@ def load_face_model(data: bytes) -> FaceModel:
             lower=npz["lower"].astype(np.float64),
             upper=npz["upper"].astype(np.float64),
         )
+
+
+# (server URL, model id) -> the parsed model: a face model id names one fixed model (docs/api.md).
+_face_models: dict[tuple[str, str], FaceModel] = {}
+
+
+def face_model_for(client: Client, model_id: str) -> FaceModel:
+    """The face model ``model_id`` of ``client``'s server, parsed; ``GET /v1/face-model`` is asked
+    only the first time for that server and id. No bpy: it runs in the worker thread."""
+    key = (client.conn.url, model_id)
+    if key not in _face_models:
+        _face_models[key] = load_face_model(client.face_model())
+    return _face_models[key]
 
 
 def to_blender(points: np.ndarray) -> np.ndarray:

@@ -110,14 +110,16 @@ class Task:
 class GenerateRequest:
     """Everything one Generate press sends: a full settings snapshot taken on the main thread.
 
-    ``frames_dir``: where rendered frames go (a sub-folder per take), None when not rendering.
+    ``frames_dir``: where rendered frames go (a sub-folder per take), None when not rendering;
+    ``face_model``: ``(client, model id) -> face model``, called with the takes' face-model id when
+    the face model is needed (None when not).
     """
 
     audio: Path
     settings: dict
     portrait: Path | None = None
     frames_dir: Path | None = None
-    want_face_model: bool = False
+    face_model: Callable[[Client, str], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ class GenerateResult:
 
     takes: list[dict]
     frame_dirs: dict[int, Path] = field(default_factory=dict)
-    face_model: bytes | None = None
+    face_model: Any = None
 
 
 def wait_for_job(client: Client, job: dict, report: Report, cancelled: threading.Event) -> dict:
@@ -203,8 +205,8 @@ def generate(request: GenerateRequest, client: Client, report: Report,
     if request.frames_dir is not None:
         report(1.0, "downloading frames")
         result.frame_dirs = fetch_frames(client, job["id"], len(takes), request.frames_dir, cancelled)
-    if request.want_face_model:
-        result.face_model = client.face_model()
+    if request.face_model is not None:
+        result.face_model = request.face_model(client, takes[0]["face_model"])
     return result
 
 

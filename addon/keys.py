@@ -20,6 +20,7 @@ __all__ = ["LAYERED", "curves_for", "find_curve", "write_curve", "assign", "assi
 FINGERPRINT_PROP = "flowvq_fingerprint"
 # Actions are layered and slotted (one Action, one slot per animated ID) from Blender 4.4.
 LAYERED = bpy.app.version >= (4, 4, 0)
+_LINEAR = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
 
 
 def _slot_for(action: bpy.types.Action, owner: bpy.types.ID, create: bool):
@@ -71,8 +72,7 @@ def write_curve(action: bpy.types.Action, owner: bpy.types.ID, data_path: str, i
     co = np.empty((count, 2), dtype=np.float32)
     co[:, 0], co[:, 1] = frames, values
     curve.keyframe_points.foreach_set("co", co.ravel())
-    linear = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
-    curve.keyframe_points.foreach_set("interpolation", np.full(count, linear, dtype=np.int32))
+    curve.keyframe_points.foreach_set("interpolation", np.full(count, _LINEAR, dtype=np.int32))
     curve.update()
     return curve
 

@@ -16,7 +16,7 @@ from bpy.props import IntProperty
 
 from . import jobs, keys, preview, scene as scene_utils, takes
 from .client import Client, ServerError
-from .face import build_head, load_face_model
+from .face import FaceModel, build_head, face_model_for
 from .props import set_emotions
 from .prefs import connection, preferences
 from .retarget import match_names
@@ -225,7 +225,7 @@ def snapshot(context: bpy.types.Context) -> tuple[Snapshot, jobs.GenerateRequest
                     with_pose=props.use_pose)
     request = jobs.GenerateRequest(audio=audio, settings=settings_dict(props, fps), portrait=portrait,
                                    frames_dir=new_frames_dir("generate") if props.render_preview else None,
-                                   want_face_model=create)
+                                   face_model=face_model_for if create else None)
     return snap, request
 
 
@@ -251,14 +251,13 @@ def switch_take(scene: bpy.types.Scene, index: int) -> None:
         preview.show_sequence(props.preview_plane, target, image, item.frame_start, item.frame_count)
 
 
-def _target_for(scene: bpy.types.Scene, snap: Snapshot, face_model: bytes | None):
+def _target_for(scene: bpy.types.Scene, snap: Snapshot, model: FaceModel | None):
     """(target object, mapping): a new FlowVQ head, or the chosen mesh with the panel's mapping."""
     if not snap.create_head:
         target = bpy.data.objects.get(snap.target_name)
         if target is None or target.data.shape_keys is None:
             raise ValueError(f"the target mesh '{snap.target_name}' (or its shape keys) was removed while generating")
         return target, snap.mapping
-    model = load_face_model(face_model)
     head = build_head(model, HEAD_NAME, scene.collection)
     scene.flowvq.head = head
     return head, {name: name for name in model.names}
@@ -280,9 +279,8 @@ def apply_generate(scene: bpy.types.Scene, snap: Snapshot, result: jobs.Generate
         item = props.take_items.add()
         item.name = written.key_action.name
         item.key_action, item.pose_action, item.target = written.key_action, written.pose_action, target
-        item.frame_start, item.fps = snap.frame_start, snap.fps
-        item.frame_count = len(takes.resample(take["exp"], float(take["fps"]), snap.fps))
-        item.meta = json.dumps({k: take[k] for k in ("take", "seed", "emotion", "face_model")})
+        item.frame_start, item.frame_count, item.fps = snap.frame_start, written.frame_count, snap.fps
+        item.meta = written.meta
         if take["take"] in result.frame_dirs:
             item.frames_dir = preview.stored_frames_dir(result.frame_dirs[take["take"]], bpy.data.filepath)
     note = _add_audio(scene, snap) if snap.add_audio_strip else ""

@@ -4,15 +4,16 @@ from pathlib import Path
 
 import bpy
 
-__all__ = ["AUDIO_STRIP_NAME", "strip_collection", "sound_strips", "add_sound_strip", "set_frame_range"]
+__all__ = ["AUDIO_STRIP_NAME", "STRIPS", "strip_collection", "sound_strips", "add_sound_strip", "set_frame_range"]
 
 AUDIO_STRIP_NAME = "FlowVQ audio"
+# The sequence editor's property holding its top-level strips: ``strips`` since 4.4, ``sequences`` before.
+STRIPS = "strips" if "strips" in bpy.types.SequenceEditor.bl_rna.properties else "sequences"
 
 
 def strip_collection(scene: bpy.types.Scene):
-    """The sequencer's top-level strips (``strips`` since 4.4, ``sequences`` before); created on demand."""
-    editor = scene.sequence_editor or scene.sequence_editor_create()
-    return editor.strips if hasattr(editor, "strips") else editor.sequences
+    """The sequencer's top-level strips (`STRIPS`); the sequencer is created on demand."""
+    return getattr(scene.sequence_editor or scene.sequence_editor_create(), STRIPS)
 
 
 def sound_strips(scene: bpy.types.Scene) -> list:

@@ -15,27 +15,37 @@ import numpy as np
 from . import keys
 from .reduce import closure_frames, reduce_keys
 
-__all__ = ["TakeActions", "action_name", "resample", "write_take", "sample_take", "reference_from_pose",
-           "is_edited", "TAKE_PROP", "POSE_TOLERANCE_SCALE"]
+__all__ = ["TakeActions", "action_name", "resample", "pose_channels", "pose_rows", "take_meta", "write_take",
+           "sample_take", "reference_from_pose", "is_edited", "TAKE_PROP", "POSE_TOLERANCE_SCALE"]
 
 TAKE_PROP = "flowvq_take"
+# The take fields an Action (and a take item) keeps to name and describe the take.
+META_FIELDS = ("take", "seed", "emotion", "face_model")
 # Pose tolerance per unit of expression tolerance: radians for the rotation, metres for the location.
 POSE_TOLERANCE_SCALE = {"rotation_euler": 0.1, "location": 0.01}
 
 
 @dataclass(frozen=True)
 class TakeActions:
-    """The Actions of one take (the same Action twice on Blender 4.4+) and whether an edited
-    Action of the same name was kept, so the new one got another name."""
+    """The Actions of one take (the same Action twice on Blender 4.4+), whether an edited Action of
+    the same name was kept (so the new one got another name), how many scene frames the take
+    covers, and its `take_meta`."""
 
     key_action: bpy.types.Action
     pose_action: bpy.types.Action | None
     kept_edited: bool
+    frame_count: int
+    meta: str
 
 
 def action_name(take: dict) -> str:
     """``FlowVQ <emotion> s<seed> t<take>``."""
     return f"FlowVQ {take['emotion']} s{take['seed']} t{take['take']}"
+
+
+def take_meta(take: dict) -> str:
+    """The JSON of the take's `META_FIELDS` (stored on its Actions and its take item)."""
+    return json.dumps({k: take[k] for k in META_FIELDS})
 
 
 def resample(rows: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
@@ -49,7 +59,7 @@ def resample(rows: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
     count = int(np.floor((len(rows) - 1) * dst_fps / src_fps + 1e-9)) + 1
     src_t = np.arange(len(rows)) / src_fps
     dst_t = np.arange(count) / dst_fps
-    return np.stack([np.interp(dst_t, src_t, rows[:, c]) for c in range(rows.shape[1])], axis=1)
+    return np.stack([np.interp(dst_t, src_t, column) for column in rows.T], axis=1)
 
 
 def key_path(key_name: str) -> str:
@@ -83,9 +93,15 @@ def _write_reduced(action: bpy.types.Action, owner: bpy.types.ID, path: str, ind
 
 def pose_channels(pose: np.ndarray) -> dict[str, np.ndarray]:
     """Pose rows as Blender object channels. Shapes: pose (T, 6) -> each (T, 3)."""
-    pitch, yaw, roll, tx, ty, tz = pose.T
+    pitch, yaw, roll, tx, ty, tz = np.asarray(pose, dtype=np.float64).T
     return {"rotation_euler": np.stack([pitch, -roll, yaw], axis=1),
             "location": np.stack([tx, -tz, ty], axis=1)}
+
+
+def pose_rows(rotation_euler: np.ndarray, location: np.ndarray) -> np.ndarray:
+    """The inverse of `pose_channels`. Shapes: each (T, 3) -> pose (T, 6)."""
+    (rx, ry, rz), (lx, ly, lz) = np.asarray(rotation_euler).T, np.asarray(location).T
+    return np.stack([rx, rz, -ry, lx, lz, -ly], axis=1)
 
 
 def write_take(take: dict, target: bpy.types.Object, mapping: dict[str, str], frame_start: int,
@@ -111,11 +127,11 @@ def write_take(take: dict, target: bpy.types.Object, mapping: dict[str, str], fr
             for index in range(3):
                 _write_reduced(pose_action, target, path, index, frames, channel[:, index],
                                tolerance * POSE_TOLERANCE_SCALE[path], closures)
-    meta = json.dumps({k: take[k] for k in ("take", "seed", "emotion", "face_model")})
+    meta = take_meta(take)
     for action in {key_action, pose_action} - {None}:
         action[TAKE_PROP] = meta
         action[keys.FINGERPRINT_PROP] = keys.fingerprint(action)
-    return TakeActions(key_action, pose_action, kept)
+    return TakeActions(key_action, pose_action, kept, len(exp), meta)
 
 
 def _evaluate(action: bpy.types.Action | None, owner: bpy.types.ID, path: str, index: int,
@@ -143,8 +159,7 @@ def sample_take(target: bpy.types.Object, mapping: dict[str, str], names: list[s
                                   shape_keys.key_blocks[mapping[model_name]].value)
     channels = {path: np.stack([_evaluate(pose_action, target, path, i, frames, getattr(target, path)[i])
                                 for i in range(3)], axis=1) for path in ("rotation_euler", "location")}
-    rot, loc = channels["rotation_euler"], channels["location"]
-    pose = np.stack([rot[:, 0], rot[:, 2], -rot[:, 1], loc[:, 0], loc[:, 2], -loc[:, 1]], axis=1)
+    pose = pose_rows(**channels)
     return {**meta, "fps": fps, "frames": frame_count, "names": list(names),
             "exp": exp.tolist(), "pose": pose.tolist()}
 

@@ -3,6 +3,7 @@
 import bpy
 
 from .operators import active
+from .scene import STRIPS
 
 __all__ = ["FLOWVQ_UL_takes", "FLOWVQ_PT_main", "draw_status", "classes"]
 
@@ -23,8 +24,7 @@ def _draw_audio(layout: bpy.types.UILayout, context: bpy.types.Context, props) -
     if props.audio_source == "FILE":
         box.prop(props, "audio_path", text="")
     elif context.scene.sequence_editor is not None:
-        editor = context.scene.sequence_editor
-        box.prop_search(props, "audio_strip", editor, "strips" if hasattr(editor, "strips") else "sequences")
+        box.prop_search(props, "audio_strip", context.scene.sequence_editor, STRIPS)
     else:
         box.label(text="The sequencer has no strips", icon="INFO")
 

@@ -9,7 +9,6 @@ Goal (issue 7): under 1 s per take of 60 s. Run: ``.venv/bin/python benchmarks/b
 
 import argparse
 import io
-import os
 import sys
 import tempfile
 import time
@@ -20,15 +19,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `addon` is a folder of the repository, not an installed package
 
+from buildtools.demo import import_bpy  # noqa: E402  (after the path is set)
+
 FPS = 25.0
 GOAL_SECONDS = 1.0
-
-
-def isolate_blender() -> None:
-    """Point Blender's user folders at a throw-away directory before `bpy` is imported."""
-    scratch = tempfile.mkdtemp(prefix="flowvq-bench-")
-    os.environ.setdefault("BLENDER_USER_RESOURCES", scratch)
-    os.environ.setdefault("XDG_CACHE_HOME", scratch)
 
 
 def face_model_bytes() -> bytes:
@@ -52,15 +46,17 @@ def synthetic_take(names: list[str], frames: int, seed: int) -> dict:
 
 
 def insert_per_key(head, take: dict) -> None:
-    """The baseline: set every value and call `keyframe_insert` once per key and frame."""
+    """The baseline: set every value and call `keyframe_insert` once per key and frame (the pose
+    mapped by the add-on's `takes.pose_channels`)."""
+    from addon.takes import pose_channels
+
     blocks = head.data.shape_keys.key_blocks
-    exp, pose = np.asarray(take["exp"]), np.asarray(take["pose"])
+    exp, pose = np.asarray(take["exp"]), pose_channels(take["pose"])
     for frame in range(len(exp)):
         for d, name in enumerate(take["names"]):
             blocks[name].value = exp[frame, d]
             blocks[name].keyframe_insert("value", frame=frame + 1)
-        head.rotation_euler = (pose[frame, 0], -pose[frame, 2], pose[frame, 1])
-        head.location = (pose[frame, 3], -pose[frame, 5], pose[frame, 4])
+        head.rotation_euler, head.location = pose["rotation_euler"][frame], pose["location"][frame]
         head.keyframe_insert("rotation_euler", frame=frame + 1)
         head.keyframe_insert("location", frame=frame + 1)
 
@@ -78,13 +74,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--tolerance", type=float, default=0.01, help="keyframe reduction (the add-on's setting)")
     args = parser.parse_args()
-    isolate_blender()
-    import bpy
+    bpy = import_bpy(Path(tempfile.mkdtemp(prefix="flowvq-bench-")))  # Blender's user folders thrown away
 
     from addon.face import build_head, load_face_model
     from addon.takes import write_take
 
-    bpy.ops.wm.read_factory_settings(use_empty=True)
     model = load_face_model(face_model_bytes())
     head = build_head(model, "FlowVQ Head", bpy.context.scene.collection)
     mapping = {name: name for name in model.names}

@@ -62,13 +62,12 @@ VARIANTS: tuple[Variant, ...] = (
 CPU_VARIANTS = ("fp32 eager", "bf16 autocast", "channels_last")
 
 
-def synthetic_take(frames: int, n_expressions: int, names: tuple[str, ...], fps: float = 25.0) -> tuple[np.ndarray, np.ndarray]:
-    """A talking take: jaw and lip shapes at syllable rate, a blink, a slow head sway.
-
-    Shapes: -> exp (frames, D), pose (frames, 6) float32.
+def synthetic_take(frames: int, names: tuple[str, ...], fps: float = 25.0) -> tuple[np.ndarray, np.ndarray]:
+    """A talking take for a face model's expression ``names``: jaw and lip shapes at syllable rate,
+    a blink, a slow head sway. Shapes: -> exp (frames, len(names)), pose (frames, 6) float32.
     """
     t = np.arange(frames) / fps
-    exp = np.zeros((frames, n_expressions), np.float32)
+    exp = np.zeros((frames, len(names)), np.float32)
     exp[:, names.index("jawOpen")] = 0.35 * (1 - np.cos(2 * np.pi * 4.0 * t))
     exp[:, names.index("mouthFunnel")] = 0.3 * (1 + np.sin(2 * np.pi * 1.3 * t))
     blink = np.exp(-(((t % 3.0) - 1.5) / 0.08) ** 2)
@@ -194,9 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
 
-    face = builtin()
     image = bundled_photos()["astronaut"]
-    exp, pose = synthetic_take(max(args.frames, args.batch), face.n_expressions, face.names)
+    exp, pose = synthetic_take(max(args.frames, args.batch), builtin().names)
     rows = warp_rows(image, exp[:args.frames], pose[:args.frames], args.repeats)
     warp_256 = next(r["fps"] for r in rows if r["size"] == 256)
     notes = [f"warp at 256 px: {warp_256:.1f} fps (goal >= {WARP_FPS_GOAL:g} fps) — "
@@ -204,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     devices = ([] if args.no_vqig_cpu else ["cpu"]) + (["cuda"] if torch.cuda.is_available() else [])
     if importlib.util.find_spec("core.vq") is None:
         notes.append("VQIG rows skipped: core.vq is missing (the learned renderer is not installed)")
+    elif not devices:
+        notes.append("VQIG rows skipped: --no-vqig-cpu and no CUDA GPU")
     else:
         rows += vqig_rows(image, exp, pose, devices, args.batch, args.repeats)
         notes.append("VQIG: random-init presets (speed only); CPU rows time 1 frame per pass, best of 1 after a "

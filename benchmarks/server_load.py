@@ -14,6 +14,7 @@ Bounded: a fixed number of requests and jobs, each with a timeout.
 """
 
 import argparse
+import io
 import json
 import tempfile
 import threading
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import requests
+import soundfile as sf
 
 from core.cli import DEMO_SPEECH
 from server.process import ServerProcess
@@ -35,10 +37,6 @@ POLL_S = 0.005
 
 def speech_clip(seconds: float) -> bytes:
     """``seconds`` of the demo speech clip (repeated as needed) as WAV bytes."""
-    import io
-
-    import soundfile as sf
-
     wave, rate = sf.read(DEMO_SPEECH, dtype="float32")
     buffer = io.BytesIO()
     sf.write(buffer, np.resize(wave, round(seconds * rate)), rate, format="WAV", subtype="PCM_16")
@@ -154,7 +152,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     result = run_benchmark(args.jobs, args.clients, args.clip_seconds, args.health_requests)
-    print(json.dumps(result)) if args.json else print_table(result)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_table(result)
     return result
 
 

@@ -18,14 +18,12 @@ The server is stopped at the end, also on error.
 """
 
 import argparse
-import json
 import math
 import os
 import shutil
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -34,6 +32,7 @@ import numpy as np
 
 from buildtools.addon import build_addon
 from core.errors import FlowVQError
+from core.takes import Take, save_takes
 
 __all__ = ["DemoError", "DemoSettings", "DemoOutputs", "VideoProbe", "run_demo", "widest_mouth_frame", "probe_video",
            "main", "MOUTH_KEY"]
@@ -140,9 +139,10 @@ def fill_panel(bpy: ModuleType, url: str, outputs: DemoOutputs, preview_size: in
     props.target_mode = "CREATE"
 
 
-def press_generate(bpy: ModuleType, addon: ModuleType) -> str:
+def press_generate(bpy: ModuleType, addon: ModuleType) -> tuple[str, list[dict]]:
     """Check Server, then Generate, driving the timer callback by hand until the job ends (timers
-    never fire in background mode); returns the status line."""
+    never fire in background mode); returns the status line and the takes the add-on fetched
+    (``GET /v1/jobs/{id}/takes``)."""
     operators = sys.modules[f"{addon.__name__}.operators"]
     if bpy.ops.flowvq.check_server() != {"FINISHED"}:
         raise DemoError(f"Check Server failed: {bpy.context.scene.flowvq.server_status}")
@@ -154,18 +154,7 @@ def press_generate(bpy: ModuleType, addon: ModuleType) -> str:
     status = bpy.context.scene.flowvq.status
     if not status.startswith(f"{TAKES} take(s) generated"):
         raise DemoError(f"Generate failed: {status}")
-    return status
-
-
-def fetch_server_takes(url: str, path: Path) -> list[dict]:
-    """Write the takes of the server's newest job (``GET /v1/jobs/{id}/takes``, the takes file
-    format) to ``path``; returns them."""
-    with urllib.request.urlopen(f"{url}/v1/jobs", timeout=30) as response:
-        newest = json.loads(response.read())[0]
-    with urllib.request.urlopen(f"{url}/v1/jobs/{newest['id']}/takes", timeout=30) as response:
-        body = response.read()
-    path.write_bytes(body)
-    return json.loads(body)["takes"]
+    return status, task.state.result.takes
 
 
 def world_bounds(objects: list) -> tuple[np.ndarray, np.ndarray]:
@@ -213,12 +202,18 @@ def set_up_render(bpy: ModuleType, settings: DemoSettings) -> None:
     scene.render.filepath = "//demo.mp4"
 
 
-def use_movie_output(scene) -> None:
-    """FFmpeg MPEG-4 with H.264 video and AAC audio (``media_type`` exists from Blender 5.0)."""
+def set_output(scene, media_type: str, file_format: str):
+    """The scene's output format (its ``media_type`` first, from Blender 5.0); returns its image settings."""
     image = scene.render.image_settings
     if hasattr(image, "media_type"):
-        image.media_type = "VIDEO"
-    image.file_format = "FFMPEG"
+        image.media_type = media_type
+    image.file_format = file_format
+    return image
+
+
+def use_movie_output(scene) -> None:
+    """FFmpeg MPEG-4 with H.264 video and AAC audio."""
+    set_output(scene, "VIDEO", "FFMPEG")
     ffmpeg = scene.render.ffmpeg
     ffmpeg.format, ffmpeg.codec = "MPEG4", "H264"
     ffmpeg.constant_rate_factor, ffmpeg.ffmpeg_preset = "MEDIUM", "REALTIME"
@@ -227,10 +222,8 @@ def use_movie_output(scene) -> None:
 
 def use_still_output(scene) -> None:
     """PNG stills, RGB, maximum compression (small enough for the README)."""
-    image = scene.render.image_settings
-    if hasattr(image, "media_type"):
-        image.media_type = "IMAGE"
-    image.file_format, image.color_mode, image.compression = "PNG", "RGB", 100
+    image = set_output(scene, "IMAGE", "PNG")
+    image.color_mode, image.compression = "RGB", 100
 
 
 def save_blend(bpy: ModuleType, path: Path) -> None:
@@ -285,8 +278,8 @@ def check_video(probe: VideoProbe, frames: int, path: Path) -> None:
 def generate_in_blender(home: Path, outputs: DemoOutputs,
                         settings: DemoSettings) -> tuple[ModuleType, list[dict], str]:
     """Start the server, install the add-on in a Blender whose user folders are under ``home``,
-    save the empty ``demo.blend`` (so preview frames go beside it) and press Generate; the server's
-    takes are written to ``outputs.takes``. Returns (bpy, takes, status line). The server is stopped
+    save the empty ``demo.blend`` (so preview frames go beside it) and press Generate; the takes the
+    add-on fetched from the server are written to ``outputs.takes`` (the takes file format). Returns (bpy, takes, status line). The server is stopped
     before this returns, also on error (whose message then ends with the server's log)."""
     from server.process import ServerProcess
 
@@ -299,8 +292,9 @@ def generate_in_blender(home: Path, outputs: DemoOutputs,
         server.wait_ready()
         bpy.ops.wm.save_as_mainfile(filepath=str(outputs.blend))
         fill_panel(bpy, server.url, outputs, settings.preview_size)
-        status = press_generate(bpy, addon)
-        return bpy, fetch_server_takes(server.url, outputs.takes), status
+        status, takes = press_generate(bpy, addon)
+        save_takes(outputs.takes, [Take.from_dict(take) for take in takes])
+        return bpy, takes, status
     except Exception as exc:
         raise DemoError(f"{exc}\n--- server log ---\n{server.log_tail()}") from exc
     finally:

@@ -9,7 +9,8 @@ status 2; nothing is written when a command fails.
 import argparse
 import json
 import sys
-from importlib.metadata import entry_points
+from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 import numpy as np
@@ -188,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_plugin_parser(sub: argparse._SubParsersAction, entry) -> None:
+def _add_plugin_parser(sub: argparse._SubParsersAction, entry: EntryPoint) -> None:
     """Register the subcommand an installed package offers under `COMMAND_GROUP`: ``entry`` names a
     function taking the subparsers. When its package cannot be imported (an optional extra is not
     installed), the command is still listed and says what to install."""
@@ -201,7 +202,7 @@ def _add_plugin_parser(sub: argparse._SubParsersAction, entry) -> None:
     add_parser(sub)
 
 
-def _unavailable(name: str, exc: ImportError):
+def _unavailable(name: str, exc: ImportError) -> Callable[[argparse.Namespace], None]:
     """The command function of a plugin whose imports failed."""
     def run(args: argparse.Namespace) -> None:
         raise FlowVQError(f"'flowvq {name}' cannot run: {exc}; install the project with its extras: "

@@ -6,7 +6,7 @@ routes only validate and hand over: model work happens in the one worker thread.
 """
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from core.audio import AudioError, load_audio
-from core.coeff.generator import CoeffGenerator, GenerateSettings
+from core.coeff.generator import CoeffGenerator
 from core.device import resolve_device
 from core.emotions import UnknownEmotionError
 from core.errors import FlowVQError
@@ -26,7 +26,7 @@ from server.config import ServerConfig
 from server.errors import ApiError, flowvq_error, install_error_handlers, validation_message
 from server.rendering import PortraitError, decode_portrait, zip_frames
 from server.runtime import Runtime, server_version
-from server.schemas import GENERATE_KEYS, ErrorBody, Health, Info, JobSettings, JobView, RenderSettings
+from server.schemas import ErrorBody, Health, Info, JobSettings, JobView, RenderSettings, generate_settings
 from server.security import GuardMiddleware
 from server.store import AUDIO_FILE, FINISHED, FRAMES_DIR, PORTRAIT_FILE, TAKES_FILE, Job
 
@@ -73,7 +73,7 @@ def parse_settings(text: str | None, model: type[Settings]) -> Settings:
 def check_generation(settings: JobSettings, generator: CoeffGenerator) -> None:
     """`GenerateSettings.check` on the generation keys (unknown emotion, reference shape, NaN, ...)."""
     try:
-        GenerateSettings.from_dict(settings.model_dump(include=GENERATE_KEYS)).check(generator.model)
+        generate_settings(settings.model_dump()).check(generator.model)
     except UnknownEmotionError as exc:
         raise flowvq_error(exc, "settings.emotion") from None
     except FlowVQError as exc:
@@ -132,11 +132,28 @@ def find_job(runtime: Runtime, job_id: str) -> Job:
     return job
 
 
-def require_done(runtime: Runtime, job: Job) -> None:
-    """409 ``not_ready`` unless the job is done."""
-    state = runtime.store.view(job)["state"]
-    if state != "done":
-        raise ApiError(409, "not_ready", f"the job is {state}; results are served once it is done", "id")
+def require_done(view: dict[str, Any]) -> None:
+    """409 ``not_ready`` unless the job (its `JobStore.view`) is done."""
+    if view["state"] != "done":
+        raise ApiError(409, "not_ready", f"the job is {view['state']}; results are served once it is done", "id")
+
+
+def frame_count(view: dict[str, Any], take: int) -> int:
+    """How many frames of ``take`` the job (its `JobStore.view`) has rendered; 404 when none."""
+    count = view["frames"].get(str(take), 0)
+    if count == 0:
+        raise ApiError(404, "frames_not_found", f"the job has no rendered frames for take {take}", "take")
+    return count
+
+
+async def enqueue(runtime: Runtime, kind: str, settings: BaseModel, portrait: UploadFile | None,
+                  files: dict[str, bytes] | None = None,
+                  prepare: Callable[[Path], None] | None = None) -> dict[str, Any]:
+    """Store a checked request (plus the checked ``portrait``) as a new job, off the event loop,
+    and hand it to the model worker; returns the job object."""
+    files = {**(files or {}), **await read_portrait(portrait)}
+    job = await run_in_threadpool(runtime.store.create, kind, {"settings": settings.model_dump()}, files, prepare)
+    return runtime.store.view(runtime.submit(job))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,9 +198,7 @@ async def submit_job(
     runtime.check_capacity()
     data = await audio.read()
     await run_in_threadpool(check_audio, data, runtime.config.limits.max_audio_seconds)
-    files = {AUDIO_FILE: data, **await read_portrait(portrait)}
-    job = runtime.store.create("generate", {"settings": chosen.model_dump()}, files)
-    return runtime.store.view(runtime.submit(job))
+    return await enqueue(runtime, "generate", chosen, portrait, files={AUDIO_FILE: data})
 
 
 @router.post("/render", status_code=202, response_model=JobView)
@@ -196,13 +211,11 @@ async def submit_render(
     """Queue a render job for a take; its frames are served as take 0."""
     generator = runtime.ready()
     chosen = parse_settings(settings, RenderSettings)
-    parsed = parse_take(take, generator, runtime.config.limits.max_audio_seconds)
+    parsed = await run_in_threadpool(parse_take, take, generator, runtime.config.limits.max_audio_seconds)
     runtime.check_renderer(chosen.renderer)
     runtime.check_capacity()
-    files = await read_portrait(portrait)
-    job = runtime.store.create("render", {"settings": chosen.model_dump()}, files,
-                               prepare=lambda directory: save_takes(directory / TAKES_FILE, [parsed]))
-    return runtime.store.view(runtime.submit(job))
+    return await enqueue(runtime, "render", chosen, portrait,
+                         prepare=lambda directory: save_takes(directory / TAKES_FILE, [parsed]))
 
 
 @router.get("/jobs", response_model=list[JobView])
@@ -233,16 +246,8 @@ def delete_job(runtime: RuntimeDep, job_id: str) -> Any:
 def get_takes(runtime: RuntimeDep, job_id: str) -> FileResponse:
     """``{"version": 1, "takes": [...]}`` once the job is done (409 before)."""
     job = find_job(runtime, job_id)
-    require_done(runtime, job)
+    require_done(runtime.store.view(job))
     return FileResponse(job.path(TAKES_FILE), media_type="application/json")
-
-
-def frame_count(runtime: Runtime, job: Job, take: int) -> int:
-    """How many frames of ``take`` are rendered; 404 when none."""
-    count = runtime.store.view(job)["frames"].get(str(take), 0)
-    if count == 0:
-        raise ApiError(404, "frames_not_found", f"the job has no rendered frames for take {take}", "take")
-    return count
 
 
 @router.get("/jobs/{job_id}/frames/{take}/{frame}.png", response_class=FileResponse,
@@ -250,7 +255,7 @@ def frame_count(runtime: Runtime, job: Job, take: int) -> int:
 def get_frame(runtime: RuntimeDep, job_id: str, take: int, frame: int) -> FileResponse:
     """Frame ``frame`` (0-based) of take ``take`` as PNG (served as soon as it is rendered)."""
     job = find_job(runtime, job_id)
-    count = frame_count(runtime, job, take)
+    count = frame_count(runtime.store.view(job), take)
     if not 0 <= frame < count:
         raise ApiError(404, "frame_not_found", f"take {take} has frames 0 to {count - 1}", "frame")
     path = job.frame_path(take, frame)
@@ -264,8 +269,9 @@ def get_frame(runtime: RuntimeDep, job_id: str, take: int, frame: int) -> FileRe
 def get_frames_zip(runtime: RuntimeDep, job_id: str, take: int) -> FileResponse:
     """All frames of a take, ``00000.png`` ..., once the job is done."""
     job = find_job(runtime, job_id)
-    require_done(runtime, job)
-    count = frame_count(runtime, job, take)
+    view = runtime.store.view(job)
+    require_done(view)
+    count = frame_count(view, take)
     target: Path = job.directory / FRAMES_DIR / f"{take}.zip"
     if not target.is_file():
         zip_frames([job.frame_path(take, n) for n in range(count)], target)

@@ -106,12 +106,12 @@ def render_take(
     on_frame: Callable[[], None],
     cancel: Callable[[], bool],
 ) -> None:
-    """Render one take frame by frame, writing each PNG atomically to ``frame_path(n)`` and calling
-    ``on_frame()`` after it. Shapes: image (H, W, 3) uint8; take.exp (T, D), take.pose (T, 6)."""
+    """Render one take frame by frame, writing each PNG atomically to ``frame_path(n)`` (all in
+    one directory) and calling ``on_frame()`` after it. Shapes: image (H, W, 3) uint8; take.exp (T, D), take.pose (T, 6)."""
+    frame_path(0).parent.mkdir(parents=True, exist_ok=True)
     frames = renderer.render(image, take.exp, take.pose, size=size, cancel=cancel)
     for index, frame in enumerate(frames):
         path = frame_path(index)
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = encode_png(frame)
         write_atomic(path, lambda temporary: temporary.write_bytes(data))
         on_frame()

@@ -2,18 +2,22 @@
 ranges (they give OpenAPI docs and 422s), and the answers' shapes. `core` re-checks everything it
 receives (`GenerateSettings.check`), so these models are the first line, not the only one."""
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.audio import MAX_FPS
+from core.coeff.generator import GenerateSettings
 from core.coeff.sampler import MAX_SEED, SampleSettings
 from server.config import LIMITS
+from server.store import KINDS, STATES
 
 __all__ = [
     "RenderSettings",
     "JobSettings",
     "GENERATE_KEYS",
+    "generate_settings",
     "ErrorDetail",
     "ErrorBody",
     "JobError",
@@ -68,6 +72,12 @@ class JobSettings(RenderSettings):
 GENERATE_KEYS: frozenset[str] = frozenset(JobSettings.model_fields) - frozenset(RenderSettings.model_fields) - {"render"}
 
 
+def generate_settings(settings: Mapping[str, Any]) -> GenerateSettings:
+    """The `GenerateSettings` of a job's settings (`JobSettings.model_dump()`, as stored in
+    ``request.json``): its `GENERATE_KEYS`, through `GenerateSettings.from_dict`."""
+    return GenerateSettings.from_dict({key: value for key, value in settings.items() if key in GENERATE_KEYS})
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str
@@ -89,8 +99,8 @@ class JobView(BaseModel):
     """A job as ``GET /v1/jobs/{id}`` reports it."""
 
     id: str
-    kind: Literal["generate", "render"]
-    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    kind: Literal[KINDS]
+    state: Literal[STATES]
     stage: str
     progress: float
     eta_seconds: float | None

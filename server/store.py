@@ -158,8 +158,8 @@ class JobStore:
             if job is None:
                 continue
             if job.state not in FINISHED:
-                self._fail_interrupted(job, f"the server stopped (a crash or a restart) while this job was "
-                                            f"{job.state}; submit it again")
+                self.interrupt(job, f"the server stopped (a crash or a restart) while this job was "
+                                    f"{job.state}; submit it again")
                 interrupted.append(job)
             job.size_bytes = _directory_bytes(entry)
             with self._lock:
@@ -177,10 +177,6 @@ class JobStore:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             LOG.error("job %s cannot be read back (%s); its directory is left as it is", entry.name, exc)
             return None
-
-    def _fail_interrupted(self, job: Job, reason: str) -> None:
-        """Mark ``job`` failed with code ``interrupted``."""
-        self.finish(job, "failed", {"code": INTERRUPTED, "message": reason})
 
     # -- jobs --------------------------------------------------------------------------------
 
@@ -257,12 +253,13 @@ class JobStore:
             job.takes = takes
             self._persist(job, force=True)
 
-    def add_frame(self, job: Job, take: int) -> None:
-        """Record one more rendered frame of take ``take``."""
+    def add_frame(self, job: Job, take: int, progress: float) -> None:
+        """Record one more rendered frame of take ``take`` and the progress it brings (stage
+        ``rendering``)."""
         with self._lock:
             key = str(take)
             job.frames[key] = job.frames.get(key, 0) + 1
-            self._persist(job)
+            self.report(job, "rendering", progress)
 
     def finish(self, job: Job, state: str, error: dict[str, str] | None = None) -> None:
         """A final state: done, failed (with ``error`` {"code", "message"}) or cancelled."""
@@ -273,6 +270,10 @@ class JobStore:
                 job.progress = 1.0
             self._persist(job, force=True)
             job.size_bytes = _directory_bytes(job.directory)
+
+    def interrupt(self, job: Job, reason: str) -> None:
+        """Mark ``job`` failed with code ``interrupted`` (a crash, a restart or a shutdown)."""
+        self.finish(job, "failed", {"code": INTERRUPTED, "message": reason})
 
     def cancel(self, job: Job) -> None:
         """Ask for cancellation: a queued job is cancelled at once, a running one when its worker
@@ -295,8 +296,9 @@ class JobStore:
         with self._lock:
             finished = sorted((job for job in self._jobs.values() if job.state in FINISHED),
                               key=lambda job: job.created)
-        expired = [job for job in finished if now - (job.finished or job.updated) > self.max_age_s]
-        kept = [job for job in finished if job.id not in {old.id for old in expired}]
+        expired, kept = [], []
+        for job in finished:
+            (expired if now - (job.finished or job.updated) > self.max_age_s else kept).append(job)
         total = sum(job.size_bytes for job in kept)
         while kept and total > self.max_bytes:
             oldest = kept.pop(0)

@@ -14,18 +14,19 @@ anything else fails it with a generic message and is logged with its traceback. 
 running job is stopped and reads failed (``interrupted``).
 """
 
+import dataclasses
 import logging
 import queue
 import threading
 
-from core.coeff.generator import CoeffGenerator, GenerateSettings, source_from_portrait
+from core.coeff.generator import CoeffGenerator, source_from_portrait
 from core.coeff.sampler import GenerationCancelled
 from core.errors import FlowVQError
 from core.takes import Take, load_takes, save_takes
 from server.errors import INTERNAL_MESSAGE, error_code
 from server.rendering import RendererCache, decode_portrait, default_portrait, render_take
-from server.schemas import GENERATE_KEYS
-from server.store import AUDIO_FILE, INTERRUPTED, PORTRAIT_FILE, TAKES_FILE, Job, JobStore
+from server.schemas import generate_settings
+from server.store import AUDIO_FILE, PORTRAIT_FILE, TAKES_FILE, Job, JobStore
 
 __all__ = ["JobRunner", "ModelWorker", "GENERATION_SHARE"]
 
@@ -54,11 +55,11 @@ class JobRunner:
     def _generate(self, job: Job, settings: dict) -> list[Take]:
         """Generate the takes and write ``takes.json``."""
         share = GENERATION_SHARE if settings["render"] else 1.0
-        generate = GenerateSettings.from_dict({k: v for k, v in settings.items() if k in GENERATE_KEYS})
+        generate = generate_settings(settings)
         portrait = job.path(PORTRAIT_FILE)
         if generate.source_exp is None and portrait.is_file():
             self.store.report(job, "features", 0.0)
-            generate = GenerateSettings(generate.sample, generate.fps, source_from_portrait(portrait, self.generator.face))
+            generate = dataclasses.replace(generate, source_exp=source_from_portrait(portrait, self.generator.face))
 
         def progress(stage: str, fraction: float) -> None:
             self.store.report(job, "sampling" if stage == "done" else stage, share * fraction)
@@ -84,8 +85,7 @@ class JobRunner:
             def on_frame(take_index: int = index) -> None:
                 nonlocal done
                 done += 1
-                self.store.add_frame(job, take_index)
-                self.store.report(job, "rendering", start + (1.0 - start) * done / total)
+                self.store.add_frame(job, take_index, start + (1.0 - start) * done / total)
 
             render_take(renderer, image, take, settings["render_size"],
                         lambda n, k=index: job.frame_path(k, n), on_frame, job.cancel.is_set)
@@ -137,8 +137,7 @@ class ModelWorker:
             self.runner.run(job)
         except GenerationCancelled:
             if self._stopping.is_set():
-                self.store.finish(job, "failed", {"code": INTERRUPTED,
-                                                  "message": "the server shut down while this job was running; submit it again"})
+                self.store.interrupt(job, "the server shut down while this job was running; submit it again")
             else:
                 self.store.finish(job, "cancelled")
         except FlowVQError as exc:

@@ -11,7 +11,7 @@ from typing import Any
 from core.audio import N_MELS
 from core.errors import FlowVQError
 from core.jsonvalues import as_kind
-from core.train.common import section_keys
+from core.configparse import section_keys
 
 __all__ = ["ConfigError", "FlowConfig", "CoeffConfig", "PRESETS"]
 

@@ -24,7 +24,8 @@ from core.coeff.model import CoeffModel
 from core.errors import FlowVQError
 from core.face import builtin
 from core.face.model import FaceModel
-from core.train.common import module_tensors, read_yaml, write_weights
+from core.configparse import read_yaml
+from core.train.common import module_tensors, write_weights
 
 __all__ = [
     "WeightsError",

@@ -151,7 +151,7 @@ def cpbd(image: np.ndarray) -> float:
             widths = edge_widths(gray, rows, cols, grad_col[rows, cols] > 0)
             contrast = float(np.ptp(gray[block]))
             jnb = JNB_WIDTHS[0] if contrast <= JNB_CONTRAST else JNB_WIDTHS[1]
-            probabilities.append(1.0 - np.exp(-np.abs(widths / jnb) ** BETA))
+            probabilities.append(1.0 - np.exp(-((widths / jnb) ** BETA)))
     if not probabilities:
         return 0.0
     return float(np.mean(np.concatenate(probabilities) <= JNB_PROBABILITY))

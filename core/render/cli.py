@@ -16,7 +16,7 @@ from core.audio import load_audio
 from core.device import DEVICES
 from core.face import builtin
 from core.face.landmarks import read_image
-from core.render import RENDERER_KINDS, RendererError, available_renderers, load_renderer
+from core.render import RENDERER_KINDS, RendererError, load_renderer
 from core.render.inputs import take_coefficients
 from core.render.video import VideoWriter, frame_path, write_png
 from core.takes import Take, TakeError, load_takes
@@ -53,13 +53,11 @@ def _select_take(path: Path, index: int) -> Take:
     return takes[index]
 
 
-def _renderer_note(kind: str, weights: Path | None) -> str:
-    """Why ``auto`` chose the renderer it did, for the user."""
+def _renderer_note(kind: str, chosen: str) -> str:
+    """Why the renderer ``chosen`` ran when ``kind`` was asked for, for the user."""
     if kind != "auto":
         return "as asked"
-    if "vqig" in available_renderers(weights):
-        return "auto: VQIG weights found"
-    return "auto: no VQIG weights found, using the mesh warp"
+    return "auto: VQIG weights found" if chosen == "vqig" else "auto: no VQIG weights found, using the mesh warp"
 
 
 def run_render(args: argparse.Namespace) -> None:
@@ -72,13 +70,13 @@ def run_render(args: argparse.Namespace) -> None:
     audio = load_audio(args.audio) if args.audio is not None else None
     renderer = load_renderer(args.renderer, args.weights, args.device)
     frames = renderer.render(image, exp, pose, size=args.size)
-    print(f"renderer: {renderer.name} ({_renderer_note(args.renderer, args.weights)})", file=sys.stderr)
-    args.out.mkdir(parents=True, exist_ok=True)
-    video = VideoWriter(args.video, take.fps, args.size, audio) if args.video is not None else nullcontext()
-    with video:
+    print(f"renderer: {renderer.name} ({_renderer_note(args.renderer, renderer.name)})", file=sys.stderr)
+    video = VideoWriter(args.video, take.fps, args.size, audio) if args.video is not None else None
+    with video or nullcontext():  # the video's format is checked before the frames directory is made
+        args.out.mkdir(parents=True, exist_ok=True)
         for index, frame in enumerate(frames):
             write_png(frame_path(args.out, index), frame)
-            if args.video is not None:
+            if video is not None:
                 video.write(frame)
     print(f"wrote {take.frames} frames ({args.size}x{args.size}, {take.fps:g} fps) to {args.out}"
           + (f" and {args.video}" if args.video is not None else ""))

@@ -84,12 +84,17 @@ class PreparedPortrait:
         return _to_frame(landmarks, self.portrait.height, self.origin, self.zoom)
 
 
+def _source_pixels(landmarks: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Landmark-axes pixels of a photo ``height`` pixels high as source pixel (col, row).
+    Shapes: (..., 3) -> (...,), (...,)."""
+    return landmarks[..., 0] - 0.5, height - landmarks[..., 1] - 0.5
+
+
 def _to_frame(landmarks: np.ndarray, height: int, origin: np.ndarray, zoom: float) -> np.ndarray:
     """Landmark-axes pixels of a photo ``height`` pixels high to (col, row, depth) in the crop at
     ``origin`` (source col, row) scaled by ``zoom``. Shapes: (..., 3) -> (..., 3)."""
     landmarks = np.asarray(landmarks, dtype=np.float64)
-    col = landmarks[..., 0] - 0.5
-    row = height - landmarks[..., 1] - 0.5
+    col, row = _source_pixels(landmarks, height)
     return np.stack([(col - origin[0] + 0.5) * zoom - 0.5, (row - origin[1] + 0.5) * zoom - 0.5,
                      landmarks[..., 2] * zoom], axis=-1)
 
@@ -135,13 +140,18 @@ def fit_portrait(image: np.ndarray) -> PortraitFit:
     Shapes: image (H, W, 3) uint8 RGB.
     """
     image = check_image(image)
+    return _fit(image, image_key(image))
+
+
+def _fit(image: np.ndarray, key: str) -> PortraitFit:
+    """`fit_portrait` of a checked image whose `image_key` is ``key``."""
 
     def compute() -> PortraitFit:
         face = builtin()
         landmarks = detect_landmarks(image)
         return PortraitFit(landmarks=landmarks, fit=fit(face, landmarks), face=face, height=image.shape[0])
 
-    return _FITS.get(image_key(image), compute)
+    return _FITS.get(key, compute)
 
 
 def prepare_portrait(image: np.ndarray, size: int) -> PreparedPortrait:
@@ -151,22 +161,21 @@ def prepare_portrait(image: np.ndarray, size: int) -> PreparedPortrait:
     """
     image = check_image(image)
     size = check_size(size)
+    key = image_key(image)
 
     def compute() -> PreparedPortrait:
-        portrait = fit_portrait(image)
+        portrait = _fit(image, key)
         origin, side = _crop_box(portrait)
         zoom = size / side
         return PreparedPortrait(portrait=portrait, size=size, image=_crop(image, origin, side, size), origin=origin,
                                 zoom=zoom, points=_to_frame(portrait.landmarks, portrait.height, origin, zoom))
 
-    return _PREPARED.get((image_key(image), size), compute)
+    return _PREPARED.get((key, size), compute)
 
 
 def _crop_box(portrait: PortraitFit) -> tuple[np.ndarray, int]:
     """Top-left source pixel (col, row) and side in pixels of the square crop around the face oval."""
-    oval = portrait.landmarks[portrait.face.regions["face_oval"]]
-    col = oval[:, 0] - 0.5
-    row = portrait.height - oval[:, 1] - 0.5
+    col, row = _source_pixels(portrait.landmarks[portrait.face.regions["face_oval"]], portrait.height)
     side = int(np.ceil(CROP_FACTOR * max(np.ptp(col), np.ptp(row))))
     if side < MIN_SIZE:
         raise FaceDetectionError(f"the face is only {side / CROP_FACTOR:.0f} pixels across; use a portrait "

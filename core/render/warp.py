@@ -16,7 +16,15 @@ import numpy as np
 
 from core.coeff.sampler import CancelFn, GenerationCancelled
 from core.face.measure import lip_gap
-from core.render.geometry import WarpMesh, build_warp_mesh, down_direction, expression_shape, posed_landmarks
+from core.render.geometry import (
+    WarpMesh,
+    build_warp_mesh,
+    down_direction,
+    expression_shape,
+    head_rotation,
+    person_offset,
+    posed_landmarks,
+)
 from core.render.inputs import check_coefficients
 from core.render.mouth import LipContours, cavity_opacity, paint_cavity
 from core.render.portrait import PreparedPortrait, prepare_portrait
@@ -31,12 +39,13 @@ FEATHER = 1.0 / 128.0  # blur of the blend mask's edge, as a fraction of the fra
 class WarpScene:
     """Everything a frame needs that does not change from frame to frame.
 
-    Shapes: shape (V, 3) the person's model-space shape; source (P, 2) warp points in the crop.
+    Shapes: offset (V, 3) the person's `core.render.geometry.person_offset`; source (P, 2) warp
+    points in the crop.
     """
 
     prepared: PreparedPortrait
     mesh: WarpMesh
-    shape: np.ndarray
+    offset: np.ndarray
     source: np.ndarray
     lips: LipContours
     portrait_gap_m: float
@@ -47,8 +56,8 @@ class WarpScene:
         portrait = prepared.portrait
         mesh = build_warp_mesh(portrait.face, prepared.points)
         shape = portrait.model_shape()
-        return cls(prepared=prepared, mesh=mesh, shape=shape, source=mesh.points(prepared.points)[:, :2],
-                   lips=LipContours.from_regions(portrait.face.regions),
+        return cls(prepared=prepared, mesh=mesh, offset=person_offset(portrait, shape),
+                   source=mesh.points(prepared.points)[:, :2], lips=LipContours.from_regions(portrait.face.regions),
                    portrait_gap_m=lip_gap(portrait.face, shape))
 
 
@@ -58,30 +67,21 @@ def render_frame(scene: WarpScene, exp: np.ndarray, pose: np.ndarray) -> np.ndar
     Shapes: exp (D,), pose (6,) -> (size, size, 3) uint8 RGB.
     """
     prepared, portrait = scene.prepared, scene.prepared.portrait
-    moved = expression_shape(portrait, scene.shape, exp)
-    vertices = prepared.to_frame(posed_landmarks(portrait, moved, pose))
+    moved = expression_shape(portrait, scene.offset, exp)
+    rotation = head_rotation(portrait, pose)
+    vertices = prepared.to_frame(posed_landmarks(portrait, moved, rotation, pose[3:]))
     points = scene.mesh.points(vertices)
     box = bounding_box(points[:, :2], prepared.size)
     frame = prepared.image.copy()
     if box[2] <= box[0] or box[3] <= box[1]:
         return frame
-    warped, ids = warp(prepared.image, points[:, :2], scene.source, _draw_order(scene.mesh, points), box)
+    warped, ids = warp(prepared.image, points[:, :2], scene.source, scene.mesh.draw_order(points), box)
     offset = np.array(box[:2], np.float64)
-    paint_cavity(warped, vertices[:, :2] - offset, scene.lips, down_direction(portrait, pose),
+    paint_cavity(warped, vertices[:, :2] - offset, scene.lips, down_direction(rotation),
                  portrait.fit.scale * prepared.zoom,
                  cavity_opacity(lip_gap(portrait.face, moved), scene.portrait_gap_m))
     _blend(frame, warped, ids > 0, box)
     return frame
-
-
-def _draw_order(mesh: WarpMesh, points: np.ndarray) -> np.ndarray:
-    """The triangles back to front: the ring, the hole fans, then the face by mean depth.
-
-    Shapes: points (P, 3) -> (M, 3).
-    """
-    depth = points[mesh.face_triangles, 2].mean(axis=1)
-    face = mesh.face_triangles[np.argsort(depth, kind="stable")]
-    return np.concatenate([mesh.ring_triangles, mesh.hole_triangles, face])
 
 
 def _blend(frame: np.ndarray, warped: np.ndarray, covered: np.ndarray, box: tuple[int, int, int, int]) -> None:

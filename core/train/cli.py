@@ -3,7 +3,8 @@
 * ``train coeff --config CONFIG.yaml [--out DIR] [--resume] [--device auto|cpu|cuda]``;
 * ``train regressor ...``: the MSE baseline of ``flowvq eval`` (`core.eval.cli`);
 * ``train report RUN [--eval REPORT.json]``: loss curves and a summary (`core.train.report`);
-* ``train codebook ...`` and ``train vqig ...``: the image generator (`core.vq.cli`);
+* ``train codebook ...`` and ``train vqig ...``: the image generator (`core.vq.train`), same options
+  as ``train coeff``;
 * ``corpus toy OUT [--train N] [--val N] [--frames T] [--seed S]``: the synthetic toy dataset
   (`core.train.toy`) that ``configs/coeff-tiny.yaml`` trains on;
 * ``corpus build``, ``corpus from-videos`` and ``corpus import-coeffs`` (`core.corpus.cli`).
@@ -15,6 +16,7 @@
 """
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from core.corpus.cli import add_corpus_parsers
@@ -24,36 +26,45 @@ from core.face import builtin
 from core.train.loop import train_coeff
 from core.train.report import add_report_parser
 from core.train.toy import write_toy_dataset
-from core.vq.cli import add_vq_train_parsers
+from core.vq.train import train_codebook, train_vqig
 
 __all__ = ["add_train_parser", "run_train", "add_corpus_parser", "run_corpus_toy"]
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``train`` (with its ``coeff`` subcommand) to ``subparsers``; returns the ``train`` parser.
-    The parsed namespace carries ``func=run_train``."""
+    """Add ``train`` (with its subcommands) to ``subparsers``; returns the ``train`` parser. The
+    ``coeff``, ``codebook`` and ``vqig`` namespaces carry ``func=run_train`` and their ``trainer``."""
     train = subparsers.add_parser("train", help="train a model from a YAML config")
     kinds = train.add_subparsers(dest="train_command", required=True)
-    coeff = kinds.add_parser(
-        "coeff", help="train the coefficient flows (ExpFlow, PoseFlow); see docs/training.md"
-    )
-    coeff.add_argument("--config", type=Path, required=True, metavar="CONFIG.yaml",
-                       help="training config, e.g. configs/coeff-tiny.yaml")
-    coeff.add_argument("--out", type=Path, help="output folder (default: the config's 'out')")
-    coeff.add_argument("--resume", action="store_true",
-                       help="continue from the output folder's last checkpoint")
-    coeff.add_argument("--device", choices=DEVICES, default="auto",
-                       help="auto: cuda when available, else cpu")
-    coeff.set_defaults(func=run_train)
+    _add_run_command(kinds, "coeff", "train the coefficient flows (ExpFlow, PoseFlow); see docs/training.md",
+                     "configs/coeff-tiny.yaml", train_coeff)
     add_regressor_parser(kinds)
     add_report_parser(kinds)
-    add_vq_train_parsers(kinds)
+    _add_run_command(kinds, "codebook", "train the codebook autoencoder (E_h, C, D_h); see docs/vqig.md",
+                     "configs/codebook-tiny.yaml", train_codebook)
+    _add_run_command(kinds, "vqig", "train the VQ image generator on a trained codebook; see docs/vqig.md",
+                     "configs/vqig-tiny.yaml", train_vqig)
     return train
 
 
+def _add_run_command(
+    kinds: argparse._SubParsersAction, name: str, help_text: str, example: str, trainer: Callable[..., Path],
+) -> None:
+    """A ``train NAME --config CONFIG.yaml [--out DIR] [--resume] [--device ...]`` subcommand that runs
+    ``trainer(config, out=, resume=, device=)``."""
+    parser = kinds.add_parser(name, help=help_text)
+    parser.add_argument("--config", type=Path, required=True, metavar="CONFIG.yaml",
+                        help=f"training config, e.g. {example}")
+    parser.add_argument("--out", type=Path, help="output folder (default: the config's 'out')")
+    parser.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: cuda when available, else cpu")
+    parser.set_defaults(func=run_train, trainer=trainer)
+
+
 def run_train(args: argparse.Namespace) -> int:
-    """Run the parsed ``train`` command; returns the exit status (user errors raise `FlowVQError`)."""
-    train_coeff(args.config, out=args.out, resume=args.resume, device=args.device)
+    """Run a parsed ``train coeff|codebook|vqig`` command; returns the exit status (user errors raise
+    `FlowVQError`)."""
+    args.trainer(args.config, out=args.out, resume=args.resume, device=args.device)
     return 0
 
 

@@ -11,9 +11,11 @@ trainers (`core.vq.train`), plus the config and weights modules they read and wr
 * **Training configs** (frozen dataclasses read strictly from YAML): `load_yaml_config`,
   `known_keys`, `resolve_path(s)`, `as_number`, `check_integer_minima`, `check_float_minima`,
   `check_betas`, `plain_config`.
-* **Model configs and weights folders**: `section_keys` (one strict config section),
-  `split_preset` (a ``model:`` section: a preset plus overrides), `read_yaml`,
-  `module_tensors` and `write_weights` (safetensors files plus config.yaml, each written atomically).
+* **Weights folders**: `module_tensors` and `write_weights` (safetensors files plus config.yaml,
+  each written atomically).
+
+The strict YAML and config-section parsing that model configs share with these training configs
+(`read_yaml`, `section_keys`, `split_preset`) lives in `core.configparse`, which imports no torch.
 
 Nothing here knows a model: the trainers pass their loss names, state header and config classes.
 """
@@ -37,6 +39,7 @@ from torch.nn.parallel import DistributedDataParallel
 from core.device import resolve_device
 from core.errors import FlowVQError
 from core.fileio import write_atomic
+from core.configparse import read_yaml
 from core.jsonvalues import as_kind
 
 __all__ = [
@@ -46,14 +49,13 @@ __all__ = [
     "output_folder", "read_trainer_state", "write_trainer_state",
     "load_yaml_config", "known_keys", "resolve_path", "resolve_paths", "as_number",
     "check_integer_minima", "check_float_minima", "check_betas", "plain_config",
-    "section_keys", "split_preset", "read_yaml", "module_tensors", "write_weights",
+    "module_tensors", "write_weights",
 ]
 
 HISTORY_FILE = "history.jsonl"
 STATE_FILE = "trainer_state.pt"
 
 ConfigT = TypeVar("ConfigT")
-PresetT = TypeVar("PresetT")
 BatchT = TypeVar("BatchT", Tensor, dict[str, Tensor])
 
 
@@ -322,45 +324,8 @@ def _plain_value(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
-# Model configs and weights folders
+# Weights folders
 # ---------------------------------------------------------------------------------------------
-
-def section_keys(kind: type, data: Any, where: str, error: type[FlowVQError]) -> dict[str, Any]:
-    """The config section ``data`` (named ``where``) as a dict, after checking that every key is a
-    field of the dataclass ``kind``; ``error`` is the config module's error class."""
-    if not isinstance(data, dict):
-        raise error(f"config section {where!r} must be a mapping, got {type(data).__name__}")
-    names = {f.name for f in fields(kind)}
-    unknown = sorted(map(str, set(data) - names))
-    if unknown:
-        raise error(f"unknown key(s) in {where!r}: {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    return dict(data)
-
-
-def split_preset(
-    section: Any, presets: Mapping[str, PresetT], default: str, error: type[FlowVQError], *, keys: str, label: str,
-) -> tuple[PresetT, dict[str, Any]]:
-    """A training config's ``model`` section (None: the ``default`` preset alone) split into the
-    preset its ``preset`` key names and the keys overriding it. ``keys`` says what a section holds
-    and ``label`` what kind of preset it names, for ``error``'s messages."""
-    section = {} if section is None else section
-    if not isinstance(section, dict):
-        raise error(f"model must be a mapping ({keys}), got {section!r}")
-    overrides = dict(section)
-    name = overrides.pop("preset", default)
-    if name not in presets:
-        raise error(f"unknown {label} preset {name!r}; choose one of: {', '.join(presets)}")
-    return presets[name], overrides
-
-
-def read_yaml(path: Path, error: type[FlowVQError], prefix: str = "") -> Any:
-    """The parsed UTF-8 YAML file ``path``; a file that is not raises ``error`` with
-    ``prefix`` (words before the path) in its message."""
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise error(f"{prefix}{path} is not valid YAML: {err}") from err
-
 
 def module_tensors(module: nn.Module) -> dict[str, Tensor]:
     """``module``'s state as detached, contiguous CPU tensors, ready for safetensors."""

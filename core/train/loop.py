@@ -42,12 +42,13 @@ from core.coeff.bank import build_latent_bank
 from core.coeff.config import PRESETS, CoeffConfig
 from core.coeff.model import CoeffModel
 from core.coeff.weights import save_weights
+from core.configparse import split_preset
 from core.face import builtin
 from core.face.model import FaceModel
 from core.train.common import (
     HISTORY_FILE, STATE_FILE, Process, TrainError, append_history, check_betas, check_float_minima,
     check_integer_minima, known_keys, load_yaml_config, mean_losses, output_folder, plain_config,
-    process_group, read_history, read_trainer_state, resolve_paths, split_preset, start_history, stream_seed,
+    process_group, read_history, read_trainer_state, resolve_paths, start_history, stream_seed,
     to_device, wrap_ddp, write_trainer_state,
 )
 from core.train.data import CoeffSequence, WindowSampler, frame_batches, load_split, read_meta

@@ -41,6 +41,11 @@ def _level_widths(config: CodebookConfig) -> list[int]:
     return [config.channels * mult for mult in config.channel_mult]
 
 
+def _res_blocks(c_in: int, width: int, count: int) -> list[nn.Module]:
+    """One resolution level's residual blocks: ``c_in`` -> ``width`` channels, then ``width`` -> ``width``."""
+    return [ResBlock(c_in if index == 0 else width, width) for index in range(count)]
+
+
 class Encoder(nn.Module):
     """E_h: image to continuous latent z_h. Shapes: (B, 3, S, S) -> (B, d, m, n)."""
 
@@ -50,9 +55,8 @@ class Encoder(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(3, widths[0], 3, padding=1)]
         c_in = widths[0]
         for level, width in enumerate(widths):
-            for _ in range(config.res_blocks):
-                layers.append(ResBlock(c_in, width))
-                c_in = width
+            layers += _res_blocks(c_in, width, config.res_blocks)
+            c_in = width
             if level < len(widths) - 1:
                 layers.append(nn.Conv2d(width, width, 3, stride=2, padding=1))  # halves H and W
         layers += [ResBlock(c_in, c_in), group_norm(c_in), nn.SiLU(), nn.Conv2d(c_in, config.code_dim, 1)]
@@ -71,9 +75,8 @@ class Decoder(nn.Module):
         c_in = widths[0]
         layers: list[nn.Module] = [nn.Conv2d(config.code_dim, c_in, 3, padding=1), ResBlock(c_in, c_in)]
         for level, width in enumerate(widths):
-            for _ in range(config.res_blocks):
-                layers.append(ResBlock(c_in, width))
-                c_in = width
+            layers += _res_blocks(c_in, width, config.res_blocks)
+            c_in = width
             if level < len(widths) - 1:
                 layers += [nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(width, width, 3, padding=1)]
         layers += [group_norm(c_in), nn.SiLU(), nn.Conv2d(c_in, 3, 3, padding=1), nn.Tanh()]

@@ -19,7 +19,7 @@ from typing import Any
 
 from core.errors import FlowVQError
 from core.jsonvalues import as_kind
-from core.train.common import section_keys, split_preset
+from core.configparse import section_keys, split_preset
 
 __all__ = ["VQConfigError", "CodebookConfig", "VQIGConfig", "VQConfig", "PRESETS", "resolve_preset"]
 

@@ -9,7 +9,7 @@ mode and draws nothing at random, so the same inputs give the same frames.
 """
 
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import cv2
@@ -21,19 +21,16 @@ from core.coeff.sampler import GenerationCancelled
 from core.device import resolve_device
 from core.errors import FlowVQError
 from core.face import builtin
+from core.render.inputs import check_coefficients, check_image, check_size
 from core.vq.config import PRESETS
 from core.vq.data import image_tensor
-from core.vq.vqig import POSE_DIM, VQIG, coefficient_windows
+from core.vq.vqig import VQIG, coefficient_windows
 from core.vq.weights import CONFIG_FILE, VQIG_FILE, VQIG_FORMAT, VQWeightsError, load_vqig, read_config
 
-__all__ = ["VQIGRenderer", "RenderInputError", "has_weights", "FRAMES_PER_BATCH"]
+__all__ = ["VQIGRenderer", "has_weights", "FRAMES_PER_BATCH"]
 
 FRAMES_PER_BATCH = 8
 _PRESET_SEED = 0
-
-
-class RenderInputError(FlowVQError):
-    """A source image or coefficient array of the wrong shape or type."""
 
 
 def has_weights(weights_dir: Path) -> bool:
@@ -78,21 +75,32 @@ class VQIGRenderer:
 
     def source_tensor(self, source_image: np.ndarray) -> Tensor:
         """The portrait as model input. Shapes: (H, W, 3) uint8 RGB -> (1, 3, S, S) on the device."""
-        if source_image.ndim != 3 or source_image.shape[2] != 3 or source_image.dtype != np.uint8:
-            raise RenderInputError(
-                f"the source image must be an (H, W, 3) uint8 RGB array, got {source_image.shape} {source_image.dtype}"
-            )
-        return image_tensor(source_image, self.resolution)[None].to(self.device)
+        return image_tensor(check_image(source_image), self.resolution)[None].to(self.device)
+
+    def _autocast(self) -> AbstractContextManager:
+        """bfloat16 autocast on CUDA, nothing on the CPU."""
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
 
     @torch.no_grad()
-    def render_batch(self, source: Tensor, exp_windows: Tensor, pose_windows: Tensor) -> Tensor:
-        """One batch of frames from one source, under autocast on CUDA (bfloat16).
+    def identity(self, source: Tensor) -> Tensor:
+        """The source's z_c (`core.vq.vqig.VQIG.identity`), shared by all its frames.
+        Shapes: source (1, 3, S, S) -> (1, d, m, n)."""
+        with self._autocast():
+            return self.model.identity(source)
+
+    @torch.no_grad()
+    def render_batch(
+        self, source: Tensor, exp_windows: Tensor, pose_windows: Tensor, identity: Tensor | None = None,
+    ) -> Tensor:
+        """One batch of frames from one source, under autocast on CUDA (bfloat16); ``identity``
+        (`identity` of ``source``) is computed when not given.
         Shapes: source (1, 3, S, S), exp_windows (B, W, D), pose_windows (B, W, 6) -> (B, 3, S, S)
         float32 in [-1, 1]."""
+        identity = self.identity(source) if identity is None else identity
         batch = exp_windows.shape[0]
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext())
-        with autocast:
-            output = self.model(source.expand(batch, -1, -1, -1), exp_windows, pose_windows)
+        with self._autocast():
+            output = self.model(source.expand(batch, -1, -1, -1), exp_windows, pose_windows,
+                                identity=identity.expand(batch, -1, -1, -1))
         return output.image.float()
 
     def render(
@@ -103,9 +111,8 @@ class VQIGRenderer:
         checked at once; ``cancel()`` is checked before each frame and `GenerationCancelled` raised
         when it returns True.
         Shapes: source_image (H, W, 3) uint8, exp (T, D), pose (T, 6) float32."""
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise RenderInputError(f"size must be a positive integer, got {size!r}")
-        exp, pose = self._coefficients(exp, pose)
+        size = check_size(size)
+        exp, pose = check_coefficients(exp, pose, self.model.exp_dim)
         source = self.source_tensor(source_image)
         window = self.model.config.vqig.window
         exp_windows = torch.from_numpy(coefficient_windows(exp, window))  # (T, W, D)
@@ -116,8 +123,9 @@ class VQIGRenderer:
         self, source: Tensor, exp_windows: Tensor, pose_windows: Tensor, size: int,
         cancel: Callable[[], bool] | None,
     ) -> Iterator[np.ndarray]:
-        """The frames of `render`, generated lazily in batches of `FRAMES_PER_BATCH`.
-        Shapes: source (1, 3, S, S), exp_windows (T, W, D), pose_windows (T, W, 6)."""
+        """The frames of `render`, generated lazily in batches of `FRAMES_PER_BATCH`; the source is
+        encoded once. Shapes: source (1, 3, S, S), exp_windows (T, W, D), pose_windows (T, W, 6)."""
+        identity = self.identity(source)
         pending: list[np.ndarray] = []
         for frame in range(len(exp_windows)):
             if cancel is not None and cancel():
@@ -125,20 +133,9 @@ class VQIGRenderer:
             if not pending:  # the next batch of frames
                 stop = frame + FRAMES_PER_BATCH
                 images = self.render_batch(source, exp_windows[frame:stop].to(self.device),
-                                           pose_windows[frame:stop].to(self.device))
+                                           pose_windows[frame:stop].to(self.device), identity)
                 pending = _to_uint8(images, size)
             yield pending.pop(0)
-
-    def _coefficients(self, exp: np.ndarray, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Check and convert the coefficient arrays. Shapes: -> exp (T, D), pose (T, 6) float32."""
-        exp, pose = np.asarray(exp, dtype=np.float32), np.asarray(pose, dtype=np.float32)
-        if exp.ndim != 2 or exp.shape[1] != self.model.exp_dim:
-            raise RenderInputError(f"exp must have shape (frames, {self.model.exp_dim}), got {exp.shape}")
-        if pose.shape != (len(exp), POSE_DIM):
-            raise RenderInputError(f"pose must have shape ({len(exp)}, {POSE_DIM}), got {pose.shape}")
-        if not (np.isfinite(exp).all() and np.isfinite(pose).all()):
-            raise RenderInputError("exp and pose must be finite")
-        return exp, pose
 
 
 def _to_uint8(images: Tensor, size: int) -> list[np.ndarray]:

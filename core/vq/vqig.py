@@ -224,13 +224,21 @@ class VQIG(nn.Module):
         side = self.config.codebook.latent_size
         return logits.argmax(-1).view(-1, side, side)
 
-    def forward(self, source: Tensor, exp: Tensor, pose: Tensor, decode: bool = True) -> VQIGOutput:
+    @torch.no_grad()
+    def identity(self, source: Tensor) -> Tensor:
+        """z_c = q(E_h(I₀)) with the frozen codebook autoencoder: what `forward` takes from the
+        source alone. Shapes: source (B, 3, S, S) -> (B, d, m, n)."""
+        return self.codebook.encode(source).quantized
+
+    def forward(
+        self, source: Tensor, exp: Tensor, pose: Tensor, decode: bool = True, identity: Tensor | None = None,
+    ) -> VQIGOutput:
         """Animate ``source`` by the coefficient windows. With ``decode`` the image is D_h of the
         looked-up codes, whose gradient reaches the logits straight through (`soft_lookup`).
-        Shapes: source (B, 3, S, S), exp (B, W, D), pose (B, W, 6) -> `VQIGOutput`."""
-        # ---- identity: z_c = q(E_h(I0)), frozen ----
-        with torch.no_grad():
-            z_c = self.codebook.encode(source).quantized  # (B, d, m, n)
+        ``identity``: the source's `identity` when the caller already has it (a renderer animating
+        one portrait computes it once), else it is computed here.
+        Shapes: source (B, 3, S, S), exp (B, W, D), pose (B, W, 6), identity (B, d, m, n) -> `VQIGOutput`."""
+        z_c = self.identity(source) if identity is None else identity  # (B, d, m, n), frozen
         # ---- motion descriptor and warp ----
         sigma = self.mapping(torch.cat([exp, pose], -1))  # (B, M)
         warped = warp_image(source, self.warp(source, sigma))  # (B, 3, S, S)

@@ -110,6 +110,28 @@ def test_client_says_the_server_cannot_be_reached(mods, url):
     assert info.value.code == "unreachable"
 
 
+def test_the_face_model_is_fetched_once_per_server_and_id(addon, face_npz):
+    face, client = sys.modules[f"{PACKAGE}.face"], sys.modules[f"{PACKAGE}.client"]
+
+    class Server:
+        """A client whose ``GET /v1/face-model`` counts its calls."""
+
+        def __init__(self, url):
+            self.conn, self.calls = client.Connection(url=url), 0
+
+        def face_model(self):
+            self.calls += 1
+            return face_npz
+
+    first, other = Server("http://face-model-cache.test:1"), Server("http://face-model-cache.test:2")
+    model = face.face_model_for(first, "builtin-arkit52@1")
+    assert face.face_model_for(first, "builtin-arkit52@1") is model and first.calls == 1
+    assert len(model.names) == model.basis.shape[0] > 0
+    face.face_model_for(other, "builtin-arkit52@1")
+    face.face_model_for(first, "builtin-arkit52@2")
+    assert (first.calls, other.calls) == (2, 1)
+
+
 def test_local_server_process_starts_and_stops(addon):
     local = sys.modules[f"{PACKAGE}.server_process"].LocalServer()
     local.start(f"{sys.executable} -c 'import time; time.sleep(60)'")

@@ -3,6 +3,7 @@ callback runs when the server's job ends): curves, values, takes as Actions, sou
 preview plane and its frames folders in a moved .blend, keyframe reduction, retargeting, reference
 from pose, and a server that is down."""
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -30,9 +31,11 @@ def snapshot(**changes):
 
 
 def apply(bpy, takes, face_npz, frame_dirs=None, **changes):
-    """Apply a finished job's result to the current scene; returns the status line."""
+    """Apply a finished job's result (the face model parsed, as the worker thread leaves it) to the
+    current scene; returns the status line."""
     ops, jobs = module("operators"), module("jobs")
-    result = jobs.GenerateResult(takes=takes, frame_dirs=frame_dirs or {}, face_model=face_npz)
+    result = jobs.GenerateResult(takes=takes, frame_dirs=frame_dirs or {},
+                                 face_model=module("face").load_face_model(face_npz))
     return ops.apply_generate(bpy.context.scene, snapshot(**changes), result)
 
 
@@ -71,6 +74,25 @@ def test_each_take_is_its_own_named_action_and_switching_plays_the_other(generat
     assert all(item.key_action.use_fake_user for item in props.take_items)
     module("operators").switch_take(bpy.context.scene, 1)
     assert_scene_plays_take(bpy, head, wire_takes[1], 1, [10, 60], atol=1e-5)
+
+
+def test_the_curves_read_back_as_the_take_with_the_hand_edits(generated, wire_takes):
+    """What Re-render sends: the active take's curves sampled per frame, edits included."""
+    bpy, head = generated
+    props, take = bpy.context.scene.flowvq, wire_takes[0]
+    item = props.take_items[0]
+    jaw = take["names"].index("jawOpen")
+    curve = module("keys").find_curve(item.key_action, head.data.shape_keys, 'key_blocks["jawOpen"].value')
+    curve.keyframe_points[10].co.y = 0.9
+    names, mapping = module("operators").names_and_mapping(props, head)
+    sampled = module("takes").sample_take(head, mapping, names, item.key_action, item.pose_action,
+                                          item.frame_start, item.frame_count, item.fps, json.loads(item.meta))
+    assert {k: sampled[k] for k in ("take", "seed", "emotion", "face_model", "fps", "frames", "names")} == \
+        {k: take[k] for k in ("take", "seed", "emotion", "face_model", "fps", "frames", "names")}
+    expected = np.array(take["exp"])
+    expected[10, jaw] = 0.9
+    np.testing.assert_allclose(sampled["exp"], expected, atol=1e-5)
+    np.testing.assert_allclose(sampled["pose"], take["pose"], atol=1e-5)
 
 
 def test_the_frame_range_covers_the_take(generated, wire_takes):

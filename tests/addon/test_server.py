@@ -2,14 +2,14 @@
 and Re-render run exactly as their buttons do, and the timer callback is driven by hand."""
 
 import os
-import subprocess
-import time
 
 import pytest
 import requests
 
-from .conftest import FLOWVQ_PYTHON, PACKAGE, ROOT, SPEECH
-from .scenes import assert_scene_plays_take, closed_port
+from server.process import ServerProcess
+
+from .conftest import FLOWVQ_PYTHON, PACKAGE, SPEECH
+from .scenes import assert_scene_plays_take
 from .test_scene import module, scene_state
 
 TOKEN = "addon-test-token"
@@ -18,32 +18,16 @@ STARTUP_S = 120.0
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """The server's URL; the process is stopped after the module."""
-    port = closed_port()
-    log = open(tmp_path_factory.mktemp("server") / "server.log", "w")
-    process = subprocess.Popen(
-        [FLOWVQ_PYTHON, "-m", "core.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--data-dir", str(tmp_path_factory.mktemp("server-data")), "--token", TOKEN],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    url = f"http://127.0.0.1:{port}"
+    """The server's URL (`server.process.ServerProcess`); the process is stopped after the module."""
+    process = ServerProcess(tmp_path_factory.mktemp("server") / "data", extra_args=("--token", TOKEN),
+                            env={"OMP_NUM_THREADS": "1"})
+    process.args[0] = FLOWVQ_PYTHON  # the server runs where torch is (scripts/test_bpy42.sh)
+    process.start()
     try:
-        deadline = time.monotonic() + STARTUP_S
-        while not _ready(url):
-            assert process.poll() is None and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
-        yield url
+        process.wait_ready(STARTUP_S)
+        yield process.url
     finally:
-        process.terminate()
-        process.wait(10)
-        log.close()
-
-
-def _ready(url: str) -> bool:
-    """True once ``GET /v1/health`` answers 200."""
-    try:
-        return requests.get(f"{url}/v1/health", timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False
+        process.stop()
 
 
 @pytest.fixture

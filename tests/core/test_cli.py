@@ -91,3 +91,26 @@ def test_demo_writes_its_outputs(tmp_path):
     fitted = json.loads((tmp_path / "out" / "portrait_fit.json").read_text())
     assert fitted["exp"]["mouthSmileLeft"] > 0.4
     assert (tmp_path / "out" / "head.glb").stat().st_size > 10_000
+
+
+def test_installed_packages_add_their_commands_through_the_entry_point_group() -> None:
+    from core.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["serve"]).func.__module__ == "server.cli"
+    assert parser.parse_args(["build-addon"]).func.__module__ == "buildtools.addon"
+
+
+def test_a_command_whose_package_cannot_be_imported_says_what_is_missing() -> None:
+    import argparse
+    from importlib.metadata import EntryPoint
+
+    from core.cli import COMMAND_GROUP, _add_plugin_parser
+    from core.errors import FlowVQError
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_plugin_parser(sub, EntryPoint("ghost", "no_such_flowvq_module:add", COMMAND_GROUP))
+    args = parser.parse_args(["ghost"])
+    with pytest.raises(FlowVQError, match="'flowvq ghost' cannot run: No module named 'no_such_flowvq_module'"):
+        args.func(args)

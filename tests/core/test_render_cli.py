@@ -16,8 +16,8 @@ from core.takes import Take, save_takes
 
 FLOWVQ = Path(sys.executable).with_name("flowvq")
 FRAMES = 8
-FPS = 25.0
-SIZE = 96
+FPS = 20.0  # not a writer's default, so a video at the wrong rate shows
+SIZE = 95  # odd: the video's yuv420p frames are one pixel larger
 
 
 def flowvq(*args: str) -> subprocess.CompletedProcess:
@@ -57,9 +57,25 @@ def test_render_writes_numbered_frames_and_a_video_with_audio(tmp_path, inputs):
     assert np.abs(frames[FRAMES // 2].astype(int) - frames[0]).max() > 50  # the jaw opened mid-take
     with av.open(str(video)) as container:
         kinds = sorted(s.type for s in container.streams)
-        decoded = sum(1 for _ in container.decode(video=0))
+        assert container.streams.video[0].average_rate == FPS
+        decoded, audio = [], 0
+        for frame in container.decode(video=0, audio=0):
+            if isinstance(frame, av.VideoFrame):
+                decoded.append(frame.to_ndarray(format="rgb24"))
+            else:
+                audio += frame.samples
     assert kinds == ["audio", "video"]
-    assert decoded == FRAMES
+    assert len(decoded) == FRAMES and decoded[0].shape == (SIZE + 1, SIZE + 1, 3)
+    assert audio >= FRAMES / FPS * SAMPLE_RATE  # the whole clip (AAC adds priming samples)
+
+
+def test_a_video_of_an_unknown_format_fails_before_anything_is_written(tmp_path, inputs):
+    out = tmp_path / "frames"
+    result = flowvq("render", "--source", str(inputs["portrait"]), "--takes", str(inputs["takes"]), "--renderer", "warp",
+                    "--size", str(SIZE), "--out", str(out), "--video", str(tmp_path / "take.gif"))
+    assert result.returncode == 2
+    assert "cannot write a video to take.gif" in result.stderr
+    assert not out.exists()
 
 
 def test_auto_says_it_fell_back_to_the_mesh_warp(tmp_path, inputs):

@@ -7,8 +7,11 @@ from core.coeff.sampler import GenerationCancelled
 from core.errors import FlowVQError
 from core.face.landmarks import MultipleFacesError, NoFaceError
 from core.render import Renderer, RendererError, available_renderers, load_renderer
+from core.render.geometry import expression_shape, head_rotation, posed_landmarks
 from core.render.inputs import RenderInputError
 from core.render.portrait import prepare_portrait
+from core.render.raster import triangle_ids
+from core.render.warp import WarpScene, _blend
 
 SIZE = 160
 
@@ -65,6 +68,8 @@ def test_warp_is_a_renderer_yielding_square_rgb_frames(renderer, portrait, prepa
     assert isinstance(renderer, Renderer) and renderer.name == "warp"
     assert len(frames) == 3
     assert all(f.shape == (SIZE, SIZE, 3) and f.dtype == np.uint8 for f in frames)
+    smaller = list(renderer.render(portrait, exp[:1], pose[:1], size=SIZE // 2))  # a second size of one portrait
+    assert smaller[0].shape == (SIZE // 2, SIZE // 2, 3)
 
 
 def test_fitted_expression_and_zero_pose_reproduce_the_portrait_crop(renderer, portrait, prepared):
@@ -90,6 +95,51 @@ def test_head_turn_moves_the_face_and_leaves_the_background_exactly(renderer, po
     assert np.abs(turned[rows, cols].astype(float) - prepared.image[rows, cols]).mean() > 5.0
     background = far_from_face(prepared)
     np.testing.assert_array_equal(turned[background], prepared.image[background])
+
+
+def test_pose_zero_gives_the_landmarks_and_a_translation_shifts_them_in_the_frame(prepared):
+    portrait = prepared.portrait
+    moved = expression_shape(portrait, WarpScene.of(prepared).offset, portrait.fit.exp)
+
+    def frame_points(pose: np.ndarray) -> np.ndarray:
+        return prepared.to_frame(posed_landmarks(portrait, moved, head_rotation(portrait, pose), pose[3:]))
+
+    still = frame_points(np.zeros(6))
+    np.testing.assert_allclose(still, prepared.points, atol=1e-6)
+    shifted = frame_points(np.array([0.0, 0.0, 0.0, 0.01, 0.02, 0.5]))
+    pixels_per_m = portrait.fit.scale * prepared.zoom
+    np.testing.assert_allclose(shifted[:, :2] - still[:, :2], np.tile([0.01, -0.02], (len(still), 1)) * pixels_per_m,
+                               atol=1e-6)  # landmark y is up, frame rows go down
+
+
+def test_face_triangles_are_drawn_back_to_front_after_the_ring_and_holes(prepared):
+    portrait, mesh = prepared.portrait, WarpScene.of(prepared).mesh
+    turn = np.array([0.0, 0.6, 0.0, 0.0, 0.0, 0.0])  # a turned head: its triangles' depths reorder
+    points = mesh.points(prepared.to_frame(posed_landmarks(portrait, portrait.model_shape(),
+                                                           head_rotation(portrait, turn), turn[3:])))
+    order = mesh.draw_order(points)
+    back = len(mesh.back_triangles)
+    np.testing.assert_array_equal(order[:back], mesh.back_triangles)
+    depth = points[order[back:], 2].mean(axis=1)
+    assert np.all(np.diff(depth) >= 0)
+    # and the rasteriser paints later triangles over earlier ones
+    square = np.array([[0.0, 0.0], [8.0, 0.0], [8.0, 8.0], [0.0, 8.0]])
+    ids = triangle_ids(square, np.array([[0, 1, 2], [0, 2, 3], [0, 1, 2]]), (0, 0, 9, 9))
+    assert ids[1, 6] == 3 and ids[6, 1] == 2
+
+
+def test_blend_is_feathered_inside_the_covered_region_and_exact_outside():
+    frame = np.zeros((SIZE, SIZE, 3), np.uint8)
+    warped = np.full((60, 60, 3), 255, np.uint8)
+    covered = np.zeros((60, 60), bool)
+    covered[10:50, 10:50] = True
+    _blend(frame, warped, covered, (50, 50, 110, 110))
+    inside = frame[50:110, 50:110, 0]
+    assert inside[30, 30] == 255  # deep inside: the warped pixel
+    assert 0 < inside[30, 10] < 255  # the covered edge fades in
+    np.testing.assert_array_equal(inside[~covered], 0)  # uncovered pixels keep the frame's values
+    frame[50:110, 50:110][covered] = 0
+    assert not frame.any()  # nothing outside the box changed
 
 
 def test_parted_lips_show_a_dark_mouth_cavity(renderer, portrait, prepared):

@@ -102,6 +102,14 @@ def test_vqig_modules_have_the_documented_shapes(vqig, face):
     assert out.features.shape == (batch, DIM, M, M)
     assert out.warped.shape == out.image.shape == (batch, 3, S, S)
     assert vqig.predict_indices(out.logits).shape == (batch, M, M)
+    source, exp, pose = images(batch), torch.rand(batch, W, face.n_expressions), torch.zeros(batch, W, 6)
+    with torch.no_grad():
+        own = vqig(source, exp, pose)
+        given = vqig(source, exp, pose, identity=vqig.identity(source))
+        other = vqig(source, exp, pose, identity=vqig.identity(images(batch, seed=5)))
+    assert torch.equal(vqig.identity(source), vqig.codebook.encode(source).quantized)
+    assert torch.equal(given.logits, own.logits)
+    assert not torch.allclose(other.logits, own.logits)  # a given identity replaces the source's
 
 
 def test_untrained_warp_is_the_identity_and_a_shift_moves_the_image():

@@ -15,12 +15,15 @@ from core.coeff.sampler import GenerationCancelled
 from core.train.loop import read_history
 from core.vq.config import PRESETS
 from core.vq.data import (
-    TAKE_FILE, DataError, FrameSampler, ImageSampler, list_images, load_frame_sequences, read_frame_sequence,
+    TAKE_FILE, DataError, FrameSampler, ImageSampler, image_tensor, list_images, load_frame_sequences,
+    read_frame_sequence,
 )
 from core.vq.losses import code_accuracy
-from core.vq.renderer import RenderInputError, VQIGRenderer, has_weights
+from core.render.inputs import RenderInputError
+from core.vq.renderer import VQIGRenderer, has_weights
 from core.vq.synthetic import write_synthetic_set
 from core.vq.train import TrainError, load_codebook_config, train_codebook, train_vqig
+from core.vq.vqig import coefficient_windows
 from core.vq.weights import CODEBOOK_FILE, load_vqig
 
 from tests.core.test_train_loop import CONFIGS
@@ -176,12 +179,22 @@ def test_renderer_is_deterministic_and_cancellable(vqig_run, frames, face):
     second = list(VQIGRenderer.load(vqig_run, device="cpu").render(source, exp, pose, size=48))
     assert len(first) == 10 and all(f.shape == (48, 48, 3) and f.dtype == np.uint8 for f in first)
     assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    # each frame is the model's image for the coefficient window centred on it, from this source
+    window = renderer.model.config.vqig.window
+    exp_windows = torch.from_numpy(coefficient_windows(exp, window))
+    pose_windows = torch.from_numpy(coefficient_windows(pose, window))
+    portrait = image_tensor(source, RESOLUTION)[None].expand(len(exp), -1, -1, -1)
+    with torch.no_grad():
+        direct = renderer.model(portrait, exp_windows, pose_windows).image
+    expected = ((direct.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    full = np.stack(list(renderer.render(source, exp, pose, size=RESOLUTION)))
+    assert np.abs(full.astype(int) - expected.astype(int)).max() <= 1
     calls = []
     frames_out = renderer.render(source, exp, pose, cancel=lambda: calls.append(1) or len(calls) > 3)
     with pytest.raises(GenerationCancelled):
         list(frames_out)
     assert len(calls) == 4  # checked before each frame, raised before the fourth
-    with pytest.raises(RenderInputError, match="exp must have shape"):
+    with pytest.raises(RenderInputError, match="exp must be"):
         renderer.render(source, exp[:, :5], pose)
 
 

@@ -147,6 +147,13 @@ def test_unknown_or_path_like_job_ids_are_404(url, job_id):
     assert_error(requests.delete(f"{url}/v1/jobs/{job_id}", timeout=HTTP_TIMEOUT), 404, code)
 
 
+def test_other_spellings_of_a_real_job_id_are_404(url, clip):
+    job_id = submit(url, clip).json()["id"]
+    assert requests.get(f"{url}/v1/jobs/{job_id}", timeout=HTTP_TIMEOUT).status_code == 200
+    for spelling in (job_id.upper(), job_id.replace("-", ""), f"urn:uuid:{job_id}", f"{{{job_id}}}"):
+        assert_error(requests.get(f"{url}/v1/jobs/{spelling}", timeout=HTTP_TIMEOUT), 404, "job_not_found")
+
+
 def raw_response(port: int, request: bytes, body_chunks: list[bytes] = ()) -> tuple[int, dict]:
     """Send a raw HTTP request (then body chunks, stopping when the server closes), read the answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=HTTP_TIMEOUT) as sock:

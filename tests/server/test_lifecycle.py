@@ -14,7 +14,7 @@ import requests
 
 from core.emotions import EMOTIONS
 from core.takes import POSE_COLUMNS, Take
-from tests.server.conftest import HTTP_TIMEOUT, assert_error, speech_wav, submit, wait_for
+from tests.server.conftest import HTTP_TIMEOUT, assert_error, job, speech_wav, submit, wait_for
 
 LONG_CLIP_S = 180.0  # with 16 takes, several seconds of sampling on this CPU: time to cancel it
 
@@ -61,7 +61,7 @@ def test_face_model_is_an_npz_numpy_reads_without_pickle(url, info):
         assert all(f"region_{name}" in data for name in data["region_names"])
 
 
-def test_job_lifecycle_submit_follow_download_delete(url, info, short_clip):
+def test_job_lifecycle_submit_follow_download_delete(url, server, info, short_clip):
     response = submit(url, short_clip, {"emotion": "happy", "takes": 2, "seed": 7, "fps": 30})
     assert response.status_code == 202
     created = response.json()
@@ -76,8 +76,11 @@ def test_job_lifecycle_submit_follow_download_delete(url, info, short_clip):
     assert all(list(t.names) == info["names"] and t.face_model == info["face_model"] for t in takes)
     listed = requests.get(f"{url}/v1/jobs", timeout=HTTP_TIMEOUT).json()
     assert created["id"] in [j["id"] for j in listed]
+    directory = server.data_dir / "jobs" / created["id"]
+    assert (directory / "takes.json").is_file()
     assert requests.delete(f"{url}/v1/jobs/{created['id']}", timeout=HTTP_TIMEOUT).status_code == 204
     assert_error(requests.get(f"{url}/v1/jobs/{created['id']}", timeout=HTTP_TIMEOUT), 404, "job_not_found")
+    assert not directory.exists()  # deleted with its files
 
 
 def test_same_request_gives_the_same_takes(url, short_clip):
@@ -106,9 +109,13 @@ def test_twenty_concurrent_jobs_all_finish_with_their_own_takes(url, short_clip)
         assert all(np.any(t.pose != 0) == settings["pose"] for t in takes)
 
 
-def test_cancel_mid_job_stops_it_and_serves_no_takes(url):
+def test_cancel_mid_job_stops_it_and_serves_no_takes(url, short_clip):
     job_id = submit(url, speech_wav(LONG_CLIP_S), {"takes": 16}).json()["id"]
+    queued_id = submit(url, short_clip).json()["id"]
     wait_for(url, job_id, ("running",), min_progress=0.1)
+    queued = requests.delete(f"{url}/v1/jobs/{queued_id}", timeout=HTTP_TIMEOUT)
+    assert queued.status_code == 200  # a queued job is cancelled at once and never starts
+    assert queued.json()["state"] == "cancelled" and queued.json()["started"] is None
     cancelling = requests.delete(f"{url}/v1/jobs/{job_id}", timeout=HTTP_TIMEOUT)
     assert cancelling.status_code == 200
     asked = time.monotonic()
@@ -117,6 +124,7 @@ def test_cancel_mid_job_stops_it_and_serves_no_takes(url):
     assert time.monotonic() - asked < 10
     assert_error(requests.get(f"{url}/v1/jobs/{job_id}/takes", timeout=HTTP_TIMEOUT), 409, "not_ready")
     assert requests.delete(f"{url}/v1/jobs/{job_id}", timeout=HTTP_TIMEOUT).status_code == 204
+    assert job(url, queued_id)["started"] is None
 
 
 def test_progress_rises_with_an_eta_and_health_stays_fast_while_working(url):
