@@ -1,6 +1,7 @@
 """Synthetic speech with exact phone timings, from MBROLA voices or from espeak-ng's own voices.
 
-MBROLA voices (`VOICES`: us1, us2, us3, en1): text -> espeak-ng (.pho) -> prosody -> MBROLA -> wave.
+MBROLA voices (`VOICES`: us1, us2, us3, en1, and `FOREIGN_VOICES` reading English with an accent):
+text -> espeak-ng (.pho) -> prosody -> MBROLA -> wave.
 
     espeak-ng -v mb-<voice> --pho    text -> one phone a line: SAMPA symbol, duration (ms), pitch points
     _shape_pitch                     pitch ratio and pitch range applied to every pitch point
@@ -14,7 +15,7 @@ made by `Prosody`: a faster or slower rate, a higher or lower voice, a wide (hap
 
 The programs are `espeak-ng` and `mbrola` on PATH, or those named by the environment variables
 `FLOWVQ_ESPEAK` and `FLOWVQ_MBROLA` (a name or a path); `bash scripts/setup_speech.sh` installs them
-with the MBROLA voices us1, us2, us3 (American English) and en1 (British English).
+with the MBROLA voices us1, us2, us3 (American English), en1 (British English) and `FOREIGN_VOICES`.
 
 espeak-ng's own formant voices (`ESPEAK_VOICES`, named "espeak:<language>[+<variant>]") cannot write
 .pho files, so they are driven through libespeak-ng (ctypes, in `_espeak_worker.py`) in synchronous mode
@@ -54,7 +55,7 @@ from core.errors import FlowVQError
 
 __all__ = [
     "ESPEAK_ENV", "MBROLA_ENV", "BASE_WPM", "TOOL_TIMEOUT_S", "MIN_PITCH_HZ", "SILENCE", "PROSODY_LIMITS",
-    "SENTENCES", "VOICES", "ESPEAK_VOICES", "ESPEAK_PHONEMES",
+    "SENTENCES", "VOICES", "FOREIGN_VOICES", "ESPEAK_VOICES", "ESPEAK_PHONEMES",
     "SpeechError", "SpeechToolsMissingError",
     "Phone", "Prosody", "VoiceInfo", "EspeakVoiceInfo", "Utterance", "PhoEntry",
     "available_voices", "parse_pho", "format_pho", "phone_symbols", "synthesize", "espeak_phone_symbol",
@@ -159,7 +160,18 @@ VOICES: dict[str, VoiceInfo] = {
     "us3": VoiceInfo("mb-us3", Path("/usr/share/mbrola/us3/us3"), "male",
                      renames={"O2": "O"}, bridges={("h", "j"): SILENCE}),
     "en1": VoiceInfo("mb-en1", Path("/usr/share/mbrola/en1/en1"), "male"),
+    # Real voices of other languages reading English through espeak-ng's "mb-<voice>-en" translations:
+    # accented English from more speakers, so lip-sync learns the sound of a phone rather than of
+    # three voices. Each writes its own language's SAMPA (German 6 and OY, Dutch Ei Au dj tj,
+    # Afrikaans $ &, Polish x), mapped in core.corpus.visemes. These seven render every corpus
+    # sentence; de1, de2, sw2, hu1, ro1, gr2 and de4 lack diphones the sentences need, and sw1's
+    # waves drift more than one feature hop from its phone timings.
+    **{name: VoiceInfo(f"mb-{name}-en", Path(f"/usr/share/mbrola/{name}/{name}"), sex) for name, sex in (
+        ("de5", "female"), ("de6", "male"), ("fr1", "male"), ("fr4", "female"),
+        ("nl2", "male"), ("af1", "male"), ("pl1", "female"),
+    )},
 }
+FOREIGN_VOICES: tuple[str, ...] = ("de5", "de6", "fr1", "fr4", "nl2", "af1", "pl1")
 
 
 @dataclass(frozen=True)

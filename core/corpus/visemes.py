@@ -117,6 +117,14 @@ PHONE_VISEMES: dict[str, tuple[str, ...]] = {
     "OI": ("mid_rounded", "close_spread"), "Or": ("mid_rounded", "approximant_r"),
     "aU": ("open", "close_rounded"), "@U": ("schwa", "close_rounded"),
     "I@": ("close_spread", "schwa"), "e@": ("mid_spread", "schwa"), "U@": ("close_rounded", "schwa"),
+    # The other languages' SAMPA written by the foreign MBROLA voices reading English
+    # (core.corpus.speech.FOREIGN_VOICES): German, French, Dutch, Afrikaans, Polish.
+    "a": ("open",), "a:": ("open",), "&": ("open_spread",), "e:": ("mid_spread",),
+    "6": ("schwa",), "$": ("schwa",), "o": ("mid_rounded",), "o:": ("mid_rounded",),
+    "2": ("mid_rounded",), "9": ("mid_rounded",),
+    "OY": ("mid_rounded", "close_spread"), "Ei": ("mid_spread", "close_spread"), "Au": ("open", "close_rounded"),
+    "R": ("approximant_r",), "L": ("alveolar",), "dj": ("alveolar",), "tj": ("alveolar",),
+    "J": ("velar",), "x": ("velar",),
 }
 MOUTH_CHANNELS: tuple[str, ...] = tuple(sorted({"mouthClose"} | {c for v in VISEMES.values() for c in v.targets}))
 _DIPHTHONG_POINTS = (0.3, 0.75)
