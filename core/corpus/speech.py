@@ -152,6 +152,9 @@ class VoiceInfo:
     bridges: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
 
+_FOREIGN_SEXES: dict[str, str] = {
+    "de5": "female", "de6": "male", "fr1": "male", "fr4": "female", "nl2": "male", "af1": "male", "pl1": "female",
+}
 VOICES: dict[str, VoiceInfo] = {
     "us1": VoiceInfo("mb-us1", Path("/usr/share/mbrola/us1/us1"), "female"),
     "us2": VoiceInfo("mb-us2", Path("/usr/share/mbrola/us2/us2"), "male"),
@@ -166,12 +169,10 @@ VOICES: dict[str, VoiceInfo] = {
     # Afrikaans $ &, Polish x), mapped in core.corpus.visemes. These seven render every corpus
     # sentence; de1, de2, sw2, hu1, ro1, gr2 and de4 lack diphones the sentences need, and sw1's
     # waves drift more than one feature hop from its phone timings.
-    **{name: VoiceInfo(f"mb-{name}-en", Path(f"/usr/share/mbrola/{name}/{name}"), sex) for name, sex in (
-        ("de5", "female"), ("de6", "male"), ("fr1", "male"), ("fr4", "female"),
-        ("nl2", "male"), ("af1", "male"), ("pl1", "female"),
-    )},
+    **{name: VoiceInfo(f"mb-{name}-en", Path(f"/usr/share/mbrola/{name}/{name}"), sex)
+       for name, sex in _FOREIGN_SEXES.items()},
 }
-FOREIGN_VOICES: tuple[str, ...] = ("de5", "de6", "fr1", "fr4", "nl2", "af1", "pl1")
+FOREIGN_VOICES: tuple[str, ...] = tuple(_FOREIGN_SEXES)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ the dominance-weighted mean of all targets; a target's dominance is strong on th
 names; elsewhere a consonant is weak (`UNNAMED`) and a vowel or silence holds rest with its full
 dominance (the lips stay neutral through an /a/ unless a neighbour needs them). Bilabial closure is then made
 exact: around the centre of every /p b m/ (from the led to the acoustic centre, and always at the
-frame nearest it), ``mouthClose`` equals ``jawOpen``, which on the rig seals the lips whatever the jaw does.
+frame that holds it), ``mouthClose`` equals ``jawOpen``, which on the rig seals the lips whatever the jaw does.
 
 Curves are sampled at frame centres (t + 0.5) / fps, the instants `core.audio.align_to_frames`
 summarises, so they line up with the audio features frame for frame.
@@ -34,6 +34,7 @@ __all__ = [
     "MOUTH_CHANNELS",
     "BILABIALS",
     "LEAD",
+    "frames_at",
     "viseme_of",
     "viseme_curves",
 ]
@@ -130,6 +131,13 @@ MOUTH_CHANNELS: tuple[str, ...] = tuple(sorted({"mouthClose"} | {c for v in VISE
 _DIPHTHONG_POINTS = (0.3, 0.75)
 
 
+def frames_at(times: np.ndarray, fps: float) -> np.ndarray:
+    """The frame whose span [t / fps, (t + 1) / fps) holds each time: the frame whose centre is
+    nearest, the later one on a tie. The corpus seals the lips on this frame and the evaluation
+    measures closure on it, so the two agree on every phone. Shapes: times (n,) s -> (n,) int."""
+    return np.floor(np.asarray(times, dtype=np.float64) * fps + 1e-9).astype(int)
+
+
 def viseme_of(symbol: str) -> tuple[Viseme, ...]:
     """The viseme(s) of a phone symbol; `VisemeError` for a symbol this table lacks."""
     names = PHONE_VISEMES.get(symbol)
@@ -183,19 +191,22 @@ def viseme_curves(
         return np.zeros((frames, len(names)), np.float32)
     times = (np.arange(frames) + 0.5) / fps
     mouth = _blend(_targets(phones), times)  # (T, C)
-    _seal_bilabials(mouth, phones, times)
+    _seal_bilabials(mouth, phones, times, fps)
     curves = np.zeros((frames, len(names)), np.float32)
     curves[:, [list(names).index(c) for c in MOUTH_CHANNELS]] = np.clip(mouth, 0.0, 1.0)
     return curves
 
 
-def _seal_bilabials(mouth: np.ndarray, phones: Sequence[tuple[str, float, float]], times: np.ndarray) -> None:
+def _seal_bilabials(
+    mouth: np.ndarray, phones: Sequence[tuple[str, float, float]], times: np.ndarray, fps: float
+) -> None:
     """Set mouthClose = jawOpen (lips sealed) from a quarter of its length before the led centre
-    of each /p b m/ to its acoustic centre, and always at the frame nearest the acoustic centre. In place. Shapes: mouth (T, C), times (T,) frame centres."""
+    of each /p b m/ to its acoustic centre, and always on the acoustic centre's frame (`frames_at`;
+    the last frame for a centre past the end). In place. Shapes: mouth (T, C), times (T,) frame centres."""
     jaw, close = MOUTH_CHANNELS.index("jawOpen"), MOUTH_CHANNELS.index("mouthClose")
     for symbol, start, end in phones:
         if symbol in BILABIALS:
             centre, quarter = (start + end) / 2, (end - start) / 4
             inside = (times >= centre - LEAD - quarter) & (times <= centre)
-            inside[np.argmin(np.abs(times - centre))] = True
+            inside[min(int(frames_at(np.array([centre]), fps)[0]), len(times) - 1)] = True
             mouth[inside, close] = mouth[inside, jaw]

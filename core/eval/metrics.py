@@ -35,7 +35,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
-from core.corpus.visemes import BILABIALS, MOUTH_CHANNELS, PHONE_VISEMES
+from core.corpus.visemes import BILABIALS, MOUTH_CHANNELS, PHONE_VISEMES, frames_at
 from core.emotions import emotion_index
 from core.errors import FlowVQError
 from core.face.measure import lip_gap
@@ -122,7 +122,7 @@ def _centre_frames(phones: Sequence[tuple[str, float, float]], symbols: frozense
                    frames: int) -> np.ndarray:
     """Centre frames of the phones in ``symbols`` that lie inside the take. Shapes: -> (n,) int."""
     centres = np.array([(start + end) / 2 for symbol, start, end in phones if symbol in symbols])
-    index = np.rint(centres * fps - 0.5).astype(int)
+    index = frames_at(centres, fps)
     return index[(centres >= 0) & (index < frames)]
 
 
