@@ -45,7 +45,7 @@ from core.corpus.performance import (
 )
 from core.corpus.speech import SENTENCES, Prosody, available_voices, synthesize
 from core.corpus.text import template_sentences
-from core.corpus.visemes import viseme_curves
+from core.corpus.visemes import seal_bilabials, viseme_curves
 from core.emotions import EMOTIONS
 from core.errors import FlowVQError
 from core.face import builtin
@@ -191,6 +191,7 @@ def render_item(
     exp = (viseme_curves(phones, names, spec.fps, frames)
            + emotion_curves(names, item.emotion, intensity, frames, spec.fps, rng)
            + blink_curves(names, item.emotion, frames, spec.fps, rng) + beta0[None, :])
+    seal_bilabials(exp, names, phones, spec.fps)  # the emotion's style must not part sealed lips
     pose = head_motion(frame_energy(utterance.wave, spec.fps, frames), item.emotion, spec.fps, rng)
     sequence = CoeffSequence(item.name, np.clip(exp, 0.0, 1.0), pose, audio, item.emotion, beta0)
     record = {
