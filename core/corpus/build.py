@@ -38,14 +38,14 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from core.audio import N_MELS, SAMPLE_RATE, n_video_frames, wave_features
+from core.audio import FRAME_FEATURES, SAMPLE_RATE, n_video_frames, wave_features
 from core.corpus.augment import augment_wave
 from core.corpus.performance import (
     blink_curves, emotion_curves, head_motion, prosody_values, resting_expression,
 )
-from core.corpus.speech import SENTENCES, Prosody, available_voices, synthesize
+from core.corpus.speech import FOREIGN_VOICES, SENTENCES, Prosody, available_voices, synthesize
 from core.corpus.text import template_sentences
-from core.corpus.visemes import viseme_curves
+from core.corpus.visemes import seal_bilabials, viseme_curves
 from core.emotions import EMOTIONS
 from core.errors import FlowVQError
 from core.face import builtin
@@ -73,7 +73,10 @@ class CorpusSpec:
     seeded choice) are kept for val and test; every (voice, sentence) is spoken once per emotion and
     repeat; ``intensity`` is the uniform range of the emotion style's strength."""
 
-    train_voices: tuple[str, ...] = ("us1", "us2", "en1")
+    train_voices: tuple[str, ...] = (
+        "us1", "us2", "en1", *FOREIGN_VOICES,
+        "espeak:en-us", "espeak:en-us+m3", "espeak:en+f3", "espeak:en-gb-x-rp+m7", "espeak:en+klatt",
+    )
     test_voices: tuple[str, ...] = ("us3", "espeak:en-us+f2")
     extra_sentences: int = 60
     heldout_sentences: int = 15
@@ -191,6 +194,7 @@ def render_item(
     exp = (viseme_curves(phones, names, spec.fps, frames)
            + emotion_curves(names, item.emotion, intensity, frames, spec.fps, rng)
            + blink_curves(names, item.emotion, frames, spec.fps, rng) + beta0[None, :])
+    seal_bilabials(exp, names, phones, spec.fps)  # the emotion's style must not part sealed lips
     pose = head_motion(frame_energy(utterance.wave, spec.fps, frames), item.emotion, spec.fps, rng)
     sequence = CoeffSequence(item.name, np.clip(exp, 0.0, 1.0), pose, audio, item.emotion, beta0)
     record = {
@@ -233,7 +237,7 @@ def build_corpus(
     _check_output(root)
     face = builtin()
     (root / AUDIO_DIR).mkdir(parents=True, exist_ok=True)
-    write_meta(root, DatasetMeta(fps=spec.fps, face_model=face.id, names=face.names, n_mels=N_MELS))
+    write_meta(root, DatasetMeta(fps=spec.fps, face_model=face.id, names=face.names, audio_width=FRAME_FEATURES))
     items = plan_corpus(spec)
     render = partial(_write_item, root, names=face.names, spec=spec)
     records = []

@@ -12,8 +12,11 @@ before the acoustic centre (the face moves before the sound). The value of a cha
 the dominance-weighted mean of all targets; a target's dominance is strong on the channels it
 names; elsewhere a consonant is weak (`UNNAMED`) and a vowel or silence holds rest with its full
 dominance (the lips stay neutral through an /a/ unless a neighbour needs them). Bilabial closure is then made
-exact: around the centre of every /p b m/ (from the led to the acoustic centre, and always at the
-frame that holds it), ``mouthClose`` equals ``jawOpen``, which on the rig seals the lips whatever the jaw does.
+exact by `seal_bilabials`: around the centre of every /p b m/ (from the led to the acoustic centre, and
+always at the frame that holds it), ``mouthClose`` equals ``jawOpen``, which on the rig seals the lips
+whatever the jaw does, and the channels that part the lips on their own (`LIP_PARTING`) are zero. The
+corpus seals again after it adds an emotion's style, so a surprised dropped jaw or a disgusted raised
+upper lip never holds the lips apart through a /p b m/.
 
 Curves are sampled at frame centres (t + 0.5) / fps, the instants `core.audio.align_to_frames`
 summarises, so they line up with the audio features frame for frame.
@@ -34,9 +37,11 @@ __all__ = [
     "MOUTH_CHANNELS",
     "BILABIALS",
     "LEAD",
+    "LIP_PARTING",
     "frames_at",
     "viseme_of",
     "viseme_curves",
+    "seal_bilabials",
 ]
 
 LEAD = 0.04  # s: visible articulation leads the sound
@@ -44,6 +49,10 @@ WIDTH_BEFORE = 0.08  # s: anticipation (dominance width before a target's centre
 WIDTH_AFTER = 0.05  # s: carry-over (width after it)
 UNNAMED = 0.3  # a consonant's dominance on the channels it does not name (a pull to rest)
 BILABIALS = frozenset({"p", "b", "m", "p_h"})
+# Channels that part the sealed lips of the built-in face by more than the closure threshold of
+# `core.eval.metrics` at weight 0.5 (measured one by one on top of mouthClose = jawOpen).
+LIP_PARTING = ("mouthFunnel", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthShrugUpper",
+               "mouthUpperUpLeft", "mouthUpperUpRight", "tongueOut")
 
 
 class VisemeError(FlowVQError):
@@ -181,32 +190,38 @@ def viseme_curves(
 ) -> np.ndarray:
     """Lip-sync curves for ``frames`` video frames at ``fps`` from (symbol, start s, end s) phones.
 
-    Only the mouth channels (`MOUTH_CHANNELS`) are set, each looked up by name in ``names``;
-    every other column is zero. Shapes: -> (frames, len(names)) float32 in [0, 1].
+    Only the mouth channels (`MOUTH_CHANNELS`) are set, each looked up by name in ``names``, and
+    the bilabials are sealed (`seal_bilabials`); every other column is zero.
+    Shapes: -> (frames, len(names)) float32 in [0, 1].
     """
-    missing = [c for c in MOUTH_CHANNELS if c not in names]
+    missing = [c for c in (*MOUTH_CHANNELS, *LIP_PARTING) if c not in names]
     if missing:
         raise VisemeError(f"the face model lacks the mouth channels {', '.join(missing)}")
-    if not phones:
-        return np.zeros((frames, len(names)), np.float32)
-    times = (np.arange(frames) + 0.5) / fps
-    mouth = _blend(_targets(phones), times)  # (T, C)
-    _seal_bilabials(mouth, phones, times, fps)
     curves = np.zeros((frames, len(names)), np.float32)
-    curves[:, [list(names).index(c) for c in MOUTH_CHANNELS]] = np.clip(mouth, 0.0, 1.0)
+    if not phones:
+        return curves
+    times = (np.arange(frames) + 0.5) / fps
+    curves[:, [list(names).index(c) for c in MOUTH_CHANNELS]] = np.clip(_blend(_targets(phones), times), 0.0, 1.0)
+    seal_bilabials(curves, names, phones, fps)
     return curves
 
 
-def _seal_bilabials(
-    mouth: np.ndarray, phones: Sequence[tuple[str, float, float]], times: np.ndarray, fps: float
+def seal_bilabials(
+    curves: np.ndarray, names: Sequence[str], phones: Sequence[tuple[str, float, float]], fps: float
 ) -> None:
-    """Set mouthClose = jawOpen (lips sealed) from a quarter of its length before the led centre
-    of each /p b m/ to its acoustic centre, and always on the acoustic centre's frame (`frames_at`;
-    the last frame for a centre past the end). In place. Shapes: mouth (T, C), times (T,) frame centres."""
-    jaw, close = MOUTH_CHANNELS.index("jawOpen"), MOUTH_CHANNELS.index("mouthClose")
+    """Seal the lips around each /p b m/: mouthClose = jawOpen and every `LIP_PARTING` channel 0,
+    from a quarter of the phone's length before its led centre to its acoustic centre, and always
+    on the acoustic centre's frame (`frames_at`; the last frame for a centre past the end). In place.
+    Shapes: curves (T, len(names)) with frame centres at (t + 0.5) / fps.
+    """
+    columns = list(names)
+    jaw, close = columns.index("jawOpen"), columns.index("mouthClose")
+    parting = [columns.index(c) for c in LIP_PARTING]
+    times = (np.arange(len(curves)) + 0.5) / fps
     for symbol, start, end in phones:
-        if symbol in BILABIALS:
+        if symbol in BILABIALS and len(curves):
             centre, quarter = (start + end) / 2, (end - start) / 4
             inside = (times >= centre - LEAD - quarter) & (times <= centre)
             inside[min(int(frames_at(np.array([centre]), fps)[0]), len(times) - 1)] = True
-            mouth[inside, close] = mouth[inside, jaw]
+            curves[np.ix_(inside, parting)] = 0.0
+            curves[inside, close] = curves[inside, jaw]

@@ -12,11 +12,13 @@ from core.audio import SAMPLE_RATE, wave_features
 from core.cli import main
 from core.corpus.augment import AUGMENT_PROBABILITY, augment_wave
 from core.corpus.build import (
-    AUDIO_DIR, CorpusError, CorpusSpec, build_corpus, frame_energy, plan_corpus, read_manifest,
+    AUDIO_DIR, CorpusError, CorpusItem, CorpusSpec, build_corpus, frame_energy, plan_corpus,
+    read_manifest, render_item,
 )
 from core.corpus.speech import SENTENCES, VOICES, available_voices, phone_symbols
 from core.corpus.text import TextError, WORDS, template_sentences
 from core.corpus.visemes import PHONE_VISEMES
+from core.emotions import EMOTIONS
 from core.eval.metrics import bilabial_closure_rate
 from core.train.data import load_split, read_meta
 
@@ -137,6 +139,18 @@ def test_lips_close_on_bilabials_and_happy_smiles_more_than_neutral(corpus, face
     happy = np.mean([(s.exp - s.beta0)[:, smile].mean() for s in sequences if s.emotion == "happy"])
     neutral = np.mean([(s.exp - s.beta0)[:, smile].mean() for s in sequences if s.emotion == "neutral"])
     assert happy > neutral + 0.1
+
+
+@needs_voices
+@pytest.mark.parametrize("emotion", EMOTIONS)
+def test_every_emotion_closes_the_lips_on_every_bilabial(face, emotion) -> None:
+    """An emotion's style (a surprised jaw drop, a disgusted upper lip) is layered over the
+    lip-sync, but the truth curves still seal every /p b m/ of "Bob, please pass the soup."."""
+    spec = small_spec(intensity=(1.0, 1.0))
+    for seed in range(3):
+        item = CorpusItem("s", "train", MBROLA[0], SENTENCES[0], emotion, seed)
+        sequence, _, record = render_item(item, face.names, spec)
+        assert bilabial_closure_rate(face, sequence.exp, record["phones"], spec.fps) == 1.0, seed
 
 
 @needs_voices

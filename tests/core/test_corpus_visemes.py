@@ -8,10 +8,12 @@ from core.corpus.speech import SENTENCES, available_voices, phone_symbols, synth
 from core.corpus.visemes import (
     BILABIALS,
     LEAD,
+    LIP_PARTING,
     MOUTH_CHANNELS,
     PHONE_VISEMES,
     VisemeError,
     frames_at,
+    seal_bilabials,
     viseme_curves,
     viseme_of,
 )
@@ -67,6 +69,24 @@ def test_a_bilabial_centred_on_a_frame_boundary_is_closed_where_the_evaluation_l
     phones = [("A", 0.0, 0.36), ("p", 0.36, 0.44), ("A", 0.44, 0.7)]
     values = curves(face, phones, fps)
     assert bilabial_closure_rate(face, values, phones, fps) == 1.0
+
+
+@pytest.mark.parametrize("parting", [*LIP_PARTING, "jawOpen"])
+def test_sealing_closes_lips_that_another_layer_parted_and_leaves_other_frames(face, parting) -> None:
+    """What the corpus adds on top of the lip-sync (a surprised jaw drop, a disgusted upper-lip
+    raise) must not hold the lips apart at a /p b m/; frames away from it keep the layer."""
+    fps = 25.0
+    phones = sequence(("A", 0.3), ("m", 0.12), ("A", 0.3))
+    layered = curves(face, phones, fps)
+    layered[:, face.names.index(parting)] += 0.5
+    centre = frame_at((phones[2][1] + phones[2][2]) / 2, fps)
+    assert gap_mm(face, layered[centre]) > 1.5  # the layer alone parts the lips
+    before = layered.copy()
+    seal_bilabials(layered, face.names, phones, fps)
+    assert gap_mm(face, layered[centre]) < 1.0
+    changed = np.flatnonzero(np.any(layered != before, axis=1))
+    assert centre in changed and changed.max() - changed.min() < 0.12 * fps + 2
+    np.testing.assert_array_equal(layered[: changed.min()], before[: changed.min()])
 
 
 @pytest.mark.parametrize("fps", FPS_VALUES)
