@@ -6,9 +6,14 @@ The pipeline the coefficient generator sees is
     log_mel               wave (N,) -> (T100, N_MELS), one row every 10 ms (FEATURE_RATE)
     normalize_features    per-utterance mean/variance per mel band (DESIGN.md section 5)
     align_to_frames       (T100, N_MELS) -> (T_video, N_MELS) at the output fps
+    frame_features        (T100, N_MELS) -> (T_video, FRAME_FEATURES): each video frame's SUBFRAMES
+                          sub-intervals, aligned as above and laid side by side in time order
     frame_windows         (T_video, F) -> (T_video, before + 1 + after, F), the audio window with look-ahead
 
-`audio_features` runs the first four in one call. Bad input raises a subclass of `AudioError` (itself
+`audio_features` runs load_audio, log_mel, normalize_features and frame_features in one call. The
+models read FRAME_FEATURES numbers per video frame: a bilabial's closure lasts two or three frames, and
+a frame's mean log-mel blurs its onset and release into the vowels around it; four 10 ms rows per
+25 fps frame keep them. Bad input raises a subclass of `AudioError` (itself
 a `FlowVQError`) whose message names the file, says what is wrong and what to do about it; the
 duration limit is checked from the file's header, before any sample is decoded.
 """
@@ -27,12 +32,12 @@ from scipy.signal import get_window, resample_poly
 from core.errors import FlowVQError
 
 __all__ = [
-    "SAMPLE_RATE", "FEATURE_RATE", "HOP_LENGTH", "N_MELS", "N_FFT", "MAX_SECONDS",
+    "SAMPLE_RATE", "FEATURE_RATE", "HOP_LENGTH", "N_MELS", "SUBFRAMES", "FRAME_FEATURES", "N_FFT", "MAX_SECONDS",
     "MIN_INPUT_RATE", "MAX_INPUT_RATE", "SILENCE_DBFS", "MAX_FPS",
     "AudioError", "AudioNotFoundError", "EmptyAudioError", "SilentAudioError", "CorruptAudioError",
     "NotAudioError", "AudioTooLongError", "SampleRateError", "FpsError", "FeatureError",
     "load_audio", "duration_seconds", "mel_band_edges_hz", "mel_filterbank", "log_mel",
-    "normalize_features", "n_video_frames", "align_to_frames", "frame_windows", "audio_features",
+    "normalize_features", "n_video_frames", "align_to_frames", "frame_features", "frame_windows", "audio_features",
     "wave_features", "check_decoded", "check_fps", "resample_to_16k",
 ]
 
@@ -40,6 +45,8 @@ SAMPLE_RATE = 16000
 FEATURE_RATE = 100
 HOP_LENGTH = SAMPLE_RATE // FEATURE_RATE  # 160 samples
 N_MELS = 80
+SUBFRAMES = 4  # log-mel rows kept per video frame (at 25 fps: every 10 ms row)
+FRAME_FEATURES = SUBFRAMES * N_MELS
 N_FFT = 400  # 25 ms Hann window
 MAX_SECONDS = 600.0  # the stated upload limit: 10 minutes
 MIN_INPUT_RATE = 4000
@@ -356,6 +363,22 @@ def align_to_frames(feats: np.ndarray, fps: float, n_frames: int | None = None) 
         raise FeatureError(f"features to align must have shape (T, F) with T >= 1, got shape {feats.shape}")
     if n_frames is None:
         n_frames = max(1, round(len(feats) / FEATURE_RATE * fps))
+    return _align_rows(feats, fps, n_frames)
+
+
+def frame_features(feats: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
+    """Each video frame's SUBFRAMES equal sub-intervals, each summarised as `align_to_frames` summarises
+    a frame (at SUBFRAMES x fps), side by side in time order: row t is [sub 0 | sub 1 | ... ] of N_MELS each.
+    Shapes: (T100, N_MELS) -> (n_frames, FRAME_FEATURES) float32.
+    """
+    check_fps(fps)
+    if feats.ndim != 2 or len(feats) == 0 or feats.shape[1] != N_MELS:
+        raise FeatureError(f"frame features need log-mel rows of shape (T, {N_MELS}) with T >= 1, got shape {feats.shape}")
+    return _align_rows(feats, fps * SUBFRAMES, n_frames * SUBFRAMES).reshape(n_frames, FRAME_FEATURES)
+
+
+def _align_rows(feats: np.ndarray, fps: float, n_frames: int) -> np.ndarray:
+    """`align_to_frames` without its checks, for any positive rate. Shapes: (T100, F) -> (n_frames, F)."""
     frame = np.arange(n_frames, dtype=np.float64)
     if fps > FEATURE_RATE:
         return _interpolate_rows(feats, FEATURE_RATE * (frame + 0.5) / fps - 0.5)
@@ -406,8 +429,8 @@ def frame_windows(frames: np.ndarray, before: int, after: int) -> np.ndarray:
 def audio_features(
     source: str | Path | bytes, fps: float, *, max_seconds: float = MAX_SECONDS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """load_audio -> log_mel -> normalize_features -> align_to_frames, with one row per video frame.
-    Shapes: source -> (wave (N,) float32, feats (n_video_frames(N, fps), N_MELS) float32).
+    """load_audio -> log_mel -> normalize_features -> frame_features, with one row per video frame.
+    Shapes: source -> (wave (N,) float32, feats (n_video_frames(N, fps), FRAME_FEATURES) float32).
     """
     check_fps(fps)
     wave = load_audio(source, max_seconds=max_seconds)
@@ -415,10 +438,10 @@ def audio_features(
 
 
 def wave_features(wave: np.ndarray, fps: float, n_frames: int | None = None) -> np.ndarray:
-    """log_mel -> normalize_features -> align_to_frames of a wave already at `SAMPLE_RATE`, with
+    """log_mel -> normalize_features -> frame_features of a wave already at `SAMPLE_RATE`, with
     ``n_frames`` rows (default: `n_video_frames` of the wave).
-    Shapes: wave (N,) float32 -> (n_frames, N_MELS) float32.
+    Shapes: wave (N,) float32 -> (n_frames, FRAME_FEATURES) float32.
     """
     check_fps(fps)
     frames = n_video_frames(len(wave), fps) if n_frames is None else n_frames
-    return align_to_frames(normalize_features(log_mel(wave)), fps, frames)
+    return frame_features(normalize_features(log_mel(wave)), fps, frames)

@@ -8,7 +8,7 @@ error), so weights never load into a model of another shape.
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from core.audio import N_MELS
+from core.audio import FRAME_FEATURES, N_MELS
 from core.errors import FlowVQError
 from core.jsonvalues import as_kind
 from core.configparse import section_keys
@@ -29,7 +29,9 @@ class FlowConfig:
     ``context_token_dim`` values; value_token_dim: values of h1 per token; max_log_scale: the
     coupling's scale bound; tau: previous frames in the context; audio_dim: the audio embedding.
     Training regularisers: dropout (probability of dropping β_pre, the paper's data dropout),
-    con_weight (weight of the consistency loss L_con, Eq. 11) and noise_std (Gaussian
+    con_weight (weight of the consistency loss L_con, Eq. 11), rec_weight (weight of L_rec, the
+    squared error of the location m(c) of the flow's context-set affine map; not in the paper, see
+    docs/training.md) and noise_std (Gaussian
     dequantisation noise added to training targets, in coefficient units).
     """
 
@@ -45,6 +47,7 @@ class FlowConfig:
     audio_dim: int = 64
     dropout: float = 0.3
     con_weight: float = 1.0
+    rec_weight: float = 0.0
     noise_std: float = 0.01
 
     def coupling_kwargs(self) -> dict[str, int | float]:
@@ -73,9 +76,13 @@ class FlowConfig:
             raise ConfigError(f"{which}.dropout must be in [0, 1], got {self.dropout}")
         if self.max_log_scale <= 0:
             raise ConfigError(f"{which}.max_log_scale must be > 0, got {self.max_log_scale}")
-        for key in ("con_weight", "noise_std"):
+        for key in ("con_weight", "rec_weight", "noise_std"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{which}.{key} must be >= 0, got {getattr(self, key)}")
+
+
+def _exp_default() -> FlowConfig:
+    return FlowConfig(dropout=0.9)
 
 
 def _pose_default() -> FlowConfig:
@@ -88,7 +95,7 @@ class CoeffConfig:
     """Both flows plus what they share.
 
     fps: the model's frame rate (generation resamples to any output fps); audio_before/after: the
-    audio window in model frames around each frame (after = look-ahead); n_mels: audio feature
+    audio window in model frames around each frame (after = look-ahead); audio_width: audio feature
     size; nu: the t-mixture's degrees of freedom; prior_seed: seeds the mixture means;
     emotion_dim: the emotion embedding in ExpFlow's context.
     """
@@ -96,11 +103,11 @@ class CoeffConfig:
     fps: float = 25.0
     audio_before: int = 4
     audio_after: int = 4
-    n_mels: int = N_MELS
+    audio_width: int = FRAME_FEATURES
     nu: float = 5.0
     prior_seed: int = 0
     emotion_dim: int = 16
-    exp: FlowConfig = field(default_factory=FlowConfig)
+    exp: FlowConfig = field(default_factory=_exp_default)
     pose: FlowConfig = field(default_factory=_pose_default)
 
     @property
@@ -120,9 +127,11 @@ class CoeffConfig:
         for key in ("audio_before", "audio_after"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
-        for key in ("n_mels", "emotion_dim"):
+        for key in ("audio_width", "emotion_dim"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.audio_width % N_MELS:
+            raise ConfigError(f"audio_width must be a multiple of {N_MELS} (log-mel rows per frame), got {self.audio_width}")
         if self.nu <= 0:
             raise ConfigError(f"nu (degrees of freedom) must be > 0, got {self.nu}")
         self.exp.check("exp")

@@ -199,7 +199,7 @@ class CoeffGenerator:
         sample = settings.sample
         settings.check(self.model)
         report("features", 0.0)
-        _, feats = audio_features(audio, self.fps)  # (T, n_mels) at the model fps
+        _, feats = audio_features(audio, self.fps)  # (T, audio_width) at the model fps
         report("sampling", _SAMPLING_START)
         exp, pose = sample_takes(
             self.model, feats, settings.beta0(self.model.dim), sample,

@@ -24,9 +24,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from core.audio import N_MELS
 from core.coeff.config import CoeffConfig, FlowConfig
 from core.emotions import EMOTIONS
-from core.flow import Composite, StandardGaussian, Standardize, StudentTMixture, flow_step
+from core.flow import Composite, ContextAffine, StandardGaussian, Standardize, StudentTMixture, flow_step
 from core.takes import POSE_COLUMNS
 
 __all__ = ["AudioEncoder", "SequenceFlow", "ExpFlow", "PoseFlow", "CoeffModel", "POSE_DIM"]
@@ -36,17 +37,33 @@ N_CLASSES = len(EMOTIONS)
 
 
 class AudioEncoder(nn.Module):
-    """A two-layer MLP over one frame's audio window. Shapes: (..., W, F) -> (..., out_dim)."""
+    """A small temporal CNN over one frame's audio window, at the features' sub-frame resolution.
 
-    def __init__(self, window: int, n_mels: int, out_dim: int) -> None:
+    The window's W frame rows are cut into their 10 ms log-mel rows (`core.audio.SUBFRAMES` per
+    frame for the shipped features; any multiple of `core.audio.N_MELS` per frame works). Every
+    such row is embedded by the same linear layer, two width-3 convolutions mix neighbouring rows,
+    and a linear layer reads the whole window. Sharing the row embedding across positions is what
+    lets the encoder generalise to voices it never heard; a flat MLP over the window learned every
+    position separately and fitted the training voices instead.
+    Shapes: (..., W, F) -> (..., out_dim); ``out_dim`` is also the width of the rows.
+    """
+
+    def __init__(self, window: int, frame_width: int, out_dim: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(window * n_mels, 2 * out_dim), nn.GELU(), nn.Linear(2 * out_dim, out_dim)
+        self.rows_per_window = window * frame_width // N_MELS
+        self.rows = nn.Sequential(nn.Linear(N_MELS, out_dim), nn.GELU())
+        self.mix = nn.Sequential(
+            nn.Conv1d(out_dim, out_dim, 3, padding=1), nn.GELU(),
+            nn.Conv1d(out_dim, out_dim, 3, padding=1), nn.GELU(),
         )
+        self.read = nn.Linear(self.rows_per_window * out_dim, out_dim)
 
     def forward(self, windows: Tensor) -> Tensor:
         """Shapes: (..., W, F) -> (..., out_dim)."""
-        return self.net(windows.flatten(-2))
+        lead = windows.shape[:-2]
+        rows = self.rows(windows.reshape(-1, self.rows_per_window, N_MELS))  # (N, R, C)
+        mixed = self.mix(rows.transpose(1, 2))  # (N, C, R)
+        return self.read(mixed.flatten(1)).reshape(*lead, -1)
 
 
 class SequenceFlow(nn.Module):
@@ -64,7 +81,7 @@ class SequenceFlow(nn.Module):
     ) -> None:
         super().__init__()
         self.dim, self.settings = dim, flow
-        self.audio = AudioEncoder(config.audio_window, config.n_mels, flow.audio_dim)
+        self.audio = AudioEncoder(config.audio_window, config.audio_width, flow.audio_dim)
         self.static = nn.Linear(flow.audio_dim + static_extra, flow.context_dim)
         self.dynamic = (
             nn.Linear(flow.tau * (dim + 1), flow.context_dim, bias=False) if flow.tau else None
@@ -73,7 +90,13 @@ class SequenceFlow(nn.Module):
             flow_step(dim, flow.context_dim, n_classes, seed + k, **flow.coupling_kwargs())
             for k in range(flow.steps)
         ]
-        self.flow = Composite([Standardize(dim), *steps])
+        located = [ContextAffine(dim, flow.context_dim, flow.max_log_scale)] if steps else []
+        self.flow = Composite([Standardize(dim), *located, *steps])
+
+    @property
+    def located(self) -> ContextAffine:
+        """The context-set affine map after the standardisation, whose location m(c) L_rec trains."""
+        return self.flow.transforms[1]
 
     @property
     def standardize(self) -> Standardize:
@@ -90,6 +113,10 @@ class SequenceFlow(nn.Module):
 
     def sample_latent(self, label: Tensor | None, batch: int, generator: torch.Generator | None) -> Tensor:
         """Latents drawn from the prior (temperature 1). Shapes: label (N,) or None -> (N, D)."""
+        raise NotImplementedError
+
+    def mode_latent(self, label: Tensor | None, batch: int) -> Tensor:
+        """The prior's centre (temperature 0). Shapes: label (N,) or None -> (N, D)."""
         raise NotImplementedError
 
     def static_context(self, audio: Tensor, beta0: Tensor | None, label: Tensor | None) -> Tensor:
@@ -119,11 +146,13 @@ class SequenceFlow(nn.Module):
         return self.prior_log_prob(z, label) + logdet
 
     def window_loss(self, batch: dict[str, Tensor], generator: torch.Generator | None) -> dict[str, Tensor]:
-        """NLL per frame and dimension + ``con_weight`` · L_con on a batch of training windows.
+        """NLL per frame and dimension + ``con_weight`` · L_con + ``rec_weight`` · L_rec on a batch
+        of training windows.
 
         Dequantisation noise (``noise_std``) is added to the whole window, data dropout removes
-        β_pre per frame with probability ``dropout``. Returns "loss", "nll" (per frame, nats) and
-        "con" (scalars).
+        β_pre per frame with probability ``dropout``. L_rec is the mean squared error, in
+        standardised units, of the location m(c) of the flow's `ContextAffine` against the truth:
+        a regression target that keeps the context phonetic while the NLL shapes the spread. Returns "loss", "nll" (per frame, nats), "con" and "rec" (scalars).
         """
         settings = self.settings
         clean = batch[self.key]  # (B, τ_b + L, D)
@@ -145,7 +174,12 @@ class SequenceFlow(nn.Module):
         con = ((truth.diff(dim=1) - generated.diff(dim=1)).abs().mean()
                if length > 1 else clean.new_zeros(()))
         loss = nll.mean() / dim + settings.con_weight * con
-        return {"loss": loss, "nll": nll.mean().detach(), "con": con.detach()}
+        rec = clean.new_zeros(())
+        if settings.rec_weight:
+            location = self.located.location_scale(context)[0]  # standardised units
+            rec = (location - self.standardize.normalize(truth.reshape(-1, dim))).square().mean()
+            loss = loss + settings.rec_weight * rec
+        return {"loss": loss, "nll": nll.mean().detach(), "con": con.detach(), "rec": rec.detach()}
 
     def window_contexts(
         self, data: Tensor, available: Tensor, static: Tensor, keep: Tensor | None = None
@@ -217,6 +251,10 @@ class ExpFlow(SequenceFlow):
         """Shapes: label (N,) -> (N, D)."""
         return self.prior.sample(label, 1.0, generator)
 
+    def mode_latent(self, label: Tensor | None, batch: int) -> Tensor:
+        """The emotion component's mean. Shapes: label (N,) -> (N, D)."""
+        return self.prior.sample(label, 0.0, None)
+
 
 class PoseFlow(SequenceFlow):
     """Head pose ρ (6 numbers); context [audio, ρ_pre]; standard Gaussian prior; no emotion."""
@@ -238,6 +276,10 @@ class PoseFlow(SequenceFlow):
     def sample_latent(self, label: Tensor | None, batch: int, generator: torch.Generator | None) -> Tensor:
         """Shapes: -> (batch, 6)."""
         return self.prior.sample(batch, 1.0, generator)
+
+    def mode_latent(self, label: Tensor | None, batch: int) -> Tensor:
+        """Zeros. Shapes: -> (batch, 6)."""
+        return self.prior.sample(batch, 0.0, None)
 
 
 class CoeffModel(nn.Module):
@@ -277,11 +319,11 @@ class CoeffModel(nn.Module):
         self.pose_flow.standardize.set_statistics(pose)
 
     def loss(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """Sum of both flows' window losses; entries "loss", "exp_nll", "exp_con", "pose_nll", "pose_con"."""
+        """Sum of both flows' window losses; entries "loss", "exp_nll", "exp_con", "exp_rec", "pose_nll", "pose_con"."""
         exp = self.exp_flow.window_loss(batch, generator)
         pose = self.pose_flow.window_loss(batch, generator)
         return {
             "loss": exp["loss"] + pose["loss"],
-            "exp_nll": exp["nll"], "exp_con": exp["con"],
+            "exp_nll": exp["nll"], "exp_con": exp["con"], "exp_rec": exp["rec"],
             "pose_nll": pose["nll"], "pose_con": pose["con"],
         }

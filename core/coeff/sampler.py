@@ -135,7 +135,7 @@ def encode_reference(
     """
     flow, config = model.exp_flow, model.config
     frames = torch.as_tensor(np.atleast_2d(reference), dtype=beta0.dtype, device=beta0.device)
-    silent = frames.new_zeros(1, len(frames), config.audio_window, config.n_mels)
+    silent = frames.new_zeros(1, len(frames), config.audio_window, config.audio_width)
     static = flow.static_context(silent, beta0[None], label[None])  # (1, R, C)
     tau = flow.settings.tau
     padded = torch.cat([frames.new_zeros(tau, model.dim), frames])[None]  # (1, τ + R, D)
@@ -275,8 +275,8 @@ def sample_takes(
     """
     settings.check(model)
     config, device = model.config, model.lower.device
-    if audio.ndim != 2 or audio.shape[1] != config.n_mels or len(audio) == 0:
-        raise SettingsError(f"audio features must have shape (frames, {config.n_mels}), got {audio.shape}")
+    if audio.ndim != 2 or audio.shape[1] != config.audio_width or len(audio) == 0:
+        raise SettingsError(f"audio features must have shape (frames, {config.audio_width}), got {audio.shape}")
     frames, n_takes = len(audio), settings.takes
     windows = torch.as_tensor(frame_windows(audio, config.audio_before, config.audio_after), device=device)
     source = torch.as_tensor(np.asarray(beta0, dtype=np.float32), device=device)

@@ -38,12 +38,12 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from core.audio import N_MELS, SAMPLE_RATE, n_video_frames, wave_features
+from core.audio import FRAME_FEATURES, SAMPLE_RATE, n_video_frames, wave_features
 from core.corpus.augment import augment_wave
 from core.corpus.performance import (
     blink_curves, emotion_curves, head_motion, prosody_values, resting_expression,
 )
-from core.corpus.speech import SENTENCES, Prosody, available_voices, synthesize
+from core.corpus.speech import FOREIGN_VOICES, SENTENCES, Prosody, available_voices, synthesize
 from core.corpus.text import template_sentences
 from core.corpus.visemes import seal_bilabials, viseme_curves
 from core.emotions import EMOTIONS
@@ -73,7 +73,10 @@ class CorpusSpec:
     seeded choice) are kept for val and test; every (voice, sentence) is spoken once per emotion and
     repeat; ``intensity`` is the uniform range of the emotion style's strength."""
 
-    train_voices: tuple[str, ...] = ("us1", "us2", "en1")
+    train_voices: tuple[str, ...] = (
+        "us1", "us2", "en1", *FOREIGN_VOICES,
+        "espeak:en-us", "espeak:en-us+m3", "espeak:en+f3", "espeak:en-gb-x-rp+m7", "espeak:en+klatt",
+    )
     test_voices: tuple[str, ...] = ("us3", "espeak:en-us+f2")
     extra_sentences: int = 60
     heldout_sentences: int = 15
@@ -234,7 +237,7 @@ def build_corpus(
     _check_output(root)
     face = builtin()
     (root / AUDIO_DIR).mkdir(parents=True, exist_ok=True)
-    write_meta(root, DatasetMeta(fps=spec.fps, face_model=face.id, names=face.names, n_mels=N_MELS))
+    write_meta(root, DatasetMeta(fps=spec.fps, face_model=face.id, names=face.names, audio_width=FRAME_FEATURES))
     items = plan_corpus(spec)
     render = partial(_write_item, root, names=face.names, spec=spec)
     records = []

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from core.audio import (
-    N_MELS, SAMPLE_RATE, AudioError, FpsError, check_decoded, check_fps, duration_seconds, load_audio,
+    FRAME_FEATURES, SAMPLE_RATE, AudioError, FpsError, check_decoded, check_fps, duration_seconds, load_audio,
     wave_features,
 )
 from core.emotions import EMOTIONS, UnknownEmotionError, emotion_index
@@ -347,12 +347,12 @@ def bfm_meta(fps: float, bfm_path: str | Path | None = None) -> DatasetMeta:
     check_dataset_fps(fps)
     if bfm_path is None:
         names = tuple(f"exp{k:02d}" for k in range(BFM_EXP_DIM))
-        return DatasetMeta(fps=fps, face_model=f"{BFM_NAME}@{BFM_VERSION}", names=names, n_mels=N_MELS)
+        return DatasetMeta(fps=fps, face_model=f"{BFM_NAME}@{BFM_VERSION}", names=names, audio_width=FRAME_FEATURES)
     try:
         model = load_bfm(bfm_path)
     except BFMError as err:
         raise DatasetError(str(err)) from err
-    return DatasetMeta(fps=fps, face_model=model.id, names=model.names, n_mels=N_MELS)
+    return DatasetMeta(fps=fps, face_model=model.id, names=model.names, audio_width=FRAME_FEATURES)
 
 
 def files_under(folder: Path, suffixes: Sequence[str], kind: str) -> list[Path]:

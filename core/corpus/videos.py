@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.audio import N_MELS, SAMPLE_RATE, wave_features
+from core.audio import FRAME_FEATURES, SAMPLE_RATE, wave_features
 from core.corpus.readers import (
     ALIGN_TOLERANCE_S, CorpusSummary, CorpusWriter, Progress, check_dataset_fps, checked_wave, emotion_for,
     files_under,
@@ -252,7 +252,7 @@ def from_videos(
     if emotion is not None:
         emotion = emotion_for(video_dir, emotion)  # checked and normalised before any work
     model = builtin()
-    meta = DatasetMeta(fps=_dataset_fps(files, fps), face_model=model.id, names=model.names, n_mels=N_MELS)
+    meta = DatasetMeta(fps=_dataset_fps(files, fps), face_model=model.id, names=model.names, audio_width=FRAME_FEATURES)
     writer = CorpusWriter(out_dir, meta, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
                           progress=progress)
     return writer.write_all(video_dir, files, emotion, lambda path, name, label: video_sequence(

@@ -67,6 +67,31 @@ class MSERegressor(nn.Module):
         self.register_buffer("lower", torch.as_tensor(face.lower, dtype=torch.float32).clone())
         self.register_buffer("upper", torch.as_tensor(face.upper, dtype=torch.float32).clone())
 
+    @torch.no_grad()
+    def initialise_flow(self, flow: ExpFlow) -> None:
+        """Start ``flow`` from this regressor: its conditioner (audio encoder, static and dynamic
+        context layers, emotion embedding, standardisation) is copied, and the head becomes the
+        location m(c) of the flow's `core.flow.ContextAffine` (its scale stays the identity), so the
+        untrained flow already places every frame where the regressor does. The flow needs the
+        regressor's conditioner shape (exp audio/context widths, tau, emotion_dim, audio window)."""
+        state = self.conditioner.state_dict()
+        shared = {key: value for key, value in state.items() if not key.startswith("prior.")}
+        try:
+            unexpected = flow.load_state_dict(shared, strict=False).unexpected_keys
+        except RuntimeError as err:
+            raise RegressorError(f"the regressor's conditioner does not fit this flow: {err}") from err
+        if unexpected:
+            raise RegressorError(f"the flow has no place for the regressor's {', '.join(unexpected)}")
+        dim = len(self.names)
+        first, last = flow.located.net[0], flow.located.net[-1]
+        if first.weight.shape != self.head[0].weight.shape:
+            raise RegressorError("the regressor's head does not fit the flow's context width")
+        first.load_state_dict(self.head[0].state_dict())
+        last.weight.zero_()
+        last.bias.zero_()
+        last.weight[:dim] = self.head[2].weight
+        last.bias[:dim] = self.head[2].bias
+
     def set_statistics(self, exp: Tensor) -> None:
         """Fix the standardisation from training frames. Shapes: exp (N, D)."""
         self.conditioner.standardize.set_statistics(exp)

@@ -27,6 +27,7 @@ __all__ = [
     "MultiActNorm",
     "InvertibleLinear",
     "AffineCoupling",
+    "ContextAffine",
     "TransformerBlock",
     "flow_step",
 ]
@@ -326,6 +327,47 @@ class AffineCoupling(Transform):
         h1, z2 = z[:, : self.split], z[:, self.split :]
         t, log_s = self.conditioner(h1, context)
         return torch.cat([h1, z2 * torch.exp(-log_s) - t], dim=1)
+
+
+class ContextAffine(Transform):
+    """Elementwise affine map set by the context alone: z = (x - m(c)) ⊙ exp(-log_s(c)).
+
+    m and s_raw come from a two-layer MLP of the context; ``log_s = b * tanh(s_raw / b)`` with
+    b = ``max_log_scale``. It gives the flow a direct path from the context (audio) to every
+    coefficient's location and spread, which couplings reach only through their data tokens. The
+    last layer is zero-initialised, so a fresh one is the identity. logdet = -sum(log_s).
+    Shapes: x, z (B, D), context (B, C).
+    """
+
+    def __init__(self, dim: int, context_dim: int, max_log_scale: float = 3.0) -> None:
+        super().__init__()
+        self.max_log_scale = max_log_scale
+        self.net = nn.Sequential(
+            nn.Linear(context_dim, 2 * context_dim), nn.GELU(), nn.Linear(2 * context_dim, 2 * dim)
+        )
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def location_scale(self, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        """m(c) and the bounded log_s(c). Shapes: context (B, C) -> (B, D), (B, D)."""
+        if context is None:
+            raise ValueError("ContextAffine needs a context (B, C)")
+        shift, s_raw = self.net(context).chunk(2, dim=1)
+        return shift, self.max_log_scale * torch.tanh(s_raw / self.max_log_scale)
+
+    def forward(
+        self, x: Tensor, context: Tensor | None = None, label: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Shapes: x (B, D), context (B, C) -> z (B, D), logdet (B,)."""
+        shift, log_s = self.location_scale(context)
+        return (x - shift) * torch.exp(-log_s), -log_s.sum(dim=1)
+
+    def inverse(
+        self, z: Tensor, context: Tensor | None = None, label: Tensor | None = None
+    ) -> Tensor:
+        """Shapes: z (B, D), context (B, C) -> x (B, D)."""
+        shift, log_s = self.location_scale(context)
+        return z * torch.exp(log_s) + shift
 
 
 def flow_step(

@@ -4,10 +4,10 @@ The layout is exactly::
 
     DATASET/
       meta.json   {"format": "flowvq-coeff-dataset", "version": 1, "fps": 25.0,
-                   "face_model": "builtin-arkit52@1", "names": [D expression names], "n_mels": 80}
+                   "face_model": "builtin-arkit52@1", "names": [D expression names], "audio_width": 320}
       train/NAME.npz   one sequence per file; also val/ and test/ (optional splits)
     NAME.npz keys: exp (T, D) float32; pose (T, 6) float32 (pitch, yaw, roll rad, tx, ty, tz model units);
-                   audio (T, n_mels) float32 = per-video-frame normalised log-mel, i.e. the second output of
+                   audio (T, audio_width) float32 = per-video-frame normalised log-mel sub-rows, i.e. the second output of
                    core.audio.audio_features(wav, fps); emotion: 0-d unicode array, one of core.emotions.EMOTIONS;
                    beta0 (D,) float32 the source (identity) expression coefficients.
 
@@ -44,14 +44,14 @@ __all__ = [
 ]
 
 DATASET_FORMAT = "flowvq-coeff-dataset"
-DATASET_VERSION = 1
+DATASET_VERSION = 2
 META_FILE = "meta.json"
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SEQUENCE_KEYS: tuple[str, ...] = ("exp", "pose", "audio", "emotion", "beta0")
 POSE_DIM = len(POSE_COLUMNS)
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
-_META_KEYS = frozenset({"format", "version", "fps", "face_model", "names", "n_mels"})
+_META_KEYS = frozenset({"format", "version", "fps", "face_model", "names", "audio_width"})
 _LAYOUT = (
     f"a dataset directory must contain {META_FILE} and a train/ folder of NAME.npz sequences "
     "(optionally val/ and test/); see core.train.data"
@@ -73,7 +73,7 @@ class CoeffSequence:
     """One training sequence (one video) on a face model's expression basis.
 
     Shapes: exp (T, D) float32; pose (T, 6) float32 (pitch, yaw, roll radians, tx, ty, tz model
-    units); audio (T, n_mels) float32 normalised log-mel, one row per video frame; beta0 (D,)
+    units); audio (T, audio_width) float32 normalised log-mel, one row per video frame; beta0 (D,)
     float32 identity coefficients. ``emotion`` is one of `core.emotions.EMOTIONS`.
     """
 
@@ -107,14 +107,14 @@ class CoeffSequence:
         """The emotion's index in `core.emotions.EMOTIONS` (raises `DatasetError` when unknown)."""
         return _emotion_label(self.emotion, f"sequence {self.name!r}")
 
-    def validate(self, names_count: int, n_mels: int, *, where: str | None = None) -> None:
+    def validate(self, names_count: int, audio_width: int, *, where: str | None = None) -> None:
         """Raise `DatasetError` unless the shapes fit (D = ``names_count``), T >= 1 is shared by
         exp/pose/audio, every value is finite and the emotion is known. ``where`` names the
         sequence in messages (default: ``sequence 'NAME'``; `load_split` passes the file).
         """
         where = where or f"sequence {self.name!r}"
         expected = {
-            "exp": (None, names_count), "pose": (None, POSE_DIM), "audio": (None, n_mels),
+            "exp": (None, names_count), "pose": (None, POSE_DIM), "audio": (None, audio_width),
             "beta0": (names_count,),
         }
         for key, shape in expected.items():
@@ -140,12 +140,12 @@ class CoeffSequence:
 
 @dataclass(frozen=True)
 class DatasetMeta:
-    """The contents of ``meta.json``: frame rate, face model id, its D expression names, mel bins."""
+    """The contents of ``meta.json``: frame rate, face model id, its D expression names, audio numbers per frame."""
 
     fps: float
     face_model: str
     names: tuple[str, ...]
-    n_mels: int
+    audio_width: int
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", tuple(self.names))
@@ -162,17 +162,17 @@ class DatasetMeta:
             raise DatasetError("dataset meta 'names' must be a non-empty list of expression names")
         if len(set(self.names)) != len(self.names):
             raise DatasetError("dataset meta 'names' holds duplicate expression names")
-        if isinstance(self.n_mels, bool) or not isinstance(self.n_mels, (int, np.integer)) \
-                or self.n_mels < 1:
-            raise DatasetError(f"dataset meta 'n_mels' must be a positive integer, got {self.n_mels!r}")
-        object.__setattr__(self, "n_mels", int(self.n_mels))
+        if isinstance(self.audio_width, bool) or not isinstance(self.audio_width, (int, np.integer)) \
+                or self.audio_width < 1:
+            raise DatasetError(f"dataset meta 'audio_width' must be a positive integer, got {self.audio_width!r}")
+        object.__setattr__(self, "audio_width", int(self.audio_width))
 
     def to_json(self) -> str:
         """The text of ``meta.json``."""
         return json.dumps(
             {
                 "format": DATASET_FORMAT, "version": DATASET_VERSION, "fps": self.fps,
-                "face_model": self.face_model, "names": list(self.names), "n_mels": self.n_mels,
+                "face_model": self.face_model, "names": list(self.names), "audio_width": self.audio_width,
             },
             indent=2,
         )
@@ -208,7 +208,7 @@ class DatasetMeta:
             raise DatasetError("dataset meta 'names' must be a list of expression names")
         return cls(
             fps=source["fps"], face_model=source["face_model"], names=tuple(source["names"]),
-            n_mels=source["n_mels"],
+            audio_width=source["audio_width"],
         )
 
 
@@ -250,7 +250,7 @@ def write_sequence(root: str | Path, split: str, seq: CoeffSequence) -> Path:
             "and '-' only, not starting with '.'"
         )
     meta = read_meta(root)
-    seq.validate(len(meta.names), meta.n_mels)
+    seq.validate(len(meta.names), meta.audio_width)
     folder = root / split
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{seq.name}.npz"
@@ -284,7 +284,7 @@ def read_sequence(path: str | Path, meta: DatasetMeta) -> CoeffSequence:
             f"shape {emotion.shape}"
         )
     seq = CoeffSequence(name=path.stem, emotion=str(emotion[()]), **arrays)
-    seq.validate(len(meta.names), meta.n_mels, where=str(path))
+    seq.validate(len(meta.names), meta.audio_width, where=str(path))
     return seq
 
 
@@ -330,9 +330,9 @@ class _Bank:
             raise DatasetError("no sequences given; load a split with load_split first")
         first = sequences[0]
         dim = int(first.exp.shape[1]) if first.exp.ndim == 2 else -1
-        n_mels = int(first.audio.shape[1]) if first.audio.ndim == 2 else -1
+        audio_width = int(first.audio.shape[1]) if first.audio.ndim == 2 else -1
         for seq in sequences:
-            seq.validate(dim, n_mels)
+            seq.validate(dim, audio_width)
         self.tau, self.width = tau, before + 1 + after
         self.lengths = np.array([seq.frames for seq in sequences], dtype=np.int64)
         zeros_exp = np.zeros((tau, dim), np.float32)
@@ -360,7 +360,7 @@ class _Bank:
             "exp": torch.from_numpy(self.exp[rows]),  # (B, tau+window, D)
             "pose": torch.from_numpy(self.pose[rows]),  # (B, tau+window, 6)
             "available": torch.from_numpy(frames >= 0),  # (B, tau+window)
-            "audio": torch.from_numpy(self.audio[audio_rows]),  # (B, window, W, n_mels)
+            "audio": torch.from_numpy(self.audio[audio_rows]),  # (B, window, W, audio_width)
             "label": torch.from_numpy(self.labels[seq]),  # (B,)
             "beta0": torch.from_numpy(self.beta0[seq]),  # (B, D)
             "sequence": torch.from_numpy(seq.astype(np.int64)),  # (B,)
@@ -377,7 +377,7 @@ class WindowSampler:
         exp       (B, tau + window, D) float32   frames t0 - tau .. t0 + window - 1 (zeros before frame 0)
         pose      (B, tau + window, 6) float32   same frames
         available (B, tau + window) bool         False exactly for frame indices < 0
-        audio     (B, window, W, n_mels) float32 frame_windows(seq.audio, audio_before, audio_after)[t]
+        audio     (B, window, W, audio_width) float32 frame_windows(seq.audio, audio_before, audio_after)[t]
                                                  for the window target frames t = t0 .. t0 + window - 1
         label     (B,) int64                     emotion index in core.emotions.EMOTIONS
         beta0     (B, D) float32
@@ -427,7 +427,7 @@ def frame_batches(
     batch_size: int,
 ) -> Iterator[Batch]:
     """Every frame of every sequence exactly once, in order (sequence, then frame), as batches with
-    window = 1 (the layout of `WindowSampler`: exp (B, tau + 1, D), audio (B, 1, W, n_mels), ...);
+    window = 1 (the layout of `WindowSampler`: exp (B, tau + 1, D), audio (B, 1, W, audio_width), ...);
     the last batch may be smaller. Deterministic; for validation and for building a latent bank.
     """
     _check_int(batch_size, "batch_size", 1)

@@ -16,7 +16,7 @@ The output directory holds::
                          training config: one file written atomically, so ``--resume`` never pairs
                          weights and optimizer state of different steps
       history.jsonl      one JSON object per event: {"event": "train" | "val", "step", "loss",
-                         "exp_nll", "exp_con", "pose_nll", "pose_con", "world_size", "seconds"}
+                         "exp_nll", "exp_con", "exp_rec", "pose_nll", "pose_con", "world_size", "seconds"}
 
 Randomness depends on (seed, rank, step) only: step k's batch on rank r comes from a numpy
 generator and its loss noise (dequantisation, data dropout, consistency latents) from a torch
@@ -43,6 +43,7 @@ from core.coeff.config import PRESETS, CoeffConfig
 from core.coeff.model import CoeffModel
 from core.coeff.weights import save_weights
 from core.configparse import split_preset
+from core.eval.regressor import load_regressor
 from core.face import builtin
 from core.face.model import FaceModel
 from core.train.common import (
@@ -58,7 +59,7 @@ __all__ = [
     "resolve_model", "load_train_config", "read_history", "train_coeff",
 ]
 
-LOSS_KEYS: tuple[str, ...] = ("loss", "exp_nll", "exp_con", "pose_nll", "pose_con")
+LOSS_KEYS: tuple[str, ...] = ("loss", "exp_nll", "exp_con", "exp_rec", "pose_nll", "pose_con")
 STATE_FORMAT = "flowvq-trainer-state"
 STATE_VERSION = 1
 _STATE_HEADER = {"format": STATE_FORMAT, "version": STATE_VERSION}
@@ -88,7 +89,11 @@ class TrainConfig:
     global gradient norm; log_every / val_every / checkpoint_every: steps between train-loss logs,
     validations and checkpoints (the last step always does all three); val_batches: fixed
     validation batches of ``batch_size`` windows; bank_size: training latents kept for manifold
-    projection.
+    projection; conditioner: a folder with MSE-regressor weights (`core.eval.regressor`, trained on
+    the same face model) that a new run starts ExpFlow from (`MSERegressor.initialise_flow`: its
+    conditioner, and its head as the flow's location), the flow analogue of starting from
+    pretrained speech features; freeze_audio: keep ExpFlow's audio encoder fixed (sensible with a
+    ``conditioner``, whose encoder MSE training made phonetic).
     """
 
     dataset: Path
@@ -107,16 +112,21 @@ class TrainConfig:
     val_batches: int = 8
     checkpoint_every: int = 1000
     bank_size: int = 4096
+    conditioner: Path | None = None
+    freeze_audio: bool = False
 
     def __post_init__(self) -> None:
         check_integer_minima(self, _INTEGER_MINIMA)
+        if not isinstance(self.freeze_audio, bool):
+            raise TrainError(f"freeze_audio must be true or false, got {self.freeze_audio!r}")
         check_float_minima(self, _FLOAT_MINIMA)
         check_betas(self)
         if not isinstance(self.model, CoeffConfig):
             raise TrainError(f"model must be a CoeffConfig, got {type(self.model).__name__}")
         object.__setattr__(self, "dataset", Path(self.dataset))
-        if self.out is not None:
-            object.__setattr__(self, "out", Path(self.out))
+        for key in ("out", "conditioner"):
+            if getattr(self, key) is not None:
+                object.__setattr__(self, key, Path(getattr(self, key)))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML/JSON ready); `from_dict` reads it back to an equal config."""
@@ -129,7 +139,7 @@ class TrainConfig:
         """
         values = known_keys(cls, data, required={"dataset": "the dataset folder, see core.train.data"})
         values["model"] = resolve_model(values.get("model"))
-        return cls(**resolve_paths(values, ("dataset", "out"), base))
+        return cls(**resolve_paths(values, ("dataset", "out", "conditioner"), base))
 
 
 def resolve_model(section: Any) -> CoeffConfig:
@@ -166,10 +176,10 @@ def _load_dataset(config: TrainConfig, face: FaceModel) -> tuple[list[CoeffSeque
             "face model"
         )
     model = config.model
-    if meta.fps != model.fps or meta.n_mels != model.n_mels:
+    if meta.fps != model.fps or meta.audio_width != model.audio_width:
         raise TrainError(
-            f"dataset {config.dataset} has fps {meta.fps:g} and {meta.n_mels} mel bins but the model "
-            f"expects fps {model.fps:g} and {model.n_mels}; set model.fps / model.n_mels to match"
+            f"dataset {config.dataset} has fps {meta.fps:g} and {meta.audio_width} audio numbers per frame but the model "
+            f"expects fps {model.fps:g} and {model.audio_width}; set model.fps / model.audio_width to match"
         )
     return load_split(config.dataset, "train"), load_split(config.dataset, "val", required=False)
 
@@ -255,13 +265,17 @@ def train_coeff(
     with process_group(device) as process:
         state = _read_state(out, config, process.world_size, process.device) if resume else None
         model = CoeffModel(config.model, face.names, face.id, face.lower, face.upper, seed=config.seed)
+        if state is None:
+            model.set_statistics(*_all_frames(train))
+            if config.conditioner is not None:
+                load_regressor(config.conditioner, face).initialise_flow(model.exp_flow)
+        model.exp_flow.audio.requires_grad_(not config.freeze_audio)
         model.to(process.device)
         optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+            [p for p in model.parameters() if p.requires_grad],
+            lr=config.lr, betas=config.betas, weight_decay=config.weight_decay,
         )
-        if state is None:
-            model.set_statistics(*_all_frames(train, process.device))
-        else:
+        if state is not None:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
         best = _fit(model, optimizer, config, train, val, out, process, state)
@@ -270,10 +284,10 @@ def train_coeff(
     return out
 
 
-def _all_frames(sequences: Sequence[CoeffSequence], device: torch.device) -> tuple[Tensor, Tensor]:
+def _all_frames(sequences: Sequence[CoeffSequence]) -> tuple[Tensor, Tensor]:
     """Every training frame. Shapes: -> exp (sum T, D), pose (sum T, 6)."""
-    exp = torch.from_numpy(np.concatenate([seq.exp for seq in sequences])).to(device)
-    pose = torch.from_numpy(np.concatenate([seq.pose for seq in sequences])).to(device)
+    exp = torch.from_numpy(np.concatenate([seq.exp for seq in sequences]))
+    pose = torch.from_numpy(np.concatenate([seq.pose for seq in sequences]))
     return exp, pose
 
 

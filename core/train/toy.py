@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import lfilter
 
-from core.audio import N_MELS
+from core.audio import FRAME_FEATURES
 from core.emotions import EMOTIONS, emotion_index
 from core.train.data import CoeffSequence, DatasetError, DatasetMeta, write_meta, write_sequence
 
@@ -64,11 +64,11 @@ _POSE_BURN_IN = 100
 
 def drive_signal(audio: np.ndarray) -> np.ndarray:
     """The known drive of the toy task: clip((mean of bins 0..39 - DRIVE_OFFSET) / DRIVE_SCALE, 0, 1).
-    Shapes: (T, n_mels >= 40) -> (T,) float64 in [0, 1].
+    Shapes: (T, audio_width >= 40) -> (T,) float64 in [0, 1].
     """
     audio = np.asarray(audio)
     if audio.ndim != 2 or audio.shape[1] < DRIVE_BINS:
-        raise DatasetError(f"toy audio must have shape (T, n_mels >= {DRIVE_BINS}), got {audio.shape}")
+        raise DatasetError(f"toy audio must have shape (T, audio_width >= {DRIVE_BINS}), got {audio.shape}")
     mean = audio[:, :DRIVE_BINS].astype(np.float64).mean(axis=1)
     return np.clip((mean - DRIVE_OFFSET) / DRIVE_SCALE, 0.0, 1.0)
 
@@ -92,18 +92,18 @@ def toy_sequence(
     emotion: str,
     frames: int,
     seed: int,
-    n_mels: int = N_MELS,
+    audio_width: int = FRAME_FEATURES,
     fps: float = TOY_FPS,
     name: str | None = None,
 ) -> CoeffSequence:
     """One toy sequence (see the module docstring) on the expression basis ``names``.
-    Shapes: exp (frames, len(names)), pose (frames, 6), audio (frames, n_mels), beta0 (len(names),).
+    Shapes: exp (frames, len(names)), pose (frames, 6), audio (frames, audio_width), beta0 (len(names),).
     """
     label = emotion_index(emotion)
     if frames < 1:
         raise DatasetError(f"a toy sequence needs frames >= 1, got {frames}")
-    if n_mels < DRIVE_BINS:
-        raise DatasetError(f"the toy task needs n_mels >= {DRIVE_BINS}, got {n_mels}")
+    if audio_width < DRIVE_BINS:
+        raise DatasetError(f"the toy task needs audio_width >= {DRIVE_BINS}, got {audio_width}")
     names = tuple(names)
     column = {n: i for i, n in enumerate(names)}
     rng = np.random.default_rng(seed)
@@ -111,9 +111,9 @@ def toy_sequence(
 
     # Audio: bins 0..39 encode s exactly (a zero-mean pattern does not move their mean).
     pattern = np.linspace(-0.5, 0.5, DRIVE_BINS)  # (40,), sums to 0
-    audio = np.empty((frames, n_mels), np.float64)
+    audio = np.empty((frames, audio_width), np.float64)
     audio[:, :DRIVE_BINS] = (DRIVE_SCALE * s + DRIVE_OFFSET)[:, None] + pattern[None, :]
-    audio[:, DRIVE_BINS:] = rng.normal(0.0, _HIGH_BIN_NOISE, size=(frames, n_mels - DRIVE_BINS))
+    audio[:, DRIVE_BINS:] = rng.normal(0.0, _HIGH_BIN_NOISE, size=(frames, audio_width - DRIVE_BINS))
 
     # Expression: mouth driven by s, emotion offsets on other channels, noise, clipped.
     exp = np.zeros((frames, len(names)), np.float64)
@@ -157,13 +157,13 @@ def write_toy_dataset(
     """Write meta.json plus ``train/toy_NNNN.npz`` and ``val/toy_NNNN.npz`` (none when n_val = 0),
     emotions cycling through all of `EMOTIONS`; each sequence's seed derives from (seed, split, i).
     """
-    meta = DatasetMeta(fps=fps, face_model=face_model_id, names=tuple(names), n_mels=N_MELS)
+    meta = DatasetMeta(fps=fps, face_model=face_model_id, names=tuple(names), audio_width=FRAME_FEATURES)
     write_meta(root, meta)
     for split_id, (split, count) in enumerate((("train", n_train), ("val", n_val))):
         for i in range(count):
             child = int(np.random.SeedSequence([seed, split_id, i]).generate_state(1)[0])
             seq = toy_sequence(
-                names, EMOTIONS[i % len(EMOTIONS)], frames, child, N_MELS, fps, name=f"toy_{i:04d}"
+                names, EMOTIONS[i % len(EMOTIONS)], frames, child, FRAME_FEATURES, fps, name=f"toy_{i:04d}"
             )
             write_sequence(root, split, seq)
     return meta

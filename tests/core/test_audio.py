@@ -11,9 +11,10 @@ import pytest
 import soundfile as sf
 
 from core.audio import (
-    FEATURE_RATE, HOP_LENGTH, MAX_INPUT_RATE, MAX_SECONDS, MIN_INPUT_RATE, N_MELS, SAMPLE_RATE, SILENCE_DBFS,
+    FEATURE_RATE, FRAME_FEATURES, HOP_LENGTH, MAX_FPS, MAX_INPUT_RATE, MAX_SECONDS, MIN_INPUT_RATE, N_MELS,
+    SAMPLE_RATE, SILENCE_DBFS, SUBFRAMES,
     AudioError, AudioNotFoundError, AudioTooLongError, CorruptAudioError, EmptyAudioError, FeatureError,
-    FpsError, NotAudioError, SampleRateError, SilentAudioError, align_to_frames, audio_features,
+    FpsError, NotAudioError, SampleRateError, SilentAudioError, align_to_frames, audio_features, frame_features,
     duration_seconds, frame_windows, load_audio, log_mel, mel_band_edges_hz, n_video_frames,
     normalize_features,
 )
@@ -353,7 +354,7 @@ def test_unusable_fps_is_refused_everywhere(fps):
 def test_audio_features_give_one_row_per_video_frame(fps, seconds):
     wave_in = np.random.default_rng(17).uniform(-0.5, 0.5, round(seconds * 22050))
     wave, feats = audio_features(wav_bytes(wave_in, 22050), fps)
-    assert feats.shape == (n_video_frames(len(wave), fps), N_MELS)
+    assert feats.shape == (n_video_frames(len(wave), fps), FRAME_FEATURES)
     assert feats.dtype == np.float32 and np.isfinite(feats).all()
     np.testing.assert_array_equal(wave, load_audio(wav_bytes(wave_in, 22050)))
 
@@ -401,6 +402,33 @@ def test_frames_past_the_features_repeat_the_last_row():
     assert aligned.shape == (40, 4)
     np.testing.assert_allclose(aligned[25:], np.repeat(feats[-1:], 15, axis=0), atol=1e-6)
 
+
+
+def test_frame_features_keep_every_10ms_row_of_a_25_fps_frame_in_time_order():
+    """At 25 fps a frame's SUBFRAMES sub-rows are exactly its four 10 ms log-mel rows, so the
+    closure and release of a /p/ are not averaged into the vowels around it."""
+    feats = np.random.default_rng(20).standard_normal((200, N_MELS)).astype(np.float32)
+    rows = frame_features(feats, 25.0, 50)
+    assert rows.shape == (50, FRAME_FEATURES) and FRAME_FEATURES == SUBFRAMES * N_MELS == 4 * N_MELS
+    np.testing.assert_array_equal(rows.reshape(50 * SUBFRAMES, N_MELS), feats)
+
+
+@pytest.mark.parametrize("fps", VIDEO_FPS + [60.0, 120.0])
+def test_frame_features_summarise_sub_intervals_as_align_does_at_subframes_times_the_fps(fps):
+    feats = np.random.default_rng(21).standard_normal((300, N_MELS)).astype(np.float32)
+    frames = n_video_frames(300 * HOP_LENGTH, fps)
+    rows = frame_features(feats, fps, frames).reshape(frames, SUBFRAMES, N_MELS)
+    if fps * SUBFRAMES <= MAX_FPS:
+        expected = align_to_frames(feats, fps * SUBFRAMES, frames * SUBFRAMES)
+        np.testing.assert_allclose(rows.reshape(-1, N_MELS), expected, atol=1e-6)
+    ramp = frame_features(np.repeat(np.arange(300.0)[:, None], N_MELS, axis=1), fps, frames)
+    steps = np.diff(ramp.reshape(frames, SUBFRAMES, N_MELS)[2:-2, :, 0], axis=1)
+    assert (steps > 0).all()  # each sub-row sits at its own, later instant: a ramp rises through them
+
+
+def test_frame_features_refuse_rows_that_are_not_log_mel():
+    with pytest.raises(FeatureError, match=str(N_MELS)):
+        frame_features(np.zeros((10, 3)), 25.0, 2)
 
 def test_align_refuses_features_without_rows():
     with pytest.raises(FeatureError):

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 from scipy.io import savemat
 
-from core.audio import N_MELS
+from core.audio import FRAME_FEATURES
 from core.corpus.cli import add_corpus_parsers
 from core.corpus.readers import (
     assign_splits, emotion_for, import_coeffs, mead_emotion, sequence_name,
@@ -113,12 +113,12 @@ def test_d3d_import_shapes_pose_labels_and_audio(mead_d3d) -> None:
     np.testing.assert_array_equal(angry.pose[:, :3], source[:, D3D_SLICES["angle"]])
     np.testing.assert_array_equal(angry.pose[:, 3:], source[:, D3D_SLICES["trans"]])
     np.testing.assert_array_equal(angry.beta0, source[0, D3D_SLICES["exp"]])
-    assert angry.audio.shape == (50, N_MELS) and angry.audio.std() > 0.3
+    assert angry.audio.shape == (50, FRAME_FEATURES) and angry.audio.std() > 0.3
     assert {n: s.emotion for n, s in seqs.items()} == {
         "M003_video_front_angry_level_2_001": "angry", "M003_video_front_sad_level_1_002": "sad",
         "WDA_Speaker_000": "talk",
     }
-    assert seqs["WDA_Speaker_000"].frames == 30 and seqs["WDA_Speaker_000"].audio.shape == (30, N_MELS)
+    assert seqs["WDA_Speaker_000"].frames == 30 and seqs["WDA_Speaker_000"].audio.shape == (30, FRAME_FEATURES)
     np.testing.assert_array_equal(seqs["WDA_Speaker_000"].exp, mead_d3d["hdtf"][:, D3D_SLICES["exp"]])
 
 

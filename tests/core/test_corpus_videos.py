@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from skimage.data import astronaut
 
-from core.audio import N_MELS
+from core.audio import FRAME_FEATURES
 from core.corpus.readers import assign_splits
 from core.corpus.videos import from_videos, video_sequence
 from core.face import builtin
@@ -129,7 +129,7 @@ def test_rolling_portrait_frames_pose_and_audio(corpus) -> None:
     seq = all_sequences(out)["M003_video_front_angry_level_2_001"]
     angles = np.radians(info["angles"])
     assert seq.frames == 2 * FPS and seq.exp.shape == (50, len(builtin().names))
-    assert seq.pose.shape == (50, 6) and seq.audio.shape == (50, N_MELS)
+    assert seq.pose.shape == (50, 6) and seq.audio.shape == (50, FRAME_FEATURES)
     # A counter-clockwise turn on screen is a positive roll about +Z (toward the viewer).
     roll = seq.pose[:, 2] - seq.pose[0, 2]
     assert np.abs(roll - (angles - angles[0])).max() < np.radians(2.0)
@@ -145,7 +145,7 @@ def test_rolling_portrait_frames_pose_and_audio(corpus) -> None:
 def test_output_fps_resamples_the_frames(corpus) -> None:
     _, root, _ = corpus
     seq = video_sequence(root / "M003_front_happy_level_1_002.mp4", "clip", fps=10.0)
-    assert seq.frames == round(0.6 * 10) and seq.audio.shape == (6, N_MELS)
+    assert seq.frames == round(0.6 * 10) and seq.audio.shape == (6, FRAME_FEATURES)
 
 
 def test_video_without_face_is_refused_by_name(tmp_path: Path) -> None:

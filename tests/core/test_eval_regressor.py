@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from core.audio import frame_windows
 from core.coeff.config import PRESETS
 from core.coeff.model import ExpFlow
+from core.emotions import emotion_index
 from core.eval.regressor import RegressorError, load_regressor, save_regressor, train_regressor
 from core.train.data import load_split
 from core.train.toy import drive_signal, write_toy_dataset
@@ -34,9 +36,35 @@ def test_the_conditioner_is_expflows_own(trained, face) -> None:
     model, _ = trained
     flow = ExpFlow(len(face.names), TINY, seed=0)
     shapes = {k: v.shape for k, v in model.conditioner.state_dict().items()}
-    steps = tuple(f"flow.transforms.{k}." for k in range(1, TINY.exp.steps + 1))  # 0 is the standardisation
+    # 0 is the standardisation; 1 the context-set affine map and the flow steps are flow-only
+    steps = tuple(f"flow.transforms.{k}." for k in range(1, TINY.exp.steps + 2))
     expected = {k: v.shape for k, v in flow.state_dict().items() if not k.startswith(steps)}
     assert shapes == expected
+
+
+def test_a_flow_started_from_the_regressor_locates_every_frame_at_its_prediction(trained, toy, face) -> None:
+    model, _ = trained
+    flow = ExpFlow(len(face.names), TINY, seed=3)
+    model.initialise_flow(flow)
+    seq = load_split(toy, "val")[0]
+    windows = torch.as_tensor(frame_windows(seq.audio, TINY.audio_before, TINY.audio_after))[None]
+    source, label = torch.as_tensor(seq.beta0)[None], torch.tensor([emotion_index(seq.emotion)])
+    previous = torch.as_tensor(seq.exp[:TINY.exp.tau])[None].expand(len(seq.exp), -1, -1)
+    present = torch.ones(len(seq.exp), TINY.exp.tau)
+    with torch.no_grad():
+        contexts = [net.frame_context(net.static_context(windows, source, label)[0], previous, present)
+                    for net in (flow, model.conditioner)]
+        torch.testing.assert_close(contexts[0], contexts[1])
+        location, log_scale = flow.located.location_scale(contexts[0])
+        torch.testing.assert_close(location, model.head(contexts[1]))
+    assert log_scale.abs().max() == 0  # the spread is left to flow training
+
+
+def test_a_flow_of_another_width_is_refused(trained, face) -> None:
+    model, _ = trained
+    wider = dataclasses.replace(TINY, exp=dataclasses.replace(TINY.exp, context_dim=2 * TINY.exp.context_dim))
+    with pytest.raises(RegressorError, match="does not fit this flow"):
+        model.initialise_flow(ExpFlow(len(face.names), wider, seed=0))
 
 
 def test_training_lowers_the_error_and_the_jaw_follows_the_audio(trained, toy) -> None:

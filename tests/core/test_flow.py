@@ -12,6 +12,7 @@ from core.flow import (
     ActNorm,
     AffineCoupling,
     Composite,
+    ContextAffine,
     InvertibleLinear,
     MultiActNorm,
     Standardize,
@@ -41,6 +42,7 @@ FACTORIES: dict[str, Callable[[int], Transform]] = {
     "affine_coupling_two_blocks": lambda seed: AffineCoupling(
         DIM, CONTEXT, **{**TINY, "layers": 2}
     ),
+    "context_affine": lambda seed: ContextAffine(DIM, CONTEXT, max_log_scale=2.0),
     "two_steps": lambda seed: Composite(
         [
             flow_step(DIM, CONTEXT, CLASSES, seed, **TINY),
@@ -131,7 +133,7 @@ def test_state_dict_round_trip(name: str, tmp_path) -> None:
     assert torch.equal(transform.inverse(x, context, label), fresh.inverse(x, context, label))
 
 
-@pytest.mark.parametrize("name", ["actnorm", "multi_actnorm", "affine_coupling"])
+@pytest.mark.parametrize("name", ["actnorm", "multi_actnorm", "affine_coupling", "context_affine"])
 def test_fresh_transform_is_identity(name: str) -> None:
     transform = FACTORIES[name](0).double()
     x, context, label = inputs()
@@ -203,6 +205,20 @@ def test_coupling_without_context_raises() -> None:
     x, _, _ = inputs()
     with pytest.raises(ValueError):
         perturbed("affine_coupling")(x)
+
+
+def test_context_affine_location_follows_the_context_its_scale_is_bounded_and_it_needs_one() -> None:
+    transform = perturbed("context_affine")
+    x, context, _ = inputs()
+    same_frame = x[:1].expand(BATCH, -1)
+    z, _ = transform(same_frame, context)
+    assert (z[1:] - z[:1]).abs().amax() > 1e-3  # one frame, other contexts: other latents
+    with torch.no_grad():
+        transform.net[-1].weight.mul_(1e4)
+    _, log_s = transform.location_scale(1e6 * context)
+    assert torch.isfinite(log_s).all() and (log_s.abs() <= transform.max_log_scale).all()
+    with pytest.raises(ValueError, match="context"):
+        transform(x)
 
 
 def test_multi_actnorm_depends_on_label_and_requires_one() -> None:

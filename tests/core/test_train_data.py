@@ -34,7 +34,7 @@ N_MELS = 80
 
 @pytest.fixture
 def meta(face) -> DatasetMeta:
-    return DatasetMeta(fps=25.0, face_model=face.id, names=face.names, n_mels=N_MELS)
+    return DatasetMeta(fps=25.0, face_model=face.id, names=face.names, audio_width=N_MELS)
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_meta_round_trips_through_meta_json(root, meta):
     assert read_meta(root) == meta
     obj = json.loads((root / "meta.json").read_text())
     assert obj["format"] == "flowvq-coeff-dataset" and obj["version"] == 1
-    assert obj["names"] == list(meta.names) and obj["n_mels"] == N_MELS
+    assert obj["names"] == list(meta.names) and obj["audio_width"] == N_MELS
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_meta_round_trips_through_meta_json(root, meta):
     [
         ({"format": "something-else"}, "format"),
         ({"version": 2}, "version"),
-        ({"n_mels": 0}, "n_mels"),
+        ({"audio_width": 0}, "audio_width"),
         ({"fps": -1.0}, "fps"),
         ({"extra": 1}, "unknown keys"),
     ],

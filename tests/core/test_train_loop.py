@@ -16,6 +16,7 @@ from core.coeff.config import PRESETS
 from core.coeff.sampler import SampleSettings, sample_takes
 from core.coeff.weights import WEIGHTS_FILE, load_weights
 from core.cli import main
+from core.eval.regressor import RegressorError, save_regressor, train_regressor
 from core.train.data import load_split
 from core.train.loop import (
     TrainConfig,
@@ -152,6 +153,41 @@ def test_a_finished_folder_is_not_overwritten_and_resume_refuses_a_changed_confi
         train_coeff(tiny_config(tmp_path, toy, steps=4, lr=1e-4), out=out, resume=True, device="cpu")
     with pytest.raises(TrainError, match="holds no trainer_state.pt"):
         train_coeff(tiny_config(tmp_path, toy, steps=2), out=tmp_path / "empty", resume=True, device="cpu")
+
+
+def test_a_run_started_from_a_regressor_keeps_its_frozen_audio_encoder_and_starts_at_its_error(
+    tmp_path, toy, face
+) -> None:
+    """``conditioner`` copies the regressor into ExpFlow before step 0, so the first validation's
+    location error (L_rec) is the regressor's level, well below a fresh flow's; ``freeze_audio``
+    leaves the copied audio encoder untouched while the rest trains."""
+    regressor, _ = train_regressor(load_split(toy, "train"), PRESETS["tiny"], face, steps=150,
+                                   batch_size=32, show_progress=False)
+    save_regressor(tmp_path / "regressor", regressor, {})
+    located = {"preset": "tiny", "exp": {"rec_weight": 1.0}}
+    runs = {
+        name: train_coeff(tiny_config(tmp_path / name, toy, steps=20, val_batches=2, model=located, **extra),
+                          device="cpu")
+        for name, extra in (("fresh", {}),
+                            ("adopted", {"conditioner": str(tmp_path / "regressor"), "freeze_audio": True}))
+    }
+    first_rec = {name: read_history(out)[0]["exp_rec"] for name, out in runs.items()}
+    assert first_rec["adopted"] < 0.8 * first_rec["fresh"], first_rec  # the toy noise channels set a high floor
+    weights = load_file(runs["adopted"] / WEIGHTS_FILE)
+    copied = regressor.conditioner.state_dict()
+    for key in (k for k in copied if k.startswith("audio.")):
+        assert torch.equal(weights[f"exp_flow.{key}"], copied[key]), key
+    assert not torch.equal(weights["exp_flow.static.weight"], copied["static.weight"])
+
+
+def test_a_conditioner_that_does_not_fit_the_flow_is_refused(tmp_path, toy, face) -> None:
+    regressor, _ = train_regressor(load_split(toy, "train"), PRESETS["tiny"], face, steps=1,
+                                   batch_size=4, show_progress=False)
+    save_regressor(tmp_path / "regressor", regressor, {})
+    wider = {"preset": "tiny", "exp": {"context_dim": 2 * PRESETS["tiny"].exp.context_dim}}
+    config = tiny_config(tmp_path, toy, steps=1, model=wider, conditioner=str(tmp_path / "regressor"))
+    with pytest.raises(RegressorError, match="does not fit this flow"):
+        train_coeff(config, device="cpu")
 
 
 def test_torchrun_with_two_cpu_processes_trains_loadable_weights(tmp_path, toy, face) -> None:
