@@ -82,7 +82,7 @@ class FlowConfig:
 
 
 def _exp_default() -> FlowConfig:
-    return FlowConfig(dropout=0.9)
+    return FlowConfig(dropout=0.9, rec_weight=1.0)
 
 
 def _pose_default() -> FlowConfig:

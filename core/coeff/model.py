@@ -34,6 +34,7 @@ __all__ = ["AudioEncoder", "SequenceFlow", "ExpFlow", "PoseFlow", "CoeffModel", 
 
 POSE_DIM = len(POSE_COLUMNS)
 N_CLASSES = len(EMOTIONS)
+SOURCE_LIMIT = 1.5  # standardised β₀ is clipped to ±this: about the range of the shipped corpus (±1.4)
 
 
 class AudioEncoder(nn.Module):
@@ -234,10 +235,13 @@ class ExpFlow(SequenceFlow):
         self.prior = StudentTMixture(dim, N_CLASSES, config.nu, config.prior_seed)
 
     def static_extras(self, beta0: Tensor | None, label: Tensor | None, frames: int) -> list[Tensor]:
-        """Standardised β₀ and the emotion embedding, repeated over frames. Shapes: -> (B, T, ·)."""
+        """Standardised β₀, clipped to ±`SOURCE_LIMIT`, and the emotion embedding, repeated over
+        frames. A coefficient the training faces never rest in has a tiny spread, so a portrait
+        that uses it would otherwise put a value of hundreds of standard deviations in the context.
+        Shapes: -> (B, T, ·)."""
         if beta0 is None or label is None:
             raise ValueError("ExpFlow's context needs the source coefficients beta0 and an emotion label")
-        source = self.standardize.normalize(beta0)
+        source = self.standardize.normalize(beta0).clamp(-SOURCE_LIMIT, SOURCE_LIMIT)
         return [
             source.unsqueeze(1).expand(-1, frames, -1),
             self.emotion(label).unsqueeze(1).expand(-1, frames, -1),

@@ -202,7 +202,8 @@ class DatasetMeta:
         if isinstance(source["version"], bool) or source["version"] != DATASET_VERSION:
             raise DatasetError(
                 f"dataset meta 'version' is {source['version']!r}; this code reads version "
-                f"{DATASET_VERSION} only"
+                f"{DATASET_VERSION} only: build the dataset again with this version's `flowvq corpus "
+                f"build` (or `corpus from-videos` / `import-coeffs`)"
             )
         if not isinstance(source["names"], list):
             raise DatasetError("dataset meta 'names' must be a list of expression names")

@@ -10,6 +10,7 @@ from core.audio import frame_windows
 from core.emotions import EMOTIONS, emotion_index
 from core.train import data as data_module
 from core.train.data import (
+    DATASET_VERSION,
     CoeffSequence,
     DatasetError,
     DatasetMeta,
@@ -62,7 +63,7 @@ def random_sequence(name: str, frames: int, dim: int, seed: int = 0, emotion: st
 def test_meta_round_trips_through_meta_json(root, meta):
     assert read_meta(root) == meta
     obj = json.loads((root / "meta.json").read_text())
-    assert obj["format"] == "flowvq-coeff-dataset" and obj["version"] == 1
+    assert obj["format"] == "flowvq-coeff-dataset" and obj["version"] == DATASET_VERSION
     assert obj["names"] == list(meta.names) and obj["audio_width"] == N_MELS
 
 
@@ -70,7 +71,7 @@ def test_meta_round_trips_through_meta_json(root, meta):
     "change, message",
     [
         ({"format": "something-else"}, "format"),
-        ({"version": 2}, "version"),
+        ({"version": DATASET_VERSION - 1}, "version"),
         ({"audio_width": 0}, "audio_width"),
         ({"fps": -1.0}, "fps"),
         ({"extra": 1}, "unknown keys"),
