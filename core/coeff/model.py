@@ -34,7 +34,6 @@ __all__ = ["AudioEncoder", "SequenceFlow", "ExpFlow", "PoseFlow", "CoeffModel", 
 
 POSE_DIM = len(POSE_COLUMNS)
 N_CLASSES = len(EMOTIONS)
-SOURCE_LIMIT = 1.5  # standardised β₀ is clipped to ±this: about the range of the shipped corpus (±1.4)
 
 
 class AudioEncoder(nn.Module):
@@ -233,15 +232,24 @@ class ExpFlow(SequenceFlow):
         super().__init__(dim, config.exp, config, dim + config.emotion_dim, N_CLASSES, seed)
         self.emotion = nn.Embedding(N_CLASSES, config.emotion_dim)
         self.prior = StudentTMixture(dim, N_CLASSES, config.nu, config.prior_seed)
+        # The range of training source expressions (`set_source_range`); unbounded until set.
+        self.register_buffer("source_lower", torch.full((dim,), -torch.inf))
+        self.register_buffer("source_upper", torch.full((dim,), torch.inf))
+
+    def set_source_range(self, beta0: Tensor) -> None:
+        """Fix the range of source expressions seen in training. Shapes: beta0 (N, D)."""
+        self.source_lower.copy_(beta0.min(dim=0).values)
+        self.source_upper.copy_(beta0.max(dim=0).values)
 
     def static_extras(self, beta0: Tensor | None, label: Tensor | None, frames: int) -> list[Tensor]:
-        """Standardised β₀, clipped to ±`SOURCE_LIMIT`, and the emotion embedding, repeated over
-        frames. A coefficient the training faces never rest in has a tiny spread, so a portrait
-        that uses it would otherwise put a value of hundreds of standard deviations in the context.
-        Shapes: -> (B, T, ·)."""
+        """β₀ clipped to the training range of source expressions, standardised, and the emotion
+        embedding, repeated over frames. A portrait's fitted expression often uses shapes no
+        training face rests in (their spread is ~0, so standardised they would be hundreds of
+        standard deviations, and the take saturates); the clip keeps the context where training
+        was. Shapes: -> (B, T, ·)."""
         if beta0 is None or label is None:
             raise ValueError("ExpFlow's context needs the source coefficients beta0 and an emotion label")
-        source = self.standardize.normalize(beta0).clamp(-SOURCE_LIMIT, SOURCE_LIMIT)
+        source = self.standardize.normalize(torch.minimum(torch.maximum(beta0, self.source_lower), self.source_upper))
         return [
             source.unsqueeze(1).expand(-1, frames, -1),
             self.emotion(label).unsqueeze(1).expand(-1, frames, -1),
@@ -317,9 +325,11 @@ class CoeffModel(nn.Module):
         """D, the number of expression coefficients."""
         return len(self.names)
 
-    def set_statistics(self, exp: Tensor, pose: Tensor) -> None:
-        """Fix both flows' standardisation from training frames. Shapes: exp (N, D), pose (N, 6)."""
+    def set_statistics(self, exp: Tensor, pose: Tensor, beta0: Tensor) -> None:
+        """Fix both flows' standardisation from training frames and ExpFlow's source range from the
+        training sequences' β₀. Shapes: exp (N, D), pose (N, 6), beta0 (S, D)."""
         self.exp_flow.standardize.set_statistics(exp)
+        self.exp_flow.set_source_range(beta0)
         self.pose_flow.standardize.set_statistics(pose)
 
     def loss(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:

@@ -92,9 +92,11 @@ class MSERegressor(nn.Module):
         last.weight[:dim] = self.head[2].weight
         last.bias[:dim] = self.head[2].bias
 
-    def set_statistics(self, exp: Tensor) -> None:
-        """Fix the standardisation from training frames. Shapes: exp (N, D)."""
+    def set_statistics(self, exp: Tensor, beta0: Tensor) -> None:
+        """Fix the standardisation from training frames and the source range from the training
+        sequences' β₀. Shapes: exp (N, D), beta0 (S, D)."""
         self.conditioner.standardize.set_statistics(exp)
+        self.conditioner.set_source_range(beta0)
 
     def window_loss(self, batch: dict[str, Tensor], generator: torch.Generator | None) -> Tensor:
         """Mean squared error in standardised units on the last L frames of each training window,
@@ -133,7 +135,8 @@ def train_regressor(
     """Train on random windows of ``sequences`` with AdamW; returns the model (eval mode) and the
     mean training loss of every 100 steps (and of the last, shorter stretch). Batches and dropout come from ``seed`` alone."""
     model = MSERegressor(config, face, seed)
-    model.set_statistics(torch.as_tensor(np.concatenate([s.exp for s in sequences])))
+    model.set_statistics(torch.as_tensor(np.concatenate([s.exp for s in sequences])),
+                         torch.as_tensor(np.stack([s.beta0 for s in sequences])))
     sampler = WindowSampler(sequences, config.exp.tau, window, config.audio_before, config.audio_after,
                             batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)

@@ -266,7 +266,7 @@ def train_coeff(
         state = _read_state(out, config, process.world_size, process.device) if resume else None
         model = CoeffModel(config.model, face.names, face.id, face.lower, face.upper, seed=config.seed)
         if state is None:
-            model.set_statistics(*_all_frames(train))
+            model.set_statistics(*_statistics(train))
             if config.conditioner is not None:
                 load_regressor(config.conditioner, face).initialise_flow(model.exp_flow)
         model.exp_flow.audio.requires_grad_(not config.freeze_audio)
@@ -284,11 +284,13 @@ def train_coeff(
     return out
 
 
-def _all_frames(sequences: Sequence[CoeffSequence]) -> tuple[Tensor, Tensor]:
-    """Every training frame. Shapes: -> exp (sum T, D), pose (sum T, 6)."""
+def _statistics(sequences: Sequence[CoeffSequence]) -> tuple[Tensor, Tensor, Tensor]:
+    """Every training frame and every sequence's source expression.
+    Shapes: -> exp (sum T, D), pose (sum T, 6), beta0 (S, D)."""
     exp = torch.from_numpy(np.concatenate([seq.exp for seq in sequences]))
     pose = torch.from_numpy(np.concatenate([seq.pose for seq in sequences]))
-    return exp, pose
+    beta0 = torch.from_numpy(np.stack([seq.beta0 for seq in sequences]))
+    return exp, pose, beta0
 
 
 def _fit(

@@ -154,6 +154,23 @@ def test_look_ahead_audio_changes_the_current_frame(model: CoeffModel) -> None:
     np.testing.assert_array_equal(with_far[0, : t + 1], base[0, : t + 1])
 
 
+def test_a_source_expression_enters_the_context_clipped_to_the_training_range(face: FaceModel) -> None:
+    fresh = CoeffModel(TINY, face.names, face.id, face.lower, face.upper, seed=0)
+    flow = fresh.exp_flow
+    audio, label = torch.zeros(1, 3, TINY.audio_window, TINY.audio_width), torch.tensor([0])
+    wild = torch.full((1, fresh.dim), 0.9)
+    unclipped = flow.static_context(audio, wild, label)
+    training = torch.rand(20, fresh.dim) * torch.linspace(0.0, 0.3, fresh.dim)  # channel 0 never used
+    fresh.set_statistics(torch.rand(50, fresh.dim), torch.rand(50, 6), training)
+    torch.testing.assert_close(flow.source_lower, training.min(0).values)
+    torch.testing.assert_close(flow.source_upper, training.max(0).values)
+    edge = training.max(0).values[None]
+    torch.testing.assert_close(flow.static_context(audio, wild, label), flow.static_context(audio, edge, label))
+    inside = training[:1]
+    assert not torch.allclose(flow.static_context(audio, inside, label), flow.static_context(audio, edge, label))
+    assert not torch.allclose(unclipped, flow.static_context(audio, edge, label))
+
+
 def test_missing_previous_frames_contribute_nothing_to_the_context(model: CoeffModel) -> None:
     flow = model.exp_flow
     static = torch.randn(2, TINY.exp.context_dim)

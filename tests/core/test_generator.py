@@ -144,17 +144,22 @@ def test_source_expression_changes_the_take(generator, speech, face):
 
 
 @pytest.mark.parametrize("fraction", [0.3, 0.8])
-def test_a_source_face_unlike_any_training_face_still_lip_syncs_with_the_shipped_weights(face, fraction):
-    """A portrait's fitted expression can use shapes the corpus faces never rest in (their spread
-    is ~0, so standardised they are hundreds of sigmas): the take must stay a talking face, not
-    saturate with the jaw wide open and the eyes shut, which the demo portrait once produced."""
+def test_a_source_face_unlike_any_training_face_lip_syncs_like_the_neutral_one_with_the_shipped_weights(
+    face, fraction
+):
+    """A portrait's fitted expression can use shapes the corpus faces never rest in (the demo's
+    astronaut: mouthShrugUpper 1.0, where training sources are all 0). Clipped to the training
+    range of sources, the take keeps the neutral source's lip motion; unclipped, the jaw stayed
+    wide open on every frame, and clipped only to ±1.5 standard deviations it moved at 40%."""
     generator = CoeffGenerator.load(device="cpu")
     speech = Path(__file__).resolve().parents[2] / "core" / "assets" / "demo_speech.wav"
-    source = np.asarray(face.upper * fraction, dtype=np.float32)
-    (take,) = generator.generate(speech, GenerateSettings(SampleSettings(emotion="happy"), source_exp=source))
-    jaw, blink = (take.exp[:, face.names.index(name)] for name in ("jawOpen", "eyeBlinkLeft"))
-    assert jaw.mean() < 0.4 and jaw.std() > 0.03, (jaw.mean(), jaw.std())  # saturated: 1.0 and 0
-    assert blink.mean() < 0.3
+    jaw = face.names.index("jawOpen")
+    neutral, posed = (
+        generator.generate(speech, GenerateSettings(SampleSettings(emotion="happy"), source_exp=source))[0]
+        for source in (None, np.asarray(face.upper * fraction, dtype=np.float32))
+    )
+    assert posed.exp[:, jaw].std() > 0.7 * neutral.exp[:, jaw].std()
+    assert abs(posed.exp[:, jaw].mean() - neutral.exp[:, jaw].mean()) < 0.05
 
 
 def test_progress_goes_through_the_stages_in_order_to_one(generator, speech):
