@@ -199,7 +199,8 @@ def settings_dict(props, fps: float) -> dict:
     """The job settings (docs/api.md) from the panel."""
     settings = {"emotion": props.emotion, "intensity": props.intensity, "temperature": props.temperature,
                 "seed": props.seed, "takes": props.takes, "pose": props.use_pose,
-                "pose_amount": props.pose_amount, "fps": fps, "render": props.render_preview,
+                "pose_amount": props.pose_amount, "blinks": props.blinks, "fps": fps,
+                "render": props.render_preview,
                 "render_size": render_size_of(props)}
     if props.use_reference:
         if not props.reference:

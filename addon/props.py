@@ -75,6 +75,8 @@ class FlowVQSettings(bpy.types.PropertyGroup):
     takes: IntProperty(name="Takes", default=1, min=1, max=16)
     use_pose: BoolProperty(name="Head Pose", default=True)
     pose_amount: FloatProperty(name="Amount", default=1.0, min=0.0, max=2.0)
+    blinks: BoolProperty(name="Blinks", default=True, description=(
+        "Add random blinks at the emotion's rate to each take (drawn from its seed)"))
     portrait_path: StringProperty(name="Source Portrait", subtype="FILE_PATH")
     render_preview: BoolProperty(name="Render Preview Frames")
     render_size: IntProperty(name="Size", default=256, min=64, max=1024, step=8)

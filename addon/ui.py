@@ -40,7 +40,7 @@ def _draw_style(layout: bpy.types.UILayout, props) -> None:
         box.prop(props, "emotion")
         box.prop(props, "intensity", slider=True)
     col = layout.column(align=True)
-    for name in ("temperature", "seed", "takes"):
+    for name in ("temperature", "seed", "takes", "blinks"):
         col.prop(props, name)
     row = layout.row(align=True)
     row.prop(props, "use_pose")

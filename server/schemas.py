@@ -60,6 +60,7 @@ class JobSettings(RenderSettings):
     takes: int = Field(_SAMPLE.takes, ge=1, le=LIMITS.max_takes)
     pose: bool = Field(_SAMPLE.pose, description="generate head motion")
     pose_amount: float = Field(_SAMPLE.pose_amount, ge=0.0, le=2.0)
+    blinks: bool = Field(_SAMPLE.blinks, description="add random blinks at the emotion's rate (temperature > 0, no reference)")
     manifold_blend: float = Field(_SAMPLE.manifold_blend, ge=0.0, le=1.0)
     manifold_k: int = Field(_SAMPLE.manifold_k, ge=1)
     fps: float | None = Field(None, gt=0.0, le=MAX_FPS, description="output frame rate; null = the model's")

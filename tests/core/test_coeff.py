@@ -19,6 +19,7 @@ from core.coeff.sampler import (
 )
 from core.coeff.weights import WeightsError, load_weights, save_weights
 from core.emotions import EMOTIONS, UnknownEmotionError, emotion_index
+from core.eval.metrics import blink_count
 from core.face.model import FaceModel
 
 TINY = PRESETS["tiny"]
@@ -285,6 +286,21 @@ def test_pose_off_gives_zeros_and_leaves_expressions_unchanged(model: CoeffModel
     np.testing.assert_array_equal(on[0], off[0])
     assert np.abs(on[1]).sum() > 0
     assert not off[1].any()
+
+
+def test_takes_blink_on_their_own_seeds_and_blinks_off_leaves_only_the_flow(model: CoeffModel) -> None:
+    """Thirty seconds of a happy take: the blink layer closes both eyes several times, at times
+    that differ between takes, and touches no other channel."""
+    audio = audio_features(2, frames=750)
+    common = dict(emotion="happy", takes=2, seed=5, manifold_blend=0.0, pose=False)
+    on, _ = sample_takes(model, audio, zeros_source(model), SampleSettings(**common))
+    off, _ = sample_takes(model, audio, zeros_source(model), SampleSettings(**common, blinks=False))
+    eyes = [model.names.index(name) for name in ("eyeBlinkLeft", "eyeBlinkRight")]
+    others = [k for k in range(model.dim) if k not in eyes]
+    np.testing.assert_array_equal(on[..., others], off[..., others])
+    counts = [blink_count(take, model.names) for take in on]
+    assert min(counts) >= 2 and min(counts) > max(blink_count(take, model.names) for take in off)
+    assert not np.allclose(on[0][:, eyes], on[1][:, eyes])
 
 
 def test_pose_amount_scales_the_head_motion(model: CoeffModel) -> None:
