@@ -108,6 +108,7 @@ def process_group(device: str) -> Iterator[Process]:
         distributed.init_process_group("nccl" if target.type == "cuda" else "gloo")
     try:
         yield Process(distributed.get_rank(), distributed.get_world_size(), target)
+        distributed.barrier()  # rank 0 still writes the weights: nobody leaves the group before it
     finally:
         if owned:
             distributed.destroy_process_group()
