@@ -55,6 +55,9 @@ def frames(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def codebook(frames, tmp_path_factory):
+    # One thread, as CI runs it after modules that pin one: with two, reductions sum in another
+    # order and this short adversarial run ends 0.01 short of the l1 margin below.
+    torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("codebook")
     with pytest.warns(UserWarning, match="perceptual loss is OFF"):
         return train_codebook(shipped("codebook-tiny", folder, images=[str(frames)], out=str(folder / "run")),
