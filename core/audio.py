@@ -5,9 +5,9 @@ The pipeline the coefficient generator sees is
     load_audio            file or bytes -> float32 wave (N,) at SAMPLE_RATE, mono, in [-1, 1]
     log_mel               wave (N,) -> (T100, N_MELS), one row every 10 ms (FEATURE_RATE)
     normalize_features    per-utterance mean/variance per mel band (DESIGN.md section 5)
-    align_to_frames       (T100, N_MELS) -> (T_video, N_MELS) at the output fps
     frame_features        (T100, N_MELS) -> (T_video, FRAME_FEATURES): each video frame's SUBFRAMES
-                          sub-intervals, aligned as above and laid side by side in time order
+                          sub-intervals, summarised by the rule of `align_to_frames` (the mean of
+                          one row per video frame, (T100, F) -> (T_video, F)), side by side in time order
     frame_windows         (T_video, F) -> (T_video, before + 1 + after, F), the audio window with look-ahead
 
 `audio_features` runs load_audio, log_mel, normalize_features and frame_features in one call. The

@@ -115,10 +115,6 @@ class SequenceFlow(nn.Module):
         """Latents drawn from the prior (temperature 1). Shapes: label (N,) or None -> (N, D)."""
         raise NotImplementedError
 
-    def mode_latent(self, label: Tensor | None, batch: int) -> Tensor:
-        """The prior's centre (temperature 0). Shapes: label (N,) or None -> (N, D)."""
-        raise NotImplementedError
-
     def static_context(self, audio: Tensor, beta0: Tensor | None, label: Tensor | None) -> Tensor:
         """The non-autoregressive part of the context, for every frame at once.
 
@@ -152,7 +148,8 @@ class SequenceFlow(nn.Module):
         Dequantisation noise (``noise_std``) is added to the whole window, data dropout removes
         β_pre per frame with probability ``dropout``. L_rec is the mean squared error, in
         standardised units, of the location m(c) of the flow's `ContextAffine` against the truth:
-        a regression target that keeps the context phonetic while the NLL shapes the spread. Returns "loss", "nll" (per frame, nats), "con" and "rec" (scalars).
+        a regression target that keeps the context phonetic while the NLL shapes the spread.
+        Returns "loss", "nll" (per frame, nats), "con" and "rec" (scalars).
         """
         settings = self.settings
         clean = batch[self.key]  # (B, τ_b + L, D)
@@ -249,7 +246,7 @@ class ExpFlow(SequenceFlow):
         was. Shapes: -> (B, T, ·)."""
         if beta0 is None or label is None:
             raise ValueError("ExpFlow's context needs the source coefficients beta0 and an emotion label")
-        source = self.standardize.normalize(torch.minimum(torch.maximum(beta0, self.source_lower), self.source_upper))
+        source = self.standardize.normalize(beta0.clamp(self.source_lower, self.source_upper))
         return [
             source.unsqueeze(1).expand(-1, frames, -1),
             self.emotion(label).unsqueeze(1).expand(-1, frames, -1),
@@ -262,10 +259,6 @@ class ExpFlow(SequenceFlow):
     def sample_latent(self, label: Tensor | None, batch: int, generator: torch.Generator | None) -> Tensor:
         """Shapes: label (N,) -> (N, D)."""
         return self.prior.sample(label, 1.0, generator)
-
-    def mode_latent(self, label: Tensor | None, batch: int) -> Tensor:
-        """The emotion component's mean. Shapes: label (N,) -> (N, D)."""
-        return self.prior.sample(label, 0.0, None)
 
 
 class PoseFlow(SequenceFlow):
@@ -288,10 +281,6 @@ class PoseFlow(SequenceFlow):
     def sample_latent(self, label: Tensor | None, batch: int, generator: torch.Generator | None) -> Tensor:
         """Shapes: -> (batch, 6)."""
         return self.prior.sample(batch, 1.0, generator)
-
-    def mode_latent(self, label: Tensor | None, batch: int) -> Tensor:
-        """Zeros. Shapes: -> (batch, 6)."""
-        return self.prior.sample(batch, 0.0, None)
 
 
 class CoeffModel(nn.Module):

@@ -258,6 +258,12 @@ class TransformerBlock(nn.Module):
         return self.norm2(x + self.ff2(nn.functional.relu(self.ff1(x))))
 
 
+def bounded_log_scale(s_raw: Tensor, bound: float) -> Tensor:
+    """``bound * tanh(s_raw / bound)``: the identity near 0, never beyond ±bound, so exp(±log_s)
+    stays finite however large the network's output. Shapes: any -> the same."""
+    return bound * torch.tanh(s_raw / bound)
+
+
 class AffineCoupling(Transform):
     """Affine coupling, transformer conditioner (paper Eq. 5): h = [h1, (h2 + t) ⊙ exp(log_s)].
 
@@ -310,7 +316,7 @@ class AffineCoupling(Transform):
             tokens = torch.cat([tokens, context_tokens], dim=1)
         pooled = self.encoder(tokens).mean(dim=1)  # (B, hidden)
         t, s_raw = self.head(pooled).chunk(2, dim=1)
-        return t, self.max_log_scale * torch.tanh(s_raw / self.max_log_scale)
+        return t, bounded_log_scale(s_raw, self.max_log_scale)
 
     def forward(
         self, x: Tensor, context: Tensor | None = None, label: Tensor | None = None
@@ -353,7 +359,7 @@ class ContextAffine(Transform):
         if context is None:
             raise ValueError("ContextAffine needs a context (B, C)")
         shift, s_raw = self.net(context).chunk(2, dim=1)
-        return shift, self.max_log_scale * torch.tanh(s_raw / self.max_log_scale)
+        return shift, bounded_log_scale(s_raw, self.max_log_scale)
 
     def forward(
         self, x: Tensor, context: Tensor | None = None, label: Tensor | None = None

@@ -3,7 +3,7 @@
 The layout is exactly::
 
     DATASET/
-      meta.json   {"format": "flowvq-coeff-dataset", "version": 1, "fps": 25.0,
+      meta.json   {"format": "flowvq-coeff-dataset", "version": 2, "fps": 25.0,
                    "face_model": "builtin-arkit52@1", "names": [D expression names], "audio_width": 320}
       train/NAME.npz   one sequence per file; also val/ and test/ (optional splits)
     NAME.npz keys: exp (T, D) float32; pose (T, 6) float32 (pitch, yaw, roll rad, tx, ty, tz model units);

@@ -403,7 +403,6 @@ def test_frames_past_the_features_repeat_the_last_row():
     np.testing.assert_allclose(aligned[25:], np.repeat(feats[-1:], 15, axis=0), atol=1e-6)
 
 
-
 def test_frame_features_keep_every_10ms_row_of_a_25_fps_frame_in_time_order():
     """At 25 fps a frame's SUBFRAMES sub-rows are exactly its four 10 ms log-mel rows, so the
     closure and release of a /p/ are not averaged into the vowels around it."""
@@ -429,6 +428,7 @@ def test_frame_features_summarise_sub_intervals_as_align_does_at_subframes_times
 def test_frame_features_refuse_rows_that_are_not_log_mel():
     with pytest.raises(FeatureError, match=str(N_MELS)):
         frame_features(np.zeros((10, 3)), 25.0, 2)
+
 
 def test_align_refuses_features_without_rows():
     with pytest.raises(FeatureError):

@@ -24,7 +24,7 @@ from core.face.model import FaceModel
 
 TINY = PRESETS["tiny"]
 FRAMES = 30
-N_MELS = TINY.audio_width
+AUDIO_WIDTH = TINY.audio_width
 
 
 def perturbed_model(face: FaceModel, seed: int = 0) -> CoeffModel:
@@ -48,7 +48,7 @@ def perturbed_model(face: FaceModel, seed: int = 0) -> CoeffModel:
 
 def audio_features(seed: int = 0, frames: int = FRAMES) -> np.ndarray:
     """Random normalised audio rows. Shapes: -> (T, audio_width)."""
-    return np.random.default_rng(seed).standard_normal((frames, N_MELS)).astype(np.float32)
+    return np.random.default_rng(seed).standard_normal((frames, AUDIO_WIDTH)).astype(np.float32)
 
 
 def window_batch(face: FaceModel, seed: int = 0, batch: int = 3, length: int = 5) -> dict[str, torch.Tensor]:
@@ -60,7 +60,7 @@ def window_batch(face: FaceModel, seed: int = 0, batch: int = 3, length: int = 5
         "exp": torch.rand(batch, total, dim, generator=generator),
         "pose": 0.05 * torch.randn(batch, total, 6, generator=generator),
         "available": torch.ones(batch, total, dtype=torch.bool),
-        "audio": torch.randn(batch, length, TINY.audio_window, N_MELS, generator=generator),
+        "audio": torch.randn(batch, length, TINY.audio_window, AUDIO_WIDTH, generator=generator),
         "label": torch.arange(batch) % len(EMOTIONS),
         "beta0": torch.zeros(batch, dim),
     }
@@ -339,7 +339,7 @@ def test_emotion_transfer_reproduces_a_reference_played_in_its_own_context(model
     gives the reference sequence back frame for frame."""
     rng = np.random.default_rng(5)
     reference = rng.uniform(0.1, 0.9, (FRAMES, model.dim)).astype(np.float32)
-    silent = np.zeros((FRAMES, N_MELS), np.float32)
+    silent = np.zeros((FRAMES, AUDIO_WIDTH), np.float32)
     settings = SampleSettings(temperature=0.0, manifold_blend=0.0, reference=reference, pose=False)
     exp, _ = sample_takes(model, silent, zeros_source(model), settings)
     np.testing.assert_allclose(exp[0], reference, atol=2e-4)
