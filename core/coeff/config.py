@@ -97,7 +97,11 @@ class CoeffConfig:
     fps: the model's frame rate (generation resamples to any output fps); audio_before/after: the
     audio window in model frames around each frame (after = look-ahead); audio_width: audio feature
     size; nu: the t-mixture's degrees of freedom; prior_seed: seeds the mixture means;
-    emotion_dim: the emotion embedding in ExpFlow's context.
+    emotion_dim: the emotion embedding in ExpFlow's context. lip_gap: ExpFlow models jawOpen as
+    the lip gap jawOpen - mouthClose (`core.flow.Standardize`), which is 0 wherever the lips meet;
+    seal_depth: training frames with closed lips (gap 0) are dequantised into gaps below 0, by a
+    half-normal of this std in coefficient units, so the flow can put a take's closures on the far
+    side of the limit that sampling clamps gaps to (mouthClose <= jawOpen) and seal them exactly.
     """
 
     fps: float = 25.0
@@ -107,6 +111,8 @@ class CoeffConfig:
     nu: float = 5.0
     prior_seed: int = 0
     emotion_dim: int = 16
+    lip_gap: bool = True
+    seal_depth: float = 0.05
     exp: FlowConfig = field(default_factory=_exp_default)
     pose: FlowConfig = field(default_factory=_pose_default)
 
@@ -134,6 +140,8 @@ class CoeffConfig:
             raise ConfigError(f"audio_width must be a multiple of {N_MELS} (log-mel rows per frame), got {self.audio_width}")
         if self.nu <= 0:
             raise ConfigError(f"nu (degrees of freedom) must be > 0, got {self.nu}")
+        if self.seal_depth < 0:
+            raise ConfigError(f"seal_depth must be >= 0, got {self.seal_depth}")
         self.exp.check("exp")
         self.pose.check("pose")
         return self

@@ -25,15 +25,36 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from core.audio import N_MELS
-from core.coeff.config import CoeffConfig, FlowConfig
+from core.coeff.config import CoeffConfig, ConfigError, FlowConfig
 from core.emotions import EMOTIONS
 from core.flow import Composite, ContextAffine, StandardGaussian, Standardize, StudentTMixture, flow_step
 from core.takes import POSE_COLUMNS
 
-__all__ = ["AudioEncoder", "SequenceFlow", "ExpFlow", "PoseFlow", "CoeffModel", "POSE_DIM"]
+__all__ = [
+    "AudioEncoder", "SequenceFlow", "ExpFlow", "PoseFlow", "CoeffModel", "POSE_DIM", "LIP_CHANNELS",
+    "lip_columns", "limit_lips",
+]
 
 POSE_DIM = len(POSE_COLUMNS)
 N_CLASSES = len(EMOTIONS)
+# The jaw and the lip-closing shape: the lips meet where mouthClose reaches jawOpen.
+LIP_CHANNELS: tuple[str, str] = ("jawOpen", "mouthClose")
+
+
+def lip_columns(names: Sequence[str]) -> tuple[int, int] | None:
+    """The columns (jawOpen, mouthClose) of a face model's expression names; None without both."""
+    if not all(name in names for name in LIP_CHANNELS):
+        return None
+    jaw, close = (list(names).index(name) for name in LIP_CHANNELS)
+    return jaw, close
+
+
+def limit_lips(frame: Tensor, lips: tuple[int, int]) -> Tensor:
+    """mouthClose held at or below jawOpen: lips that meet do not pass through each other (the
+    training data never has mouthClose above jawOpen). Shapes: frame (..., D) -> (..., D)."""
+    jaw, close = lips
+    closed = torch.minimum(frame[..., close], frame[..., jaw]).unsqueeze(-1)
+    return torch.cat([frame[..., :close], closed, frame[..., close + 1 :]], dim=-1)
 
 
 class AudioEncoder(nn.Module):
@@ -74,10 +95,11 @@ class SequenceFlow(nn.Module):
     """
 
     key: str
+    seal_depth = 0.0  # the std of closed-lip frames' gaps below 0 in training (ExpFlow with a lip gap)
 
     def __init__(
         self, dim: int, flow: FlowConfig, config: CoeffConfig, static_extra: int,
-        n_classes: int | None, seed: int,
+        n_classes: int | None, seed: int, gap: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         self.dim, self.settings = dim, flow
@@ -91,7 +113,7 @@ class SequenceFlow(nn.Module):
             for k in range(flow.steps)
         ]
         located = [ContextAffine(dim, flow.context_dim, flow.max_log_scale)] if steps else []
-        self.flow = Composite([Standardize(dim), *located, *steps])
+        self.flow = Composite([Standardize(dim, gap), *located, *steps])
 
     @property
     def located(self) -> ContextAffine:
@@ -145,10 +167,12 @@ class SequenceFlow(nn.Module):
         """NLL per frame and dimension + ``con_weight`` · L_con + ``rec_weight`` · L_rec on a batch
         of training windows.
 
-        Dequantisation noise (``noise_std``) is added to the whole window, data dropout removes
-        β_pre per frame with probability ``dropout``. L_rec is the mean squared error, in
-        standardised units, of the location m(c) of the flow's `ContextAffine` against the truth:
-        a regression target that keeps the context phonetic while the NLL shapes the spread.
+        Dequantisation noise (``noise_std``) is added to the whole window (and the target frames'
+        closed lips go below the gap limit, `press_closed`), data dropout removes β_pre per frame
+        with probability ``dropout``. L_rec is the mean squared error, in the flow's standardised
+        coordinates, of the location m(c) of its `ContextAffine` against the truth (its closed lips
+        pressed too, without the noise): a regression that keeps the context phonetic while the
+        NLL shapes the spread.
         Returns "loss", "nll" (per frame, nats), "con" and "rec" (scalars).
         """
         settings = self.settings
@@ -162,21 +186,39 @@ class SequenceFlow(nn.Module):
         keep = torch.rand((n_batch, length, 1), generator=generator, device=clean.device) >= settings.dropout
         context = self.window_contexts(data, batch["available"], static, keep.to(data.dtype))
         frame_label = label.repeat_interleave(length)
-        target = data[:, total - length :].reshape(n_batch * length, dim)
+        truth, tail_noise = clean[:, total - length :], noise[:, total - length :]
+        target = self.press_closed(data[:, total - length :], truth, tail_noise).reshape(n_batch * length, dim)
         nll = -self.log_prob(target, context, frame_label)
         generated = self.flow.inverse(
             self.sample_latent(frame_label, n_batch * length, generator), context, frame_label
         ).reshape(n_batch, length, dim)
-        truth = clean[:, total - length :]
         con = ((truth.diff(dim=1) - generated.diff(dim=1)).abs().mean()
                if length > 1 else clean.new_zeros(()))
         loss = nll.mean() / dim + settings.con_weight * con
         rec = clean.new_zeros(())
         if settings.rec_weight:
-            location = self.located.location_scale(context)[0]  # standardised units
-            rec = (location - self.standardize.normalize(truth.reshape(-1, dim))).square().mean()
+            location = self.located.location_scale(context)[0]  # the flow's standardised coordinates
+            pressed = self.press_closed(truth, truth, tail_noise).reshape(n_batch * length, dim)
+            rec = (location - self.standardize(pressed)[0]).square().mean()
             loss = loss + settings.rec_weight * rec
         return {"loss": loss, "nll": nll.mean().detach(), "con": con.detach(), "rec": rec.detach()}
+
+    def press_closed(self, data: Tensor, clean: Tensor, noise: Tensor) -> Tensor:
+        """Dequantised targets with every closed-lip frame (gap jawOpen - mouthClose <= 0 in
+        ``clean``) moved to gap ``-seal_depth·|noise_jaw|`` below the limit (jawOpen lowered,
+        mouthClose kept): the data only says the lips touch, and `limit_lips` seals any generated
+        gap below 0, so the flow learns closures as a region rather than a single value it must
+        hit. Unchanged without a gap. Shapes: data, clean, noise (..., D) -> (..., D)."""
+        gap = self.standardize.gap
+        if gap is None or not self.seal_depth:
+            return data
+        jaw, close = gap
+        closed = clean[..., jaw] - clean[..., close] <= 0
+        pressed = data[..., close] - self.seal_depth * noise[..., jaw].abs()
+        return torch.cat([
+            data[..., :jaw], torch.where(closed, pressed, data[..., jaw]).unsqueeze(-1),
+            data[..., jaw + 1 :],
+        ], dim=-1)
 
     def window_contexts(
         self, data: Tensor, available: Tensor, static: Tensor, keep: Tensor | None = None
@@ -221,12 +263,14 @@ class SequenceFlow(nn.Module):
 
 
 class ExpFlow(SequenceFlow):
-    """Expression coefficients β_e; context [β₀, audio, β_pre, e]; Student's-t mixture prior."""
+    """Expression coefficients β_e; context [β₀, audio, β_pre, e]; Student's-t mixture prior.
+    ``gap``: the (jawOpen, mouthClose) columns when the flow models the lip gap (`lip_columns`)."""
 
     key = "exp"
 
-    def __init__(self, dim: int, config: CoeffConfig, seed: int) -> None:
-        super().__init__(dim, config.exp, config, dim + config.emotion_dim, N_CLASSES, seed)
+    def __init__(self, dim: int, config: CoeffConfig, seed: int, gap: tuple[int, int] | None = None) -> None:
+        super().__init__(dim, config.exp, config, dim + config.emotion_dim, N_CLASSES, seed, gap)
+        self.seal_depth = config.seal_depth
         self.emotion = nn.Embedding(N_CLASSES, config.emotion_dim)
         self.prior = StudentTMixture(dim, N_CLASSES, config.nu, config.prior_seed)
         # The range of training source expressions (`set_source_range`); unbounded until set.
@@ -286,6 +330,8 @@ class PoseFlow(SequenceFlow):
 class CoeffModel(nn.Module):
     """ExpFlow + PoseFlow for one face model, with the coefficient bounds and the latent bank.
 
+    ``lips``: the (jawOpen, mouthClose) columns (`lip_columns`; samples keep mouthClose <= jawOpen),
+    ExpFlow's lip gap when ``config.lip_gap``.
     Buffers: lower, upper (D,) the face model's coefficient range (samples are clamped to it);
     bank (N, D) and bank_labels (N,): ExpFlow latents of training frames for manifold projection
     (empty until `core.coeff.bank.build_latent_bank` fills them).
@@ -300,9 +346,13 @@ class CoeffModel(nn.Module):
         self.names = tuple(names)
         self.face_model = face_model
         dim = len(self.names)
+        self.lips = lip_columns(self.names)
+        if config.lip_gap and self.lips is None:
+            raise ConfigError(f"lip_gap needs the expression channels {' and '.join(LIP_CHANNELS)}; "
+                              f"{face_model} lacks them (set lip_gap: false)")
         with torch.random.fork_rng(devices=[]):  # the initial weights come from `seed` alone
             torch.manual_seed(seed)
-            self.exp_flow = ExpFlow(dim, config, seed=1000 * seed)
+            self.exp_flow = ExpFlow(dim, config, seed=1000 * seed, gap=self.lips if config.lip_gap else None)
             self.pose_flow = PoseFlow(config, seed=1000 * seed + 500)
         self.register_buffer("lower", torch.as_tensor(np.asarray(lower), dtype=torch.float32).clone())
         self.register_buffer("upper", torch.as_tensor(np.asarray(upper), dtype=torch.float32).clone())

@@ -14,7 +14,8 @@ Latent centres (ExpFlow):
   reference's own previous frames.
 The sampled latent is centre + temperature · ε (temperature 0 reproduces a reference exactly as
 the paper's transfer does), optionally blended with its manifold projection onto the latent bank.
-Expression samples are clamped to the face model's coefficient range; pose is scaled by
+Expression samples are clamped to the face model's coefficient range, with mouthClose at most
+jawOpen (`core.coeff.model.limit_lips`: the lips meet, never pass through); pose is scaled by
 ``pose_amount`` (or skipped: zeros).
 """
 
@@ -29,7 +30,7 @@ from torch import Tensor, nn
 
 from core.audio import frame_windows
 from core.coeff.bank import project_to_manifold
-from core.coeff.model import POSE_DIM, CoeffModel, SequenceFlow
+from core.coeff.model import POSE_DIM, CoeffModel, SequenceFlow, limit_lips
 from core.corpus.performance import blink_curves
 from core.emotions import EMOTIONS, emotion_index
 from core.errors import FlowVQError
@@ -185,13 +186,17 @@ def _draw_noise(model: CoeffModel, seeds: list[int], frames: int) -> tuple[Tenso
 
 class _FrameStep(nn.Module):
     """Frame t of one flow for every take: the context from the static part and the τ previous
-    frames, the inverse flow, the clamp to the coefficient bounds, the push into the history.
+    frames, the inverse flow, the clamp to the coefficient bounds and, given the (jawOpen,
+    mouthClose) columns ``lips``, to lips that meet without passing through each other
+    (`core.coeff.model.limit_lips`), the push into the history.
     A module of its own so that `_compiled_step` can trace it.
     """
 
-    def __init__(self, flow: SequenceFlow, bounds: tuple[Tensor, Tensor] | None) -> None:
+    def __init__(
+        self, flow: SequenceFlow, bounds: tuple[Tensor, Tensor] | None, lips: tuple[int, int] | None
+    ) -> None:
         super().__init__()
-        self.flow, self.bounds = flow, bounds
+        self.flow, self.bounds, self.lips = flow, bounds, lips
 
     def forward(
         self, latent: Tensor, static: Tensor, previous: Tensor, present: Tensor, label: Tensor
@@ -202,6 +207,8 @@ class _FrameStep(nn.Module):
         frame = self.flow.flow.inverse(latent, context, label)
         if self.bounds is not None:
             frame = torch.clamp(frame, *self.bounds)
+        if self.lips is not None:
+            frame = limit_lips(frame, self.lips)
         if previous.shape[1]:
             previous = torch.cat([previous[:, 1:], frame.unsqueeze(1)], dim=1)
             present = torch.cat([present[:, 1:], torch.ones_like(present[:, :1])], dim=1)
@@ -224,7 +231,7 @@ def _compiled_step(step: _FrameStep, inputs: tuple[Tensor, ...]) -> Callable[...
     new weights) makes the next call trace again.
     """
     flow = step.flow
-    shapes = (tuple(tuple(x.shape) for x in inputs), inputs[0].dtype, inputs[0].device, step.bounds is None)
+    shapes = (tuple(tuple(x.shape) for x in inputs), inputs[0].dtype, inputs[0].device, step.bounds is None, step.lips)
     versions = tuple(p._version for p in flow.parameters())
     cached = _COMPILED.setdefault(flow, {}).get(shapes)
     if cached is not None and cached[0] == versions:
@@ -243,7 +250,7 @@ class _Rollout:
 
     def __init__(
         self, flow: SequenceFlow, static: Tensor, latents: Tensor, label: Tensor,
-        bounds: tuple[Tensor, Tensor] | None,
+        bounds: tuple[Tensor, Tensor] | None, lips: tuple[int, int] | None,
     ) -> None:
         self.static, self.latents, self.label = static, latents, label
         n_takes, frames, dim = latents.shape
@@ -252,7 +259,7 @@ class _Rollout:
         self.present = latents.new_zeros(n_takes, tau)
         self.output = latents.new_empty(n_takes, frames, dim)
         example = (latents[:, 0], static[:, 0], self.previous, self.present, label)
-        self.step_fn = _compiled_step(_FrameStep(flow, bounds), example)
+        self.step_fn = _compiled_step(_FrameStep(flow, bounds, lips), example)
 
     def step(self, t: int) -> None:
         """Generate frame t of every take and push it into the previous frames."""
@@ -293,11 +300,11 @@ def sample_takes(
         latents = latents + settings.manifold_blend * (projected.reshape(latents.shape) - latents)
     exp_static = model.exp_flow.static_context(windows[None], source[None], label[:1])
     rollouts = [_Rollout(model.exp_flow, exp_static.expand(n_takes, -1, -1), latents, label,
-                         (model.lower, model.upper))]
+                         (model.lower, model.upper), model.lips)]
     if settings.pose:
         pose_static = model.pose_flow.static_context(windows[None], None, None)
         pose_latents = settings.temperature * pose_noise.to(device)
-        rollouts.append(_Rollout(model.pose_flow, pose_static.expand(n_takes, -1, -1), pose_latents, label, None))
+        rollouts.append(_Rollout(model.pose_flow, pose_static.expand(n_takes, -1, -1), pose_latents, label, None, None))
     _run(rollouts, frames, progress, cancel)
     exp = rollouts[0].output.cpu().numpy()
     pose = (settings.pose_amount * rollouts[1].output.cpu().numpy() if settings.pose

@@ -2,7 +2,7 @@
 
 A weights directory holds::
 
-    config.yaml              {"format": "flowvq-coeff-weights", "version": 1, "face_model": ID,
+    config.yaml              {"format": "flowvq-coeff-weights", "version": 2, "face_model": ID,
                               "names": [D names], "model": CoeffConfig, "training": {...}}
     coeff.safetensors        both flows' parameters and buffers (the latent bank excluded)
     latent_bank.safetensors  "bank" (N, D) and "bank_labels" (N,): ExpFlow latents of training
@@ -43,7 +43,7 @@ CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "coeff.safetensors"
 BANK_FILE = "latent_bank.safetensors"
 WEIGHTS_FORMAT = "flowvq-coeff-weights"
-WEIGHTS_VERSION = 1
+WEIGHTS_VERSION = 2  # 2: ExpFlow reads jawOpen as the lip gap (`CoeffConfig.lip_gap`)
 _BANK_KEYS = ("bank", "bank_labels")
 
 
@@ -86,7 +86,8 @@ def read_weights_config(directory: str | Path) -> dict[str, Any]:
     if not isinstance(config, dict) or config.get("format") != WEIGHTS_FORMAT:
         raise WeightsError(f"{path} is not a {WEIGHTS_FORMAT} config")
     if config.get("version") != WEIGHTS_VERSION:
-        raise WeightsError(f"{path} has version {config.get('version')!r}; this build reads {WEIGHTS_VERSION}")
+        raise WeightsError(f"{path} has version {config.get('version')!r}; this build reads {WEIGHTS_VERSION} "
+                           f"(retrain with `flowvq train coeff`, or use the shipped weights)")
     for key in ("face_model", "names", "model"):
         if key not in config:
             raise WeightsError(f"{path} lacks the key {key!r}")

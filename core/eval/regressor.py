@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from core.audio import frame_windows
 from core.coeff.config import CoeffConfig
-from core.coeff.model import ExpFlow
+from core.coeff.model import ExpFlow, limit_lips, lip_columns
 from core.emotions import emotion_index
 from core.errors import FlowVQError
 from core.face.model import FaceModel
@@ -52,12 +52,14 @@ class RegressorError(FlowVQError):
 class MSERegressor(nn.Module):
     """ExpFlow's conditioner + a regression head (module docstring).
 
-    Buffers lower/upper (D,) clamp predictions to the face model's coefficient range.
+    Buffers lower/upper (D,) clamp predictions to the face model's coefficient range; like the
+    flows' takes, predictions keep mouthClose at most jawOpen (`core.coeff.model.limit_lips`).
     """
 
     def __init__(self, config: CoeffConfig, face: FaceModel, seed: int = 0) -> None:
         super().__init__()
         self.config, self.names, self.face_model = config, tuple(face.names), face.id
+        self.lips = lip_columns(self.names)
         dim = len(self.names)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -71,9 +73,11 @@ class MSERegressor(nn.Module):
     def initialise_flow(self, flow: ExpFlow) -> None:
         """Start ``flow`` from this regressor: its conditioner (audio encoder, static and dynamic
         context layers, emotion embedding, standardisation) is copied, and the head becomes the
-        location m(c) of the flow's `core.flow.ContextAffine` (its scale stays the identity), so the
-        untrained flow already places every frame where the regressor does. The flow needs the
-        regressor's conditioner shape (exp audio/context widths, tau, emotion_dim, audio window)."""
+        location m(c) of the flow's `core.flow.ContextAffine` (its scale stays the identity; the
+        head's output is mapped into the flow's coordinates, `core.flow.Standardize.coordinates`,
+        when the flow models the lip gap), so the untrained flow already places every frame where the
+        regressor does. The flow needs the regressor's conditioner shape (exp audio/context
+        widths, tau, emotion_dim, audio window)."""
         state = self.conditioner.state_dict()
         shared = {key: value for key, value in state.items() if not key.startswith("prior.")}
         try:
@@ -85,10 +89,11 @@ class MSERegressor(nn.Module):
         dim = len(self.names)  # the widths match: the conditioner's own weights loaded above
         first, last = flow.located.net[0], flow.located.net[-1]
         first.load_state_dict(self.head[0].state_dict())
+        origin = _reframe(flow, torch.zeros_like(self.head[2].bias))  # the map is affine
         last.weight.zero_()
         last.bias.zero_()
-        last.weight[:dim] = self.head[2].weight
-        last.bias[:dim] = self.head[2].bias
+        last.weight[:dim] = (_reframe(flow, self.head[2].weight.T) - origin).T
+        last.bias[:dim] = _reframe(flow, self.head[2].bias)
 
     def set_statistics(self, exp: Tensor, beta0: Tensor) -> None:
         """Fix the standardisation from training frames and the source range from the training
@@ -121,9 +126,17 @@ class MSERegressor(nn.Module):
         for t in range(len(audio)):
             context = self.conditioner.frame_context(static[t:t + 1], out[None, t:t + tau], present[None, t:t + tau])
             frame = self.conditioner.standardize.inverse(self.head(context))[0]
-            out[t + tau] = torch.minimum(torch.maximum(frame, self.lower), self.upper)
+            frame = torch.minimum(torch.maximum(frame, self.lower), self.upper)
+            out[t + tau] = frame if self.lips is None else limit_lips(frame, self.lips)
             present[t + tau] = 1.0
         return out[tau:].numpy()
+
+
+def _reframe(flow: ExpFlow, normalized: Tensor) -> Tensor:
+    """Per-dimension standardised values (the head's output) in ``flow``'s own coordinates, which
+    differ where it models the lip gap. Shapes: (..., D) -> (..., D)."""
+    standardize = flow.standardize
+    return standardize.coordinates(normalized * standardize.std + standardize.mean)
 
 
 def train_regressor(

@@ -76,15 +76,24 @@ class Composite(Transform):
 
 
 class Standardize(Transform):
-    """Fixed per-dimension standardisation ``z = (x - mean) / std`` from training-data statistics.
+    """Fixed per-dimension standardisation ``z = (x - mean) / std`` from training-data statistics,
+    optionally with one coordinate read as a gap between two others.
 
     Not trained: ``mean`` and ``std`` are buffers set once by `set_statistics` and saved with the
     weights, so every later layer sees data of unit scale whatever its units (radians, metres,
     blendshape weights). A fresh one is the identity. Shapes: mean, std (D,).
+
+    With ``gap=(j, c)`` the flow sees coordinate j as ``(x_j - x_c) / std_j`` instead of
+    ``(x_j - mean_j) / std_j``: for jawOpen and mouthClose that is how far apart the lips are in
+    units of the jaw's spread, 0 where they meet, so a closure is one value of one coordinate
+    rather than two values that must agree (x_c keeps its own coordinate). The map is triangular
+    with the same diagonal, so the log-determinant stays ``-sum(log std)``. `normalize` stays
+    per-dimension.
     """
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, gap: tuple[int, int] | None = None) -> None:
         super().__init__()
+        self.gap = gap
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))
 
@@ -98,17 +107,36 @@ class Standardize(Transform):
         """``(x - mean) / std`` without the log-determinant. Shapes: x (..., D) -> (..., D)."""
         return (x - self.mean) / self.std
 
+    def coordinates(self, x: Tensor) -> Tensor:
+        """The flow's coordinates of data ``x``: `normalize` with the gap in place of coordinate
+        j. Shapes: x (..., D) -> (..., D)."""
+        z = self.normalize(x)
+        if self.gap is None:
+            return z
+        j, c = self.gap
+        return _put(z, j, (x[..., j] - x[..., c]) / self.std[j])
+
     def forward(
         self, x: Tensor, context: Tensor | None = None, label: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """Shapes: x (B, D) -> z (B, D), logdet (B,)."""
-        return self.normalize(x), (-torch.log(self.std).sum()).expand(x.shape[0])
+        return self.coordinates(x), (-torch.log(self.std).sum()).expand(x.shape[0])
 
     def inverse(
         self, z: Tensor, context: Tensor | None = None, label: Tensor | None = None
     ) -> Tensor:
         """Shapes: z (B, D) -> x (B, D)."""
-        return z * self.std + self.mean
+        x = z * self.std + self.mean
+        if self.gap is None:
+            return x
+        j, c = self.gap
+        return _put(x, j, x[..., c] + self.std[j] * z[..., j])
+
+
+def _put(x: Tensor, index: int, column: Tensor) -> Tensor:
+    """``x`` with its last-axis entry ``index`` replaced by ``column``, out of place (autograd and
+    tracing safe). Shapes: x (..., D), column (...) -> (..., D)."""
+    return torch.cat([x[..., :index], column.unsqueeze(-1), x[..., index + 1 :]], dim=-1)
 
 
 class MultiActNorm(Transform):

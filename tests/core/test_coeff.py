@@ -9,7 +9,7 @@ import torch
 
 from core.coeff.bank import project_to_manifold
 from core.coeff.config import PRESETS, CoeffConfig, ConfigError
-from core.coeff.model import CoeffModel
+from core.coeff.model import CoeffModel, limit_lips, lip_columns
 from core.coeff.sampler import (
     GenerationCancelled,
     SampleSettings,
@@ -99,8 +99,19 @@ def test_partial_config_keeps_defaults_for_missing_keys() -> None:
 
 def test_model_dimension_comes_from_the_face_model(face: FaceModel) -> None:
     names = face.names[:7]
-    small = CoeffModel(TINY, names, "custom@1", np.zeros(7), np.ones(7))
+    small = CoeffModel(replace(TINY, lip_gap=False), names, "custom@1", np.zeros(7), np.ones(7))
     assert small.dim == 7 and small.exp_flow.prior.means.shape == (len(EMOTIONS), 7)
+    assert small.lips is None and small.exp_flow.standardize.gap is None
+
+
+def test_the_lip_gap_needs_a_jaw_and_a_lip_closing_channel(face: FaceModel) -> None:
+    model = CoeffModel(TINY, face.names, face.id, face.lower, face.upper)
+    jaw, close = face.names.index("jawOpen"), face.names.index("mouthClose")
+    assert model.lips == (jaw, close) and model.exp_flow.standardize.gap == (jaw, close)
+    assert model.pose_flow.standardize.gap is None
+    names = [name for name in face.names if name != "mouthClose"]
+    with pytest.raises(ConfigError, match="lip_gap needs .*mouthClose"):
+        CoeffModel(TINY, names, "custom@1", np.zeros(len(names)), np.ones(len(names)))
 
 
 def test_same_seed_builds_the_same_model(face: FaceModel) -> None:
@@ -214,12 +225,14 @@ def test_consistency_loss_needs_frame_pairs(face: FaceModel) -> None:
 
 
 def test_rec_weight_adds_the_squared_error_of_the_context_location(face: FaceModel) -> None:
-    """L_rec is the mean squared error, in standardised units, of the context map's location m(c)
-    against the truth; rec_weight adds it to the loss, and 0 keeps the paper's loss."""
+    """L_rec is the mean squared error, in the flow's standardised coordinates (the lip gap among
+    them), of the context map's location m(c) against the truth; rec_weight adds it to the loss,
+    and 0 keeps the paper's loss."""
     batch = window_batch(face, seed=6)
     losses = {}
     for weight in (0.0, 2.0):
-        config = replace(TINY, exp=replace(TINY.exp, rec_weight=weight, dropout=0.0, noise_std=0.0))
+        config = replace(TINY, seal_depth=0.0,
+                         exp=replace(TINY.exp, rec_weight=weight, dropout=0.0, noise_std=0.0))
         model = CoeffModel(config, face.names, face.id, face.lower, face.upper, seed=0)
         model.load_state_dict(perturbed_model(face, seed=2).state_dict())
         losses[weight] = model.exp_flow.window_loss(batch, torch.Generator().manual_seed(0))
@@ -229,10 +242,32 @@ def test_rec_weight_adds_the_squared_error_of_the_context_location(face: FaceMod
         context = flow.window_contexts(batch["exp"], batch["available"], static)
         shift = flow.located.net(context)[:, : model.dim]
         truth = batch["exp"][:, TINY.tau:].reshape(-1, model.dim)
-        expected = (shift - flow.standardize.normalize(truth)).square().mean()
+        expected = (shift - flow.standardize(truth)[0]).square().mean()
     assert float(losses[0.0]["rec"]) == 0.0
     assert float(losses[2.0]["rec"]) == pytest.approx(float(expected), rel=1e-5)
     assert float(losses[2.0]["loss"] - losses[0.0]["loss"]) == pytest.approx(2.0 * float(expected), rel=1e-4)
+
+
+def test_closed_lips_are_dequantised_below_the_gap_limit_and_nothing_else_moves(face: FaceModel) -> None:
+    """Training frames whose lips meet (mouthClose >= jawOpen) become gaps of -seal_depth·|noise|
+    by a lower jawOpen; open frames and every other channel keep the ordinary dequantised values."""
+    config = replace(TINY, seal_depth=0.05)
+    flow = CoeffModel(config, face.names, face.id, face.lower, face.upper).exp_flow
+    jaw, close = lip_columns(face.names)
+    clean = torch.rand(40, face.n_expressions, generator=torch.Generator().manual_seed(3))
+    clean[::2, close] = clean[::2, jaw]  # even frames sealed, odd frames open by construction
+    clean[1::2, close] = 0.5 * clean[1::2, jaw]
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(4))
+    data = clean + 0.01 * noise
+    pressed = flow.press_closed(data, clean, noise)
+    gap = pressed[:, jaw] - pressed[:, close]
+    torch.testing.assert_close(gap[::2], -0.05 * noise[::2, jaw].abs())
+    torch.testing.assert_close(pressed[1::2], data[1::2])
+    others = [k for k in range(face.n_expressions) if k != jaw]
+    torch.testing.assert_close(pressed[:, others], data[:, others])
+    flow.seal_depth = 0.0
+    torch.testing.assert_close(flow.press_closed(data, clean, noise), data)
+
 
 # --- sampling -------------------------------------------------------------------------------
 
@@ -277,6 +312,18 @@ def test_samples_respect_the_face_model_bounds(model: CoeffModel) -> None:
     exp, _ = sample_takes(model, audio_features(), zeros_source(model),
                           SampleSettings(takes=3, temperature=2.0, manifold_blend=0.0))
     assert (exp >= model.lower.numpy() - 1e-7).all() and (exp <= model.upper.numpy() + 1e-7).all()
+
+
+def test_samples_never_push_the_lips_through_each_other(model: CoeffModel) -> None:
+    """At a high temperature the flow draws many gaps below 0; every one comes out as lips that
+    meet exactly (mouthClose == jawOpen), never as mouthClose above jawOpen."""
+    exp, _ = sample_takes(model, audio_features(), zeros_source(model),
+                          SampleSettings(takes=3, temperature=2.0, manifold_blend=0.0))
+    jaw, close = model.lips
+    assert (exp[..., close] <= exp[..., jaw]).all()
+    assert (exp[..., close] == exp[..., jaw]).mean() > 0.05
+    frame = torch.tensor([[0.2, 0.5, 0.1], [0.4, 0.3, 0.9]])
+    torch.testing.assert_close(limit_lips(frame, (0, 1)), torch.tensor([[0.2, 0.2, 0.1], [0.4, 0.3, 0.9]]))
 
 
 def test_pose_off_gives_zeros_and_leaves_expressions_unchanged(model: CoeffModel) -> None:
@@ -336,9 +383,12 @@ def test_emotion_changes_the_generated_expressions(model: CoeffModel) -> None:
 
 def test_emotion_transfer_reproduces_a_reference_played_in_its_own_context(model: CoeffModel) -> None:
     """z = f⁻¹(βʳ, c): with temperature 0 and the reference's own (silent) context, generation
-    gives the reference sequence back frame for frame."""
+    gives the reference sequence back frame for frame (a reference whose lips never pass through
+    each other: mouthClose at most jawOpen, as `limit_lips` keeps every take)."""
     rng = np.random.default_rng(5)
     reference = rng.uniform(0.1, 0.9, (FRAMES, model.dim)).astype(np.float32)
+    jaw, close = model.lips
+    reference[:, close] = np.minimum(reference[:, close], reference[:, jaw])
     silent = np.zeros((FRAMES, AUDIO_WIDTH), np.float32)
     settings = SampleSettings(temperature=0.0, manifold_blend=0.0, reference=reference, pose=False)
     exp, _ = sample_takes(model, silent, zeros_source(model), settings)
@@ -453,7 +503,7 @@ def test_weights_round_trip_gives_identical_samples(face: FaceModel, tmp_path) -
 
 
 def test_weights_for_another_face_model_are_refused(face: FaceModel, tmp_path) -> None:
-    other = CoeffModel(TINY, face.names[:5], "other@1", np.zeros(5), np.ones(5))
+    other = CoeffModel(replace(TINY, lip_gap=False), face.names[:5], "other@1", np.zeros(5), np.ones(5))
     save_weights(tmp_path, other)
     with pytest.raises(WeightsError, match="other@1"):
         load_weights(tmp_path, face)
@@ -465,4 +515,8 @@ def test_missing_or_broken_weights_get_a_clear_error(face: FaceModel, tmp_path) 
     save_weights(tmp_path, perturbed_model(face))
     (tmp_path / "coeff.safetensors").write_bytes(b"not a tensor file")
     with pytest.raises(WeightsError, match="safetensors"):
+        load_weights(tmp_path, face)
+    config = tmp_path / "config.yaml"
+    config.write_text(config.read_text().replace("version: 2", "version: 1"))
+    with pytest.raises(WeightsError, match="has version 1; this build reads 2 .*retrain"):
         load_weights(tmp_path, face)

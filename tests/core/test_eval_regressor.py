@@ -9,7 +9,7 @@ import torch
 
 from core.audio import frame_windows
 from core.coeff.config import PRESETS
-from core.coeff.model import ExpFlow
+from core.coeff.model import ExpFlow, lip_columns
 from core.emotions import emotion_index
 from core.eval.regressor import RegressorError, load_regressor, save_regressor, train_regressor
 from core.train.data import load_split
@@ -42,9 +42,12 @@ def test_the_conditioner_is_expflows_own(trained, face) -> None:
     assert shapes == expected
 
 
-def test_a_flow_started_from_the_regressor_locates_every_frame_at_its_prediction(trained, toy, face) -> None:
+@pytest.mark.parametrize("lip_gap", [False, True])
+def test_a_flow_started_from_the_regressor_locates_every_frame_at_its_prediction(trained, toy, face, lip_gap) -> None:
+    """m(c) of the started flow is the regressor's head, in the flow's own coordinates: with the
+    lip gap, the head's output mapped into them (the same coefficients once mapped back)."""
     model, _ = trained
-    flow = ExpFlow(len(face.names), TINY, seed=3)
+    flow = ExpFlow(len(face.names), TINY, seed=3, gap=lip_columns(face.names) if lip_gap else None)
     model.initialise_flow(flow)
     seq = load_split(toy, "val")[0]
     windows = torch.as_tensor(frame_windows(seq.audio, TINY.audio_before, TINY.audio_after))[None]
@@ -56,7 +59,9 @@ def test_a_flow_started_from_the_regressor_locates_every_frame_at_its_prediction
                     for net in (flow, model.conditioner)]
         torch.testing.assert_close(contexts[0], contexts[1])
         location, log_scale = flow.located.location_scale(contexts[0])
-        torch.testing.assert_close(location, model.head(contexts[1]))
+        predicted = model.conditioner.standardize.inverse(model.head(contexts[1]))
+        torch.testing.assert_close(location, flow.standardize.coordinates(predicted), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(flow.standardize.inverse(location), predicted, atol=1e-5, rtol=1e-4)
     assert log_scale.abs().max() == 0  # the spread is left to flow training
 
 
@@ -79,12 +84,17 @@ def test_training_lowers_the_error_and_the_jaw_follows_the_audio(trained, toy) -
 
 
 def test_predictions_are_deterministic_and_inside_the_bounds(trained, toy, face) -> None:
+    """Inside the face model's range, with lips that never pass through each other (the toy's
+    random channels put mouthClose above jawOpen often; predictions never do)."""
     model, _ = trained
     seq = load_split(toy, "val")[0]
     first = model.predict(seq.audio, seq.beta0, seq.emotion)
     np.testing.assert_array_equal(first, model.predict(seq.audio, seq.beta0, seq.emotion))
     assert first.shape == seq.exp.shape
     assert (first >= face.lower - 1e-6).all() and (first <= face.upper + 1e-6).all()
+    jaw, close = lip_columns(face.names)
+    assert (seq.exp[:, close] > seq.exp[:, jaw]).any()
+    assert (first[:, close] <= first[:, jaw]).all()
 
 
 def test_the_same_seed_trains_the_same_weights(toy, face) -> None:

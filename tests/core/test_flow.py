@@ -25,9 +25,9 @@ from core.flow import (
 DIM, CONTEXT, CLASSES, BATCH = 6, 10, 3, 4
 TINY = {"hidden": 16, "heads": 2, "layers": 1, "value_tokens": 2, "context_tokens": 3}
 
-def standardize(seed: int) -> Standardize:
+def standardize(seed: int, gap: tuple[int, int] | None = None) -> Standardize:
     """A Standardize with statistics from skewed, offset samples."""
-    transform = Standardize(DIM)
+    transform = Standardize(DIM, gap)
     data = 3.0 * torch.rand(50, DIM, generator=torch.Generator().manual_seed(seed)) ** 2 + 1.0
     transform.set_statistics(data)
     return transform
@@ -35,6 +35,7 @@ def standardize(seed: int) -> Standardize:
 
 FACTORIES: dict[str, Callable[[int], Transform]] = {
     "standardize": standardize,
+    "standardize_lip_gap": lambda seed: standardize(seed, gap=(4, 1)),
     "actnorm": lambda seed: ActNorm(DIM),
     "multi_actnorm": lambda seed: MultiActNorm(DIM, CLASSES),
     "invertible_linear": lambda seed: InvertibleLinear(DIM, seed),
@@ -96,7 +97,7 @@ def test_logdet_matches_autograd_jacobian(name: str) -> None:
         torch.testing.assert_close(logdet[i], expected, atol=1e-8, rtol=0)
 
 
-@pytest.mark.parametrize("name", [name for name in FACTORIES if name != "standardize"])
+@pytest.mark.parametrize("name", [name for name in FACTORIES if not name.startswith("standardize")])
 def test_every_parameter_gets_a_gradient(name: str) -> None:
     transform = perturbed(name)
     x, context, label = inputs()
@@ -165,6 +166,23 @@ def test_standardize_keeps_its_statistics_out_of_training() -> None:
     x, _, _ = inputs()
     z, _ = transform(3.0 * x + 2.0)
     torch.testing.assert_close(z, (3.0 * x + 2.0 - transform.mean) / transform.std)
+
+
+def test_a_gap_coordinate_is_the_difference_in_the_first_channels_units() -> None:
+    """With gap (j, c), coordinate j is (x_j - x_c) / std_j, 0 wherever the two are equal; every
+    other coordinate, the log-determinant and the context's `normalize` stay per-dimension."""
+    plain, gapped = standardize(seed=2), standardize(seed=2, gap=(4, 1))
+    x, _, _ = inputs()
+    x = x.float().abs()
+    x[0, 4] = x[0, 1]  # one frame where the two channels meet
+    (z, logdet), (z_plain, logdet_plain) = gapped(x), plain(x)
+    torch.testing.assert_close(z[:, 4], (x[:, 4] - x[:, 1]) / gapped.std[4])
+    assert float(z[0, 4]) == pytest.approx(0.0, abs=1e-6)
+    others = [k for k in range(DIM) if k != 4]
+    torch.testing.assert_close(z[:, others], z_plain[:, others])
+    torch.testing.assert_close(logdet, logdet_plain)
+    torch.testing.assert_close(gapped.normalize(x), plain.normalize(x))
+    torch.testing.assert_close(gapped.coordinates(x), z)
 
 
 def test_invertible_linear_gradient_free_inverse_is_cached_and_follows_updates() -> None:
