@@ -70,7 +70,11 @@ class FlowVQSettings(bpy.types.PropertyGroup):
     use_reference: BoolProperty(name="Reference From Pose", description=(
         "Generate from reference coefficients (taken from the target's shape keys) instead of the emotion"))
     reference: CollectionProperty(type=FlowVQValue)
-    temperature: FloatProperty(name="Temperature", default=0.7, min=0.0, max=2.0)
+    temperature: FloatProperty(name="Temperature", default=0.3, min=0.0, max=2.0, description=(
+        "Spread of the expression: 0 gives the most likely lips and face, more gives varied takes "
+        "whose lips follow the speech less closely"))
+    pose_temperature: FloatProperty(name="Variation", default=0.7, min=0.0, max=2.0, description=(
+        "Spread of the head motion between takes"))
     seed: IntProperty(name="Seed", default=0, min=0)
     takes: IntProperty(name="Takes", default=1, min=1, max=16)
     use_pose: BoolProperty(name="Head Pose", default=True)

@@ -31,7 +31,9 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument("--takes", type=int, default=defaults.takes, help="how many takes (default %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="take k uses seed + k (default %(default)s)")
     parser.add_argument("--temperature", type=float, default=defaults.temperature,
-                        help="latent noise spread in [0, 2] (default %(default)s)")
+                        help="expression latent spread in [0, 2] (default %(default)s)")
+    parser.add_argument("--pose-temperature", type=float, default=defaults.pose_temperature,
+                        help="head-motion latent spread in [0, 2] (default %(default)s)")
     parser.add_argument("--intensity", type=float, default=defaults.intensity,
                         help="emotion intensity in [0, 1] (default %(default)s)")
     parser.add_argument("--reference", type=Path, metavar="TAKES",
@@ -67,9 +69,10 @@ def run_generate(args: argparse.Namespace) -> int:
     source = source_from_portrait(args.source, generator.face) if args.source is not None else None
     settings = GenerateSettings(
         sample=SampleSettings(
-            emotion=args.emotion, intensity=args.intensity, temperature=args.temperature, seed=args.seed,
-            takes=args.takes, pose=args.pose, pose_amount=args.pose_amount,
-            manifold_blend=args.manifold_blend, reference=reference, blinks=args.blinks,
+            emotion=args.emotion, intensity=args.intensity, temperature=args.temperature,
+            pose_temperature=args.pose_temperature, seed=args.seed, takes=args.takes, pose=args.pose,
+            pose_amount=args.pose_amount, manifold_blend=args.manifold_blend, reference=reference,
+            blinks=args.blinks,
         ),
         fps=args.fps,
         source_exp=source,

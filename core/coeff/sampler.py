@@ -13,8 +13,10 @@ Latent centres (ExpFlow):
   back and forth over the take), encoded with silent (all-zero, i.e. average) audio and the
   reference's own previous frames.
 The sampled latent is centre + temperature · ε (temperature 0 reproduces a reference exactly as
-the paper's transfer does), optionally blended with its manifold projection onto the latent bank.
-Expression samples are clamped to the face model's coefficient range, with mouthClose at most
+the paper's transfer does), optionally blended with its manifold projection onto the latent bank;
+PoseFlow's is pose_temperature · ε. The two spreads are separate because they cost differently:
+expression noise moves the lips away from the speech (mouth error grows with it), head-motion noise
+only varies the takes. Expression samples are clamped to the face model's coefficient range, with mouthClose at most
 jawOpen (`core.coeff.model.limit_lips`: the lips meet, never pass through); pose is scaled by
 ``pose_amount`` (or skipped: zeros).
 """
@@ -70,7 +72,8 @@ class SampleSettings:
     """What an animator chooses for one generation.
 
     emotion: one of `core.emotions.EMOTIONS` (with a reference: the class the reference is encoded
-    and decoded under); intensity in [0, 1]; temperature in [0, 2]: the spread of the latent noise;
+    and decoded under); intensity in [0, 1]; temperature in [0, 2]: the spread of ExpFlow's latent
+    noise (lips and face); pose_temperature in [0, 2]: the spread of PoseFlow's (head motion);
     seed: take k uses seed + k; takes: how many; pose on/off and pose_amount in [0, 2];
     manifold_blend in [0, 1] and manifold_k >= 1: manifold projection (needs a latent bank);
     reference: optional (R, D) expression coefficients for emotion transfer; blinks: add seeded
@@ -79,7 +82,8 @@ class SampleSettings:
 
     emotion: str = TALK
     intensity: float = 1.0
-    temperature: float = 0.7
+    temperature: float = 0.3
+    pose_temperature: float = 0.7
     seed: int = 0
     takes: int = 1
     pose: bool = True
@@ -94,6 +98,7 @@ class SampleSettings:
         emotion_index(self.emotion)
         _in_range("intensity", self.intensity, 0.0, 1.0)
         _in_range("temperature", self.temperature, 0.0, 2.0)
+        _in_range("pose_temperature", self.pose_temperature, 0.0, 2.0)
         _in_range("pose_amount", self.pose_amount, 0.0, 2.0)
         _in_range("manifold_blend", self.manifold_blend, 0.0, 1.0)
         if not 1 <= self.takes <= MAX_TAKES:
@@ -303,7 +308,7 @@ def sample_takes(
                          (model.lower, model.upper), model.lips)]
     if settings.pose:
         pose_static = model.pose_flow.static_context(windows[None], None, None)
-        pose_latents = settings.temperature * pose_noise.to(device)
+        pose_latents = settings.pose_temperature * pose_noise.to(device)
         rollouts.append(_Rollout(model.pose_flow, pose_static.expand(n_takes, -1, -1), pose_latents, label, None, None))
     _run(rollouts, frames, progress, cancel)
     exp = rollouts[0].output.cpu().numpy()

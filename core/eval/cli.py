@@ -2,7 +2,8 @@
 ``flowvq train regressor`` (the MSE baseline, `core.eval.regressor`).
 
     flowvq eval [--corpus data/corpus] [--weights DIR] [--regressor DIR] [--takes 4]
-                [--temperature 0.7] [--seed 0] [--limit N] [--json] [--out REPORT.json]
+                [--temperature T] [--pose-temperature T] [--seed 0] [--limit N] [--json]
+                [--out REPORT.json]
 
 prints the comparison table (to stderr with ``--json``, which prints the JSON report on stdout) and
 writes the report to ``--out`` when given.
@@ -35,7 +36,10 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser.add_argument("--weights", type=Path, help="coefficient flow weights (default: the shipped ones)")
     parser.add_argument("--regressor", type=Path, help="MSE regressor weights (default: the shipped ones)")
     parser.add_argument("--takes", type=int, default=4, help="flow takes per sequence (default %(default)s)")
-    parser.add_argument("--temperature", type=float, default=0.7, help="(default %(default)s)")
+    parser.add_argument("--temperature", type=float, default=EvalSettings.temperature,
+                        help="the flows' expression temperature (default %(default)s)")
+    parser.add_argument("--pose-temperature", type=float, default=EvalSettings.pose_temperature,
+                        help="the flows' head-motion temperature (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="first take's seed (default %(default)s)")
     parser.add_argument("--manifold-blend", type=float, default=1.0,
                         help="the flows' manifold projection in [0, 1] (default %(default)s)")
@@ -48,7 +52,8 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 
 def run_eval(args: argparse.Namespace) -> int:
     """Run the evaluation; returns 0."""
-    settings = EvalSettings(takes=args.takes, temperature=args.temperature, seed=args.seed,
+    settings = EvalSettings(takes=args.takes, temperature=args.temperature,
+                            pose_temperature=args.pose_temperature, seed=args.seed,
                             manifold_blend=args.manifold_blend, limit=args.limit)
     with progress_bar("eval", "seq") as progress:
         report = evaluate(args.corpus, settings, weights=args.weights, regressor=args.regressor,

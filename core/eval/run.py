@@ -3,7 +3,7 @@
 Systems, each run on every test-split sequence of a built corpus (`core.corpus.build`):
 
     flow        the coefficient flows (default weights unless given): ``takes`` seeded takes at
-                the given temperature, full intensity of the sequence's emotion
+                the given temperatures, full intensity of the sequence's emotion
     regressor   `core.eval.regressor.MSERegressor`: the same conditioner trained with MSE (the
                 shipped baseline weights unless given); deterministic, one take
     rhubarb     `core.eval.rhubarb`: pocketsphinx phone recognition without the transcript ->
@@ -63,11 +63,13 @@ _COLUMNS: tuple[tuple[str, str, str], ...] = (
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """What `evaluate` runs: flow takes per sequence, their temperature, first seed and manifold
-    projection blend, and an optional limit on the number of test sequences (the first N by name)."""
+    """What `evaluate` runs: flow takes per sequence, their expression and head-motion temperatures
+    (the sampler's defaults unless given), first seed and manifold projection blend, and an
+    optional limit on the number of test sequences (the first N by name)."""
 
     takes: int = 4
-    temperature: float = 0.7
+    temperature: float = SampleSettings.temperature
+    pose_temperature: float = SampleSettings.pose_temperature
     seed: int = 0
     manifold_blend: float = 1.0
     limit: int | None = None
@@ -190,7 +192,8 @@ def _system_outputs(
 ) -> dict[str, Any]:
     """Each system's expression for one test sequence: "flow" -> (takes (K, T, D), poses (K, T, 6)),
     "regressor" and "rhubarb" -> (T, D)."""
-    sample = SampleSettings(emotion=seq.emotion, temperature=settings.temperature, seed=settings.seed,
+    sample = SampleSettings(emotion=seq.emotion, temperature=settings.temperature,
+                            pose_temperature=settings.pose_temperature, seed=settings.seed,
                             takes=settings.takes, manifold_blend=settings.manifold_blend)
     exp, pose = sample_takes(model, seq.audio, seq.beta0, sample)
     frames = len(seq.exp)

@@ -359,9 +359,26 @@ def test_pose_amount_scales_the_head_motion(model: CoeffModel) -> None:
 
 def test_temperature_zero_removes_take_to_take_variation(model: CoeffModel) -> None:
     exp, pose = sample_takes(model, audio_features(), zeros_source(model),
-                             SampleSettings(takes=3, temperature=0.0, manifold_blend=0.0))
+                             SampleSettings(takes=3, temperature=0.0, pose_temperature=0.0, manifold_blend=0.0))
     np.testing.assert_allclose(exp[0], exp[2], atol=1e-6)
     np.testing.assert_allclose(pose[0], pose[1], atol=1e-6)
+
+
+def test_each_temperature_spreads_only_its_own_flow(model: CoeffModel) -> None:
+    """temperature varies the expressions between takes and leaves the head motion as it is;
+    pose_temperature the other way round."""
+    def takes(temperature: float, pose_temperature: float) -> tuple[np.ndarray, np.ndarray]:
+        return sample_takes(model, audio_features(), zeros_source(model), SampleSettings(
+            takes=2, seed=4, temperature=temperature, pose_temperature=pose_temperature,
+            manifold_blend=0.0, blinks=False))
+    still_head, moving_head = takes(0.7, 0.0), takes(0.7, 0.7)
+    np.testing.assert_array_equal(still_head[0], moving_head[0])
+    np.testing.assert_allclose(still_head[1][0], still_head[1][1], atol=1e-5)
+    assert not np.allclose(moving_head[1][0], moving_head[1][1])
+    still_face = takes(0.0, 0.7)
+    np.testing.assert_array_equal(still_face[1], moving_head[1])
+    np.testing.assert_allclose(still_face[0][0], still_face[0][1], atol=1e-5)
+    assert not np.allclose(moving_head[0][0], moving_head[0][1])
 
 
 def test_intensity_moves_the_latent_centre_from_talk_to_the_emotion(model: CoeffModel) -> None:
@@ -433,6 +450,7 @@ def test_progress_reaches_one_in_order_and_cancel_stops_generation(model: CoeffM
         ({"emotion": "bored"}, UnknownEmotionError, "bored"),
         ({"intensity": 1.5}, SettingsError, "intensity"),
         ({"temperature": float("nan")}, SettingsError, "temperature"),
+        ({"pose_temperature": 2.5}, SettingsError, "pose_temperature"),
         ({"takes": 0}, SettingsError, "takes"),
         ({"seed": -1}, SettingsError, "seed"),
         ({"manifold_blend": 0.5}, SettingsError, "latent bank"),

@@ -258,12 +258,12 @@ def test_info_describes_the_loaded_model(generator, weights, face):
 def test_settings_from_dict_match_the_same_settings_built_in_python(face):
     reference = [[0.1] * face.n_expressions]
     built = GenerateSettings.from_dict({
-        "emotion": "sad", "intensity": 1, "temperature": 0.5, "seed": 3, "takes": 2, "pose": False,
+        "emotion": "sad", "intensity": 1, "temperature": 0.5, "pose_temperature": 1.5, "seed": 3, "takes": 2, "pose": False,
         "pose_amount": 0.5, "manifold_blend": 0, "manifold_k": 4, "reference": reference, "fps": 60,
         "source_exp": [0.0] * face.n_expressions,
     })
     assert built.sample == replace(
-        SampleSettings(emotion="sad", intensity=1.0, temperature=0.5, seed=3, takes=2, pose=False,
+        SampleSettings(emotion="sad", intensity=1.0, temperature=0.5, pose_temperature=1.5, seed=3, takes=2, pose=False,
                        pose_amount=0.5, manifold_blend=0.0, manifold_k=4),
         reference=built.sample.reference,
     )
