@@ -2,8 +2,8 @@
 ``flowvq train regressor`` (the MSE baseline, `core.eval.regressor`).
 
     flowvq eval [--corpus data/corpus] [--weights DIR] [--regressor DIR] [--takes 4]
-                [--temperature T] [--pose-temperature T] [--seed 0] [--limit N] [--json]
-                [--out REPORT.json]
+                [--temperature T] [--pose-temperature T] [--seed 0] [--limit N]
+                [--split test|val] [--json] [--out REPORT.json]
 
 prints the comparison table (to stderr with ``--json``, which prints the JSON report on stdout) and
 writes the report to ``--out`` when given.
@@ -17,7 +17,7 @@ from pathlib import Path
 from core.coeff.config import CoeffConfig
 from core.coeff.weights import default_weights_dir, read_weights_config
 from core.eval.regressor import save_regressor, train_regressor
-from core.eval.run import EvalSettings, evaluate, format_table
+from core.eval.run import EVAL_SPLITS, EvalSettings, evaluate, format_table
 from core.face import builtin
 from core.fileio import write_atomic
 from core.progress import progress_bar
@@ -43,7 +43,10 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser.add_argument("--seed", type=int, default=0, help="first take's seed (default %(default)s)")
     parser.add_argument("--manifold-blend", type=float, default=1.0,
                         help="the flows' manifold projection in [0, 1] (default %(default)s)")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N test sequences")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N sequences")
+    parser.add_argument("--split", choices=EVAL_SPLITS, default=EvalSettings.split,
+                        help="test: voices training never heard; val: held-out sentences of the "
+                             "training voices, for choosing settings (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
     parser.set_defaults(func=run_eval)
@@ -54,7 +57,7 @@ def run_eval(args: argparse.Namespace) -> int:
     """Run the evaluation; returns 0."""
     settings = EvalSettings(takes=args.takes, temperature=args.temperature,
                             pose_temperature=args.pose_temperature, seed=args.seed,
-                            manifold_blend=args.manifold_blend, limit=args.limit)
+                            manifold_blend=args.manifold_blend, limit=args.limit, split=args.split)
     with progress_bar("eval", "seq") as progress:
         report = evaluate(args.corpus, settings, weights=args.weights, regressor=args.regressor,
                           progress=progress)

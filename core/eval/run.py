@@ -1,6 +1,8 @@
 """`flowvq eval`: the default flows against two baselines on the corpus's held-out voices.
 
-Systems, each run on every test-split sequence of a built corpus (`core.corpus.build`):
+Systems, each run on every sequence of one split of a built corpus (`core.corpus.build`): the test
+split, whose voices training never hears, unless told otherwise (``val``: held-out sentences of the
+training voices, for choosing settings without looking at the test voices):
 
     flow        the coefficient flows (default weights unless given): ``takes`` seeded takes at
                 the given temperatures, full intensity of the sequence's emotion
@@ -47,9 +49,11 @@ from core.face import builtin
 from core.face.model import FaceModel
 from core.train.data import CoeffSequence, load_split, read_meta
 
-__all__ = ["SYSTEMS", "EvalSettings", "default_regressor_dir", "sequence_nll", "evaluate", "format_table"]
+__all__ = ["SYSTEMS", "EVAL_SPLITS", "EvalSettings", "default_regressor_dir", "sequence_nll", "evaluate",
+           "format_table"]
 
 SYSTEMS: tuple[str, ...] = ("flow", "regressor", "rhubarb", "truth")
+EVAL_SPLITS: tuple[str, ...] = ("test", "val")
 _COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("m_lmd_mm", "M-LMD mm", "{:.2f}"),
     ("f_lmd_mm", "F-LMD mm", "{:.2f}"),
@@ -65,7 +69,7 @@ _COLUMNS: tuple[tuple[str, str, str], ...] = (
 class EvalSettings:
     """What `evaluate` runs: flow takes per sequence, their expression and head-motion temperatures
     (the sampler's defaults unless given), first seed and manifold projection blend, and an
-    optional limit on the number of test sequences (the first N by name)."""
+    optional limit on the number of sequences (the first N by name), and the split evaluated."""
 
     takes: int = 4
     temperature: float = SampleSettings.temperature
@@ -73,6 +77,7 @@ class EvalSettings:
     seed: int = 0
     manifold_blend: float = 1.0
     limit: int | None = None
+    split: str = "test"
 
 
 def default_regressor_dir() -> Path:
@@ -146,7 +151,10 @@ def evaluate(
     regressor: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Run every system on the corpus's test split; returns the JSON report (see `format_table`)."""
+    """Run every system on the corpus's ``settings.split``; returns the JSON report (see
+    `format_table`; ``"voices"``: the split's voices)."""
+    if settings.split not in EVAL_SPLITS:
+        raise FlowVQError(f"split must be one of {', '.join(EVAL_SPLITS)}, got {settings.split!r}")
     corpus = Path(corpus)
     manifest = read_manifest(corpus)
     meta = read_meta(corpus)
@@ -156,7 +164,7 @@ def evaluate(
     if abs(meta.fps - model.config.fps) > 1e-6:
         raise FlowVQError(f"the corpus is at {meta.fps} fps but the flows run at {model.config.fps} fps")
     records = {r["name"]: r for r in manifest["sequences"]}
-    test = load_split(corpus, "test")[: settings.limit]
+    test = load_split(corpus, settings.split)[: settings.limit]
     train = load_split(corpus, "train")
     train_exps, train_labels = [s.exp - s.beta0 for s in train], [s.emotion for s in train]
     classifier = EmotionClassifier(meta.fps).fit(train_exps, train_labels)
@@ -178,7 +186,7 @@ def evaluate(
     report["flow"]["nll"] = float(np.mean(nll))
     report["flow"].update({k: float(np.mean([t[k] for t in take_scores])) for k in take_scores[0]})
     return {
-        "corpus": str(corpus), "test_voices": manifest["voices"]["test"], "sequences": len(test),
+        "corpus": str(corpus), "voices": manifest["voices"][settings.split], "sequences": len(test),
         "frames": int(sum(len(s.exp) for s in test)), "settings": asdict(settings),
         "closed_gap_mm": CLOSED_GAP_MM, "classifier_train_sequences": len(train),
         "classifier_train_accuracy": classifier.accuracy(train_exps, train_labels),
@@ -231,7 +239,7 @@ def format_table(report: dict[str, Any]) -> str:
     flow = report["systems"]["flow"]
     extra = [f"{k} = {v:.3f}" for k, v in flow.items() if k.startswith(("m_lmd_", "diversity_"))]
     lines.append("")
-    lines.append(f"{report['sequences']} test sequences ({report['frames']} frames), voices "
-                 f"{', '.join(report['test_voices'])}; flow takes per sequence: {report['settings']['takes']}")
+    lines.append(f"{report['sequences']} {report['settings']['split']} sequences ({report['frames']} frames), "
+                 f"voices {', '.join(report['voices'])}; flow takes per sequence: {report['settings']['takes']}")
     lines.append("flow takes: " + ", ".join(extra))
     return "\n".join(lines)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from core.cli import main
+from core.errors import FlowVQError
 from core.coeff.weights import load_weights
 from core.corpus.build import CorpusError, CorpusSpec, build_corpus
 from core.corpus.speech import VOICES, available_voices
@@ -35,7 +36,7 @@ def report(corpus):
 
 
 def test_every_system_gets_every_metric(report) -> None:
-    assert report["sequences"] == 2 * 3 and report["test_voices"] == [MBROLA[-1]]
+    assert report["sequences"] == 2 * 3 and report["voices"] == [MBROLA[-1]]
     for system in SYSTEMS:
         row = report["systems"][system]
         for key in ("m_lmd_mm", "f_lmd_mm", "bilabial_closure", "open_vowel_gap_mm", "jerk_m_s3",
@@ -47,6 +48,17 @@ def test_every_system_gets_every_metric(report) -> None:
     assert flow["m_lmd_mean_over_best"] >= 1.0
     assert flow["diversity_expression"] > 0 and flow["diversity_pose_degrees"] > 0
     assert math.isfinite(flow["nll"])
+
+
+def test_the_val_split_is_evaluated_on_its_own_voices_and_other_splits_are_refused(corpus) -> None:
+    """val (held-out sentences of the training voices) is there for choosing settings without
+    the test voices; the report names the split and its voices."""
+    val = load_split(corpus, "val")
+    report = evaluate(corpus, EvalSettings(takes=2, limit=2, split="val"))
+    assert report["sequences"] == min(2, len(val)) > 0 and report["voices"] == [MBROLA[0]]
+    assert report["settings"]["split"] == "val" and "val sequences" in format_table(report)
+    with pytest.raises(FlowVQError, match="split must be one of test, val"):
+        evaluate(corpus, EvalSettings(split="train"))
 
 
 def test_the_flow_carries_the_emotion_the_recogniser_baseline_cannot(report) -> None:
