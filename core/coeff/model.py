@@ -27,7 +27,9 @@ from torch.nn import functional as F
 from core.audio import N_MELS
 from core.coeff.config import CoeffConfig, ConfigError, FlowConfig
 from core.emotions import EMOTIONS
-from core.flow import Composite, ContextAffine, StandardGaussian, Standardize, StudentTMixture, flow_step
+from core.flow import (
+    Composite, ContextAffine, StandardGaussian, Standardize, StudentTMixture, flow_step, replace_column,
+)
 from core.takes import POSE_COLUMNS
 
 __all__ = [
@@ -53,8 +55,7 @@ def limit_lips(frame: Tensor, lips: tuple[int, int]) -> Tensor:
     """mouthClose held at or below jawOpen: lips that meet do not pass through each other (the
     training data never has mouthClose above jawOpen). Shapes: frame (..., D) -> (..., D)."""
     jaw, close = lips
-    closed = torch.minimum(frame[..., close], frame[..., jaw]).unsqueeze(-1)
-    return torch.cat([frame[..., :close], closed, frame[..., close + 1 :]], dim=-1)
+    return replace_column(frame, close, torch.minimum(frame[..., close], frame[..., jaw]))
 
 
 class AudioEncoder(nn.Module):
@@ -215,10 +216,7 @@ class SequenceFlow(nn.Module):
         jaw, close = gap
         closed = clean[..., jaw] - clean[..., close] <= 0
         pressed = data[..., close] - self.seal_depth * noise[..., jaw].abs()
-        return torch.cat([
-            data[..., :jaw], torch.where(closed, pressed, data[..., jaw]).unsqueeze(-1),
-            data[..., jaw + 1 :],
-        ], dim=-1)
+        return replace_column(data, jaw, torch.where(closed, pressed, data[..., jaw]))
 
     def window_contexts(
         self, data: Tensor, available: Tensor, static: Tensor, keep: Tensor | None = None

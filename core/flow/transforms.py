@@ -30,6 +30,7 @@ __all__ = [
     "ContextAffine",
     "TransformerBlock",
     "flow_step",
+    "replace_column",
 ]
 
 
@@ -114,7 +115,7 @@ class Standardize(Transform):
         if self.gap is None:
             return z
         j, c = self.gap
-        return _put(z, j, (x[..., j] - x[..., c]) / self.std[j])
+        return replace_column(z, j, (x[..., j] - x[..., c]) / self.std[j])
 
     def forward(
         self, x: Tensor, context: Tensor | None = None, label: Tensor | None = None
@@ -130,10 +131,10 @@ class Standardize(Transform):
         if self.gap is None:
             return x
         j, c = self.gap
-        return _put(x, j, x[..., c] + self.std[j] * z[..., j])
+        return replace_column(x, j, x[..., c] + self.std[j] * z[..., j])
 
 
-def _put(x: Tensor, index: int, column: Tensor) -> Tensor:
+def replace_column(x: Tensor, index: int, column: Tensor) -> Tensor:
     """``x`` with its last-axis entry ``index`` replaced by ``column``, out of place (autograd and
     tracing safe). Shapes: x (..., D), column (...) -> (..., D)."""
     return torch.cat([x[..., :index], column.unsqueeze(-1), x[..., index + 1 :]], dim=-1)
