@@ -56,7 +56,8 @@ class JobSettings(RenderSettings):
         None, description="reference expression coefficients for emotion transfer: [D] or [[D] x T]")
     intensity: float = Field(_SAMPLE.intensity, ge=0.0, le=1.0)
     temperature: float = Field(_SAMPLE.temperature, ge=0.0, le=2.0, description="expression latent spread")
-    pose_temperature: float = Field(_SAMPLE.pose_temperature, ge=0.0, le=2.0, description="head-motion latent spread")
+    pose_temperature: float = Field(_SAMPLE.pose_temperature, ge=0.0, le=2.0,
+                                    description="head-motion latent spread")
     seed: int = Field(_SAMPLE.seed, ge=0, le=MAX_SEED, description="take k uses seed + k")
     takes: int = Field(_SAMPLE.takes, ge=1, le=LIMITS.max_takes)
     pose: bool = Field(_SAMPLE.pose, description="generate head motion")

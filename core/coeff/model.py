@@ -188,7 +188,7 @@ class SequenceFlow(nn.Module):
         context = self.window_contexts(data, batch["available"], static, keep.to(data.dtype))
         frame_label = label.repeat_interleave(length)
         truth, tail_noise = clean[:, total - length :], noise[:, total - length :]
-        target = self.press_closed(data[:, total - length :], truth, tail_noise).reshape(n_batch * length, dim)
+        target = self.press_closed(data[:, total - length :], truth, tail_noise).reshape(-1, dim)
         nll = -self.log_prob(target, context, frame_label)
         generated = self.flow.inverse(
             self.sample_latent(frame_label, n_batch * length, generator), context, frame_label
@@ -199,7 +199,7 @@ class SequenceFlow(nn.Module):
         rec = clean.new_zeros(())
         if settings.rec_weight:
             location = self.located.location_scale(context)[0]  # the flow's standardised coordinates
-            pressed = self.press_closed(truth, truth, tail_noise).reshape(n_batch * length, dim)
+            pressed = self.press_closed(truth, truth, tail_noise).reshape(-1, dim)
             rec = (location - self.standardize(pressed)[0]).square().mean()
             loss = loss + settings.rec_weight * rec
         return {"loss": loss, "nll": nll.mean().detach(), "con": con.detach(), "rec": rec.detach()}

@@ -16,9 +16,9 @@ The sampled latent is centre + temperature · ε (temperature 0 reproduces a ref
 the paper's transfer does), optionally blended with its manifold projection onto the latent bank;
 PoseFlow's is pose_temperature · ε. The two spreads are separate because they cost differently:
 expression noise moves the lips away from the speech (mouth error grows with it), head-motion noise
-only varies the takes. Expression samples are clamped to the face model's coefficient range, with mouthClose at most
-jawOpen (`core.coeff.model.limit_lips`: the lips meet, never pass through); pose is scaled by
-``pose_amount`` (or skipped: zeros).
+only varies the takes. Expression samples are clamped to the face model's coefficient range, with
+mouthClose at most jawOpen (`core.coeff.model.limit_lips`: the lips meet, never pass through);
+pose is scaled by ``pose_amount`` (or skipped: zeros).
 """
 
 import warnings
@@ -236,7 +236,8 @@ def _compiled_step(step: _FrameStep, inputs: tuple[Tensor, ...]) -> Callable[...
     new weights) makes the next call trace again.
     """
     flow = step.flow
-    shapes = (tuple(tuple(x.shape) for x in inputs), inputs[0].dtype, inputs[0].device, step.bounds is None, step.lips)
+    shapes = (tuple(tuple(x.shape) for x in inputs), inputs[0].dtype, inputs[0].device,
+              step.bounds is None, step.lips)
     versions = tuple(p._version for p in flow.parameters())
     cached = _COMPILED.setdefault(flow, {}).get(shapes)
     if cached is not None and cached[0] == versions:
@@ -309,7 +310,8 @@ def sample_takes(
     if settings.pose:
         pose_static = model.pose_flow.static_context(windows[None], None, None)
         pose_latents = settings.pose_temperature * pose_noise.to(device)
-        rollouts.append(_Rollout(model.pose_flow, pose_static.expand(n_takes, -1, -1), pose_latents, label, None, None))
+        rollouts.append(_Rollout(model.pose_flow, pose_static.expand(n_takes, -1, -1), pose_latents, label,
+                                 bounds=None, lips=None))
     _run(rollouts, frames, progress, cancel)
     exp = rollouts[0].output.cpu().numpy()
     pose = (settings.pose_amount * rollouts[1].output.cpu().numpy() if settings.pose

@@ -86,8 +86,9 @@ def read_weights_config(directory: str | Path) -> dict[str, Any]:
     if not isinstance(config, dict) or config.get("format") != WEIGHTS_FORMAT:
         raise WeightsError(f"{path} is not a {WEIGHTS_FORMAT} config")
     if config.get("version") != WEIGHTS_VERSION:
-        raise WeightsError(f"{path} has version {config.get('version')!r}; this build reads {WEIGHTS_VERSION} "
-                           f"(retrain with `flowvq train coeff`, or use the shipped weights)")
+        raise WeightsError(f"{path} has version {config.get('version')!r}; this build reads "
+                           f"{WEIGHTS_VERSION} (retrain with `flowvq train coeff`, or use the "
+                           f"shipped weights)")
     for key in ("face_model", "names", "model"):
         if key not in config:
             raise WeightsError(f"{path} lacks the key {key!r}")

@@ -164,14 +164,14 @@ def evaluate(
     if abs(meta.fps - model.config.fps) > 1e-6:
         raise FlowVQError(f"the corpus is at {meta.fps} fps but the flows run at {model.config.fps} fps")
     records = {r["name"]: r for r in manifest["sequences"]}
-    test = load_split(corpus, settings.split)[: settings.limit]
+    sequences = load_split(corpus, settings.split)[: settings.limit]
     train = load_split(corpus, "train")
     train_exps, train_labels = [s.exp - s.beta0 for s in train], [s.emotion for s in train]
     classifier = EmotionClassifier(meta.fps).fit(train_exps, train_labels)
     scores = {name: _Scores() for name in SYSTEMS}
     take_scores: list[dict[str, float]] = []
     nll: list[float] = []
-    for done, seq in enumerate(test, 1):
+    for done, seq in enumerate(sequences, 1):
         phones = [tuple(p) for p in records[seq.name]["phones"]]
         wave = load_audio(corpus / AUDIO_DIR / f"{seq.name}.wav")
         outputs = _system_outputs(model, baseline, seq, wave, meta.fps, settings)
@@ -181,13 +181,13 @@ def evaluate(
         take_scores.append(_take_report(face, flow_takes, flow_pose, seq))
         nll.append(sequence_nll(model, seq))
         if progress:
-            progress(done, len(test))
+            progress(done, len(sequences))
     report = {name: _summary(scores[name]) for name in SYSTEMS}
     report["flow"]["nll"] = float(np.mean(nll))
     report["flow"].update({k: float(np.mean([t[k] for t in take_scores])) for k in take_scores[0]})
     return {
-        "corpus": str(corpus), "voices": manifest["voices"][settings.split], "sequences": len(test),
-        "frames": int(sum(len(s.exp) for s in test)), "settings": asdict(settings),
+        "corpus": str(corpus), "voices": manifest["voices"][settings.split], "sequences": len(sequences),
+        "frames": int(sum(len(s.exp) for s in sequences)), "settings": asdict(settings),
         "closed_gap_mm": CLOSED_GAP_MM, "classifier_train_sequences": len(train),
         "classifier_train_accuracy": classifier.accuracy(train_exps, train_labels),
         "systems": report,
@@ -239,7 +239,8 @@ def format_table(report: dict[str, Any]) -> str:
     flow = report["systems"]["flow"]
     extra = [f"{k} = {v:.3f}" for k, v in flow.items() if k.startswith(("m_lmd_", "diversity_"))]
     lines.append("")
-    lines.append(f"{report['sequences']} {report['settings']['split']} sequences ({report['frames']} frames), "
-                 f"voices {', '.join(report['voices'])}; flow takes per sequence: {report['settings']['takes']}")
+    settings = report["settings"]
+    lines.append(f"{report['sequences']} {settings['split']} sequences ({report['frames']} frames), voices "
+                 f"{', '.join(report['voices'])}; flow takes per sequence: {settings['takes']}")
     lines.append("flow takes: " + ", ".join(extra))
     return "\n".join(lines)
