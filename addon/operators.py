@@ -198,7 +198,8 @@ def names_and_mapping(props, target: bpy.types.Object) -> tuple[list[str], dict[
 def settings_dict(props, fps: float) -> dict:
     """The job settings (docs/api.md) from the panel."""
     settings = {"emotion": props.emotion, "intensity": props.intensity, "temperature": props.temperature,
-                "pose_temperature": props.pose_temperature, "seed": props.seed, "takes": props.takes,
+                "pose_temperature": props.pose_temperature, "style_temperature": props.style_temperature,
+                "seed": props.seed, "takes": props.takes,
                 "pose": props.use_pose, "pose_amount": props.pose_amount, "blinks": props.blinks, "fps": fps,
                 "render": props.render_preview, "render_size": render_size_of(props)}
     if props.use_reference:

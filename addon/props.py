@@ -75,6 +75,9 @@ class FlowVQSettings(bpy.types.PropertyGroup):
         "whose lips follow the speech less closely"))
     pose_temperature: FloatProperty(name="Variation", default=0.7, min=0.0, max=2.0, description=(
         "Spread of the head motion between takes"))
+    style_temperature: FloatProperty(name="Style Variation", default=1.0, min=0.0, max=2.0, description=(
+        "How much each take's brows, eyes, cheeks and nose differ from the emotion's average over the "
+        "whole take: 0 gives every take the average, 1 varies them as much as the training data's"))
     seed: IntProperty(name="Seed", default=0, min=0)
     takes: IntProperty(name="Takes", default=1, min=1, max=16)
     use_pose: BoolProperty(name="Head Pose", default=True)

@@ -46,6 +46,7 @@ def _draw_style(layout: bpy.types.UILayout, props) -> None:
     row.prop(props, "use_pose")
     row.prop(props, "pose_amount")
     row.prop(props, "pose_temperature")
+    layout.prop(props, "style_temperature")
     layout.prop(props, "portrait_path")
     row = layout.row(align=True)
     row.prop(props, "render_preview")

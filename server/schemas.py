@@ -58,6 +58,8 @@ class JobSettings(RenderSettings):
     temperature: float = Field(_SAMPLE.temperature, ge=0.0, le=2.0, description="expression latent spread")
     pose_temperature: float = Field(_SAMPLE.pose_temperature, ge=0.0, le=2.0,
                                     description="head-motion latent spread")
+    style_temperature: float = Field(_SAMPLE.style_temperature, ge=0.0, le=2.0,
+                                     description="spread of each take's face style (upper face)")
     seed: int = Field(_SAMPLE.seed, ge=0, le=MAX_SEED, description="take k uses seed + k")
     takes: int = Field(_SAMPLE.takes, ge=1, le=LIMITS.max_takes)
     pose: bool = Field(_SAMPLE.pose, description="generate head motion")

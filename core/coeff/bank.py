@@ -61,7 +61,7 @@ def build_latent_bank(
     device = model.lower.device
     for batch in batches:
         batch = {key: value.to(device) for key, value in batch.items()}
-        static = flow.static_context(batch["audio"], batch["beta0"], batch["label"])  # (B, 1, C)
+        static = flow.static_context(batch["audio"], batch["beta0"], batch["label"], flow.batch_style(batch))
         latents.append(flow.encode_windows(batch["exp"], batch["available"], static, batch["label"]))
         labels.append(batch["label"])
     z_all, label_all = torch.cat(latents), torch.cat(labels)

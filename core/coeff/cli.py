@@ -34,6 +34,9 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
                         help="expression latent spread in [0, 2] (default %(default)s)")
     parser.add_argument("--pose-temperature", type=float, default=defaults.pose_temperature,
                         help="head-motion latent spread in [0, 2] (default %(default)s)")
+    parser.add_argument("--style-temperature", type=float, default=defaults.style_temperature,
+                        help="spread of each take's face style (brows, eyes, cheeks, nose) in [0, 2] "
+                             "(default %(default)s)")
     parser.add_argument("--intensity", type=float, default=defaults.intensity,
                         help="emotion intensity in [0, 1] (default %(default)s)")
     parser.add_argument("--reference", type=Path, metavar="TAKES",
@@ -70,7 +73,8 @@ def run_generate(args: argparse.Namespace) -> int:
     settings = GenerateSettings(
         sample=SampleSettings(
             emotion=args.emotion, intensity=args.intensity, temperature=args.temperature,
-            pose_temperature=args.pose_temperature, seed=args.seed, takes=args.takes, pose=args.pose,
+            pose_temperature=args.pose_temperature, style_temperature=args.style_temperature,
+            seed=args.seed, takes=args.takes, pose=args.pose,
             pose_amount=args.pose_amount, manifold_blend=args.manifold_blend, reference=reference,
             blinks=args.blinks,
         ),

@@ -102,6 +102,8 @@ class CoeffConfig:
     seal_depth: training frames with closed lips (gap 0) are dequantised into gaps below 0, by a
     half-normal of this std in coefficient units, so the flow can put a take's closures on the far
     side of the limit that sampling clamps gaps to (mouthClose <= jawOpen) and seal them exactly.
+    take_style: ExpFlow's context holds the take's style, its mean upper-face expression
+    (`core.coeff.model.STYLE_PREFIXES`) relative to β₀, which sampling draws once per take.
     """
 
     fps: float = 25.0
@@ -113,6 +115,7 @@ class CoeffConfig:
     emotion_dim: int = 16
     lip_gap: bool = True
     seal_depth: float = 0.05
+    take_style: bool = True
     exp: FlowConfig = field(default_factory=_exp_default)
     pose: FlowConfig = field(default_factory=_pose_default)
 

@@ -57,8 +57,9 @@ class ReferenceTakeError(FlowVQError):
 class GenerateSettings:
     """One generation request: the sampler's settings plus output fps and source expression.
 
-    sample: `SampleSettings` (emotion, intensity, temperature, pose_temperature, seed, takes, pose,
-    pose_amount, manifold_blend, manifold_k, reference); fps: output frame rate, None = the model's fps;
+    sample: `SampleSettings` (emotion, intensity, temperature, pose_temperature, style_temperature,
+    seed, takes, pose, pose_amount, manifold_blend, manifold_k, reference); fps: output frame rate,
+    None = the model's fps;
     source_exp: β₀, the source face's expression coefficients, None = zeros (the neutral face).
     Shapes: source_exp (D,).
     """

@@ -1,10 +1,10 @@
 """Autoregressive, batched sampling of takes from a `CoeffModel` (paper §3.2, inference).
 
 N takes run in one batch; take k draws all its latents up front from its own generator seeded
-with ``seed + k`` (ExpFlow's t noise first, then PoseFlow's Gaussian noise), so a take depends on
-its seed only, never on how many takes share the batch. Then frame by frame, each flow maps its
-latent back to coefficients with a context made of the static part (audio window, β₀, emotion),
-computed once, and the τ frames it generated just before.
+with ``seed + k`` (ExpFlow's t noise first, then PoseFlow's Gaussian noise, then its style's), so a
+take depends on its seed only, never on how many takes share the batch. Then frame by frame, each
+flow maps its latent back to coefficients with a context made of the static part (audio window,
+β₀, emotion, take style), computed once, and the τ frames it generated just before.
 
 Latent centres (ExpFlow):
 * emotion with intensity a: μ_talk + a · (μ_e - μ_talk), so 0 is the neutral speaking style
@@ -14,11 +14,19 @@ Latent centres (ExpFlow):
   reference's own previous frames.
 The sampled latent is centre + temperature · ε (temperature 0 reproduces a reference exactly as
 the paper's transfer does), optionally blended with its manifold projection onto the latent bank;
-PoseFlow's is pose_temperature · ε. The two spreads are separate because they cost differently:
-expression noise moves the lips away from the speech (mouth error grows with it), head-motion noise
-only varies the takes. Expression samples are clamped to the face model's coefficient range, with
-mouthClose at most jawOpen (`core.coeff.model.limit_lips`: the lips meet, never pass through);
-pose is scaled by ``pose_amount`` (or skipped: zeros).
+PoseFlow's is pose_temperature · ε.
+
+Take style (ExpFlow's context, `core.coeff.model.ExpFlow`): one per take, what its brows, eyes,
+cheeks and nose do over the whole take, drawn from the emotion's Gaussian of training styles
+(mean and spread blended from talk by the intensity, as the centres are) with its spread scaled by
+style_temperature; with a reference, the reference's own style. The per-frame latents cannot make
+a take coherently different from another: a take's style can.
+
+The spreads are separate because they cost differently: expression noise moves the lips away
+from the speech (mouth error grows with it), head-motion noise and style mostly vary the takes.
+Expression samples are clamped to the face model's coefficient range, with mouthClose at most
+jawOpen (`core.coeff.model.limit_lips`: the lips meet, never pass through); head poses are clamped
+to the training range of poses, then scaled by ``pose_amount`` (or skipped: zeros).
 """
 
 import warnings
@@ -45,6 +53,7 @@ __all__ = [
     "sample_takes",
     "encode_reference",
     "latent_centres",
+    "take_styles",
     "take_seeds",
     "add_blinks",
     "MAX_TAKES",
@@ -74,6 +83,8 @@ class SampleSettings:
     emotion: one of `core.emotions.EMOTIONS` (with a reference: the class the reference is encoded
     and decoded under); intensity in [0, 1]; temperature in [0, 2]: the spread of ExpFlow's latent
     noise (lips and face); pose_temperature in [0, 2]: the spread of PoseFlow's (head motion);
+    style_temperature in [0, 2]: the spread of each take's style around the emotion's (brows, eyes,
+    cheeks, nose over the whole take; 1 = as much as the training data's takes differ);
     seed: take k uses seed + k; takes: how many; pose on/off and pose_amount in [0, 2];
     manifold_blend in [0, 1] and manifold_k >= 1: manifold projection (needs a latent bank);
     reference: optional (R, D) expression coefficients for emotion transfer; blinks: add seeded
@@ -84,6 +95,7 @@ class SampleSettings:
     intensity: float = 1.0
     temperature: float = 0.3
     pose_temperature: float = 0.7
+    style_temperature: float = 1.0
     seed: int = 0
     takes: int = 1
     pose: bool = True
@@ -99,6 +111,7 @@ class SampleSettings:
         _in_range("intensity", self.intensity, 0.0, 1.0)
         _in_range("temperature", self.temperature, 0.0, 2.0)
         _in_range("pose_temperature", self.pose_temperature, 0.0, 2.0)
+        _in_range("style_temperature", self.style_temperature, 0.0, 2.0)
         _in_range("pose_amount", self.pose_amount, 0.0, 2.0)
         _in_range("manifold_blend", self.manifold_blend, 0.0, 1.0)
         if not 1 <= self.takes <= MAX_TAKES:
@@ -147,11 +160,33 @@ def encode_reference(
     flow, config = model.exp_flow, model.config
     frames = torch.as_tensor(np.atleast_2d(reference), dtype=beta0.dtype, device=beta0.device)
     silent = frames.new_zeros(1, len(frames), config.audio_window, config.audio_width)
-    static = flow.static_context(silent, beta0[None], label[None])  # (1, R, C)
     tau = flow.settings.tau
     padded = torch.cat([frames.new_zeros(tau, model.dim), frames])[None]  # (1, τ + R, D)
+    static = flow.static_context(silent, beta0[None], label[None], reference_style(model, frames, beta0))
     available = torch.arange(tau + len(frames), device=frames.device)[None] >= tau
     return flow.encode_windows(padded, available, static, label[None])
+
+
+def reference_style(model: CoeffModel, reference: Tensor, beta0: Tensor) -> Tensor | None:
+    """The take style of reference coefficients (None for a flow without styles).
+    Shapes: reference (R, D), beta0 (D,) -> (1, S)."""
+    flow = model.exp_flow
+    return flow.style_of((reference - beta0).mean(dim=0, keepdim=True)) if flow.style else None
+
+
+def take_styles(
+    model: CoeffModel, settings: SampleSettings, beta0: Tensor, noise: Tensor
+) -> Tensor | None:
+    """Each take's style (module docstring), None for a flow without styles.
+    Shapes: beta0 (D,), noise (N, S) standard normal -> (N, S)."""
+    flow = model.exp_flow
+    if not flow.style:
+        return None
+    if settings.reference is not None:
+        reference = torch.as_tensor(np.atleast_2d(settings.reference), dtype=beta0.dtype, device=beta0.device)
+        return reference_style(model, reference, beta0).expand(len(noise), -1)
+    mean, factor = flow.style_distribution(emotion_index(settings.emotion), settings.intensity)
+    return mean + settings.style_temperature * noise @ factor.T
 
 
 def latent_centres(
@@ -176,17 +211,18 @@ def _ping_pong(length: int, frames: int) -> Tensor:
     return torch.where(position < length, position, 2 * (length - 1) - position)
 
 
-def _draw_noise(model: CoeffModel, seeds: list[int], frames: int) -> tuple[Tensor, Tensor]:
-    """Each take's ExpFlow and PoseFlow noise from its own CPU generator.
+def _draw_noise(model: CoeffModel, seeds: list[int], frames: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Each take's ExpFlow, PoseFlow and style noise from its own CPU generator.
 
-    Shapes: -> exp (N, T, D), pose (N, T, 6), float32 on the CPU.
+    Shapes: -> exp (N, T, D), pose (N, T, 6), style (N, S), float32 on the CPU.
     """
-    exp, pose = [], []
+    exp, pose, style = [], [], []
     for seed in seeds:
         generator = torch.Generator().manual_seed(seed)
         exp.append(t_noise(model.exp_flow.prior.nu, frames, model.dim, generator))
         pose.append(torch.randn(frames, POSE_DIM, generator=generator))
-    return torch.stack(exp), torch.stack(pose)
+        style.append(torch.randn(len(model.exp_flow.style), generator=generator))
+    return torch.stack(exp), torch.stack(pose), torch.stack(style)
 
 
 class _FrameStep(nn.Module):
@@ -299,19 +335,20 @@ def sample_takes(
     windows = torch.as_tensor(frame_windows(audio, config.audio_before, config.audio_after), device=device)
     source = torch.as_tensor(np.asarray(beta0, dtype=np.float32), device=device)
     label = torch.full((n_takes,), emotion_index(settings.emotion), device=device)
-    exp_noise, pose_noise = _draw_noise(model, take_seeds(settings), frames)
+    exp_noise, pose_noise, style_noise = _draw_noise(model, take_seeds(settings), frames)
     latents = latent_centres(model, settings, source, frames) + settings.temperature * exp_noise.to(device)
     if settings.manifold_blend > 0:
         projected = project_to_manifold(latents.reshape(-1, model.dim), model.bank, settings.manifold_k)
         latents = latents + settings.manifold_blend * (projected.reshape(latents.shape) - latents)
-    exp_static = model.exp_flow.static_context(windows[None], source[None], label[:1])
-    rollouts = [_Rollout(model.exp_flow, exp_static.expand(n_takes, -1, -1), latents, label,
+    styles = take_styles(model, settings, source, style_noise.to(device))
+    exp_static = model.exp_flow.static_context(windows[None], source[None], label, styles)  # (N, T, C)
+    rollouts = [_Rollout(model.exp_flow, exp_static, latents, label,
                          (model.lower, model.upper), model.lips)]
     if settings.pose:
         pose_static = model.pose_flow.static_context(windows[None], None, None)
         pose_latents = settings.pose_temperature * pose_noise.to(device)
         rollouts.append(_Rollout(model.pose_flow, pose_static.expand(n_takes, -1, -1), pose_latents, label,
-                                 bounds=None, lips=None))
+                                 bounds=(model.pose_lower, model.pose_upper), lips=None))
     _run(rollouts, frames, progress, cancel)
     exp = rollouts[0].output.cpu().numpy()
     pose = (settings.pose_amount * rollouts[1].output.cpu().numpy() if settings.pose

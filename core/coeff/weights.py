@@ -2,7 +2,7 @@
 
 A weights directory holds::
 
-    config.yaml              {"format": "flowvq-coeff-weights", "version": 2, "face_model": ID,
+    config.yaml              {"format": "flowvq-coeff-weights", "version": 3, "face_model": ID,
                               "names": [D names], "model": CoeffConfig, "training": {...}}
     coeff.safetensors        both flows' parameters and buffers (the latent bank excluded)
     latent_bank.safetensors  "bank" (N, D) and "bank_labels" (N,): ExpFlow latents of training
@@ -43,7 +43,7 @@ CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "coeff.safetensors"
 BANK_FILE = "latent_bank.safetensors"
 WEIGHTS_FORMAT = "flowvq-coeff-weights"
-WEIGHTS_VERSION = 2  # 2: ExpFlow reads jawOpen as the lip gap (`CoeffConfig.lip_gap`)
+WEIGHTS_VERSION = 3  # 2: ExpFlow reads jawOpen as the lip gap; 3: the take style (`CoeffConfig.take_style`)
 _BANK_KEYS = ("bank", "bank_labels")
 
 

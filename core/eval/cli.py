@@ -2,7 +2,7 @@
 ``flowvq train regressor`` (the MSE baseline, `core.eval.regressor`).
 
     flowvq eval [--corpus data/corpus] [--weights DIR] [--regressor DIR] [--takes 4]
-                [--temperature T] [--pose-temperature T] [--seed 0] [--limit N]
+                [--temperature T] [--pose-temperature T] [--style-temperature T] [--seed 0] [--limit N]
                 [--split test|val] [--json] [--out REPORT.json]
 
 prints the comparison table (to stderr with ``--json``, which prints the JSON report on stdout) and
@@ -40,6 +40,8 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
                         help="the flows' expression temperature (default %(default)s)")
     parser.add_argument("--pose-temperature", type=float, default=EvalSettings.pose_temperature,
                         help="the flows' head-motion temperature (default %(default)s)")
+    parser.add_argument("--style-temperature", type=float, default=EvalSettings.style_temperature,
+                        help="the spread of the flows' take styles (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="first take's seed (default %(default)s)")
     parser.add_argument("--manifold-blend", type=float, default=1.0,
                         help="the flows' manifold projection in [0, 1] (default %(default)s)")
@@ -56,7 +58,8 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 def run_eval(args: argparse.Namespace) -> int:
     """Run the evaluation; returns 0."""
     settings = EvalSettings(takes=args.takes, temperature=args.temperature,
-                            pose_temperature=args.pose_temperature, seed=args.seed,
+                            pose_temperature=args.pose_temperature,
+                            style_temperature=args.style_temperature, seed=args.seed,
                             manifold_blend=args.manifold_blend, limit=args.limit, split=args.split)
     with progress_bar("eval", "seq") as progress:
         report = evaluate(args.corpus, settings, weights=args.weights, regressor=args.regressor,

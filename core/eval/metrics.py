@@ -19,7 +19,8 @@ Metrics and units:
   of a region (finite differences at the take's fps); lower is smoother.
 - **Blink count** (`blink_count`, blinks): rises of the mean of eyeBlinkLeft/Right above a threshold.
 - **Take diversity** (`take_diversity`): spreads across K takes of the same input — coefficient
-  units for expression channels, blinks for blink counts, degrees for head rotation.
+  units for expression channels, blinks for blink counts, degrees for head rotation; and
+  (`region_spread_mm`) how far the brow vertices of the takes lie from their mean, millimetres.
 - **Emotion accuracy** (`EmotionClassifier`, fraction): a multinomial logistic regression on
   per-sequence statistics of the expression channels, trained on ground truth and applied to
   generated takes; its accuracy on them says whether the generated emotion is recognisable.
@@ -57,11 +58,14 @@ __all__ = [
     "blink_count",
     "TakeDiversity",
     "take_diversity",
+    "region_spread_mm",
+    "BROWS",
     "EmotionClassifier",
 ]
 
 MOUTH = "mouth"  # the region name of M-LMD
 MOUTH_REGIONS: tuple[str, ...] = ("lips", "inner_lips")
+BROWS = "area_brows"  # the built-in face's vertex group of both brows (`region_spread_mm`)
 # Lips count as closed below this gap. The built-in face's sealed lips measure 0.84 mm (the inner
 # contours never quite meet), and the smallest jaw opening of a consonant viseme (jawOpen 0.06)
 # measures about 2.8 mm: 2 mm lies between them, with margin on both sides.
@@ -217,6 +221,17 @@ def take_diversity(takes_exp: np.ndarray, takes_pose: np.ndarray, names: Sequenc
         blink_std=float(np.std(blinks)),
         pose_degrees=float(np.degrees(takes_pose[..., :3].std(axis=0)).mean()),
     )
+
+
+def region_spread_mm(face: FaceModel, takes_exp: np.ndarray, region: str | None) -> float:
+    """How far apart K takes of one input look in a region: the mean distance, millimetres, of each
+    take's region vertices from the takes' mean positions, over frames, takes and vertices.
+    Shapes: takes_exp (K, T, D), K >= 2."""
+    takes_exp = np.asarray(takes_exp, np.float64)
+    if takes_exp.ndim != 3 or len(takes_exp) < 2:
+        raise EvalError(f"a spread needs at least 2 takes of shape (takes, frames, D), got {takes_exp.shape}")
+    offsets = takes_exp - takes_exp.mean(axis=0)  # the basis is linear: vertex offsets follow
+    return 1000.0 * _mean_displacement(face, offsets.reshape(-1, takes_exp.shape[2]), region)
 
 
 class EmotionClassifier:

@@ -72,20 +72,23 @@ class MSERegressor(nn.Module):
     @torch.no_grad()
     def initialise_flow(self, flow: ExpFlow) -> None:
         """Start ``flow`` from this regressor: its conditioner (audio encoder, static and dynamic
-        context layers, emotion embedding, standardisation) is copied, and the head becomes the
+        context layers, emotion embedding, standardisation) is copied (the flow's take-style
+        inputs, which the regressor lacks, start at zero), and the head becomes the
         location m(c) of the flow's `core.flow.ContextAffine` (its scale stays the identity; the
         head's output is mapped into the flow's coordinates, `core.flow.Standardize.coordinates`,
         when the flow models the lip gap), so the untrained flow already places every frame where the
         regressor does. The flow needs the regressor's conditioner shape (exp audio/context
         widths, tau, emotion_dim, audio window)."""
         state = self.conditioner.state_dict()
-        shared = {key: value for key, value in state.items() if not key.startswith("prior.")}
+        shared = {key: value for key, value in state.items()
+                  if not key.startswith("prior.") and key != "static.weight"}
         try:
             unexpected = flow.load_state_dict(shared, strict=False).unexpected_keys
         except RuntimeError as err:
             raise RegressorError(f"the regressor's conditioner does not fit this flow: {err}") from err
         if unexpected:
             raise RegressorError(f"the flow has no place for the regressor's {', '.join(unexpected)}")
+        _load_static(flow.static.weight, self.conditioner.static.weight)
         dim = len(self.names)  # the widths match: the conditioner's own weights loaded above
         first, last = flow.located.net[0], flow.located.net[-1]
         first.load_state_dict(self.head[0].state_dict())
@@ -130,6 +133,17 @@ class MSERegressor(nn.Module):
             out[t + tau] = frame if self.lips is None else limit_lips(frame, self.lips)
             present[t + tau] = 1.0
         return out[tau:].numpy()
+
+
+def _load_static(weight: Tensor, conditioner: Tensor) -> None:
+    """The flow's static context layer from the regressor's, whose inputs are the flow's first
+    ones (audio, β₀, emotion); the flow's take-style inputs start at zero, so the started flow
+    ignores them until training. Shapes: weight (C, K + S), conditioner (C, K)."""
+    if weight.shape[0] != conditioner.shape[0] or weight.shape[1] < conditioner.shape[1]:
+        raise RegressorError(f"the regressor's static context layer {tuple(conditioner.shape)} does not "
+                             f"fit this flow's {tuple(weight.shape)}")
+    weight.zero_()
+    weight[:, : conditioner.shape[1]] = conditioner
 
 
 def _reframe(flow: ExpFlow, normalized: Tensor) -> Tensor:

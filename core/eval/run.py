@@ -40,8 +40,8 @@ from core.corpus.visemes import BILABIALS
 from core.emotions import emotion_index
 from core.errors import FlowVQError
 from core.eval.metrics import (
-    CLOSED_GAP_MM, MOUTH, EmotionClassifier, bilabial_closure_rate, jerk, landmark_distance,
-    open_vowel_opening, take_diversity,
+    BROWS, CLOSED_GAP_MM, MOUTH, EmotionClassifier, bilabial_closure_rate, jerk, landmark_distance,
+    open_vowel_opening, region_spread_mm, take_diversity,
 )
 from core.eval.regressor import MSERegressor, load_regressor
 from core.eval.rhubarb import rhubarb_curves
@@ -67,13 +67,14 @@ _COLUMNS: tuple[tuple[str, str, str], ...] = (
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """What `evaluate` runs: flow takes per sequence, their expression and head-motion temperatures
-    (the sampler's defaults unless given), first seed and manifold projection blend, and an
+    """What `evaluate` runs: flow takes per sequence, their expression, head-motion and style
+    temperatures (the sampler's defaults unless given), first seed and manifold projection blend, and an
     optional limit on the number of sequences (the first N by name), and the split evaluated."""
 
     takes: int = 4
     temperature: float = SampleSettings.temperature
     pose_temperature: float = SampleSettings.pose_temperature
+    style_temperature: float = SampleSettings.style_temperature
     seed: int = 0
     manifold_blend: float = 1.0
     limit: int | None = None
@@ -87,7 +88,8 @@ def default_regressor_dir() -> Path:
 
 def sequence_nll(model: CoeffModel, seq: CoeffSequence) -> float:
     """ExpFlow's negative log-likelihood of a true sequence, nats per frame and dimension, each
-    frame conditioned on its true predecessors (teacher forcing)."""
+    frame conditioned on its true predecessors (teacher forcing) and on the sequence's own take
+    style."""
     flow, tau = model.exp_flow, model.config.exp.tau
     frames = len(seq.exp)
     exp = torch.as_tensor(seq.exp)
@@ -96,7 +98,8 @@ def sequence_nll(model: CoeffModel, seq: CoeffSequence) -> float:
     windows = torch.as_tensor(frame_windows(seq.audio, model.config.audio_before, model.config.audio_after))[None]
     label = torch.tensor([emotion_index(seq.emotion)])
     with torch.no_grad():
-        static = flow.static_context(windows, torch.as_tensor(seq.beta0)[None], label)
+        style = flow.style_of(torch.as_tensor(seq.offset)[None]) if flow.style else None
+        static = flow.static_context(windows, torch.as_tensor(seq.beta0)[None], label, style)
         context = flow.window_contexts(data, available, static)
         log_prob = flow.log_prob(exp, context, label.repeat(frames))
     return float(-log_prob.mean() / model.dim)
@@ -201,7 +204,8 @@ def _system_outputs(
     """Each system's expression for one test sequence: "flow" -> (takes (K, T, D), poses (K, T, 6)),
     "regressor" and "rhubarb" -> (T, D)."""
     sample = SampleSettings(emotion=seq.emotion, temperature=settings.temperature,
-                            pose_temperature=settings.pose_temperature, seed=settings.seed,
+                            pose_temperature=settings.pose_temperature,
+                            style_temperature=settings.style_temperature, seed=settings.seed,
                             takes=settings.takes, manifold_blend=settings.manifold_blend)
     exp, pose = sample_takes(model, seq.audio, seq.beta0, sample)
     frames = len(seq.exp)
@@ -223,6 +227,7 @@ def _take_report(face: FaceModel, takes: np.ndarray, poses: np.ndarray, seq: Coe
         report.update({
             "diversity_expression": diversity.expression, "diversity_brows": diversity.brows,
             "diversity_blink_std": diversity.blink_std, "diversity_pose_degrees": diversity.pose_degrees,
+            "diversity_brows_mm": region_spread_mm(face, takes, BROWS),
         })
     return report
 

@@ -98,6 +98,12 @@ class CoeffSequence:
             )
 
     @property
+    def offset(self) -> np.ndarray:
+        """The sequence's mean expression relative to its source, mean over frames of exp - beta0:
+        what its take style is read from (`core.coeff.model.ExpFlow.style_of`). Shapes: -> (D,)."""
+        return (self.exp - self.beta0).mean(axis=0)
+
+    @property
     def frames(self) -> int:
         """T, the number of video frames."""
         return int(self.exp.shape[0]) if self.exp.ndim >= 1 else 0
@@ -347,6 +353,7 @@ class _Bank:
         self.audio_start = np.cumsum(self.lengths + before + after) - (self.lengths + before + after)
         self.labels = np.array([s.label for s in sequences], dtype=np.int64)
         self.beta0 = np.stack([s.beta0 for s in sequences])
+        self.offset = np.stack([s.offset for s in sequences]).astype(np.float32)
 
     def gather(self, seq: np.ndarray, start: np.ndarray, window: int) -> Batch:
         """The batch of windows starting at target frame ``start`` of sequences ``seq``.
@@ -364,6 +371,7 @@ class _Bank:
             "audio": torch.from_numpy(self.audio[audio_rows]),  # (B, window, W, audio_width)
             "label": torch.from_numpy(self.labels[seq]),  # (B,)
             "beta0": torch.from_numpy(self.beta0[seq]),  # (B, D)
+            "style": torch.from_numpy(self.offset[seq]),  # (B, D)
             "sequence": torch.from_numpy(seq.astype(np.int64)),  # (B,)
             "frame": torch.from_numpy(start.astype(np.int64)),  # (B,)
         }
@@ -382,6 +390,7 @@ class WindowSampler:
                                                  for the window target frames t = t0 .. t0 + window - 1
         label     (B,) int64                     emotion index in core.emotions.EMOTIONS
         beta0     (B, D) float32
+        style     (B, D) float32                 the sequence's `CoeffSequence.offset` (its take style)
         sequence  (B,) int64                     index of the sequence in ``sequences``
         frame     (B,) int64                     t0, the first target frame
 

@@ -284,13 +284,15 @@ def train_coeff(
     return out
 
 
-def _statistics(sequences: Sequence[CoeffSequence]) -> tuple[Tensor, Tensor, Tensor]:
-    """Every training frame and every sequence's source expression.
-    Shapes: -> exp (sum T, D), pose (sum T, 6), beta0 (S, D)."""
+def _statistics(sequences: Sequence[CoeffSequence]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Every training frame, and every sequence's source expression, mean offset from it and
+    emotion. Shapes: -> exp (sum T, D), pose (sum T, 6), beta0 (S, D), offsets (S, D), labels (S,)."""
     exp = torch.from_numpy(np.concatenate([seq.exp for seq in sequences]))
     pose = torch.from_numpy(np.concatenate([seq.pose for seq in sequences]))
     beta0 = torch.from_numpy(np.stack([seq.beta0 for seq in sequences]))
-    return exp, pose, beta0
+    offsets = torch.from_numpy(np.stack([seq.offset for seq in sequences]))
+    labels = torch.tensor([seq.label for seq in sequences])
+    return exp, pose, beta0, offsets, labels
 
 
 def _fit(

@@ -9,13 +9,14 @@ import torch
 
 from core.coeff.bank import project_to_manifold
 from core.coeff.config import PRESETS, CoeffConfig, ConfigError
-from core.coeff.model import CoeffModel, limit_lips, lip_columns
+from core.coeff.model import STYLE_PREFIXES, CoeffModel, limit_lips, lip_columns
 from core.coeff.sampler import (
     GenerationCancelled,
     SampleSettings,
     SettingsError,
     latent_centres,
     sample_takes,
+    take_styles,
 )
 from core.coeff.weights import WeightsError, load_weights, save_weights
 from core.emotions import EMOTIONS, UnknownEmotionError, emotion_index
@@ -35,9 +36,12 @@ def perturbed_model(face: FaceModel, seed: int = 0) -> CoeffModel:
     produces. The context maps (`ContextAffine`, transform 1) and the β_pre weights (``dynamic``)
     move less too: random large ones make each generated frame amplify the rounding error of the
     frame before, so a take drifts from the exact inverse, which training never produces either.
+    Its style prior is fitted to random sequence offsets (a spread of 0.1 per channel).
     """
     model = CoeffModel(TINY, face.names, face.id, face.lower, face.upper, seed=seed)
     generator = torch.Generator().manual_seed(seed + 1)
+    offsets = 0.1 * torch.rand(90, face.n_expressions, generator=generator)
+    model.exp_flow.set_style_prior(offsets, torch.arange(90) % len(EMOTIONS))
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             gentle = name.endswith(("lower", "upper")) or ".flow.transforms.1." in name or ".dynamic." in name
@@ -63,6 +67,7 @@ def window_batch(face: FaceModel, seed: int = 0, batch: int = 3, length: int = 5
         "audio": torch.randn(batch, length, TINY.audio_window, AUDIO_WIDTH, generator=generator),
         "label": torch.arange(batch) % len(EMOTIONS),
         "beta0": torch.zeros(batch, dim),
+        "style": 0.1 * torch.rand(batch, dim, generator=generator),
     }
 
 
@@ -173,7 +178,8 @@ def test_a_source_expression_enters_the_context_clipped_to_the_training_range(fa
     wild = torch.full((1, fresh.dim), 0.9)
     unclipped = flow.static_context(audio, wild, label)
     training = torch.rand(20, fresh.dim) * torch.linspace(0.0, 0.3, fresh.dim)  # channel 0 never used
-    fresh.set_statistics(torch.rand(50, fresh.dim), torch.rand(50, 6), training)
+    fresh.set_statistics(torch.rand(50, fresh.dim), torch.rand(50, 6), training, torch.rand(20, fresh.dim),
+                         torch.arange(20) % len(EMOTIONS))
     torch.testing.assert_close(flow.source_lower, training.min(0).values)
     torch.testing.assert_close(flow.source_upper, training.max(0).values)
     edge = training.max(0).values[None]
@@ -238,7 +244,7 @@ def test_rec_weight_adds_the_squared_error_of_the_context_location(face: FaceMod
         losses[weight] = model.exp_flow.window_loss(batch, torch.Generator().manual_seed(0))
     flow = model.exp_flow
     with torch.no_grad():
-        static = flow.static_context(batch["audio"], batch["beta0"], batch["label"])
+        static = flow.static_context(batch["audio"], batch["beta0"], batch["label"], flow.batch_style(batch))
         context = flow.window_contexts(batch["exp"], batch["available"], static)
         shift = flow.located.net(context)[:, : model.dim]
         truth = batch["exp"][:, TINY.tau:].reshape(-1, model.dim)
@@ -326,6 +332,31 @@ def test_samples_never_push_the_lips_through_each_other(model: CoeffModel) -> No
     torch.testing.assert_close(limit_lips(frame, (0, 1)), torch.tensor([[0.2, 0.2, 0.1], [0.4, 0.3, 0.9]]))
 
 
+def test_head_poses_stay_inside_the_training_range_of_poses(face: FaceModel) -> None:
+    """A take at a high head-motion temperature is held to the range of the training poses, on
+    every frame, however far its flow would take it."""
+    model = perturbed_model(face, seed=3)
+    poses = 0.01 * torch.randn(200, 6, generator=torch.Generator().manual_seed(1))
+    offsets, labels = torch.zeros(9, model.dim), torch.arange(9)
+    model.set_statistics(torch.rand(200, model.dim), poses, torch.zeros(9, model.dim), offsets, labels)
+    _, pose = sample_takes(model, audio_features(), zeros_source(model),
+                           SampleSettings(takes=3, pose_temperature=2.0, manifold_blend=0.0))
+    lower, upper = poses.min(0).values.numpy(), poses.max(0).values.numpy()
+    assert (pose >= lower).all() and (pose <= upper).all()
+    assert ((pose == lower) | (pose == upper)).any()  # the flow alone would have left the range
+
+
+def test_each_flow_starts_from_its_own_seed(face: FaceModel) -> None:
+    """PoseFlow's initial weights do not depend on ExpFlow's shape, so a change to ExpFlow leaves
+    head-motion training where it was."""
+    plain = CoeffModel(replace(TINY, take_style=False), face.names, face.id, face.lower, face.upper, seed=2)
+    styled = CoeffModel(TINY, face.names, face.id, face.lower, face.upper, seed=2)
+    for (name, a), b in zip(plain.pose_flow.state_dict().items(), styled.pose_flow.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    other = CoeffModel(TINY, face.names, face.id, face.lower, face.upper, seed=3)
+    assert not torch.equal(other.pose_flow.static.weight, styled.pose_flow.static.weight)
+
+
 def test_pose_off_gives_zeros_and_leaves_expressions_unchanged(model: CoeffModel) -> None:
     on = sample_takes(model, audio_features(), zeros_source(model), SampleSettings(seed=3, manifold_blend=0.0))
     off = sample_takes(model, audio_features(), zeros_source(model),
@@ -359,18 +390,19 @@ def test_pose_amount_scales_the_head_motion(model: CoeffModel) -> None:
 
 def test_temperature_zero_removes_take_to_take_variation(model: CoeffModel) -> None:
     exp, pose = sample_takes(model, audio_features(), zeros_source(model),
-                             SampleSettings(takes=3, temperature=0.0, pose_temperature=0.0, manifold_blend=0.0))
+                             SampleSettings(takes=3, temperature=0.0, pose_temperature=0.0,
+                                            style_temperature=0.0, manifold_blend=0.0))
     np.testing.assert_allclose(exp[0], exp[2], atol=1e-6)
     np.testing.assert_allclose(pose[0], pose[1], atol=1e-6)
 
 
 def test_each_temperature_spreads_only_its_own_flow(model: CoeffModel) -> None:
     """temperature varies the expressions between takes and leaves the head motion as it is;
-    pose_temperature the other way round."""
-    def takes(temperature: float, pose_temperature: float) -> tuple[np.ndarray, np.ndarray]:
+    pose_temperature the other way round; style_temperature varies the expressions only."""
+    def takes(temperature: float, pose_temperature: float, style: float = 0.0) -> tuple[np.ndarray, ...]:
         return sample_takes(model, audio_features(), zeros_source(model), SampleSettings(
             takes=2, seed=4, temperature=temperature, pose_temperature=pose_temperature,
-            manifold_blend=0.0, blinks=False))
+            style_temperature=style, manifold_blend=0.0, blinks=False))
     still_head, moving_head = takes(0.7, 0.0), takes(0.7, 0.7)
     np.testing.assert_array_equal(still_head[0], moving_head[0])
     np.testing.assert_allclose(still_head[1][0], still_head[1][1], atol=1e-5)
@@ -379,6 +411,58 @@ def test_each_temperature_spreads_only_its_own_flow(model: CoeffModel) -> None:
     np.testing.assert_array_equal(still_face[1], moving_head[1])
     np.testing.assert_allclose(still_face[0][0], still_face[0][1], atol=1e-5)
     assert not np.allclose(moving_head[0][0], moving_head[0][1])
+    styled = takes(0.0, 0.7, style=1.0)
+    np.testing.assert_array_equal(styled[1], moving_head[1])
+    assert not np.allclose(styled[0][0], styled[0][1])
+
+
+def test_the_style_prior_is_each_emotions_gaussian_of_sequence_styles(face: FaceModel) -> None:
+    """Per emotion, the mean and covariance (factor · factorᵀ) of its sequences' upper-face offsets;
+    an emotion with fewer than two sequences gets the pooled fit of all of them."""
+    flow = CoeffModel(TINY, face.names, face.id, face.lower, face.upper).exp_flow
+    columns = [face.names.index(name) for name in face.names if name.startswith(STYLE_PREFIXES)]
+    styled = {face.names[c] for c in columns}
+    assert list(flow.style) == columns and "browInnerUp" in styled
+    assert not {"jawOpen", "eyeBlinkLeft"} & styled
+    generator = torch.Generator().manual_seed(2)
+    offsets = torch.rand(41, face.n_expressions, generator=generator, dtype=torch.float64)
+    sad, happy, fear = (emotion_index(name) for name in ("sad", "happy", "fear"))
+    labels = torch.tensor([sad] * 20 + [happy] * 20 + [fear])
+    flow.set_style_prior(offsets, labels)
+    styles = offsets[:, columns]
+    for label, rows in ((sad, styles[:20]), (fear, styles)):
+        torch.testing.assert_close(flow.style_mean[label].double(), rows.mean(0), atol=1e-6, rtol=0)
+        factor = flow.style_factor[label].double()
+        torch.testing.assert_close(factor @ factor.T, torch.cov(rows.T), atol=1e-5, rtol=0)
+
+
+def test_takes_draw_their_style_from_the_emotion_and_a_reference_brings_its_own(model: CoeffModel) -> None:
+    """At style_temperature 0 every take has the emotion's mean style (blended from talk by the
+    intensity); above it the styles spread with the emotion's covariance; a reference's takes all
+    have the reference's mean offset from β₀."""
+    flow, source = model.exp_flow, torch.zeros(model.dim)
+    sad, talk = emotion_index("sad"), emotion_index("talk")
+    noise = torch.randn(4000, len(flow.style), generator=torch.Generator().manual_seed(0))
+    settings = SampleSettings(emotion="sad", intensity=0.5, style_temperature=0.0)
+    mean = take_styles(model, settings, source, noise[:3])
+    torch.testing.assert_close(mean, (0.5 * (flow.style_mean[talk] + flow.style_mean[sad])).expand(3, -1))
+    drawn = take_styles(model, SampleSettings(emotion="sad", style_temperature=2.0), source, noise)
+    factor = flow.style_factor[sad]
+    torch.testing.assert_close(torch.cov(drawn.T), 4.0 * factor @ factor.T, atol=2e-4, rtol=0.1)
+    reference = np.random.default_rng(1).uniform(0.0, 0.5, (7, model.dim)).astype(np.float32)
+    beta0 = torch.full((model.dim,), 0.1)
+    transferred = take_styles(model, SampleSettings(reference=reference), beta0, noise[:2])
+    expected = flow.style_of(torch.as_tensor(reference).mean(0) - 0.1)
+    torch.testing.assert_close(transferred, expected.expand(2, -1))
+
+
+def test_a_face_model_without_upper_face_channels_needs_take_style_off(face: FaceModel) -> None:
+    mouth = [name for name in face.names if name.startswith(("jaw", "mouth"))]
+    bounds = np.zeros(len(mouth)), np.ones(len(mouth))
+    with pytest.raises(ConfigError, match="take_style"):
+        CoeffModel(TINY, mouth, "mouth@1", *bounds)
+    plain = CoeffModel(replace(TINY, take_style=False), mouth, "mouth@1", *bounds)
+    assert plain.exp_flow.style == () and "style_mean" not in plain.exp_flow.state_dict()
 
 
 def test_intensity_moves_the_latent_centre_from_talk_to_the_emotion(model: CoeffModel) -> None:
@@ -451,6 +535,7 @@ def test_progress_reaches_one_in_order_and_cancel_stops_generation(model: CoeffM
         ({"intensity": 1.5}, SettingsError, "intensity"),
         ({"temperature": float("nan")}, SettingsError, "temperature"),
         ({"pose_temperature": 2.5}, SettingsError, "pose_temperature"),
+        ({"style_temperature": -0.5}, SettingsError, "style_temperature"),
         ({"takes": 0}, SettingsError, "takes"),
         ({"seed": -1}, SettingsError, "seed"),
         ({"manifold_blend": 0.5}, SettingsError, "latent bank"),
@@ -490,11 +575,12 @@ def test_projection_weights_sum_to_one() -> None:
 
 
 def test_manifold_blend_pulls_samples_onto_the_bank(face: FaceModel) -> None:
-    """A one-latent bank: full projection maps every take's latents to it, so the takes agree."""
+    """A one-latent bank: full projection maps every take's latents to it, so takes of one style
+    agree."""
     model = perturbed_model(face, seed=4)
     model.bank = torch.randn(1, model.dim, generator=torch.Generator().manual_seed(2))
     model.bank_labels = torch.zeros(1, dtype=torch.long)
-    settings = SampleSettings(takes=2, manifold_blend=0.0)
+    settings = SampleSettings(takes=2, manifold_blend=0.0, style_temperature=0.0)
     free = sample_takes(model, audio_features(), zeros_source(model), settings)[0]
     projected = sample_takes(model, audio_features(), zeros_source(model), replace(settings, manifold_blend=1.0))[0]
     halfway = sample_takes(model, audio_features(), zeros_source(model), replace(settings, manifold_blend=0.5))[0]
@@ -535,6 +621,6 @@ def test_missing_or_broken_weights_get_a_clear_error(face: FaceModel, tmp_path) 
     with pytest.raises(WeightsError, match="safetensors"):
         load_weights(tmp_path, face)
     config = tmp_path / "config.yaml"
-    config.write_text(config.read_text().replace("version: 2", "version: 1"))
-    with pytest.raises(WeightsError, match="has version 1; this build reads 2 .*retrain"):
+    config.write_text(config.read_text().replace("version: 3", "version: 2"))
+    with pytest.raises(WeightsError, match="has version 2; this build reads 3 .*retrain"):
         load_weights(tmp_path, face)

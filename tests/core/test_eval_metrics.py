@@ -10,6 +10,7 @@ from core.corpus.performance import blink_curves, emotion_curves, head_motion
 from core.corpus.visemes import viseme_curves
 from core.emotions import EMOTIONS
 from core.eval.metrics import (
+    BROWS,
     CLOSED_GAP_MM,
     MOUTH,
     EmotionClassifier,
@@ -19,6 +20,7 @@ from core.eval.metrics import (
     jerk,
     landmark_distance,
     open_vowel_opening,
+    region_spread_mm,
     region_vertices,
     take_diversity,
     vertex_sequence,
@@ -245,6 +247,21 @@ def test_takes_with_different_seeds_are_diverse(face) -> None:
     mouth_only[:] = exp[0]
     mouth_only[:, :, column(face, "jawOpen")] = exp[:, :, column(face, "browInnerUp")]
     assert take_diversity(mouth_only, pose, face.names).expression == 0.0  # mouth channels are excluded
+
+
+def test_region_spread_is_the_mean_distance_of_the_takes_from_their_mean_in_mm(face) -> None:
+    """Two takes whose brows differ by one browInnerUp weight: each lies half of that weight's
+    vertex displacement from their mean; identical takes and the untouched mouth have no spread."""
+    exp = np.zeros((2, 3, face.n_expressions))
+    exp[1, :, column(face, "browInnerUp")] = 1.0
+    brows = region_vertices(face, BROWS)
+    moved = 1000.0 * np.linalg.norm(face.basis[column(face, "browInnerUp"), brows], axis=-1).mean()
+    assert moved > 0.3  # a full brow raise moves the brow area by a fraction of a millimetre on average
+    assert region_spread_mm(face, exp, BROWS) == pytest.approx(moved / 2)
+    assert region_spread_mm(face, exp, MOUTH) < 0.01 * moved
+    assert region_spread_mm(face, np.stack([exp[1], exp[1]]), BROWS) == 0.0
+    with pytest.raises(EvalError, match="2 takes"):
+        region_spread_mm(face, exp[:1], BROWS)
 
 
 def test_diversity_needs_two_takes_of_matching_shapes(face) -> None:

@@ -162,6 +162,24 @@ def test_a_source_face_unlike_any_training_face_lip_syncs_like_the_neutral_one_w
     assert abs(posed.exp[:, jaw].mean() - neutral.exp[:, jaw].mean()) < 0.05
 
 
+def test_shipped_takes_differ_in_their_brows_over_the_whole_take_as_much_as_the_corpus_does(face):
+    """Each take draws one style: sad takes of the demo clip hold browInnerUp at levels as far
+    apart as the corpus's sad utterances (std of their means 0.07), for the whole take; at
+    style_temperature 0 they all hold the emotion's mean (the per-frame latents alone left 0.004)."""
+    generator = CoeffGenerator.load(device="cpu")
+    speech = Path(__file__).resolve().parents[2] / "core" / "assets" / "demo_speech.wav"
+    inner = face.names.index("browInnerUp")
+
+    def take_means(style_temperature: float) -> np.ndarray:
+        sample = SampleSettings(emotion="sad", takes=8, style_temperature=style_temperature, pose=False)
+        takes = generator.generate(speech, GenerateSettings(sample))
+        return np.array([take.exp[len(take.exp) // 4 :, inner].mean() for take in takes])
+
+    styled, plain = take_means(1.0), take_means(0.0)
+    assert styled.std() > 0.035
+    assert plain.std() < 0.2 * styled.std()
+
+
 def test_progress_goes_through_the_stages_in_order_to_one(generator, speech):
     calls: list[tuple[str, float]] = []
     generator.generate(speech, settings(), progress=lambda stage, fraction: calls.append((stage, fraction)))
@@ -258,12 +276,14 @@ def test_info_describes_the_loaded_model(generator, weights, face):
 def test_settings_from_dict_match_the_same_settings_built_in_python(face):
     reference = [[0.1] * face.n_expressions]
     built = GenerateSettings.from_dict({
-        "emotion": "sad", "intensity": 1, "temperature": 0.5, "pose_temperature": 1.5, "seed": 3, "takes": 2, "pose": False,
+        "emotion": "sad", "intensity": 1, "temperature": 0.5, "pose_temperature": 1.5, "style_temperature": 0.25,
+        "seed": 3, "takes": 2, "pose": False,
         "pose_amount": 0.5, "manifold_blend": 0, "manifold_k": 4, "reference": reference, "fps": 60,
         "source_exp": [0.0] * face.n_expressions,
     })
     assert built.sample == replace(
-        SampleSettings(emotion="sad", intensity=1.0, temperature=0.5, pose_temperature=1.5, seed=3, takes=2, pose=False,
+        SampleSettings(emotion="sad", intensity=1.0, temperature=0.5, pose_temperature=1.5, style_temperature=0.25,
+                       seed=3, takes=2, pose=False,
                        pose_amount=0.5, manifold_blend=0.0, manifold_k=4),
         reference=built.sample.reference,
     )

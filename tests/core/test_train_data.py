@@ -238,6 +238,7 @@ def test_window_sampler_batch_shapes_and_dtypes(sequences):
         "audio": ((BATCH, WINDOW, width, N_MELS), torch.float32),
         "label": ((BATCH,), torch.int64),
         "beta0": ((BATCH, 5), torch.float32),
+        "style": ((BATCH, 5), torch.float32),
     }
     for key, (shape, dtype) in expected.items():
         assert tuple(batch[key].shape) == shape, key
@@ -264,6 +265,8 @@ def test_window_sampler_content_matches_the_source_sequences(sequences):
             np.testing.assert_array_equal(batch["audio"][b].numpy(), windows)
             assert int(batch["label"][b]) == emotion_index(seq.emotion)
             np.testing.assert_array_equal(batch["beta0"][b].numpy(), seq.beta0)
+            offset = (seq.exp - seq.beta0).mean(axis=0)
+            np.testing.assert_allclose(batch["style"][b].numpy(), offset, rtol=1e-5)
     assert seen_available_false
 
 

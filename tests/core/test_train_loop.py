@@ -55,7 +55,7 @@ def toy(tmp_path_factory, face) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(toy, tmp_path_factory) -> Path:
-    """The shipped tiny config trained as is (300 steps) on the toy set: the weights folder."""
+    """The shipped tiny config trained as is (400 steps) on the toy set: the weights folder."""
     return train_coeff(tiny_config(tmp_path_factory.mktemp("trained"), toy), device="cpu")
 
 
