@@ -9,10 +9,11 @@ device) raises a `FlowVQError` before anything listens, which `core.cli.main` pr
 import argparse
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from core.device import DEVICES
-from server.config import ServerConfig, default_data_dir
+from server.config import LIMITS, ServerConfig, default_data_dir
 
 __all__ = ["add_serve_parser", "run_serve", "config_from_args", "TOKEN_ENV"]
 
@@ -37,6 +38,9 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                         help="finished jobs older than this are deleted (default %(default)g)")
     parser.add_argument("--max-store-gb", type=float, default=_DEFAULTS.max_store_bytes / 1024**3,
                         help="the oldest finished jobs are deleted beyond this total size (default %(default)g)")
+    parser.add_argument("--max-queued-jobs", type=int, default=LIMITS.max_queued_jobs,
+                        help="jobs queued or running at once before new ones are refused with 429 "
+                             "(default %(default)s)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     parser.set_defaults(func=run_serve)
     return parser
@@ -48,6 +52,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         host=args.host, port=args.port, device=args.device, weights_dir=args.weights,
         data_dir=args.data_dir if args.data_dir is not None else default_data_dir(), token=args.token,
         max_job_age_s=args.max_job_age_hours * 3600, max_store_bytes=int(args.max_store_gb * 1024**3),
+        limits=replace(LIMITS, max_queued_jobs=args.max_queued_jobs),
     )
 
 

@@ -94,3 +94,5 @@ class ServerConfig:
             raise ConfigError(f"--port must be between 0 and 65535, got {self.port}")
         if self.max_job_age_s <= 0 or self.max_store_bytes <= 0:
             raise ConfigError("the job store's age and size limits must be positive")
+        if self.limits.max_queued_jobs < 1:
+            raise ConfigError(f"--max-queued-jobs must be at least 1, got {self.limits.max_queued_jobs}")
