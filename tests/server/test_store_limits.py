@@ -18,13 +18,14 @@ def stored_job_bytes(data_dir, job_id: str) -> int:
 def test_a_full_queue_answers_429_until_a_job_is_cancelled(tmp_path):
     server = start_server(tmp_path / "data", "--max-queued-jobs", "2")
     try:
-        assert requests.get(f"{server.url}/v1/info", timeout=HTTP_TIMEOUT).json()["limits"]["max_queued_jobs"] == 2
+        info = requests.get(f"{server.url}/v1/info", timeout=HTTP_TIMEOUT).json()
+        assert info["limits"]["max_queued_jobs"] == 2
         running = submit(server.url, speech_wav(180.0), LONG_JOB).json()["id"]
         queued = submit(server.url, speech_wav(1.0)).json()["id"]
         error = assert_error(submit(server.url, speech_wav(1.0)), 429, "queue_full")
         assert "2 jobs" in error["message"]
         listed = requests.get(f"{server.url}/v1/jobs", timeout=HTTP_TIMEOUT).json()
-        assert sorted(job["id"] for job in listed) == sorted([running, queued])  # the refused one left nothing
+        assert sorted(job["id"] for job in listed) == sorted([running, queued])  # none from the refusal
         assert requests.delete(f"{server.url}/v1/jobs/{running}", timeout=HTTP_TIMEOUT).status_code == 200
         wait_for(server.url, running)
         accepted = submit(server.url, speech_wav(1.0))
@@ -50,7 +51,8 @@ def test_the_store_deletes_the_oldest_finished_jobs_beyond_its_size(tmp_path):
         assert requests.get(f"{second.url}/v1/jobs/{oldest}", timeout=HTTP_TIMEOUT).status_code == 200
         newest = submit(second.url, speech_wav(1.0), {"takes": 2}).json()["id"]
         wait_for(second.url, newest)
-        assert_error(requests.get(f"{second.url}/v1/jobs/{oldest}", timeout=HTTP_TIMEOUT), 404, "job_not_found")
+        gone = requests.get(f"{second.url}/v1/jobs/{oldest}", timeout=HTTP_TIMEOUT)
+        assert_error(gone, 404, "job_not_found")
         assert [p.name for p in (data_dir / "jobs").iterdir() if parse_job_id(p.name)] == [newest]
         takes = requests.get(f"{second.url}/v1/jobs/{newest}/takes", timeout=HTTP_TIMEOUT)
         assert takes.status_code == 200 and len(takes.json()) == 2
