@@ -95,10 +95,13 @@ def discard_frames(frames_dir: Path | None) -> None:
 
 
 def _tag_redraw() -> None:
-    """Redraw every area so the panel and the status bar show fresh progress."""
+    """Redraw every area, so the panel shows fresh progress, and the status bar. The status bar is
+    a global area, outside ``screen.areas``; it redraws on the message bus's view-layer-name
+    notices, so one is published (nothing changes)."""
     for window in bpy.context.window_manager.windows:
         for area in window.screen.areas:
             area.tag_redraw()
+    bpy.msgbus.publish_rna(key=(bpy.types.ViewLayer, "name"))
 
 
 def poll_task() -> float | None:

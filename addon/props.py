@@ -84,8 +84,10 @@ class FlowVQSettings(bpy.types.PropertyGroup):
     pose_amount: FloatProperty(name="Amount", default=1.0, min=0.0, max=2.0)
     blinks: BoolProperty(name="Blinks", default=True, description=(
         "Add random blinks at the emotion's rate to each take (drawn from its seed)"))
-    portrait_path: StringProperty(name="Source Portrait", subtype="FILE_PATH")
-    render_preview: BoolProperty(name="Render Preview Frames")
+    portrait_path: StringProperty(name="Portrait", subtype="FILE_PATH", description=(
+        "The source portrait the preview frames animate"))
+    render_preview: BoolProperty(name="Preview Frames", description=(
+        "Render each take on the portrait and show the frames on a plane beside the head"))
     render_size: IntProperty(name="Size", default=256, min=64, max=1024, step=8)
     target_mode: EnumProperty(name="Target", items=[
         ("CREATE", "Create FlowVQ Head", "Build a head from the server's face model"),

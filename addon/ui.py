@@ -30,7 +30,8 @@ def _draw_audio(layout: bpy.types.UILayout, context: bpy.types.Context, props) -
 
 
 def _draw_style(layout: bpy.types.UILayout, props) -> None:
-    """Emotion or reference, sampling, pose, portrait and preview settings."""
+    """Emotion or reference, then sampling; one setting per row (here and below), so no label is
+    cut at the sidebar's default width."""
     box = layout.box()
     box.prop(props, "use_reference")
     if props.use_reference:
@@ -40,16 +41,28 @@ def _draw_style(layout: bpy.types.UILayout, props) -> None:
         box.prop(props, "emotion")
         box.prop(props, "intensity", slider=True)
     col = layout.column(align=True)
-    for name in ("temperature", "seed", "takes", "blinks"):
+    for name in ("temperature", "style_temperature", "seed", "takes"):
         col.prop(props, name)
-    row = layout.row(align=True)
-    row.prop(props, "use_pose")
-    row.prop(props, "pose_amount")
-    row.prop(props, "pose_temperature")
-    layout.prop(props, "style_temperature")
-    layout.prop(props, "portrait_path")
-    row = layout.row(align=True)
-    row.prop(props, "render_preview")
+    layout.prop(props, "blinks")
+
+
+def _draw_pose(layout: bpy.types.UILayout, props) -> None:
+    """Head pose on/off, with its amount and variation greyed out while it is off."""
+    box = layout.box()
+    box.prop(props, "use_pose")
+    col = box.column(align=True)
+    col.enabled = props.use_pose
+    col.prop(props, "pose_amount")
+    col.prop(props, "pose_temperature")
+
+
+def _draw_preview(layout: bpy.types.UILayout, props) -> None:
+    """Preview frames on/off, the portrait, and the frame size greyed out while they are off."""
+    box = layout.box()
+    box.prop(props, "render_preview")
+    box.prop(props, "portrait_path")  # also Re-render's portrait, so editable with previews off
+    row = box.row()
+    row.enabled = props.render_preview
     row.prop(props, "render_size")
 
 
@@ -81,7 +94,7 @@ def _draw_run(layout: bpy.types.UILayout, props) -> None:
         layout.template_list("FLOWVQ_UL_takes", "", props, "take_items", props, "active_take", rows=3)
         row = layout.row(align=True)
         row.operator("flowvq.takes_to_nla", icon="NLA")
-        row.operator("flowvq.rerender", icon="RENDER_ANIMATION")
+        row.operator("flowvq.rerender", text="Re-render", icon="RENDER_ANIMATION")
 
 
 class FLOWVQ_PT_main(bpy.types.Panel):
@@ -101,6 +114,8 @@ class FLOWVQ_PT_main(bpy.types.Panel):
         row.operator("flowvq.check_server", text="", icon="FILE_REFRESH")
         _draw_audio(layout, context, props)
         _draw_style(layout, props)
+        _draw_pose(layout, props)
+        _draw_preview(layout, props)
         _draw_target(layout, props)
         _draw_run(layout, props)
 

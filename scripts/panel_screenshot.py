@@ -1,0 +1,186 @@
+"""Screenshots of the FlowVQ panel in a running Blender with a window (not the headless ``bpy``).
+
+Run by ``scripts/panel_screenshot.sh``, which starts Blender as
+``blender START.blend --python scripts/panel_screenshot.py -- --zip ZIP --server URL ...``.
+Blender's own timers drive everything, as they would for an artist: install and enable the
+extension zip, fill the panel (two happy takes of the committed demo clip, preview frames on a
+portrait), press Check Server and Generate, capture the screen while the job runs (progress bar,
+Cancel, status bar), then, once the takes are keyed, frame the head and the preview plane at take 0's
+widest mouth and capture again. Each capture is ImageMagick's ``import -window root`` of the X
+display, because Blender's own screenshot operator reads back black under a software GL.
+
+Blender's Python needs only what the add-on needs (numpy, requests). Exits Blender with status 0
+after the second capture, or 1 with the reason on stderr.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+
+import bpy
+
+PACKAGE = "bl_ext.user_default.flowvq_talker"
+EMOTION, TAKES, SEED, PREVIEW_SIZE, FPS = "happy", 2, 0, 256, 25
+MOUTH_KEY = "jawOpen"
+RUNNING_AT = 0.3  # the running capture waits for this much progress
+STEP_S = 0.5  # seconds between state-machine steps (the UI redraws in between)
+JOB_TIMEOUT_S = 600.0
+
+
+def parse_args() -> argparse.Namespace:
+    """The arguments after Blender's ``--``."""
+    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+    parser = argparse.ArgumentParser(prog="panel_screenshot.py")
+    parser.add_argument("--zip", type=Path, required=True, help="the extension zip (flowvq build-addon)")
+    parser.add_argument("--server", required=True, help="URL of a running flowvq server")
+    parser.add_argument("--audio", type=Path, required=True, help="the speech clip to generate from")
+    parser.add_argument("--portrait", type=Path, required=True, help="the portrait for preview frames")
+    parser.add_argument("--running", type=Path, required=True, help="PNG: the panel while Generate runs")
+    parser.add_argument("--done", type=Path, required=True, help="PNG: the panel and the scene afterwards")
+    return parser.parse_args(argv)
+
+
+def view3d() -> tuple[bpy.types.Window, bpy.types.Area, bpy.types.Region]:
+    """The first 3D View of the first window, with its main (WINDOW) region."""
+    window = bpy.context.window_manager.windows[0]
+    area = next(a for a in window.screen.areas if a.type == "VIEW_3D")
+    return window, area, next(r for r in area.regions if r.type == "WINDOW")
+
+
+def install(zip_path: Path) -> None:
+    """Install and enable the extension from ``zip_path`` into the user repository."""
+    result = bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default",
+                                                      enable_on_install=True)
+    if result != {"FINISHED"} or PACKAGE not in sys.modules:
+        raise RuntimeError(f"installing {zip_path} failed ({result})")
+
+
+def fill_panel(args: argparse.Namespace) -> None:
+    """Point the preferences at the server and set the panel as an artist would."""
+    bpy.context.preferences.addons[PACKAGE].preferences.server_url = args.server
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = FPS, 1.0
+    props = scene.flowvq
+    props.audio_source, props.audio_path = "FILE", str(args.audio)
+    props.emotion, props.takes, props.seed = EMOTION, TAKES, SEED
+    props.portrait_path = str(args.portrait)
+    props.render_preview, props.render_size = True, PREVIEW_SIZE
+    props.target_mode = "CREATE"
+
+
+def show_sidebar() -> None:
+    """Clear the start file's objects and open the 3D View's sidebar."""
+    for obj in list(bpy.data.objects):
+        bpy.data.objects.remove(obj)
+    _, area, _ = view3d()
+    area.spaces.active.show_region_ui = True
+    area.tag_redraw()
+
+
+def show_tab() -> None:
+    """Switch the sidebar to the FlowVQ tab (possible once the sidebar has been drawn)."""
+    _, area, _ = view3d()
+    next(r for r in area.regions if r.type == "UI").active_panel_category = "FlowVQ"
+    area.tag_redraw()
+
+
+def press(operator: str) -> None:
+    """Press a FlowVQ button in the 3D View's context; raise unless it finished."""
+    window, area, region = view3d()
+    with bpy.context.temp_override(window=window, area=area, region=region):
+        result = getattr(bpy.ops.flowvq, operator)()
+    if result != {"FINISHED"}:
+        raise RuntimeError(f"{operator} did not finish ({result}): {bpy.context.scene.flowvq.status}")
+
+
+def capture(path: Path) -> None:
+    """Write the whole X display to ``path`` (ImageMagick)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["import", "-window", "root", str(path)], check=True)
+    print(f"panel_screenshot: {path}")
+
+
+def widest_mouth_frame(props) -> int:
+    """The scene frame of take 0 where the head's ``MOUTH_KEY`` shape key is largest."""
+    take = props.take_items[0]
+    scene = bpy.context.scene
+    values = []
+    for frame in range(take.frame_start, take.frame_start + take.frame_count):
+        scene.frame_set(frame)
+        values.append(props.head.data.shape_keys.key_blocks[MOUTH_KEY].value)
+    return take.frame_start + max(range(len(values)), key=values.__getitem__)
+
+
+def frame_scene(props) -> None:
+    """Take 0 at its widest mouth; the view from the front on the head and the preview plane,
+    solid shading with textures so the plane shows its frame."""
+    bpy.context.scene.frame_set(widest_mouth_frame(props))
+    window, area, region = view3d()
+    shading = area.spaces.active.shading
+    shading.type, shading.color_type = "SOLID", "TEXTURE"
+    for obj in bpy.context.view_layer.objects:
+        obj.select_set(obj in (props.head, props.preview_plane))
+    with bpy.context.temp_override(window=window, area=area, region=region):
+        bpy.ops.view3d.view_axis(type="FRONT")
+        bpy.ops.view3d.view_selected()
+
+
+class Steps:
+    """The timer's state machine: setup, generate, capture while running, capture when done."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args, self.state, self.waited = args, "setup", 0.0
+
+    def __call__(self) -> float | None:
+        """One step; returns the delay to the next, or None after quitting Blender."""
+        try:
+            return self.step()
+        except Exception:
+            traceback.print_exc()
+            sys.stderr.write(f"panel_screenshot: failed in step {self.state}\n")
+            sys.stderr.flush()
+            os._exit(1)  # a timer cannot end Blender with a status; quit_blender would exit 0
+
+    def step(self) -> float | None:
+        """Advance by one state."""
+        if self.state == "setup":
+            install(self.args.zip)
+            show_sidebar()
+            fill_panel(self.args)
+            press("check_server")
+            self.state = "tab"
+            return STEP_S
+        if self.state == "tab":
+            show_tab()
+            self.state = "generate"
+            return STEP_S
+        props = bpy.context.scene.flowvq
+        if self.state == "generate":
+            press("generate")
+            self.state = "running"
+        elif self.state == "running":
+            self.waited += STEP_S
+            if self.waited > JOB_TIMEOUT_S:
+                raise RuntimeError(f"the job did not end in {JOB_TIMEOUT_S:.0f} s: {props.status}")
+            if props.running and props.progress >= RUNNING_AT:
+                capture(self.args.running)
+                self.state = "wait"
+            elif not props.running:
+                raise RuntimeError(f"the job ended before a running capture: {props.status}")
+        elif self.state == "wait":
+            if not props.running:
+                if not props.status.startswith(f"{TAKES} take(s) generated"):
+                    raise RuntimeError(f"Generate failed: {props.status}")
+                frame_scene(props)
+                self.state = "done"
+        else:
+            capture(self.args.done)
+            bpy.ops.wm.quit_blender()
+            return None
+        return STEP_S
+
+
+bpy.app.timers.register(Steps(parse_args()), first_interval=2.0)
