@@ -95,12 +95,16 @@ def discard_frames(frames_dir: Path | None) -> None:
 
 
 def _tag_redraw() -> None:
-    """Redraw every area, so the panel shows fresh progress, and the status bar. The status bar is
-    a global area, outside ``screen.areas``; it redraws on the message bus's view-layer-name
+    """Redraw the sidebars of the 3D Views (where the panel is; the viewports themselves are left
+    alone, so a heavy scene is not redrawn ten times a second) and the status bar. The status bar
+    is a global area, outside ``screen.areas``; it redraws on the message bus's view-layer-name
     notices, so one is published (nothing changes)."""
     for window in bpy.context.window_manager.windows:
         for area in window.screen.areas:
-            area.tag_redraw()
+            if area.type == "VIEW_3D":
+                for region in area.regions:
+                    if region.type == "UI":
+                        region.tag_redraw()
     bpy.msgbus.publish_rna(key=(bpy.types.ViewLayer, "name"))
 
 

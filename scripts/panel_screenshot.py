@@ -6,7 +6,8 @@ Blender's own timers drive everything, as they would for an artist: install and 
 extension zip, fill the panel (two happy takes of the committed demo clip, preview frames on a
 portrait), press Check Server and Generate, capture the screen while the job runs (progress bar,
 Cancel, status bar), then, once the takes are keyed, frame the head and the preview plane at take 0's
-widest mouth and capture again. Each capture is ImageMagick's ``import -window root`` of the X
+widest mouth and capture again. A heartbeat timer measures how long the UI was ever blocked, for
+two seconds before Generate and while the job runs. Each capture is ImageMagick's ``import -window root`` of the X
 display, because Blender's own screenshot operator reads back black under a software GL.
 
 Blender's Python needs only what the add-on needs (numpy, requests). Exits Blender with status 0
@@ -16,8 +17,11 @@ after the second capture, or 1 with the reason on stderr.
 import argparse
 import os
 import subprocess
+import statistics
 import sys
+import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import bpy
@@ -27,6 +31,8 @@ EMOTION, TAKES, SEED, PREVIEW_SIZE, FPS = "happy", 2, 0, 256, 25
 MOUTH_KEY = "jawOpen"
 RUNNING_AT = 0.3  # the running capture waits for this much progress
 STEP_S = 0.5  # seconds between state-machine steps (the UI redraws in between)
+TICK_S = 0.02  # the heartbeat timer's interval
+IDLE_S = 2.0  # the heartbeat's idle baseline before Generate
 JOB_TIMEOUT_S = 600.0
 
 
@@ -96,11 +102,13 @@ def press(operator: str) -> None:
         raise RuntimeError(f"{operator} did not finish ({result}): {bpy.context.scene.flowvq.status}")
 
 
-def capture(path: Path) -> None:
-    """Write the whole X display to ``path`` (ImageMagick)."""
+def capture(path: Path) -> tuple[float, float]:
+    """Write the whole X display to ``path`` (ImageMagick); returns when it started and ended."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
     subprocess.run(["import", "-window", "root", str(path)], check=True)
     print(f"panel_screenshot: {path}")
+    return started, time.monotonic()
 
 
 def widest_mouth_frame(props) -> int:
@@ -128,11 +136,40 @@ def frame_scene(props) -> None:
         bpy.ops.view3d.view_selected()
 
 
+class Heartbeat:
+    """A timer asking to run every TICK_S while ``keep_going()`` holds: the gaps between its runs
+    show how long Blender's UI was ever blocked. Gaps that overlap a span in ``excluded`` (this
+    script's own screen captures) are left out of the report."""
+
+    def __init__(self, keep_going: Callable[[], bool]) -> None:
+        self.keep_going, self.times = keep_going, []
+        self.excluded: list[tuple[float, float]] = []
+
+    def __call__(self) -> float | None:
+        """Record one tick; stop once ``keep_going()`` is false."""
+        self.times.append(time.monotonic())
+        return TICK_S if self.keep_going() else None
+
+    def gaps_ms(self) -> list[float]:
+        """Milliseconds between consecutive ticks, captures left out."""
+        return [(b - a) * 1000 for a, b in zip(self.times, self.times[1:])
+                if not any(a < end and start < b for start, end in self.excluded)]
+
+    def report(self, what: str) -> str:
+        """One line: tick count, median and largest gap."""
+        gaps = self.gaps_ms()
+        return (f"{what}: UI timer every {statistics.median(gaps):.0f} ms (median of {len(gaps)} gaps), "
+                f"longest gap {max(gaps):.0f} ms")
+
+
 class Steps:
     """The timer's state machine: setup, generate, capture while running, capture when done."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args, self.state, self.waited = args, "setup", 0.0
+        self.idle_until = 0.0
+        self.idle = Heartbeat(lambda: time.monotonic() < self.idle_until)
+        self.busy = Heartbeat(lambda: bpy.context.scene.flowvq.running)
 
     def __call__(self) -> float | None:
         """One step; returns the delay to the next, or None after quitting Blender."""
@@ -155,18 +192,21 @@ class Steps:
             return STEP_S
         if self.state == "tab":
             show_tab()
+            self.idle_until = time.monotonic() + IDLE_S
+            bpy.app.timers.register(self.idle, first_interval=TICK_S)
             self.state = "generate"
-            return STEP_S
+            return IDLE_S + STEP_S
         props = bpy.context.scene.flowvq
         if self.state == "generate":
             press("generate")
+            bpy.app.timers.register(self.busy, first_interval=TICK_S)
             self.state = "running"
         elif self.state == "running":
             self.waited += STEP_S
             if self.waited > JOB_TIMEOUT_S:
                 raise RuntimeError(f"the job did not end in {JOB_TIMEOUT_S:.0f} s: {props.status}")
             if props.running and props.progress >= RUNNING_AT:
-                capture(self.args.running)
+                self.busy.excluded.append(capture(self.args.running))
                 self.state = "wait"
             elif not props.running:
                 raise RuntimeError(f"the job ended before a running capture: {props.status}")
@@ -174,6 +214,9 @@ class Steps:
             if not props.running:
                 if not props.status.startswith(f"{TAKES} take(s) generated"):
                     raise RuntimeError(f"Generate failed: {props.status}")
+                print(f"panel_screenshot: {props.status}")
+                print(f"panel_screenshot: {self.idle.report('idle')}")
+                print(f"panel_screenshot: {self.busy.report('while Generate ran')}")
                 frame_scene(props)
                 self.state = "done"
         else:
