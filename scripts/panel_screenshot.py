@@ -7,8 +7,9 @@ extension zip, fill the panel (two happy takes of the committed demo clip, previ
 portrait), press Check Server and Generate, capture the screen while the job runs (progress bar,
 Cancel, status bar), then, once the takes are keyed, frame the head and the preview plane at take 0's
 widest mouth and capture again. A heartbeat timer measures how long the UI was ever blocked, for
-two seconds before Generate and while the job runs. Each capture is ImageMagick's ``import -window root`` of the X
-display, because Blender's own screenshot operator reads back black under a software GL.
+two seconds before Generate and while the job runs. Each capture is ImageMagick's
+``import -window root`` of the X display, because Blender's own screenshot operator reads back
+black under a software GL.
 
 Blender's Python needs only what the add-on needs (numpy, requests). Exits Blender with status 0
 after the second capture, or 1 with the reason on stderr.
@@ -16,8 +17,8 @@ after the second capture, or 1 with the reason on stderr.
 
 import argparse
 import os
-import subprocess
 import statistics
+import subprocess
 import sys
 import time
 import traceback
@@ -99,7 +100,8 @@ def press(operator: str) -> None:
     with bpy.context.temp_override(window=window, area=area, region=region):
         result = getattr(bpy.ops.flowvq, operator)()
     if result != {"FINISHED"}:
-        raise RuntimeError(f"{operator} did not finish ({result}): {bpy.context.scene.flowvq.status}")
+        props = bpy.context.scene.flowvq
+        raise RuntimeError(f"{operator} did not finish ({result}): server {props.server_status}; {props.status}")
 
 
 def capture(path: Path) -> tuple[float, float]:

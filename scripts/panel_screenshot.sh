@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 zip=$(realpath "${1:?usage: scripts/panel_screenshot.sh ZIP [OUT_DIR]}")
 out=$(realpath -m "${2:-docs/images}")
+[ -f out/portrait.png ] || { echo "out/portrait.png is missing: run bash scripts/demo.sh first" >&2; exit 2; }
 portrait=$(realpath out/portrait.png)
 blender=${BLENDER:-blender}
 tmp=$(mktemp -d)
