@@ -198,6 +198,16 @@ ESPEAK_VOICES: dict[str, EspeakVoiceInfo] = {
     "espeak:en+f3": EspeakVoiceInfo("en+f3", "gb", "female"),
     "espeak:en-gb-x-rp+m7": EspeakVoiceInfo("en-gb-x-rp+m7", "gb", "male"),
     "espeak:en+klatt": EspeakVoiceInfo("en+klatt", "gb", "male"),  # the Klatt formant synthesiser
+    # More variants for training (more voices made lips on unseen voices 12% better: docs/training.md)
+    # and two dev voices for choosing settings on voices neither training nor the test split uses.
+    # en+david is left out: its /p/ closures are not quiet.
+    "espeak:en-us+f4": EspeakVoiceInfo("en-us+f4", "us", "female"),
+    "espeak:en+f5": EspeakVoiceInfo("en+f5", "gb", "female"),
+    "espeak:en-us+Annie": EspeakVoiceInfo("en-us+Annie", "us", "female"),
+    "espeak:en-us+m1": EspeakVoiceInfo("en-us+m1", "us", "male"),
+    "espeak:en+m6": EspeakVoiceInfo("en+m6", "gb", "male"),
+    "espeak:en+m2": EspeakVoiceInfo("en+m2", "gb", "male"),
+    "espeak:en-us+m5": EspeakVoiceInfo("en-us+m5", "us", "male"),
 }
 
 # espeak-ng's English phoneme mnemonics (as its phoneme events name them) -> SAMPA as espeak-ng writes it
