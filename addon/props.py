@@ -70,7 +70,7 @@ class FlowVQSettings(bpy.types.PropertyGroup):
     use_reference: BoolProperty(name="Reference From Pose", description=(
         "Generate from reference coefficients (taken from the target's shape keys) instead of the emotion"))
     reference: CollectionProperty(type=FlowVQValue)
-    temperature: FloatProperty(name="Temperature", default=0.3, min=0.0, max=2.0, description=(
+    temperature: FloatProperty(name="Temperature", default=0.1, min=0.0, max=2.0, description=(
         "Spread of the expression: 0 gives the most likely lips and face, more gives varied takes "
         "whose lips follow the speech less closely"))
     pose_temperature: FloatProperty(name="Variation", default=0.7, min=0.0, max=2.0, description=(

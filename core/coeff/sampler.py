@@ -93,7 +93,7 @@ class SampleSettings:
 
     emotion: str = TALK
     intensity: float = 1.0
-    temperature: float = 0.3
+    temperature: float = 0.1
     pose_temperature: float = 0.7
     style_temperature: float = 1.0
     seed: int = 0

@@ -76,6 +76,7 @@ class CorpusSpec:
     train_voices: tuple[str, ...] = (
         "us1", "us2", "en1", *FOREIGN_VOICES,
         "espeak:en-us", "espeak:en-us+m3", "espeak:en+f3", "espeak:en-gb-x-rp+m7", "espeak:en+klatt",
+        "espeak:en-us+f4", "espeak:en+f5", "espeak:en-us+m1", "espeak:en+m2", "espeak:en-us+m5",
     )
     test_voices: tuple[str, ...] = ("us3", "espeak:en-us+f2")
     extra_sentences: int = 60

@@ -25,7 +25,7 @@ import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -202,7 +202,10 @@ def read_trainer_state(
     if found != dict(header):
         raise TrainError(f"cannot resume: {path} is not a {what}")
     saved, current = state["config"], config.to_dict()
-    changed = sorted(key for key in current if key not in resumable and saved.get(key) != current[key])
+    # A key newer than the state counts as unchanged while it keeps its default.
+    defaults = {f.name: f.default for f in fields(config) if f.default is not MISSING}
+    changed = sorted(key for key in current
+                     if key not in resumable and saved.get(key, defaults.get(key)) != current[key])
     if changed:
         raise TrainError(
             f"cannot resume from {path}: the config changed since it was written ({', '.join(changed)}); "

@@ -27,6 +27,7 @@ Processes, seeding, history and the trainer-state file are `core.train.common`'s
 image-generator trainers (`core.vq.train`).
 """
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -56,7 +57,7 @@ from core.train.data import CoeffSequence, WindowSampler, frame_batches, load_sp
 
 __all__ = [
     "TrainError", "TrainConfig", "LOSS_KEYS", "HISTORY_FILE", "STATE_FILE",
-    "resolve_model", "load_train_config", "read_history", "train_coeff",
+    "resolve_model", "load_train_config", "read_history", "train_coeff", "learning_rate",
 ]
 
 LOSS_KEYS: tuple[str, ...] = ("loss", "exp_nll", "exp_con", "exp_rec", "pose_nll", "pose_con")
@@ -70,7 +71,7 @@ _RESUMABLE_CHANGES = frozenset(
 )
 _INTEGER_MINIMA = {
     "steps": 1, "window": 1, "batch_size": 1, "seed": 0, "log_every": 1, "val_every": 1,
-    "val_batches": 1, "checkpoint_every": 1, "bank_size": 1,
+    "val_batches": 1, "checkpoint_every": 1, "bank_size": 1, "lr_decay_steps": 0,
 }
 # key -> (minimum, whether the minimum itself is allowed)
 _FLOAT_MINIMA = {"lr": (0.0, False), "weight_decay": (0.0, True), "grad_clip": (0.0, False)}
@@ -85,15 +86,16 @@ class TrainConfig:
     dataset: the dataset folder (`core.train.data` layout); out: the output folder (None: must be
     given to `train_coeff`); model: the `CoeffConfig` (see `resolve_model`); steps: optimiser steps;
     window: target frames per training window; batch_size: windows per step and rank; seed: model
-    initialisation and every random stream; lr, weight_decay, betas: AdamW; grad_clip: the maximal
-    global gradient norm; log_every / val_every / checkpoint_every: steps between train-loss logs,
-    validations and checkpoints (the last step always does all three); val_batches: fixed
-    validation batches of ``batch_size`` windows; bank_size: training latents kept for manifold
-    projection; conditioner: a folder with MSE-regressor weights (`core.eval.regressor`, trained on
-    the same face model) that a new run starts ExpFlow from (`MSERegressor.initialise_flow`: its
-    conditioner, and its head as the flow's location), the flow analogue of starting from
-    pretrained speech features; freeze_audio: keep ExpFlow's audio encoder fixed (sensible with a
-    ``conditioner``, whose encoder MSE training made phonetic).
+    initialisation and every random stream; lr, weight_decay, betas: AdamW; lr_decay_steps: the last
+    this many steps lower the learning rate from lr to 0 along a half cosine (0: constant);
+    grad_clip: the maximal global gradient norm; log_every / val_every / checkpoint_every: steps
+    between train-loss logs, validations and checkpoints (the last step always does all three);
+    val_batches: fixed validation batches of ``batch_size`` windows; bank_size: training latents
+    kept for manifold projection; conditioner: a folder with MSE-regressor weights
+    (`core.eval.regressor`, trained on the same face model) that a new run starts ExpFlow from
+    (`MSERegressor.initialise_flow`: its conditioner, and its head as the flow's location), the
+    flow analogue of starting from pretrained speech features; freeze_audio: keep ExpFlow's audio
+    encoder fixed (sensible with a ``conditioner``, whose encoder MSE training made phonetic).
     """
 
     dataset: Path
@@ -104,6 +106,7 @@ class TrainConfig:
     batch_size: int = 32
     seed: int = 0
     lr: float = 2e-3
+    lr_decay_steps: int = 0
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0
@@ -121,6 +124,8 @@ class TrainConfig:
             raise TrainError(f"freeze_audio must be true or false, got {self.freeze_audio!r}")
         check_float_minima(self, _FLOAT_MINIMA)
         check_betas(self)
+        if self.lr_decay_steps > self.steps:
+            raise TrainError(f"lr_decay_steps ({self.lr_decay_steps}) cannot exceed steps ({self.steps})")
         if not isinstance(self.model, CoeffConfig):
             raise TrainError(f"model must be a CoeffConfig, got {type(self.model).__name__}")
         object.__setattr__(self, "dataset", Path(self.dataset))
@@ -235,10 +240,12 @@ class _Validator:
 # ---------------------------------------------------------------------------------------------
 
 def _read_state(out: Path, config: TrainConfig, world_size: int, device: torch.device) -> dict[str, Any]:
-    """The trainer state to resume from, after checking it belongs to this config and job size."""
+    """The trainer state to resume from, after checking it belongs to this config and job size
+    (with a learning-rate decay, ``steps`` places the decay, so it may not change either)."""
+    resumable = _RESUMABLE_CHANGES - {"steps"} if config.lr_decay_steps else _RESUMABLE_CHANGES
     return read_trainer_state(
         out, config, header=_STATE_HEADER, what=f"{STATE_FORMAT} version {STATE_VERSION} file",
-        resumable=_RESUMABLE_CHANGES, world_size=world_size, device=device,
+        resumable=resumable, world_size=world_size, device=device,
     )
 
 
@@ -282,6 +289,16 @@ def train_coeff(
         if process.main:
             _finish(model, config, train, out, best, process.world_size)
     return out
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The learning rate of optimiser step ``step`` (0-based): ``config.lr``, lowered along a half
+    cosine to 0 over the last ``config.lr_decay_steps`` steps (the first of them still at lr)."""
+    decay_start = config.steps - config.lr_decay_steps
+    if step < decay_start:
+        return config.lr
+    progress = (step - decay_start) / config.lr_decay_steps
+    return 0.5 * config.lr * (1.0 + math.cos(math.pi * progress))
 
 
 def _statistics(sequences: Sequence[CoeffSequence]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -332,6 +349,8 @@ def _fit(
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step)
         optimizer.step()
         step += 1
         bar.update(1)

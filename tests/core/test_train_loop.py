@@ -19,8 +19,10 @@ from core.cli import main
 from core.eval.regressor import RegressorError, save_regressor, train_regressor
 from core.train.data import load_split
 from core.train.loop import (
+    STATE_FILE,
     TrainConfig,
     TrainError,
+    learning_rate,
     load_train_config,
     read_history,
     resolve_model,
@@ -85,6 +87,16 @@ def test_model_overrides_change_only_the_keys_they_name() -> None:
     assert resolve_model(None) == PRESETS["default"]
 
 
+def test_the_learning_rate_is_constant_until_the_decay_then_falls_along_a_cosine_to_zero() -> None:
+    constant = TrainConfig(dataset=Path("d"), steps=100, lr=0.01)
+    assert {learning_rate(constant, step) for step in range(100)} == {0.01}
+    decayed = TrainConfig(dataset=Path("d"), steps=100, lr=0.01, lr_decay_steps=40)
+    rates = [learning_rate(decayed, step) for step in range(100)]
+    assert rates[:61] == [0.01] * 61
+    assert all(later < earlier for earlier, later in zip(rates[60:], rates[61:]))
+    assert rates[80] == pytest.approx(0.005) and 0 < rates[-1] < 1e-4
+
+
 @pytest.mark.parametrize(
     "text, match",
     [
@@ -96,6 +108,7 @@ def test_model_overrides_change_only_the_keys_they_name() -> None:
         ("dataset: d\nbetas: [0.9]\n", "betas must be a list of two numbers"),
         ("dataset: d\nmodel: {preset: huge}\n", "unknown model preset 'huge'"),
         ("dataset: d\nmodel: {exp: {stepz: 2}}\n", "unknown key.*stepz"),
+        ("dataset: d\nsteps: 10\nlr_decay_steps: 11\n", r"lr_decay_steps \(11\) cannot exceed steps \(10\)"),
     ],
 )
 def test_bad_configs_are_refused_naming_the_file_and_key(tmp_path, text, match) -> None:
@@ -153,6 +166,30 @@ def test_a_finished_folder_is_not_overwritten_and_resume_refuses_a_changed_confi
         train_coeff(tiny_config(tmp_path, toy, steps=4, lr=1e-4), out=out, resume=True, device="cpu")
     with pytest.raises(TrainError, match="holds no trainer_state.pt"):
         train_coeff(tiny_config(tmp_path, toy, steps=2), out=tmp_path / "empty", resume=True, device="cpu")
+
+
+def test_a_decayed_run_trains_other_weights_and_refuses_to_resume_with_steps_that_would_move_its_decay(
+    tmp_path, toy
+) -> None:
+    intervals = {"log_every": 10, "val_every": 10, "checkpoint_every": 10, "val_batches": 1}
+    constant = train_coeff(tiny_config(tmp_path / "a", toy, steps=20, **intervals), device="cpu")
+    decayed = train_coeff(tiny_config(tmp_path / "b", toy, steps=20, lr_decay_steps=15, **intervals), device="cpu")
+    expected, actual = load_file(constant / WEIGHTS_FILE), load_file(decayed / WEIGHTS_FILE)
+    assert any(not torch.equal(expected[key], actual[key]) for key in expected)
+    with pytest.raises(TrainError, match=r"config changed since it was written \(steps\)"):
+        train_coeff(tiny_config(tmp_path / "b", toy, steps=30, lr_decay_steps=15, **intervals), resume=True,
+                    device="cpu")
+
+
+def test_a_state_saved_before_a_config_key_existed_resumes_when_the_key_has_its_default(tmp_path, toy) -> None:
+    out = train_coeff(tiny_config(tmp_path, toy, steps=2, val_batches=1), device="cpu")
+    state = torch.load(out / STATE_FILE, weights_only=True)
+    del state["config"]["lr_decay_steps"]
+    torch.save(state, out / STATE_FILE)
+    assert train_coeff(tiny_config(tmp_path, toy, steps=4, val_batches=1), out=out, resume=True, device="cpu") == out
+    with pytest.raises(TrainError, match=r"config changed since it was written \(lr_decay_steps, steps\)"):
+        train_coeff(tiny_config(tmp_path, toy, steps=6, val_batches=1, lr_decay_steps=2), out=out, resume=True,
+                    device="cpu")
 
 
 def test_a_run_started_from_a_regressor_keeps_its_frozen_audio_encoder_and_starts_at_its_error(
