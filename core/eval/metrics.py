@@ -21,6 +21,10 @@ Metrics and units:
 - **Take diversity** (`take_diversity`): spreads across K takes of the same input — coefficient
   units for expression channels, blinks for blink counts, degrees for head rotation; and
   (`region_spread_mm`) how far the brow vertices of the takes lie from their mean, millimetres.
+- **Paired difference** (`paired_difference`, the metric's unit): the mean per-sequence difference
+  of one system's metric from another's on the same sequences, a seeded bootstrap 95% interval of
+  that mean, and the share of sequences where the first system is lower; says whether a gap
+  between two systems' means is more than the luck of which sequences were drawn.
 - **Emotion accuracy** (`EmotionClassifier`, fraction): a multinomial logistic regression on
   per-sequence statistics of the expression channels, trained on ground truth and applied to
   generated takes; its accuracy on them says whether the generated emotion is recognisable.
@@ -59,6 +63,8 @@ __all__ = [
     "TakeDiversity",
     "take_diversity",
     "region_spread_mm",
+    "PairedDifference",
+    "paired_difference",
     "BROWS",
     "EmotionClassifier",
 ]
@@ -232,6 +238,31 @@ def region_spread_mm(face: FaceModel, takes_exp: np.ndarray, region: str | None)
         raise EvalError(f"a spread needs at least 2 takes of shape (takes, frames, D), got {takes_exp.shape}")
     offsets = takes_exp - takes_exp.mean(axis=0)  # the basis is linear: vertex offsets follow
     return 1000.0 * _mean_displacement(face, offsets.reshape(-1, takes_exp.shape[2]), region)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """`paired_difference`'s result: the mean of a − b, its bootstrap 95% interval (low, high), the
+    share of sequences with a < b, and the number of sequences."""
+
+    mean: float
+    ci95: tuple[float, float]
+    lower_share: float
+    sequences: int
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], resamples: int = 2000,
+                      seed: int = 0) -> PairedDifference:
+    """Compare two systems' per-sequence values of one metric, paired by sequence: the mean of
+    a − b with a percentile bootstrap 95% interval (``resamples`` resamplings of the sequences,
+    seeded). Shapes: a (N,), b (N,), N >= 2."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise EvalError(f"a paired difference needs two equal lists of at least 2 values, got {a.shape} and {b.shape}")
+    diff = a - b
+    picks = np.random.default_rng(seed).integers(0, len(diff), size=(resamples, len(diff)))
+    low, high = np.percentile(diff[picks].mean(axis=1), [2.5, 97.5])
+    return PairedDifference(float(diff.mean()), (float(low), float(high)), float(np.mean(diff < 0)), len(diff))
 
 
 class EmotionClassifier:

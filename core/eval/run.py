@@ -18,7 +18,9 @@ row says how open it should be), mouth jerk in m/s³, emotion accuracy of a clas
 training split's ground truth (sequences minus β₀), and for the flow: NLL of the truth (nats per
 frame and dimension, teacher-forced contexts), take diversity, and the ratio of the mean take's
 M-LMD to the best take's (the "equal lip error" check). The flow's row scores its first take (the
-seed's own). Per-sequence values are averaged; the
+seed's own). ``paired_m_lmd`` compares that take's M-LMD with each baseline's, sequence by sequence
+(`core.eval.metrics.paired_difference`: mean difference, bootstrap 95% interval, share of
+sequences where the flow is closer). Per-sequence values are averaged; the
 closure rate pools all bilabials of the split.
 """
 
@@ -41,7 +43,7 @@ from core.emotions import emotion_index
 from core.errors import FlowVQError
 from core.eval.metrics import (
     BROWS, CLOSED_GAP_MM, MOUTH, EmotionClassifier, bilabial_closure_rate, jerk, landmark_distance,
-    open_vowel_opening, region_spread_mm, take_diversity,
+    open_vowel_opening, paired_difference, region_spread_mm, take_diversity,
 )
 from core.eval.regressor import MSERegressor, load_regressor
 from core.eval.rhubarb import rhubarb_curves
@@ -49,10 +51,11 @@ from core.face import builtin
 from core.face.model import FaceModel
 from core.train.data import CoeffSequence, load_split, read_meta
 
-__all__ = ["SYSTEMS", "EVAL_SPLITS", "EvalSettings", "default_regressor_dir", "sequence_nll", "evaluate",
-           "format_table"]
+__all__ = ["SYSTEMS", "BASELINES", "EVAL_SPLITS", "EvalSettings", "default_regressor_dir", "sequence_nll",
+           "evaluate", "format_table"]
 
 SYSTEMS: tuple[str, ...] = ("flow", "regressor", "rhubarb", "truth")
+BASELINES: tuple[str, ...] = ("regressor", "rhubarb")  # what the flow's paired M-LMD is compared with
 EVAL_SPLITS: tuple[str, ...] = ("test", "val")
 _COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("m_lmd_mm", "M-LMD mm", "{:.2f}"),
@@ -194,6 +197,8 @@ def evaluate(
         "closed_gap_mm": CLOSED_GAP_MM, "classifier_train_sequences": len(train),
         "classifier_train_accuracy": classifier.accuracy(train_exps, train_labels),
         "systems": report,
+        "paired_m_lmd": {name: asdict(paired_difference(scores["flow"].m_lmd, scores[name].m_lmd))
+                         for name in BASELINES},
     }
 
 
@@ -248,4 +253,8 @@ def format_table(report: dict[str, Any]) -> str:
     lines.append(f"{report['sequences']} {settings['split']} sequences ({report['frames']} frames), voices "
                  f"{', '.join(report['voices'])}; flow takes per sequence: {settings['takes']}")
     lines.append("flow takes: " + ", ".join(extra))
+    for name, paired in report.get("paired_m_lmd", {}).items():  # reports before it lack it
+        low, high = paired["ci95"]
+        lines.append(f"flow - {name} M-LMD: {paired['mean']:+.3f} mm (95% interval {low:+.3f} to {high:+.3f}), "
+                     f"flow closer on {paired['lower_share']:.0%} of sequences")
     return "\n".join(lines)

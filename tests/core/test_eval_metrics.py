@@ -20,6 +20,7 @@ from core.eval.metrics import (
     jerk,
     landmark_distance,
     open_vowel_opening,
+    paired_difference,
     region_spread_mm,
     region_vertices,
     take_diversity,
@@ -325,3 +326,26 @@ def test_classifier_refuses_bad_input(face, emotion_data) -> None:
         classifier.predict([exps[0][:, :10]])
     with pytest.raises(EvalError, match="lacks"):
         EmotionClassifier.from_state({"fps": np.array(FPS)})
+
+
+def test_a_paired_difference_separates_a_real_gap_from_the_spread_between_sequences() -> None:
+    """Sequences differ far more from each other (std 1) than system a from system b (0.1 lower on
+    every sequence, with noise 0.05): pairing by sequence still finds the gap, and with no gap the
+    interval holds 0. Same seed, same interval."""
+    rng = np.random.default_rng(7)
+    hardness = rng.normal(2.0, 1.0, 200)
+    b = hardness + rng.normal(0.0, 0.05, 200)
+    a = hardness - 0.1 + rng.normal(0.0, 0.05, 200)
+    gap = paired_difference(a, b)
+    assert gap.ci95[0] <= gap.mean <= gap.ci95[1] < 0 and gap.mean == pytest.approx(-0.1, abs=0.02)
+    assert gap.lower_share > 0.85 and gap.sequences == 200
+    same = paired_difference(hardness + rng.normal(0.0, 0.05, 200), b)
+    assert same.ci95[0] < 0 < same.ci95[1]
+    assert paired_difference(a, b) == gap
+
+
+def test_a_paired_difference_refuses_unpaired_or_too_few_values() -> None:
+    with pytest.raises(EvalError, match="two equal lists of at least 2 values"):
+        paired_difference([1.0, 2.0, 3.0], [1.0, 2.0])
+    with pytest.raises(EvalError, match="two equal lists"):
+        paired_difference([1.0], [2.0])

@@ -13,7 +13,7 @@ from core.errors import FlowVQError
 from core.coeff.weights import load_weights
 from core.corpus.build import CorpusError, CorpusSpec, build_corpus
 from core.corpus.speech import VOICES, available_voices
-from core.eval.run import SYSTEMS, EvalSettings, evaluate, format_table, sequence_nll
+from core.eval.run import BASELINES, SYSTEMS, EvalSettings, evaluate, format_table, sequence_nll
 from core.train.data import load_split
 
 MBROLA = [v for v in VOICES if v in available_voices()]
@@ -73,6 +73,19 @@ def test_nll_prefers_the_real_sequence_to_a_scrambled_one(corpus) -> None:
     scrambled = type(seq)(seq.name, seq.exp[np.random.default_rng(0).permutation(len(seq.exp))],
                           seq.pose, seq.audio, seq.emotion, seq.beta0)
     assert sequence_nll(model, seq) < sequence_nll(model, scrambled)
+
+
+def test_the_flow_is_compared_with_each_baseline_sequence_by_sequence(report) -> None:
+    """The paired M-LMD gap is the difference of the two rows (the flow's row scores its first
+    take), with an interval around it, and the table says it in words."""
+    for name in BASELINES:
+        paired = report["paired_m_lmd"][name]
+        low, high = paired["ci95"]
+        assert low <= paired["mean"] <= high and 0.0 <= paired["lower_share"] <= 1.0
+        assert paired["sequences"] == report["sequences"]
+        rows = report["systems"]
+        assert paired["mean"] == pytest.approx(rows["flow"]["m_lmd_mm"] - rows[name]["m_lmd_mm"], abs=1e-9)
+        assert f"flow - {name} M-LMD: {paired['mean']:+.3f} mm" in format_table(report)
 
 
 def test_table_lists_each_system(report) -> None:
