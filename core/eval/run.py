@@ -198,7 +198,7 @@ def evaluate(
         "classifier_train_accuracy": classifier.accuracy(train_exps, train_labels),
         "systems": report,
         "paired_m_lmd": {name: asdict(paired_difference(scores["flow"].m_lmd, scores[name].m_lmd))
-                         for name in BASELINES},
+                         for name in BASELINES} if len(sequences) >= 2 else {},  # an interval needs two
     }
 
 

@@ -88,6 +88,12 @@ def test_the_flow_is_compared_with_each_baseline_sequence_by_sequence(report) ->
         assert f"flow - {name} M-LMD: {paired['mean']:+.3f} mm" in format_table(report)
 
 
+def test_one_sequence_is_evaluated_without_a_paired_comparison(corpus) -> None:
+    report = evaluate(corpus, EvalSettings(takes=2, limit=1))
+    assert report["sequences"] == 1 and report["paired_m_lmd"] == {}
+    assert "| flow |" in format_table(report) and "M-LMD: " not in format_table(report)
+
+
 def test_table_lists_each_system(report) -> None:
     table = format_table(report)
     for system in SYSTEMS:
