@@ -168,16 +168,21 @@ def test_a_finished_folder_is_not_overwritten_and_resume_refuses_a_changed_confi
         train_coeff(tiny_config(tmp_path, toy, steps=2), out=tmp_path / "empty", resume=True, device="cpu")
 
 
-def test_a_decayed_run_trains_other_weights_and_refuses_to_resume_with_steps_that_would_move_its_decay(
+def test_a_decayed_run_matches_a_constant_one_until_its_decay_and_refuses_steps_that_would_move_it(
     tmp_path, toy
 ) -> None:
+    """Decay over the last 10 of 20 steps: the first 10 updates run at lr, so the losses logged and
+    validated at step 10 equal the constant run's; the last 10 run lower, so the end differs."""
     intervals = {"log_every": 10, "val_every": 10, "checkpoint_every": 10, "val_batches": 1}
     constant = train_coeff(tiny_config(tmp_path / "a", toy, steps=20, **intervals), device="cpu")
-    decayed = train_coeff(tiny_config(tmp_path / "b", toy, steps=20, lr_decay_steps=15, **intervals), device="cpu")
+    decayed = train_coeff(tiny_config(tmp_path / "b", toy, steps=20, lr_decay_steps=10, **intervals), device="cpu")
+    before, after = without_time(read_history(constant)), without_time(read_history(decayed))
+    assert [e for e in before if e["step"] <= 10] == [e for e in after if e["step"] <= 10]
+    assert [e for e in before if e["step"] == 20] != [e for e in after if e["step"] == 20]
     expected, actual = load_file(constant / WEIGHTS_FILE), load_file(decayed / WEIGHTS_FILE)
     assert any(not torch.equal(expected[key], actual[key]) for key in expected)
     with pytest.raises(TrainError, match=r"config changed since it was written \(steps\)"):
-        train_coeff(tiny_config(tmp_path / "b", toy, steps=30, lr_decay_steps=15, **intervals), resume=True,
+        train_coeff(tiny_config(tmp_path / "b", toy, steps=30, lr_decay_steps=10, **intervals), resume=True,
                     device="cpu")
 
 
