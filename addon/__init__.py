@@ -5,9 +5,24 @@ import atexit
 
 import bpy
 
-from . import operators, prefs, preview, props, ui
+from . import character, operators, prefs, preview, props, runner, ui
 
 classes = (*props.classes, *prefs.classes, *operators.classes, *ui.classes)
+# The owner of the add-on's message-bus subscription (selection changes).
+_SUBSCRIBER = object()
+
+
+def _on_active_object() -> None:
+    """Message-bus callback: a newly selected mesh becomes the target unless the artist picked one."""
+    character.follow_selection(bpy.context.scene.flowvq, bpy.context.view_layer.objects.active)
+
+
+@bpy.app.handlers.persistent
+def _subscribe(*_args) -> None:
+    """Follow the active object (again after a file is opened, which drops subscriptions)."""
+    bpy.msgbus.clear_by_owner(_SUBSCRIBER)
+    bpy.msgbus.subscribe_rna(key=(bpy.types.LayerObjects, "active"), owner=_SUBSCRIBER, args=(),
+                             notify=_on_active_object)
 
 
 def register() -> None:
@@ -19,6 +34,8 @@ def register() -> None:
     bpy.app.handlers.save_pre.append(preview.before_save)
     bpy.app.handlers.save_post.append(preview.after_save)
     bpy.types.STATUSBAR_HT_header.append(ui.draw_status)
+    bpy.app.handlers.load_post.append(_subscribe)
+    _subscribe()
     atexit.register(operators.local_server.stop)
 
 
@@ -26,10 +43,12 @@ def unregister() -> None:
     """Undo `register` in reverse order; a running job is cancelled and a started server stopped."""
     atexit.unregister(operators.local_server.stop)
     operators.local_server.stop()
-    if operators.active.task is not None:
-        operators.active.task.cancel()
-    if bpy.app.timers.is_registered(operators.poll_task):
-        bpy.app.timers.unregister(operators.poll_task)
+    if runner.active.task is not None:
+        runner.active.task.cancel()
+    if bpy.app.timers.is_registered(runner.poll_task):
+        bpy.app.timers.unregister(runner.poll_task)
+    bpy.msgbus.clear_by_owner(_SUBSCRIBER)
+    bpy.app.handlers.load_post.remove(_subscribe)
     bpy.types.STATUSBAR_HT_header.remove(ui.draw_status)
     bpy.app.handlers.save_post.remove(preview.after_save)
     bpy.app.handlers.save_pre.remove(preview.before_save)

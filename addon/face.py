@@ -1,8 +1,8 @@
 """The FlowVQ head: a shape-keyed mesh built from the server's face model (``GET /v1/face-model``).
 
 The mapping from model space to Blender space is the one of docs/api.md (``core/face/pose.py``):
-a model point ``(x, y, z)`` is the Blender point ``(x, -z, y)``; the head pose is keyed on the
-object with rotation mode ``'XZY'`` (see `takes.pose_channels`). `face_model_for` fetches and parses a
+a model point ``(x, y, z)`` is the Blender point ``(x, -z, y)`` (`posemath.MODEL_TO_BLENDER`); the
+head's rotation mode is ``'XZY'``, in which its delta rotation reads as the pose's own angles. `face_model_for` fetches and parses a
 server's face model once (in the worker thread); `build_head` (main thread) makes the mesh.
 """
 
@@ -13,6 +13,7 @@ import bpy
 import numpy as np
 
 from .client import Client
+from .posemath import MODEL_TO_BLENDER
 
 __all__ = ["FaceModel", "load_face_model", "face_model_for", "to_blender", "build_head", "FACE_MODEL_PROP",
            "POSE_EULER_ORDER"]
@@ -23,7 +24,9 @@ POSE_EULER_ORDER = "XZY"
 
 @dataclass(frozen=True)
 class FaceModel:
-    """The arrays of a face model ``.npz``. Shapes: neutral (V,3), faces (F,3), uv (V,2), basis (D,V,3)."""
+    """The arrays of a face model ``.npz``: the mesh, the expression basis, the coefficient names
+    and ranges, and the named vertex regions (``lips``, ``inner_lips``...).
+    Shapes: neutral (V,3), faces (F,3), uv (V,2), basis (D,V,3), each region (N,)."""
 
     model_id: str
     neutral: np.ndarray
@@ -33,6 +36,7 @@ class FaceModel:
     names: list[str]
     lower: np.ndarray
     upper: np.ndarray
+    regions: dict[str, np.ndarray]
 
 
 def load_face_model(data: bytes) -> FaceModel:
@@ -47,6 +51,7 @@ def load_face_model(data: bytes) -> FaceModel:
             names=[str(n) for n in npz["names"]],
             lower=npz["lower"].astype(np.float64),
             upper=npz["upper"].astype(np.float64),
+            regions={str(name): npz[f"region_{name}"].astype(np.int64) for name in npz["region_names"]},
         )
 
 
@@ -65,8 +70,7 @@ def face_model_for(client: Client, model_id: str) -> FaceModel:
 
 def to_blender(points: np.ndarray) -> np.ndarray:
     """Model-space points to Blender space: ``(x, y, z) -> (x, -z, y)``. Shapes: (..., 3) -> (..., 3)."""
-    points = np.asarray(points, dtype=np.float64)
-    return np.stack([points[..., 0], -points[..., 2], points[..., 1]], axis=-1)
+    return np.asarray(points, dtype=np.float64) @ MODEL_TO_BLENDER.T
 
 
 def _new_mesh(model: FaceModel, name: str) -> bpy.types.Mesh:

@@ -14,8 +14,8 @@ import hashlib
 import bpy
 import numpy as np
 
-__all__ = ["LAYERED", "curves_for", "find_curve", "write_curve", "assign", "assigned_action", "push_to_nla",
-           "fingerprint", "FINGERPRINT_PROP"]
+__all__ = ["LAYERED", "curves_for", "find_curve", "write_curve", "clear_curves", "assign", "assigned_action",
+           "push_to_nla", "remove_empty_strips", "fingerprint", "FINGERPRINT_PROP"]
 
 FINGERPRINT_PROP = "flowvq_fingerprint"
 # Actions are layered and slotted (one Action, one slot per animated ID) from Blender 4.4.
@@ -111,6 +111,29 @@ def _all_curves(action: bpy.types.Action) -> list[bpy.types.FCurve]:
         return list(action.fcurves)
     return [curve for layer in action.layers for strip in layer.strips
             for bag in strip.channelbags for curve in bag.fcurves]
+
+
+def clear_curves(action: bpy.types.Action) -> None:
+    """Remove every F-curve of the Action (its slots, and so whatever they are assigned to, stay)."""
+    if not LAYERED:
+        action.fcurves.clear()
+        return
+    for layer in action.layers:
+        for strip in layer.strips:
+            for bag in strip.channelbags:
+                bag.fcurves.clear()
+
+
+def remove_empty_strips(owner: bpy.types.ID) -> None:
+    """Remove ``owner``'s NLA strips that play no Action, and tracks left without strips."""
+    anim = owner.animation_data
+    if anim is None:
+        return
+    for track in list(anim.nla_tracks):
+        for strip in [s for s in track.strips if s.action is None]:
+            track.strips.remove(strip)
+        if not track.strips:
+            anim.nla_tracks.remove(track)
 
 
 def fingerprint(action: bpy.types.Action) -> str:

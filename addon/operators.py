@@ -1,64 +1,35 @@
-"""Operators. Generate and Re-render start a `jobs.Task`; only `poll_task`, the timer callback,
-touches bpy while it runs, and it applies the result to the scene when the task ends."""
+"""Operators: the panel's buttons. Generate and Re-render read the scene into a background job
+(`runner`); the other buttons act at once. What a finished job does to the scene is `apply`'s."""
 
 import json
-import shutil
-import threading
 import time
 import uuid
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Callable, TypeVar
 
 import bpy
-from bpy.props import IntProperty
+from bpy.props import IntProperty, StringProperty
+from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import jobs, keys, preview, scene as scene_utils, takes
+from . import apply, character, jobs, keys, mapping as mapping_module, preview, runner, scene as scene_utils, takes
 from .client import Client, ServerError
-from .face import FaceModel, build_head, face_model_for
-from .props import set_emotions
+from .face import face_model_for
 from .prefs import connection, preferences
-from .retarget import match_names
+from .props import set_emotions
 from .server_process import LocalServer
 
-__all__ = ["Job", "ActiveTask", "active", "local_server", "poll_task", "start_task", "Snapshot", "snapshot",
-           "settings_dict", "mapping_of", "names_and_mapping", "fill_mapping", "apply_generate", "apply_render",
-           "switch_take", "takes_to_nla", "classes", "TIMER_INTERVAL_S"]
+__all__ = ["local_server", "snapshot", "settings_dict", "SERVER_SETTINGS", "mapping_of", "fill_character",
+           "target_of", "classes"]
 
-TIMER_INTERVAL_S = 0.1
-HEAD_NAME = "FlowVQ Head"
+local_server = LocalServer()
 T = TypeVar("T")
 
-
-@dataclass(frozen=True)
-class Job:
-    """A background job as an operator prepared it: ``work(client, report, cancelled)`` runs in the
-    worker thread, ``apply(scene, result)`` on the main thread when it succeeds (returning the
-    status line, or raising ValueError when the scene no longer allows it), and ``frames_dir`` is
-    the folder the job downloads preview frames to, removed unless the job's result is applied."""
-
-    work: Callable[[Client, jobs.Report, threading.Event], Any]
-    apply: Callable[[bpy.types.Scene, Any], str]
-    frames_dir: Path | None = None
-
-
-@dataclass
-class ActiveTask:
-    """The one running task and the scene and job it belongs to."""
-
-    task: jobs.Task | None = None
-    scene_name: str = ""
-    job: Job | None = None
-
-
-active = ActiveTask()
-local_server = LocalServer()
-
-
-def settings_of(context: bpy.types.Context):
-    """The scene's `FlowVQSettings`."""
-    return context.scene.flowvq
+# Job setting (docs/api.md, `GET /v1/info` settings) -> the panel property that holds it.
+SERVER_SETTINGS = {"intensity": "intensity", "temperature": "temperature", "pose_temperature": "pose_temperature",
+                   "style_temperature": "style_temperature", "seed": "seed", "takes": "takes", "pose": "use_pose",
+                   "pose_amount": "pose_amount", "blinks": "blinks", "render": "render_preview",
+                   "render_size": "render_size"}
 
 
 def scene_fps(scene: bpy.types.Scene) -> float:
@@ -88,93 +59,6 @@ def new_frames_dir(kind: str) -> Path:
     return preview.frames_root(bpy.data.filepath) / f"{stamp}-{kind}-{uuid.uuid4().hex[:8]}"
 
 
-def discard_frames(frames_dir: Path | None) -> None:
-    """Remove a job's frames folder (whatever it holds: it belongs to that job alone)."""
-    if frames_dir is not None:
-        shutil.rmtree(frames_dir, ignore_errors=True)
-
-
-def _tag_redraw() -> None:
-    """Redraw the sidebars of the 3D Views (where the panel is; the viewports themselves are left
-    alone, so a heavy scene is not redrawn ten times a second) and the status bar. The status bar
-    is a global area, outside ``screen.areas``; it redraws on the message bus's view-layer-name
-    notices, so one is published (nothing changes)."""
-    for window in bpy.context.window_manager.windows:
-        for area in window.screen.areas:
-            if area.type == "VIEW_3D":
-                for region in area.regions:
-                    if region.type == "UI":
-                        region.tag_redraw()
-    bpy.msgbus.publish_rna(key=(bpy.types.ViewLayer, "name"))
-
-
-def poll_task() -> float | None:
-    """The timer callback: drain the task's progress, apply its result when it ends.
-
-    Returns the delay until the next call, or None (stop) once the task has ended.
-    """
-    if active.task is None:
-        return None
-    scene = bpy.data.scenes.get(active.scene_name)
-    state, job = active.task.poll(), active.job
-    if state.done:
-        active.task = active.job = None
-    if scene is not None:
-        props = scene.flowvq
-        props.progress, props.status = state.fraction, state.message
-        if state.done:
-            props.running = False
-            props.status = _finish(scene, state, job)
-    elif state.done:
-        discard_frames(job.frames_dir)
-    _tag_redraw()
-    return None if state.done else TIMER_INTERVAL_S
-
-
-def _finish(scene: bpy.types.Scene, state: jobs.TaskState, job: Job) -> str:
-    """The status line for an ended task. Its result is applied when it succeeded; otherwise
-    (failed, cancelled, or the scene no longer allows it) the scene is left as it was and the job's
-    frames folder is removed."""
-    if state.cancelled:
-        status = "cancelled; nothing was changed"
-    elif state.error is not None:
-        status = f"failed: {state.error}; nothing was changed"
-    else:
-        try:
-            return job.apply(scene, state.result)
-        except ValueError as exc:
-            status = f"failed: {exc}; nothing was changed"
-    discard_frames(job.frames_dir)
-    return status
-
-
-def start_task(context: bpy.types.Context, job: Job) -> None:
-    """Run ``job.work`` in a worker thread with a client of the preferences' server (closed after
-    it) and poll it from a timer."""
-    props = settings_of(context)
-    client = Client(connection(context))
-    active.task = jobs.Task(partial(job.work, client), on_end=client.close).start()
-    active.scene_name, active.job = context.scene.name, job
-    props.running, props.progress, props.status = True, 0.0, "starting"
-    if not bpy.app.timers.is_registered(poll_task):
-        bpy.app.timers.register(poll_task, first_interval=TIMER_INTERVAL_S)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What Generate read from the scene when pressed; applied unchanged when the job ends."""
-
-    audio: Path
-    add_audio_strip: bool
-    frame_start: int
-    fps: float
-    create_head: bool
-    target_name: str
-    mapping: dict
-    tolerance: float
-    with_pose: bool
-
-
 def _audio_and_start(scene: bpy.types.Scene, props) -> tuple[Path, bool, int]:
     """(clip, whether to add a sound strip, first frame) from the panel's audio choice."""
     if props.audio_source == "STRIP":
@@ -188,27 +72,23 @@ def _audio_and_start(scene: bpy.types.Scene, props) -> tuple[Path, bool, int]:
     return audio, True, scene.frame_start
 
 
-def mapping_of(props) -> dict[str, str]:
-    """The panel's mapping: model name -> target shape key (empty keys left out)."""
-    return {item.name: item.key for item in props.mapping if item.key}
+def mapping_of(props) -> mapping_module.Mapping:
+    """The panel's mapping (its rows as edited); raises ValueError naming a row it cannot read."""
+    return mapping_module.from_rows([(item.name, item.terms) for item in props.mapping], props.preset)
 
 
-def names_and_mapping(props, target: bpy.types.Object) -> tuple[list[str], dict[str, str]]:
-    """(model names, model name -> shape key) for ``target``: the FlowVQ head's keys are the model
-    names; another mesh uses the panel's mapping."""
-    if target == props.head:
-        names = [block.name for block in target.data.shape_keys.key_blocks[1:]]
-        return names, {name: name for name in names}
-    return [item.name for item in props.mapping], mapping_of(props)
+def target_of(context: bpy.types.Context):
+    """The character's head mesh: the panel's target, or the active object when the panel has
+    none (`character.follow_selection`)."""
+    props = context.scene.flowvq
+    character.follow_selection(props, context.view_layer.objects.active)
+    return props.target
 
 
 def settings_dict(props, fps: float) -> dict:
     """The job settings (docs/api.md) from the panel."""
-    settings = {"emotion": props.emotion, "intensity": props.intensity, "temperature": props.temperature,
-                "pose_temperature": props.pose_temperature, "style_temperature": props.style_temperature,
-                "seed": props.seed, "takes": props.takes,
-                "pose": props.use_pose, "pose_amount": props.pose_amount, "blinks": props.blinks, "fps": fps,
-                "render": props.render_preview, "render_size": render_size_of(props)}
+    settings = {name: getattr(props, prop) for name, prop in SERVER_SETTINGS.items()}
+    settings.update(emotion=props.emotion, fps=fps, render_size=render_size_of(props))
     if props.use_reference:
         if not props.reference:
             raise ValueError("press 'Reference From Current Pose' first, or turn the reference off")
@@ -216,111 +96,38 @@ def settings_dict(props, fps: float) -> dict:
     return settings
 
 
-def snapshot(context: bpy.types.Context) -> tuple[Snapshot, jobs.GenerateRequest]:
+def _driven_parts(props, target: bpy.types.Object) -> tuple[str, ...]:
+    """The names of the character's meshes to drive, the head mesh first; raises ValueError when
+    the panel's list is not this character's."""
+    parts = [part.obj.name for part in props.parts if part.obj is not None and part.enabled]
+    if not parts or parts[0] != target.name:
+        raise ValueError(f"press 'Find Character' for '{target.name}' first")
+    return tuple(parts)
+
+
+def snapshot(context: bpy.types.Context) -> tuple[apply.Snapshot, jobs.GenerateRequest]:
     """Read and check everything Generate needs; raises ValueError with a message for the user."""
-    scene, props = context.scene, settings_of(context)
+    scene, props = context.scene, context.scene.flowvq
     audio, add_strip, frame_start = _audio_and_start(scene, props)
     create = props.target_mode == "CREATE"
-    if not create and (props.target is None or props.target.data.shape_keys is None):
-        raise ValueError("choose a mesh with shape keys as the target (or create the FlowVQ head)")
-    if not create and not mapping_of(props):
-        raise ValueError("no shape key of the target matches a face-model name: press 'Match Shape Keys'")
+    parts, mapping = (), None
+    if not create:
+        target = target_of(context)
+        if target is None or target.data.shape_keys is None:
+            raise ValueError("choose the character's head mesh (a mesh with shape keys), or create the FlowVQ head")
+        parts, mapping = _driven_parts(props, target), mapping_of(props)
+        if not mapping.keys and not mapping.visemes:
+            raise ValueError("no shape key of the character is driven: press 'Find Character' or edit the mapping")
     portrait = portrait_of(props)
     fps = scene_fps(scene)
-    snap = Snapshot(audio=audio, add_audio_strip=add_strip, frame_start=frame_start, fps=fps,
-                    create_head=create, target_name="" if create else props.target.name,
-                    mapping={} if create else mapping_of(props), tolerance=props.tolerance,
-                    with_pose=props.use_pose)
+    snap = apply.Snapshot(audio=audio, add_audio_strip=add_strip, frame_start=frame_start, fps=fps,
+                          create_head=create, parts=parts, mapping=mapping, tolerance=props.tolerance,
+                          with_pose=props.use_pose, translate=props.pose_translation, head_bone=props.head_bone)
+    needs_model = create or bool(mapping.visemes)
     request = jobs.GenerateRequest(audio=audio, settings=settings_dict(props, fps), portrait=portrait,
                                    frames_dir=new_frames_dir("generate") if props.render_preview else None,
-                                   face_model=face_model_for if create else None)
+                                   face_model=face_model_for if needs_model else None)
     return snap, request
-
-
-def _keep_artist_action(owner: bpy.types.ID) -> None:
-    """Give the Action now driving ``owner`` a fake user so reassigning never loses it."""
-    action = keys.assigned_action(owner)
-    if action is not None:
-        action.use_fake_user = True
-
-
-def switch_take(scene: bpy.types.Scene, index: int) -> None:
-    """Make take ``index`` drive its target and show its preview frames."""
-    props = scene.flowvq
-    item = props.take_items[index]
-    target = item.target
-    for owner, action in ((target.data.shape_keys, item.key_action), (target, item.pose_action)):
-        if action is not None:
-            _keep_artist_action(owner)
-            keys.assign(owner, action)
-    props.active_take = index
-    if item.frames_dir and props.preview_plane is not None:
-        image = preview.load_sequence(preview.frames_dir_path(item.frames_dir, bpy.data.filepath))
-        preview.show_sequence(props.preview_plane, target, image, item.frame_start, item.frame_count)
-
-
-def _target_for(scene: bpy.types.Scene, snap: Snapshot, model: FaceModel | None):
-    """(target object, mapping): a new FlowVQ head, or the chosen mesh with the panel's mapping."""
-    if not snap.create_head:
-        target = bpy.data.objects.get(snap.target_name)
-        if target is None or target.data.shape_keys is None:
-            raise ValueError(f"the target mesh '{snap.target_name}' (or its shape keys) was removed while generating")
-        return target, snap.mapping
-    head = build_head(model, HEAD_NAME, scene.collection)
-    scene.flowvq.head = head
-    return head, {name: name for name in model.names}
-
-
-def apply_generate(scene: bpy.types.Scene, snap: Snapshot, result: jobs.GenerateResult) -> str:
-    """Put a finished Generate job into the scene (main thread); returns the status line.
-
-    Raises ValueError, before changing anything, when the chosen target mesh is gone.
-    """
-    props = scene.flowvq
-    target, mapping = _target_for(scene, snap, result.face_model)
-    first = len(props.take_items)
-    kept = 0
-    for take in result.takes:
-        written = takes.write_take(take, target, mapping, snap.frame_start, snap.fps, snap.tolerance,
-                                   snap.with_pose)
-        kept += written.kept_edited
-        item = props.take_items.add()
-        item.name = written.key_action.name
-        item.key_action, item.pose_action, item.target = written.key_action, written.pose_action, target
-        item.frame_start, item.frame_count, item.fps = snap.frame_start, written.frame_count, snap.fps
-        item.meta = written.meta
-        if take["take"] in result.frame_dirs:
-            item.frames_dir = preview.stored_frames_dir(result.frame_dirs[take["take"]], bpy.data.filepath)
-    note = _add_audio(scene, snap) if snap.add_audio_strip else ""
-    scene_utils.set_frame_range(scene, snap.frame_start, props.take_items[first].frame_count)
-    if result.frame_dirs:
-        props.preview_plane = preview.ensure_plane(props.preview_plane, target, scene.collection)
-    switch_take(scene, first)
-    if kept:
-        note += f"; {kept} edited Action(s) of the same name kept"
-    return f"{len(result.takes)} take(s) generated{note}"
-
-
-def _add_audio(scene: bpy.types.Scene, snap: Snapshot) -> str:
-    """Add the clip as the take's sound strip; returns a note for the status line when Blender
-    cannot (a clip it cannot read, or a Blender built without audio, such as the ``bpy`` module
-    4.2): the takes are applied all the same."""
-    try:
-        scene_utils.add_sound_strip(scene, snap.audio, snap.frame_start)
-    except RuntimeError as exc:
-        return f"; no sound strip ({str(exc).removeprefix('Error: ').strip()})"
-    return ""
-
-
-def apply_render(scene: bpy.types.Scene, index: int, frames_dir: Path) -> str:
-    """Show re-rendered frames for take ``index`` (main thread); returns the status line."""
-    props = scene.flowvq
-    item = props.take_items[index]
-    item.frames_dir = preview.stored_frames_dir(frames_dir, bpy.data.filepath)
-    props.preview_plane = preview.ensure_plane(props.preview_plane, item.target, scene.collection)
-    preview.show_sequence(props.preview_plane, item.target, preview.load_sequence(frames_dir),
-                          item.frame_start, item.frame_count)
-    return "preview re-rendered from the curves"
 
 
 class JobOperator:
@@ -330,9 +137,9 @@ class JobOperator:
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return active.task is None
+        return runner.active.task is None
 
-    def job(self, context: bpy.types.Context) -> Job:
+    def job(self, context: bpy.types.Context) -> runner.Job:
         raise NotImplementedError
 
     def execute(self, context: bpy.types.Context) -> set[str]:
@@ -341,7 +148,7 @@ class JobOperator:
         except ValueError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        start_task(context, job)
+        runner.start_task(context, job)
         return {"FINISHED"}
 
 
@@ -351,9 +158,19 @@ class FLOWVQ_OT_generate(JobOperator, bpy.types.Operator):
     bl_idname = "flowvq.generate"
     bl_label = "Generate"
 
-    def job(self, context: bpy.types.Context) -> Job:
+    def job(self, context: bpy.types.Context) -> runner.Job:
         snap, request = snapshot(context)
-        return Job(partial(jobs.generate, request), lambda scene, result: apply_generate(scene, snap, result), request.frames_dir)
+        return runner.Job(partial(jobs.generate, request),
+                          lambda scene, result: apply.apply_generate(scene, snap, result), request.frames_dir)
+
+
+def _take_as_drawn(item) -> dict:
+    """The take (wire format) that the active take's curves describe now, hand edits included."""
+    key_action = next((b.action for b in item.bindings if b.what == "KEYS" and b.obj == item.target), None)
+    owner, pose_action = apply.take_owner(item)
+    meta = json.loads(item.meta)
+    return takes.sample_take(item.target, key_action, owner, pose_action, meta["names"], json.loads(item.direct),
+                             item.frame_start, item.frame_count, item.fps, meta)
 
 
 class FLOWVQ_OT_rerender(JobOperator, bpy.types.Operator):
@@ -366,16 +183,15 @@ class FLOWVQ_OT_rerender(JobOperator, bpy.types.Operator):
     def poll(cls, context: bpy.types.Context) -> bool:
         return super().poll(context) and len(context.scene.flowvq.take_items) > 0
 
-    def job(self, context: bpy.types.Context) -> Job:
-        props = settings_of(context)
+    def job(self, context: bpy.types.Context) -> runner.Job:
+        props = context.scene.flowvq
+        if apply.prune_takes(props) and not props.take_items:
+            raise ValueError("the takes' Actions were deleted: generate again")
         index = props.active_take
-        item = props.take_items[index]
-        names, mapping = names_and_mapping(props, item.target)
-        take = takes.sample_take(item.target, mapping, names, item.key_action, item.pose_action,
-                                 item.frame_start, item.frame_count, item.fps, json.loads(item.meta))
-        request = jobs.RenderRequest(take, {"render_size": render_size_of(props)}, portrait_of(props),
-                                     new_frames_dir("render"))
-        return Job(partial(jobs.render, request), lambda scene, frames_dir: apply_render(scene, index, frames_dir), request.frames_dir)
+        request = jobs.RenderRequest(_take_as_drawn(props.take_items[index]), {"render_size": render_size_of(props)},
+                                     portrait_of(props), new_frames_dir("render"))
+        return runner.Job(partial(jobs.render, request),
+                          lambda scene, frames_dir: apply.apply_render(scene, index, frames_dir), request.frames_dir)
 
 
 class FLOWVQ_OT_cancel(bpy.types.Operator):
@@ -386,10 +202,10 @@ class FLOWVQ_OT_cancel(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return active.task is not None
+        return runner.active.task is not None
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        active.task.cancel()
+        runner.active.task.cancel()
         return {"FINISHED"}
 
 
@@ -403,6 +219,12 @@ def ask_server(context: bpy.types.Context, question: Callable[[Client], T]) -> T
         client.close()
 
 
+def remember_info(props, info: dict) -> None:
+    """Take the server's facts: its emotions for the menu, its coefficient names for mappings."""
+    set_emotions(info["emotions"])
+    props.model_names = json.dumps(info["names"])
+
+
 class FLOWVQ_OT_check_server(bpy.types.Operator):
     """Ask the server whether it is ready, and which emotions it offers"""
 
@@ -410,14 +232,14 @@ class FLOWVQ_OT_check_server(bpy.types.Operator):
     bl_label = "Check Server"
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        props = settings_of(context)
+        props = context.scene.flowvq
         try:
             health, info = ask_server(context, lambda client: (client.health(), client.info()))
         except ServerError as exc:
             props.server_status = str(exc)
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        set_emotions(info["emotions"])
+        remember_info(props, info)
         props.server_status = f"{health['status']} ({health.get('device', '?')}, {health.get('face_model', '?')})"
         return {"FINISHED"}
 
@@ -448,53 +270,123 @@ class FLOWVQ_OT_stop_server(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class FLOWVQ_OT_match_keys(bpy.types.Operator):
-    """Match the target's shape keys to the face model's names (case, separators, aliases)"""
+def _key_names(obj: bpy.types.Object) -> list[str]:
+    """``obj``'s shape-key names, the reference (Basis) key left out."""
+    shape_keys = obj.data.shape_keys
+    return [block.name for block in shape_keys.key_blocks if block != shape_keys.reference_key]
 
-    bl_idname = "flowvq.match_keys"
-    bl_label = "Match Shape Keys"
+
+def fill_character(props, names: list[str], target: bpy.types.Object) -> None:
+    """List ``target``'s character in the panel and map its shape keys: the meshes any mapped key
+    of which they have (the head first, switches kept for meshes listed before), and one mapping
+    row per shape key of the character, from the panel's convention (Auto: the best match)."""
+    meshes = character.character_meshes(target)
+    all_keys = list(dict.fromkeys(key for mesh in meshes for key in _key_names(mesh)))
+    found = mapping_module.build_character_mapping([_key_names(mesh) for mesh in meshes], names,
+                                                   None if props.preset in ("AUTO", "CUSTOM") else props.preset)
+    driven = set(mapping_module.driven_keys(found))
+    switches = {part.obj.name: part.enabled for part in props.parts if part.obj is not None}
+    props.parts.clear()
+    for mesh in meshes:
+        count = len(driven & set(_key_names(mesh)))
+        if mesh == target or count:
+            part = props.parts.add()
+            part.name, part.obj, part.driven = mesh.name, mesh, count
+            part.enabled = switches.get(mesh.name, True) or mesh == target
+    props.mapping.clear()
+    for key in all_keys:
+        row = props.mapping.add()
+        row.name, row.terms = key, mapping_module.format_terms(found, key)
+    props.unmatched = ", ".join(k for k in all_keys if k not in driven)
+    props.model_names = json.dumps(names)
+    if props.preset == "AUTO":
+        props.status = f"mapped as {found.preset}"
+
+
+class FLOWVQ_OT_find_character(bpy.types.Operator):
+    """Find the meshes of the target's character and map their shape keys to the face model's names"""
+
+    bl_idname = "flowvq.find_character"
+    bl_label = "Find Character"
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        props = settings_of(context)
-        target = props.target
+        props = context.scene.flowvq
+        target = target_of(context)
         if target is None or target.data.shape_keys is None:
-            self.report({"ERROR"}, "choose a mesh with shape keys first")
+            self.report({"ERROR"}, "choose the character's head mesh (a mesh with shape keys) first")
             return {"CANCELLED"}
         try:
             names = ask_server(context, lambda client: client.info()["names"])
         except ServerError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        fill_mapping(props, names, target)
+        fill_character(props, names, target)
         return {"FINISHED"}
 
 
-def fill_mapping(props, names: list[str], target: bpy.types.Object) -> None:
-    """Set the panel's mapping (and unmatched list) from name matching on ``target``'s keys."""
-    blocks = target.data.shape_keys.key_blocks
-    match = match_names(names, [b.name for b in blocks if b != target.data.shape_keys.reference_key])
-    props.mapping.clear()
-    for name in names:
-        item = props.mapping.add()
-        item.name, item.key = name, match.mapping.get(name, "")
-    props.unmatched = ", ".join(match.unmatched)
+class FLOWVQ_OT_save_mapping(bpy.types.Operator, ExportHelper):
+    """Save the mapping as a JSON preset"""
+
+    bl_idname = "flowvq.save_mapping"
+    bl_label = "Save Mapping"
+    filename_ext = ".json"
+    filter_glob: StringProperty(default="*.json", options={"HIDDEN"})
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            mapping_module.save_preset(mapping_of(context.scene.flowvq), Path(self.filepath))
+        except (OSError, ValueError) as exc:
+            self.report({"ERROR"}, f"cannot save the mapping: {exc}")
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class FLOWVQ_OT_load_mapping(bpy.types.Operator, ImportHelper):
+    """Load a JSON mapping preset onto the character's shape keys"""
+
+    bl_idname = "flowvq.load_mapping"
+    bl_label = "Load Mapping"
+    filter_glob: StringProperty(default="*.json", options={"HIDDEN"})
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        props = context.scene.flowvq
+        try:
+            loaded = mapping_module.load_preset(Path(self.filepath))
+        except (OSError, ValueError) as exc:
+            self.report({"ERROR"}, f"cannot load the mapping: {exc}")
+            return {"CANCELLED"}
+        props.preset = "CUSTOM"
+        props.mapping.clear()
+        for key in mapping_module.driven_keys(loaded):
+            row = props.mapping.add()
+            row.name, row.terms = key, mapping_module.format_terms(loaded, key)
+        return {"FINISHED"}
 
 
 class FLOWVQ_OT_reference_from_pose(bpy.types.Operator):
-    """Use the target's shape-key values at the current frame as the reference coefficients"""
+    """Use the head's shape-key values at the current frame as the reference coefficients"""
 
     bl_idname = "flowvq.reference_from_pose"
     bl_label = "Reference From Current Pose"
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        props = settings_of(context)
-        target = props.head if props.target_mode == "CREATE" else props.target
-        if target is None or target.data.shape_keys is None:
-            self.report({"ERROR"}, "there is no target with shape keys yet")
+        props = context.scene.flowvq
+        create = props.target_mode == "CREATE"
+        head = props.head if create else target_of(context)
+        if head is None or head.data.shape_keys is None:
+            self.report({"ERROR"}, "there is no head with shape keys yet")
             return {"CANCELLED"}
-        names, mapping = names_and_mapping(props, target)
+        if create:
+            names = _key_names(head)
+            direct = {name: name for name in names}
+        else:
+            try:
+                names, direct = json.loads(props.model_names), mapping_module.direct_keys(mapping_of(props))
+            except ValueError as exc:
+                self.report({"ERROR"}, f"press 'Find Character' first ({exc})")
+                return {"CANCELLED"}
         props.reference.clear()
-        for name, value in zip(names, takes.reference_from_pose(target, mapping, names)):
+        for name, value in zip(names, takes.reference_values(head, names, direct)):
             item = props.reference.add()
             item.name, item.value = name, value
         props.use_reference = True
@@ -502,7 +394,7 @@ class FLOWVQ_OT_reference_from_pose(bpy.types.Operator):
 
 
 class FLOWVQ_OT_switch_take(bpy.types.Operator):
-    """Make this take drive the target (the Action it replaces is kept)"""
+    """Make this take drive the character (the Actions it replaces are kept)"""
 
     bl_idname = "flowvq.switch_take"
     bl_label = "Use Take"
@@ -510,26 +402,23 @@ class FLOWVQ_OT_switch_take(bpy.types.Operator):
     index: IntProperty()
 
     def invoke(self, context: bpy.types.Context, event) -> set[str]:
-        item = settings_of(context).take_items[self.index]
-        current = keys.assigned_action(item.target.data.shape_keys)
-        if current is not None and takes.is_edited(current):
+        item = context.scene.flowvq.take_items[self.index]
+        own = {binding.action for binding in item.bindings}
+        replaced = [keys.assigned_action(apply.binding_owner(b)) for b in item.bindings if b.obj is not None]
+        if any(action is not None and action not in own and takes.is_edited(action) for action in replaced):
             return context.window_manager.invoke_confirm(self, event)
         return self.execute(context)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        switch_take(context.scene, self.index)
+        props = context.scene.flowvq
+        name = props.take_items[self.index].name
+        apply.prune_takes(props)
+        index = props.take_items.find(name)
+        if index < 0:
+            self.report({"ERROR"}, f"the Actions of take '{name}' were deleted; it was removed from the list")
+            return {"CANCELLED"}
+        apply.switch_take(context.scene, index)
         return {"FINISHED"}
-
-
-def takes_to_nla(scene: bpy.types.Scene) -> None:
-    """One NLA track per take on its target (shape keys and object), all muted but the active
-    take's, so takes can be compared by unmuting or soloing tracks."""
-    props = scene.flowvq
-    for index, item in enumerate(props.take_items):
-        for owner, action in ((item.target.data.shape_keys, item.key_action), (item.target, item.pose_action)):
-            if action is not None:
-                track = keys.push_to_nla(owner, action, item.name, item.frame_start)
-                track.mute = index != props.active_take
 
 
 class FLOWVQ_OT_takes_to_nla(bpy.types.Operator):
@@ -543,10 +432,10 @@ class FLOWVQ_OT_takes_to_nla(bpy.types.Operator):
         return len(context.scene.flowvq.take_items) > 0
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        takes_to_nla(context.scene)
+        apply.takes_to_nla(context.scene)
         return {"FINISHED"}
 
 
 classes = (FLOWVQ_OT_generate, FLOWVQ_OT_takes_to_nla, FLOWVQ_OT_rerender, FLOWVQ_OT_cancel, FLOWVQ_OT_check_server,
-           FLOWVQ_OT_start_server, FLOWVQ_OT_stop_server, FLOWVQ_OT_match_keys,
-           FLOWVQ_OT_reference_from_pose, FLOWVQ_OT_switch_take)
+           FLOWVQ_OT_start_server, FLOWVQ_OT_stop_server, FLOWVQ_OT_find_character, FLOWVQ_OT_save_mapping,
+           FLOWVQ_OT_load_mapping, FLOWVQ_OT_reference_from_pose, FLOWVQ_OT_switch_take)

@@ -10,10 +10,11 @@ import tempfile
 from pathlib import Path
 
 import bpy
+import numpy as np
 from bpy.app.handlers import persistent
 
 __all__ = ["frames_root", "stored_frames_dir", "frames_dir_path", "rebase_frames_dirs", "before_save",
-           "after_save", "load_sequence", "ensure_plane", "show_sequence", "PLANE_GAP"]
+           "after_save", "load_sequence", "ensure_plane", "show_sequence", "place_plane", "PLANE_GAP"]
 
 # Gap between the head's bounding box and the plane, as a fraction of the head's height.
 PLANE_GAP = 0.25
@@ -121,11 +122,9 @@ def _texture_node(plane: bpy.types.Object) -> bpy.types.ShaderNodeTexImage:
     return next(n for n in plane.data.materials[0].node_tree.nodes if n.type == "TEX_IMAGE")
 
 
-def show_sequence(plane: bpy.types.Object, head: bpy.types.Object, image: bpy.types.Image,
-                  frame_start: int, frame_count: int) -> None:
+def show_sequence(plane: bpy.types.Object, image: bpy.types.Image, frame_start: int, frame_count: int) -> None:
     """Show ``image`` (a sequence of ``frame_count`` frames) on ``plane`` so that scene frame
-    ``frame_start`` shows file 00000; size the plane to the head's height with the image's aspect,
-    beside the head (+X)."""
+    ``frame_start`` shows file 00000."""
     node = _texture_node(plane)
     node.image = image
     user = node.image_user
@@ -133,8 +132,17 @@ def show_sequence(plane: bpy.types.Object, head: bpy.types.Object, image: bpy.ty
     user.frame_start = frame_start
     user.frame_offset = -1  # the file number is (scene frame - frame_start + 1) + offset
     user.use_auto_refresh = True
-    width, height = image.size
-    size = max(head.dimensions.z, 1e-3)
+
+
+def place_plane(plane: bpy.types.Object, low: np.ndarray, high: np.ndarray) -> None:
+    """Stand the plane upright beside the world-space box ``low``..``high`` (the face): as tall
+    as the box, with its image's aspect, `PLANE_GAP` of that height to its right (+X), centred on
+    the box's height and depth. The plane has no parent, so these are world coordinates.
+    Shapes: low (3,), high (3,)."""
+    plane.parent = None
+    width, height = _texture_node(plane).image.size
+    size = max(float(high[2] - low[2]), 1e-3)
+    plane.rotation_euler = (0.0, 0.0, 0.0)
     plane.scale = (size * width / max(height, 1), 1.0, size)
-    plane.location = (head.location.x + head.dimensions.x / 2 + size * PLANE_GAP + plane.scale.x / 2,
-                      head.location.y, head.location.z)
+    centre = (np.asarray(low) + np.asarray(high)) / 2
+    plane.location = (float(high[0]) + size * PLANE_GAP + plane.scale.x / 2, float(centre[1]), float(centre[2]))

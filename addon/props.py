@@ -1,11 +1,11 @@
 """The add-on's scene state: one `FlowVQSettings` PropertyGroup behind ``Scene.flowvq``."""
 
 import bpy
-from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
-                       PointerProperty, StringProperty)
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, FloatVectorProperty,
+                       IntProperty, IntVectorProperty, PointerProperty, StringProperty)
 
-__all__ = ["FlowVQValue", "FlowVQMapping", "FlowVQTake", "FlowVQSettings", "set_emotions", "classes",
-           "DEFAULT_EMOTIONS"]
+__all__ = ["FlowVQValue", "FlowVQMapping", "FlowVQPart", "FlowVQBinding", "FlowVQTake", "FlowVQSettings",
+           "set_emotions", "classes", "DEFAULT_EMOTIONS", "PRESET_ITEMS"]
 
 # The emotion classes of docs/api.md; replaced by the server's own list once it has been reached.
 DEFAULT_EMOTIONS = ("neutral", "angry", "contempt", "disgusted", "fear", "happy", "sad", "surprised", "talk")
@@ -32,6 +32,27 @@ def _is_mesh(_self, obj: bpy.types.Object) -> bool:
     return obj.type == "MESH"
 
 
+def _is_armature(_self, obj: bpy.types.Object) -> bool:
+    """Only armatures carry a head bone."""
+    return obj.type == "ARMATURE"
+
+
+def _target_picked(self, _context) -> None:
+    """The artist picked the target in the panel: selecting another mesh no longer changes it
+    (`character.follow_selection`), until the field is cleared."""
+    self.target_pinned = self.target is not None
+
+
+# The mapping presets of `mapping.PRESETS`, and AUTO: the one that matches most of the rig's keys.
+PRESET_ITEMS = [("AUTO", "Auto", "The convention that matches most of the character's shape keys"),
+                ("arkit", "Apple ARKit", "The 52 ARKit names (also Live Link Face's JawOpen style)"),
+                ("rpm", "Ready Player Me / Avaturn", "ARKit names plus the Oculus visemes"),
+                ("cc4", "Character Creator 4", "CC4 / iClone extended facial profile"),
+                ("vrm", "VRM / VRoid", "VRM expressions (A I U E O, blinks, joy...) and VRoid Fcl_ keys"),
+                ("faceit", "Faceit", "Faceit's ARKit expression set"),
+                ("CUSTOM", "Custom", "The mapping below as edited or loaded from a JSON preset")]
+
+
 class FlowVQValue(bpy.types.PropertyGroup):
     """One named coefficient (``name`` is the model's coefficient name)."""
 
@@ -39,23 +60,50 @@ class FlowVQValue(bpy.types.PropertyGroup):
 
 
 class FlowVQMapping(bpy.types.PropertyGroup):
-    """Model coefficient ``name`` -> the target's shape key ``key`` (empty: not driven)."""
+    """The character's shape key ``name`` <- ``terms``: model names with weights
+    (``0.5*mouthSmileLeft + 0.5*mouthSmileRight``), or ``viseme:<id>`` (`mapping.parse_terms`)."""
 
-    key: StringProperty(name="Shape Key")
+    terms: StringProperty(name="Drive", description=(
+        "Model coefficients with weights, e.g. jawOpen or 0.5*mouthSmileLeft + 0.5*mouthSmileRight, "
+        "or viseme:PP for a viseme key; empty: not driven"))
+
+
+class FlowVQPart(bpy.types.PropertyGroup):
+    """A mesh of the character whose shape keys the mapping drives; off: left alone."""
+
+    obj: PointerProperty(type=bpy.types.Object, name="Mesh")
+    enabled: BoolProperty(name="Drive", default=True)
+    driven: IntProperty(name="Keys Driven")
+
+
+class FlowVQBinding(bpy.types.PropertyGroup):
+    """One animated ID of a take: ``obj``'s shape keys (``what`` KEYS) or ``obj`` itself (POSE: the
+    armature with the head bone, or the object's delta transforms), and the Action driving it."""
+
+    obj: PointerProperty(type=bpy.types.Object, name="Object")
+    what: EnumProperty(name="What", items=[("KEYS", "Shape Keys", ""), ("POSE", "Head Pose", "")])
+    action: PointerProperty(type=bpy.types.Action, name="Action")
 
 
 class FlowVQTake(bpy.types.PropertyGroup):
-    """A generated take: its Actions, where it starts, and its preview frames."""
+    """A generated take: the Actions of every mesh and of the head pose, where it starts, how its
+    pose was converted, and its preview frames."""
 
-    key_action: PointerProperty(type=bpy.types.Action, name="Shape-key Action")
-    pose_action: PointerProperty(type=bpy.types.Action, name="Pose Action")
-    target: PointerProperty(type=bpy.types.Object, name="Target")
+    bindings: CollectionProperty(type=FlowVQBinding)
+    target: PointerProperty(type=bpy.types.Object, name="Target", description="The head mesh")
+    bone: StringProperty(name="Head Bone", description="The pose bone the head pose is keyed on ('' for none)")
+    pose_frame: FloatVectorProperty(name="Pose Frame", size=9, description=(
+        "The pose owner's axes in the face's frame, row-major (posemath.relative_rotations)"))
+    pose_to_local: FloatVectorProperty(name="Pose Translation Map", size=9, description=(
+        "Face-frame metres to the owner's location units, row-major (posemath.local_translations)"))
+    direct: StringProperty(name="Direct Keys", description=(
+        "JSON: model name -> the head's shape key that carries it alone (read back by Re-render)"))
     frame_start: IntProperty(name="Start")
     frame_count: IntProperty(name="Frames")
     fps: FloatProperty(name="FPS")
     frames_dir: StringProperty(name="Preview Frames", subtype="DIR_PATH", options=_BLEND_RELATIVE,
                                description="Relative to the .blend (//) when beside it")
-    meta: StringProperty(name="Take", description="JSON: take, seed, emotion, face_model")
+    meta: StringProperty(name="Take", description="JSON: take, seed, emotion, face_model, names")
 
 
 class FlowVQSettings(bpy.types.PropertyGroup):
@@ -91,10 +139,24 @@ class FlowVQSettings(bpy.types.PropertyGroup):
     render_size: IntProperty(name="Size", default=256, min=64, max=1024, step=8)
     target_mode: EnumProperty(name="Target", items=[
         ("CREATE", "Create FlowVQ Head", "Build a head from the server's face model"),
-        ("SELECTED", "Existing Mesh", "Drive the shape keys of a mesh, matched by name")])
-    target: PointerProperty(type=bpy.types.Object, name="Mesh", poll=_is_mesh)
+        ("SELECTED", "Existing Character", "Drive the shape keys of a character's meshes, matched by name")])
+    target: PointerProperty(type=bpy.types.Object, name="Head Mesh", poll=_is_mesh, update=_target_picked,
+                            description="The character's head mesh (the selected mesh when left empty)")
+    target_pinned: BoolProperty(name="Target Picked", description="The artist picked the target in the panel")
+    parts: CollectionProperty(type=FlowVQPart)
+    preset: EnumProperty(name="Convention", items=PRESET_ITEMS, description="How the rig's shape keys are named")
     mapping: CollectionProperty(type=FlowVQMapping)
     unmatched: StringProperty(name="Unmatched Keys")
+    head_bone: StringProperty(name="Head Bone", description=(
+        "The bone that carries the head pose (empty: found by its name, e.g. Head, DEF-head, CC_Base_Head)"))
+    pose_translation: EnumProperty(name="Head Motion", items=[
+        ("AUTO", "Auto", "Rotation only on a bone (a neck does not slide), rotation and translation on an object"),
+        ("ROTATION", "Rotation", "Rotate the head only"),
+        ("ROTATION_TRANSLATION", "Rotation + Translation", "Rotate and move the head")])
+    model_names: StringProperty(name="Model Names", description=(
+        "JSON: the server's coefficient names (GET /v1/info), kept from the last Check Server or Match"))
+    range_set: IntVectorProperty(name="Range Set", size=2, description=(
+        "The frame range the add-on set last ((0, 0): never), so an artist's own range is never shortened"))
     tolerance: FloatProperty(name="Reduction Tolerance", default=0.0, min=0.0, max=0.2, precision=3,
                              description="Largest change a dropped key may cause (0: key every frame)")
     take_items: CollectionProperty(type=FlowVQTake)
@@ -107,4 +169,4 @@ class FlowVQSettings(bpy.types.PropertyGroup):
     server_status: StringProperty(name="Server", default="not checked")
 
 
-classes = (FlowVQValue, FlowVQMapping, FlowVQTake, FlowVQSettings)
+classes = (FlowVQValue, FlowVQMapping, FlowVQPart, FlowVQBinding, FlowVQTake, FlowVQSettings)

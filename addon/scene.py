@@ -34,7 +34,7 @@ def add_sound_strip(scene: bpy.types.Scene, audio: Path, frame_start: int):
     return strips.new_sound(AUDIO_STRIP_NAME, str(audio), channel, frame_start)
 
 
-def set_frame_range(scene: bpy.types.Scene, frame_start: int, frame_count: int) -> None:
-    """Make the scene's range exactly ``frame_count`` frames from ``frame_start``."""
+def set_frame_range(scene: bpy.types.Scene, frame_start: int, frame_end: int) -> None:
+    """Make the scene's range ``frame_start``..``frame_end`` (inclusive)."""
     scene.frame_start = frame_start
-    scene.frame_end = frame_start + frame_count - 1
+    scene.frame_end = frame_end

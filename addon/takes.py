@@ -1,9 +1,17 @@
-"""Takes (the wire format of docs/api.md) as Actions on a target, and back.
+"""Takes (the wire format of docs/api.md) as Actions on a character, and back.
 
-A take's expression coefficients become the shape-key curves ``key_blocks["<key>"].value`` of the
-target's Key, its pose the object's ``rotation_euler``/``location`` curves (Euler mode ``'XZY'``,
-``(pitch, -roll, yaw)`` and ``(tx, -tz, ty)``: the mapping of ``core/face/pose.py``). On Blender
-4.4+ one Action holds both, in two slots; on 4.2/4.3 the pose goes to a second Action.
+A take's expression coefficients become the shape-key curves ``key_blocks["<key>"].value`` of every
+mesh of the character, through the character's `mapping.Mapping` (weighted sums of coefficients,
+or the take's mouth projected onto a viseme rig's visemes); its head pose becomes rotation (and
+optionally location) curves on the head pose bone or the object's delta transforms, relative to
+their rest, in their own rotation mode (`posemath`, `character.PoseOwner`). On Blender 4.4+ one
+Action holds every curve of the take, one slot per animated ID; on 4.2/4.3 each ID gets its own
+Action (the first mesh's carries the take's name, the others ``<take> <object>``, the pose
+``<take> pose``).
+
+Regenerating a take of the same name rewrites its Actions in place when nobody edited them, so
+whatever points at them (the take list, NLA strips, assignments) stays valid; when one was edited,
+the new take gets a free name instead (`free_take_name`).
 """
 
 import json
@@ -12,54 +20,57 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 
-from . import keys
+from . import keys, mapping as mapping_module, posemath, visemes
+from .character import PoseOwner
 from .reduce import closure_frames, reduce_keys
+from .timing import resample
 
-__all__ = ["TakeActions", "action_name", "resample", "pose_channels", "pose_rows", "take_meta", "write_take",
-           "sample_take", "reference_from_pose", "is_edited", "TAKE_PROP", "POSE_TOLERANCE_SCALE"]
+__all__ = ["TakeTarget", "WrittenTake", "action_name", "take_meta", "free_take_name", "write_take", "sample_take",
+           "reference_values", "is_edited", "key_path", "TAKE_PROP", "POSE_TOLERANCE_SCALE"]
 
 TAKE_PROP = "flowvq_take"
 # The take fields an Action (and a take item) keeps to name and describe the take.
 META_FIELDS = ("take", "seed", "emotion", "face_model")
-# Pose tolerance per unit of expression tolerance: radians for the rotation, metres for the location.
-POSE_TOLERANCE_SCALE = {"rotation_euler": 0.1, "location": 0.01}
+# Pose tolerance per unit of expression tolerance: radians (or quaternion units) for the rotation,
+# metres for the location.
+POSE_TOLERANCE_SCALE = {"rotation": 0.1, "location": 0.01}
+# A location curve's rest value, and each rotation mode's (no rotation).
+_REST_ROTATION = {"QUATERNION": (1.0, 0.0, 0.0, 0.0), "AXIS_ANGLE": (0.0, 0.0, 1.0, 0.0)}
 
 
 @dataclass(frozen=True)
-class TakeActions:
-    """The Actions of one take (the same Action twice on Blender 4.4+), whether an edited Action of
-    the same name was kept (so the new one got another name), how many scene frames the take
-    covers, and its `take_meta`."""
+class TakeTarget:
+    """Where takes go: the character's ``meshes`` (the head mesh first), the ``mapping`` of their
+    shape keys, the head pose's `PoseOwner` (None: no pose), whether the pose moves the head as well
+    as rotating it, and the face model's mouth operator for viseme keys (`visemes.mouth_operator`;
+    None when the mapping has none). Shapes: viseme_operator (3M, D)."""
 
-    key_action: bpy.types.Action
-    pose_action: bpy.types.Action | None
-    kept_edited: bool
+    meshes: tuple[bpy.types.Object, ...]
+    mapping: mapping_module.Mapping
+    owner: PoseOwner | None
+    translate: bool
+    viseme_operator: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class WrittenTake:
+    """The Actions of one take, each with the object it animates and what (``KEYS``: the object's
+    shape keys, ``POSE``: the object itself); on Blender 4.4+ they are all one Action. How many
+    scene frames the take covers, and its `take_meta`."""
+
+    bindings: tuple[tuple[bpy.types.Object, str, bpy.types.Action], ...]
     frame_count: int
     meta: str
 
 
 def action_name(take: dict) -> str:
-    """``FlowVQ <emotion> s<seed> t<take>``."""
+    """``FlowVQ <emotion> s<seed> t<take>``: a take's base name."""
     return f"FlowVQ {take['emotion']} s{take['seed']} t{take['take']}"
 
 
 def take_meta(take: dict) -> str:
     """The JSON of the take's `META_FIELDS` (stored on its Actions and its take item)."""
     return json.dumps({k: take[k] for k in META_FIELDS})
-
-
-def resample(rows: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
-    """Linearly resample per-frame rows to another frame rate over the same duration.
-
-    Shapes: rows (T, C) -> (T', C), T' = floor((T - 1) * dst_fps / src_fps) + 1.
-    """
-    rows = np.asarray(rows, dtype=np.float64)
-    if abs(src_fps - dst_fps) < 1e-9:
-        return rows
-    count = int(np.floor((len(rows) - 1) * dst_fps / src_fps + 1e-9)) + 1
-    src_t = np.arange(len(rows)) / src_fps
-    dst_t = np.arange(count) / dst_fps
-    return np.stack([np.interp(dst_t, src_t, column) for column in rows.T], axis=1)
 
 
 def key_path(key_name: str) -> str:
@@ -72,16 +83,44 @@ def is_edited(action: bpy.types.Action) -> bool:
     return action.get(keys.FINGERPRINT_PROP) != keys.fingerprint(action)
 
 
-def new_action(name: str) -> tuple[bpy.types.Action, bool]:
-    """A fresh Action named ``name``; an unedited one of that name is replaced, an edited one is
-    kept (the new Action then gets Blender's ``.001`` suffix). Returns (action, kept_edited)."""
-    old = bpy.data.actions.get(name)
-    kept = old is not None and is_edited(old)
-    if old is not None and not kept:
-        bpy.data.actions.remove(old)
-    action = bpy.data.actions.new(name)
+def _owners(target: TakeTarget) -> list[tuple[bpy.types.Object, str]]:
+    """(object, KEYS/POSE) for every ID a take on ``target`` animates, the head mesh first."""
+    owners = [(mesh, "KEYS") for mesh in target.meshes]
+    if target.owner is not None:
+        owners.append((target.owner.obj, "POSE"))
+    return owners
+
+
+def _action_names(name: str, owners: list[tuple[bpy.types.Object, str]]) -> list[str]:
+    """The Action name of each owner of a take called ``name`` (all the same on Blender 4.4+)."""
+    if keys.LAYERED:
+        return [name] * len(owners)
+    return [name if index == 0 else f"{name} pose" if what == "POSE" else f"{name} {obj.name}"
+            for index, (obj, what) in enumerate(owners)]
+
+
+def free_take_name(base: str, target: TakeTarget) -> str:
+    """``base``, or ``base.001``, ``base.002``...: the first name none of whose Actions exists
+    edited, so regenerating never overwrites an artist's edit."""
+    owners = _owners(target)
+    for number in range(1000):
+        name = base if number == 0 else f"{base}.{number:03d}"
+        existing = [bpy.data.actions.get(n) for n in set(_action_names(name, owners))]
+        if not any(action is not None and is_edited(action) for action in existing):
+            return name
+    raise ValueError(f"a thousand edited takes are called '{base}': rename some of them")
+
+
+def _claim_action(name: str) -> bpy.types.Action:
+    """The Action ``name`` emptied of its curves (an unedited one of a previous run, so its users
+    stay valid), or a new one; kept with a fake user."""
+    action = bpy.data.actions.get(name)
+    if action is None:
+        action = bpy.data.actions.new(name)
+    else:
+        keys.clear_curves(action)
     action.use_fake_user = True
-    return action, kept
+    return action
 
 
 def _write_reduced(action: bpy.types.Action, owner: bpy.types.ID, path: str, index: int,
@@ -91,47 +130,56 @@ def _write_reduced(action: bpy.types.Action, owner: bpy.types.ID, path: str, ind
     keys.write_curve(action, owner, path, index, frames[kept], values[kept])
 
 
-def pose_channels(pose: np.ndarray) -> dict[str, np.ndarray]:
-    """Pose rows as Blender object channels. Shapes: pose (T, 6) -> each (T, 3)."""
-    pitch, yaw, roll, tx, ty, tz = np.asarray(pose, dtype=np.float64).T
-    return {"rotation_euler": np.stack([pitch, -roll, yaw], axis=1),
-            "location": np.stack([tx, -tz, ty], axis=1)}
+def _key_values(take_exp: np.ndarray, names: list[str], target: TakeTarget) -> dict[str, np.ndarray]:
+    """Each driven shape key's values: the mapping's sums, visemes projected from the mouth.
+    Shapes: take_exp (T, D) -> each (T,)."""
+    viseme_values = None
+    if target.mapping.visemes:
+        ids = sorted(set(target.mapping.visemes.values()))
+        weights = visemes.project(take_exp, names, ids, target.viseme_operator, sparsity=visemes.TAKE_SPARSITY)
+        viseme_values = {key: weights[:, ids.index(vid)] for key, vid in target.mapping.visemes.items()}
+    return mapping_module.evaluate(target.mapping, names, take_exp, viseme_values)
 
 
-def pose_rows(rotation_euler: np.ndarray, location: np.ndarray) -> np.ndarray:
-    """The inverse of `pose_channels`. Shapes: each (T, 3) -> pose (T, 6)."""
-    (rx, ry, rz), (lx, ly, lz) = np.asarray(rotation_euler).T, np.asarray(location).T
-    return np.stack([rx, rz, -ry, lx, lz, -ly], axis=1)
+def _pose_curves(pose: np.ndarray, owner: PoseOwner, translate: bool) -> list[tuple[str, str, np.ndarray]]:
+    """(data path, kind, values) of the pose curves: the rotation in the owner's mode, then the
+    location when ``translate``. Shapes: pose (T, 6) -> values (T, 3 or 4)."""
+    mode = owner.rotation_mode
+    rotations = posemath.relative_rotations(pose, owner.frame)
+    curves = [(owner.path(posemath.rotation_path(mode)), "rotation", posemath.to_rotation_values(rotations, mode))]
+    if translate:
+        curves.append((owner.path("location"), "location", posemath.local_translations(pose, owner.to_local)))
+    return curves
 
 
-def write_take(take: dict, target: bpy.types.Object, mapping: dict[str, str], frame_start: int,
-               scene_fps: float, tolerance: float, with_pose: bool) -> TakeActions:
-    """Key one take on ``target`` (not assigned yet): shape keys through ``mapping`` (model name ->
-    target key), the pose on the object when ``with_pose``; resampled to ``scene_fps`` from
-    ``frame_start``, reduced within ``tolerance`` keeping the lip closures."""
+def write_take(take: dict, name: str, target: TakeTarget, frame_start: int, scene_fps: float,
+               tolerance: float) -> WrittenTake:
+    """Key one take called ``name`` on the character (not assigned yet), resampled to
+    ``scene_fps`` from ``frame_start`` and reduced within ``tolerance``, keeping the lip closures."""
+    names = list(take["names"])
     exp = resample(np.asarray(take["exp"], dtype=np.float64), float(take["fps"]), scene_fps)
     frames = frame_start + np.arange(len(exp), dtype=np.float64)
-    closures = closure_frames(exp, list(take["names"]))
-    name = action_name(take)
-    key_action, kept = new_action(name)
-    shape_keys = target.data.shape_keys
-    for d, model_name in enumerate(take["names"]):
-        if model_name in mapping:
-            _write_reduced(key_action, shape_keys, key_path(mapping[model_name]), 0, frames, exp[:, d],
-                           tolerance, closures)
-    pose_action = None
-    if with_pose:
+    closures = closure_frames(exp, names)
+    owners = _owners(target)
+    actions = [_claim_action(n) for n in _action_names(name, owners)]
+    values = _key_values(exp, names, target)
+    for (obj, what), action in zip(owners, actions):
+        if what == "KEYS":
+            blocks = obj.data.shape_keys.key_blocks
+            for key, curve in values.items():
+                if key in blocks:
+                    _write_reduced(action, obj.data.shape_keys, key_path(key), 0, frames, curve, tolerance, closures)
+            continue
         pose = resample(np.asarray(take["pose"], dtype=np.float64), float(take["fps"]), scene_fps)
-        pose_action = key_action if keys.LAYERED else new_action(f"{name} pose")[0]
-        for path, channel in pose_channels(pose).items():
-            for index in range(3):
-                _write_reduced(pose_action, target, path, index, frames, channel[:, index],
-                               tolerance * POSE_TOLERANCE_SCALE[path], closures)
+        for path, kind, channel in _pose_curves(pose, target.owner, target.translate):
+            for index in range(channel.shape[1]):
+                _write_reduced(action, obj, path, index, frames, channel[:, index],
+                               tolerance * POSE_TOLERANCE_SCALE[kind], closures)
     meta = take_meta(take)
-    for action in {key_action, pose_action} - {None}:
+    for action in set(actions):
         action[TAKE_PROP] = meta
         action[keys.FINGERPRINT_PROP] = keys.fingerprint(action)
-    return TakeActions(key_action, pose_action, kept, len(exp), meta)
+    return WrittenTake(tuple((obj, what, action) for (obj, what), action in zip(owners, actions)), len(exp), meta)
 
 
 def _evaluate(action: bpy.types.Action | None, owner: bpy.types.ID, path: str, index: int,
@@ -143,28 +191,39 @@ def _evaluate(action: bpy.types.Action | None, owner: bpy.types.ID, path: str, i
     return np.array([curve.evaluate(float(f)) for f in frames])
 
 
-def sample_take(target: bpy.types.Object, mapping: dict[str, str], names: list[str],
-                key_action: bpy.types.Action, pose_action: bpy.types.Action | None,
+def _sample_pose(owner: PoseOwner, action: bpy.types.Action | None, frames: np.ndarray) -> np.ndarray:
+    """The pose rows the owner's curves describe at ``frames`` (missing curves read rest).
+    Shapes: -> (N, 6)."""
+    mode = owner.rotation_mode
+    rest = _REST_ROTATION.get(mode, (0.0, 0.0, 0.0))
+    path = owner.path(posemath.rotation_path(mode))
+    rotation = np.stack([_evaluate(action, owner.obj, path, i, frames, rest[i]) for i in range(len(rest))], axis=1)
+    location = np.stack([_evaluate(action, owner.obj, owner.path("location"), i, frames, 0.0) for i in range(3)],
+                        axis=1)
+    return posemath.pose_rows(posemath.from_rotation_values(rotation, mode), location, owner.frame, owner.to_local)
+
+
+def sample_take(head: bpy.types.Object, key_action: bpy.types.Action | None, owner: PoseOwner | None,
+                pose_action: bpy.types.Action | None, names: list[str], direct: dict[str, str],
                 frame_start: int, frame_count: int, fps: float, meta: dict) -> dict:
     """The take (wire format) that the curves, as they are now, describe: one row per frame.
 
-    Unmapped names read 0; missing pose curves read the object's current transform.
+    ``direct`` maps a model name to the head's shape key that carries it alone (`mapping.direct_keys`);
+    other names read 0. Without a pose owner the pose reads rest.
     """
     frames = frame_start + np.arange(frame_count, dtype=np.float64)
-    shape_keys = target.data.shape_keys
+    shape_keys = head.data.shape_keys
     exp = np.zeros((frame_count, len(names)))
     for d, model_name in enumerate(names):
-        if model_name in mapping:
-            exp[:, d] = _evaluate(key_action, shape_keys, key_path(mapping[model_name]), 0, frames,
-                                  shape_keys.key_blocks[mapping[model_name]].value)
-    channels = {path: np.stack([_evaluate(pose_action, target, path, i, frames, getattr(target, path)[i])
-                                for i in range(3)], axis=1) for path in ("rotation_euler", "location")}
-    pose = pose_rows(**channels)
-    return {**meta, "fps": fps, "frames": frame_count, "names": list(names),
-            "exp": exp.tolist(), "pose": pose.tolist()}
+        if model_name in direct and direct[model_name] in shape_keys.key_blocks:
+            key = direct[model_name]
+            exp[:, d] = _evaluate(key_action, shape_keys, key_path(key), 0, frames, shape_keys.key_blocks[key].value)
+    pose = np.zeros((frame_count, 6)) if owner is None else _sample_pose(owner, pose_action, frames)
+    return {**meta, "fps": fps, "frames": frame_count, "names": list(names), "exp": exp.tolist(), "pose": pose.tolist()}
 
 
-def reference_from_pose(target: bpy.types.Object, mapping: dict[str, str], names: list[str]) -> list[float]:
-    """The target's shape-key values at the current frame as model coefficients (0 when unmapped)."""
-    blocks = target.data.shape_keys.key_blocks
-    return [float(blocks[mapping[n]].value) if n in mapping else 0.0 for n in names]
+def reference_values(head: bpy.types.Object, names: list[str], direct: dict[str, str]) -> list[float]:
+    """The head's shape-key values at the current frame as model coefficients (0 when no key
+    carries a name alone)."""
+    blocks = head.data.shape_keys.key_blocks
+    return [float(blocks[direct[n]].value) if n in direct and direct[n] in blocks else 0.0 for n in names]

@@ -2,7 +2,8 @@
 
 import bpy
 
-from .operators import active
+from .character import armature_of
+from .runner import active
 from .scene import STRIPS
 
 __all__ = ["FLOWVQ_UL_takes", "FLOWVQ_PT_main", "draw_status", "classes"]
@@ -47,13 +48,18 @@ def _draw_style(layout: bpy.types.UILayout, props) -> None:
 
 
 def _draw_pose(layout: bpy.types.UILayout, props) -> None:
-    """Head pose on/off, with its amount and variation greyed out while it is off."""
+    """Head pose on/off, with its amount, variation, motion and bone greyed out while it is off."""
     box = layout.box()
     box.prop(props, "use_pose")
     col = box.column(align=True)
     col.enabled = props.use_pose
     col.prop(props, "pose_amount")
     col.prop(props, "pose_temperature")
+    if props.target_mode == "SELECTED":
+        col.prop(props, "pose_translation", text="")
+        armature = armature_of(props.target) if props.target is not None else None
+        if armature is not None:
+            col.prop_search(props, "head_bone", armature.pose, "bones", text="Bone")
 
 
 def _draw_preview(layout: bpy.types.UILayout, props) -> None:
@@ -66,18 +72,32 @@ def _draw_preview(layout: bpy.types.UILayout, props) -> None:
     row.prop(props, "render_size")
 
 
+def _draw_character(layout: bpy.types.UILayout, props) -> None:
+    """The character's meshes (each can be switched off) and the shape-key mapping."""
+    for part in props.parts:
+        row = layout.row()
+        row.prop(part, "enabled", text=part.name)
+        row.label(text=f"{part.driven} keys")
+    layout.prop(props, "preset")
+    if props.unmatched:
+        layout.label(text=f"Not driven: {props.unmatched}", icon="INFO")
+    row = layout.row(align=True)
+    row.operator("flowvq.save_mapping", icon="EXPORT")
+    row.operator("flowvq.load_mapping", icon="IMPORT")
+    column = layout.column(align=True)
+    for item in props.mapping:
+        column.prop(item, "terms", text=item.name)
+
+
 def _draw_target(layout: bpy.types.UILayout, props) -> None:
-    """Create the FlowVQ head, or drive a mesh through an editable name mapping."""
+    """Create the FlowVQ head, or drive a character through an editable mapping."""
     box = layout.box()
     box.prop(props, "target_mode", text="")
     if props.target_mode == "SELECTED":
         box.prop(props, "target")
-        box.operator("flowvq.match_keys", icon="LINKED")
-        if props.unmatched:
-            box.label(text=f"Unmatched: {props.unmatched}", icon="ERROR")
-        if props.target is not None and props.target.data.shape_keys is not None:
-            for item in props.mapping:
-                box.prop_search(item, "key", props.target.data.shape_keys, "key_blocks", text=item.name)
+        box.operator("flowvq.find_character", icon="LINKED")
+        if props.target is not None and props.parts:
+            _draw_character(box, props)
     layout.prop(props, "tolerance")
 
 

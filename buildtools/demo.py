@@ -143,14 +143,14 @@ def press_generate(bpy: ModuleType, addon: ModuleType) -> tuple[str, list[dict]]
     """Check Server, then Generate, driving the timer callback by hand until the job ends (timers
     never fire in background mode); returns the status line and the takes the add-on fetched
     (``GET /v1/jobs/{id}/takes``)."""
-    operators = sys.modules[f"{addon.__name__}.operators"]
+    runner = sys.modules[f"{addon.__name__}.runner"]
     if bpy.ops.flowvq.check_server() != {"FINISHED"}:
         raise DemoError(f"Check Server failed: {bpy.context.scene.flowvq.server_status}")
     if bpy.ops.flowvq.generate() != {"FINISHED"}:
         raise DemoError("Generate did not start: the panel's settings were refused")
-    task = operators.active.task
-    while operators.poll_task() is not None:
-        task.join(operators.TIMER_INTERVAL_S)
+    task = runner.active.task
+    while runner.poll_task() is not None:
+        task.join(runner.TIMER_INTERVAL_S)
     status = bpy.context.scene.flowvq.status
     if not status.startswith(f"{TAKES} take(s) generated"):
         raise DemoError(f"Generate failed: {status}")

@@ -19,6 +19,7 @@ from core.takes import POSE_COLUMNS
 from server.config import ServerConfig
 from server.errors import INTERNAL_MESSAGE, ApiError, error_body
 from server.rendering import RendererCache, available_renderers
+from server.schemas import setting_ranges
 from server.store import Job, JobStore
 from server.worker import JobRunner, ModelWorker
 
@@ -115,7 +116,7 @@ class Runtime:
             "emotions": list(EMOTIONS), "fps": generator.fps, "names": list(generator.names),
             "dim": len(generator.names), "pose_columns": list(POSE_COLUMNS),
             "face_model": generator.model.face_model, "renderers": self.renderers,
-            "limits": asdict(self.config.limits),
+            "limits": asdict(self.config.limits), "settings": setting_ranges(),
         }
 
     def check_renderer(self, kind: str) -> None:

@@ -25,7 +25,9 @@ __all__ = [
     "HealthModels",
     "Health",
     "LimitsView",
+    "SettingView",
     "Info",
+    "setting_ranges",
     "RENDERER_CHOICES",
     "MIN_RENDER_SIZE",
     "RENDER_SIZE_STEP",
@@ -139,6 +141,28 @@ class LimitsView(BaseModel):
     max_queued_jobs: int
 
 
+class SettingView(BaseModel):
+    default: Any
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+def setting_ranges() -> dict[str, dict[str, Any]]:
+    """Each job setting with a plain value (number or switch): its default and, for numbers, its
+    inclusive range, read from `JobSettings` itself so clients never copy them by hand."""
+    ranges = {}
+    for name, field in JobSettings.model_fields.items():
+        if field.annotation not in (int, float, bool):
+            continue
+        bounds = {"default": field.default}
+        for meta in field.metadata:
+            for key, attribute in (("minimum", "ge"), ("maximum", "le")):
+                if getattr(meta, attribute, None) is not None:
+                    bounds[key] = getattr(meta, attribute)
+        ranges[name] = bounds
+    return ranges
+
+
 class Info(BaseModel):
     emotions: list[str]
     fps: float
@@ -148,5 +172,6 @@ class Info(BaseModel):
     face_model: str
     renderers: list[str]
     limits: LimitsView
+    settings: dict[str, SettingView]
 
 

@@ -74,6 +74,27 @@ def wire_takes(tmp_path_factory) -> list[dict]:
     return json.loads(out.read_text())["takes"]
 
 
+# A sentence full of bilabials and open vowels, spoken by an MBROLA voice that the default weights
+# never trained on (us3 is one of the held-out test voices), with the phone timings it was rendered with.
+PHONED_SENTENCE = "Bob's father bought a map of the palm park, but mom hopped on a bus by the pond."
+_SPEAK = ("import json, sys, soundfile; from core.audio import SAMPLE_RATE; from core.corpus.speech import synthesize; "
+          "u = synthesize(sys.argv[1], 'us3'); soundfile.write(sys.argv[2], u.wave, SAMPLE_RATE); "
+          "json.dump([[p.symbol, p.start, p.end] for p in u.phones], open(sys.argv[3], 'w'))")
+
+
+@pytest.fixture(scope="session")
+def phoned_take(tmp_path_factory) -> tuple[dict, list[tuple[str, float, float]]]:
+    """A talk take of `PHONED_SENTENCE` at 24 fps (`flowvq generate`, no head pose) and the
+    sentence's phones as (SAMPA symbol, start s, end s)."""
+    folder = tmp_path_factory.mktemp("phoned")
+    wav, phones, out = folder / "speech.wav", folder / "phones.json", folder / "takes.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([FLOWVQ_PYTHON, "-c", _SPEAK, PHONED_SENTENCE, str(wav), str(phones)], check=True, cwd=ROOT, env=env)
+    subprocess.run([FLOWVQ_PYTHON, "-m", "core.cli", "generate", str(wav), "--emotion", "talk", "--takes", "1",
+                    "--seed", "0", "--fps", "24", "--no-pose", "--out", str(out)], check=True, cwd=ROOT, env=env)
+    return json.loads(out.read_text())["takes"][0], [tuple(p) for p in json.loads(phones.read_text())]
+
+
 # The `bpy` 4.2 module (not Blender 4.2 itself) crashes with SIGSEGV while Python shuts down once
 # an EnumProperty with an items callback has been registered, which the add-on's Emotion menu is.
 BPY_CRASHES_AT_EXIT = ((4, 2),)

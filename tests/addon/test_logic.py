@@ -14,7 +14,7 @@ from .scenes import closed_port
 @pytest.fixture(scope="module")
 def mods(addon):
     """name -> module of the installed add-on."""
-    return {name: sys.modules[f"{PACKAGE}.{name}"] for name in ("retarget", "reduce", "takes", "jobs", "client")}
+    return {name: sys.modules[f"{PACKAGE}.{name}"] for name in ("retarget", "reduce", "jobs", "client")}
 
 
 @pytest.mark.parametrize("name, arkit", [
@@ -58,14 +58,6 @@ def test_closures_are_the_minima_of_the_mouth_opening(mods):
     exp[3, 1] = 0.9  # mouthClose at frame 3 seals the lips despite the open jaw
     assert mods["reduce"].closure_frames(exp, names).tolist() == [3, 5]
     assert mods["reduce"].closure_frames(exp, ["browInnerUp"] * 3).tolist() == []
-
-
-def test_resampling_keeps_the_duration_and_the_sampled_values(mods):
-    rows = np.stack([np.arange(26) / 25.0, np.full(26, 2.0)], axis=1)  # 1 s at 25 fps, value = time
-    out = mods["takes"].resample(rows, 25.0, 30.0)
-    assert out.shape == (31, 2)
-    np.testing.assert_allclose(out[:, 0], np.arange(31) / 30.0)
-    np.testing.assert_allclose(out[:, 1], 2.0)
 
 
 def test_task_reports_progress_then_its_result(mods):

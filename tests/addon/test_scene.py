@@ -3,7 +3,6 @@ callback runs when the server's job ends): curves, values, takes as Actions, sou
 preview plane and its frames folders in a moved .blend, keyframe reduction, retargeting, reference
 from pose, and a server that is down."""
 
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -24,19 +23,17 @@ def module(name: str):
 
 def snapshot(**changes):
     """A Generate snapshot for the FlowVQ head from frame 1, every frame keyed."""
-    ops = module("operators")
     fields = dict(audio=SPEECH, add_audio_strip=True, frame_start=1, fps=FPS, create_head=True,
-                  target_name="", mapping={}, tolerance=0.0, with_pose=True)
-    return ops.Snapshot(**{**fields, **changes})
+                  parts=(), mapping=None, tolerance=0.0, with_pose=True)
+    return module("apply").Snapshot(**{**fields, **changes})
 
 
 def apply(bpy, takes, face_npz, frame_dirs=None, **changes):
     """Apply a finished job's result (the face model parsed, as the worker thread leaves it) to the
     current scene; returns the status line."""
-    ops, jobs = module("operators"), module("jobs")
-    result = jobs.GenerateResult(takes=takes, frame_dirs=frame_dirs or {},
-                                 face_model=module("face").load_face_model(face_npz))
-    return ops.apply_generate(bpy.context.scene, snapshot(**changes), result)
+    result = module("jobs").GenerateResult(takes=takes, frame_dirs=frame_dirs or {},
+                                           face_model=module("face").load_face_model(face_npz))
+    return module("apply").apply_generate(bpy.context.scene, snapshot(**changes), result)
 
 
 @pytest.fixture
@@ -69,10 +66,11 @@ def test_evaluated_values_and_pose_match_the_take_after_frame_set(generated, wir
 def test_each_take_is_its_own_named_action_and_switching_plays_the_other(generated, wire_takes):
     bpy, head = generated
     props = bpy.context.scene.flowvq
-    names = [item.key_action.name for item in props.take_items]
+    names = [item.name for item in props.take_items]
     assert names == ["FlowVQ happy s3 t0", "FlowVQ happy s4 t1"]  # take k uses seed + k
-    assert all(item.key_action.use_fake_user for item in props.take_items)
-    module("operators").switch_take(bpy.context.scene, 1)
+    assert [item.bindings[0].action.name for item in props.take_items] == names
+    assert all(b.action.use_fake_user for item in props.take_items for b in item.bindings)
+    module("apply").switch_take(bpy.context.scene, 1)
     assert_scene_plays_take(bpy, head, wire_takes[1], 1, [10, 60], atol=1e-5)
 
 
@@ -82,11 +80,9 @@ def test_the_curves_read_back_as_the_take_with_the_hand_edits(generated, wire_ta
     props, take = bpy.context.scene.flowvq, wire_takes[0]
     item = props.take_items[0]
     jaw = take["names"].index("jawOpen")
-    curve = module("keys").find_curve(item.key_action, head.data.shape_keys, 'key_blocks["jawOpen"].value')
+    curve = module("keys").find_curve(item.bindings[0].action, head.data.shape_keys, 'key_blocks["jawOpen"].value')
     curve.keyframe_points[10].co.y = 0.9
-    names, mapping = module("operators").names_and_mapping(props, head)
-    sampled = module("takes").sample_take(head, mapping, names, item.key_action, item.pose_action,
-                                          item.frame_start, item.frame_count, item.fps, json.loads(item.meta))
+    sampled = module("operators")._take_as_drawn(item)
     assert {k: sampled[k] for k in ("take", "seed", "emotion", "face_model", "fps", "frames", "names")} == \
         {k: take[k] for k in ("take", "seed", "emotion", "face_model", "fps", "frames", "names")}
     expected = np.array(take["exp"])
@@ -150,7 +146,7 @@ def plane_frames_folder(bpy) -> Path:
 @pytest.mark.parametrize("saved_before_generating", [True, False], ids=["saved-first", "saved-later"])
 def test_switching_takes_in_a_moved_blend_shows_the_frames_beside_it(bpy_empty, wire_takes, face_npz, tmp_path,
                                                                      saved_before_generating):
-    bpy, ops = bpy_empty, module("operators")
+    bpy = bpy_empty
     project = tmp_path / "project"
     project.mkdir()
     if saved_before_generating:
@@ -158,13 +154,13 @@ def test_switching_takes_in_a_moved_blend_shows_the_frames_beside_it(bpy_empty, 
     root = project / "flowvq_frames"
     apply(bpy, wire_takes, face_npz, {t["take"]: write_frames(bpy, root / f"take_{t['take']}", t["frames"])
                                       for t in wire_takes})
-    ops.apply_render(bpy.context.scene, 1, write_frames(bpy, root / "render", wire_takes[1]["frames"]))
+    module("apply").apply_render(bpy.context.scene, 1, write_frames(bpy, root / "render", wire_takes[1]["frames"]))
     bpy.ops.wm.save_as_mainfile(filepath=str(project / "scene.blend"))
     moved = Path(shutil.move(project, tmp_path / "moved"))
     bpy.ops.wm.open_mainfile(filepath=str(moved / "scene.blend"), load_ui=False)
     props = bpy.context.scene.flowvq
     for index, folder in ((1, "render"), (0, "take_0")):
-        ops.switch_take(bpy.context.scene, index)
+        module("apply").switch_take(bpy.context.scene, index)
         assert plane_frames_folder(bpy) == moved / "flowvq_frames" / folder
         assert all((moved / "flowvq_frames" / folder / f"{k:05d}.png").is_file()
                    for k in range(props.take_items[index].frame_count))
@@ -179,7 +175,7 @@ def test_frames_outside_the_blends_folder_keep_their_absolute_path(bpy_empty, wi
     item = bpy.context.scene.flowvq.take_items[0]
     assert item.frames_dir == str(outside)
     inside = write_frames(bpy, project / "flowvq_frames" / "render", wire_takes[0]["frames"])
-    module("operators").apply_render(bpy.context.scene, 0, inside)
+    module("apply").apply_render(bpy.context.scene, 0, inside)
     assert item.frames_dir == "//flowvq_frames/render"
     (tmp_path / "copy").mkdir()
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "copy" / "scene.blend"), copy=True)
@@ -233,15 +229,20 @@ def test_takes_retarget_onto_a_mesh_with_other_casing_and_aliases(bpy_empty, wir
     for name in key_names:
         char.shape_key_add(name=name)
     props = bpy.context.scene.flowvq
+    props.target_mode, props.target = "SELECTED", char
     take = wire_takes[0]
-    module("operators").fill_mapping(props, take["names"], char)
-    mapping = module("operators").mapping_of(props)
-    assert mapping == {"jawOpen": "JAW_OPEN", "eyeBlinkLeft": "EyeBlink_L", "eyeBlinkRight": "eye.blink.right",
-                       "mouthSmileLeft": "smile_left", "mouthSmileRight": "mouthSmile.R",
-                       "tongueOut": "tongue-out"}
+    ops = module("operators")
+    ops.fill_character(props, take["names"], char)
+    rows = {row.name: row.terms for row in props.mapping}
+    assert rows == {"JAW_OPEN": "jawOpen", "EyeBlink_L": "eyeBlinkLeft", "eye.blink.right": "eyeBlinkRight",
+                    "smile_left": "mouthSmileLeft", "mouthSmile.R": "mouthSmileRight", "mouthopen_extra": "",
+                    "tongue-out": "tongueOut"}
     assert props.unmatched == "mouthopen_extra"
-    props.mapping["jawOpen"].key = "mouthopen_extra"  # an artist's correction in the panel
-    apply(bpy, [take], face_npz, create_head=False, target_name="char", mapping=module("operators").mapping_of(props))
+    props.mapping["JAW_OPEN"].terms = ""  # an artist's correction in the panel
+    props.mapping["mouthopen_extra"].terms = "jawOpen"
+    props.audio_path = str(SPEECH)
+    snap, _ = ops.snapshot(bpy.context)
+    module("apply").apply_generate(bpy.context.scene, snap, module("jobs").GenerateResult(takes=[take]))
     bpy.context.scene.frame_set(21)
     blocks = char.data.shape_keys.key_blocks
     assert blocks["mouthopen_extra"].value == pytest.approx(take["exp"][20][take["names"].index("jawOpen")], abs=1e-5)
@@ -272,10 +273,10 @@ def scene_state(bpy) -> tuple:
 
 def run_generate_to_end(bpy) -> str:
     """Press Generate, then drive the timer callback by hand until the job ends; the status line."""
-    ops = module("operators")
+    runner = module("runner")
     assert bpy.ops.flowvq.generate() == {"FINISHED"}
-    task = ops.active.task
-    while ops.poll_task() is not None:
+    task = runner.active.task
+    while runner.poll_task() is not None:
         task.join(0.05)
     return bpy.context.scene.flowvq.status
 
@@ -298,15 +299,16 @@ def test_generate_without_a_speech_clip_reports_and_starts_nothing(bpy_empty):
     bpy.context.scene.flowvq.audio_path = "/nonexistent/clip.wav"
     with pytest.raises(RuntimeError, match="is not a file"):
         bpy.ops.flowvq.generate()
-    assert module("operators").active.task is None
+    assert module("runner").active.task is None
 
 
 def test_takes_go_to_their_own_nla_tracks_for_comparison(generated):
     bpy, head = generated
     props = bpy.context.scene.flowvq
     assert bpy.ops.flowvq.takes_to_nla() == {"FINISHED"}
-    for owner, attribute in ((head.data.shape_keys, "key_action"), (head, "pose_action")):
+    for owner, what in ((head.data.shape_keys, "KEYS"), (head, "POSE")):
         tracks = owner.animation_data.nla_tracks
         assert [t.name for t in tracks] == [item.name for item in props.take_items]
-        assert [t.strips[0].action for t in tracks] == [getattr(item, attribute) for item in props.take_items]
+        assert [t.strips[0].action for t in tracks] == [next(b.action for b in item.bindings if b.what == what)
+                                                        for item in props.take_items]
         assert [t.mute for t in tracks] == [False, True]

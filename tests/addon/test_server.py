@@ -42,10 +42,10 @@ def connected(bpy_empty, server):
 
 def run_to_end(bpy, operator) -> str:
     """Run an operator that starts a task, drive the timer callback until it ends; the status."""
-    ops = module("operators")
+    runner = module("runner")
     assert operator() == {"FINISHED"}
-    task = ops.active.task
-    while ops.poll_task() is not None:
+    task = runner.active.task
+    while runner.poll_task() is not None:
         task.join(0.05)
     return bpy.context.scene.flowvq.status
 
@@ -67,11 +67,12 @@ def test_generate_two_takes_with_preview_frames(connected, server):
     head, keys = props.head, module("keys")
     assert [t["fps"] for t in takes] == [24.0, 24.0]  # asked at the scene's rate
     for item, take in zip(props.take_items, takes):
+        actions = {b.what: b.action for b in item.bindings}
         for name in take["names"]:
-            curve = keys.find_curve(item.key_action, head.data.shape_keys, f'key_blocks["{name}"].value')
+            curve = keys.find_curve(actions["KEYS"], head.data.shape_keys, f'key_blocks["{name}"].value')
             assert len(curve.keyframe_points) == take["frames"]
-        for path in ("rotation_euler", "location"):
-            assert all(keys.find_curve(item.pose_action, head, path, i) is not None for i in range(3))
+        for path in ("delta_rotation_euler", "delta_location"):
+            assert all(keys.find_curve(actions["POSE"], head, path, i) is not None for i in range(3))
     assert_scene_plays_take(bpy, head, takes[0], 1, [0, 30, takes[0]["frames"] - 1], atol=1e-5)
     scene = bpy.context.scene
     if bpy.app.build_options.audaspace:
@@ -92,7 +93,7 @@ def test_rerender_sends_the_hand_edited_curves(connected, server):
     props.takes, props.render_size = 1, 64
     run_to_end(bpy, bpy.ops.flowvq.generate)
     item = props.take_items[0]
-    curve = module("keys").find_curve(item.key_action, props.head.data.shape_keys, 'key_blocks["jawOpen"].value')
+    curve = module("keys").find_curve(item.bindings[0].action, props.head.data.shape_keys, 'key_blocks["jawOpen"].value')
     curve.keyframe_points[10].co.y = 1.0
     assert run_to_end(bpy, bpy.ops.flowvq.rerender) == "preview re-rendered from the curves"
     frames = sorted(os.listdir(item.frames_dir))
@@ -139,12 +140,12 @@ def test_a_failed_job_is_reported_changes_nothing_and_leaves_no_frames_folder(co
 def test_a_cancelled_job_changes_nothing_and_leaves_no_frames_folder(connected, tmp_path):
     bpy = connected
     frames_root = frames_root_of_saved_file(bpy, tmp_path)
-    ops = module("operators")
+    runner = module("runner")
     before = scene_state(bpy)
     assert bpy.ops.flowvq.generate() == {"FINISHED"}
     assert bpy.ops.flowvq.cancel() == {"FINISHED"}
-    task = ops.active.task
-    while ops.poll_task() is not None:
+    task = runner.active.task
+    while runner.poll_task() is not None:
         task.join(0.05)
     assert bpy.context.scene.flowvq.status == "cancelled; nothing was changed"
     assert scene_state(bpy) == before
@@ -162,16 +163,40 @@ def test_a_target_removed_while_generating_fails_and_its_downloaded_frames_are_r
     for name in ("Basis", "JAW_OPEN"):
         char.shape_key_add(name=name)
     props.target_mode, props.target, props.takes = "SELECTED", char, 1
-    assert bpy.ops.flowvq.match_keys() == {"FINISHED"}
-    ops = module("operators")
+    assert bpy.ops.flowvq.find_character() == {"FINISHED"}
+    runner = module("runner")
     assert bpy.ops.flowvq.generate() == {"FINISHED"}
-    task = ops.active.task
+    task = runner.active.task
     bpy.data.objects.remove(char)  # the artist deletes the target while the server works
     before = scene_state(bpy)
-    while ops.poll_task() is not None:
+    while runner.poll_task() is not None:
         task.join(0.05)
     assert task.state.result.frame_dirs  # the frames were downloaded, then refused
     assert props.status == "failed: the target mesh 'char' (or its shape keys) was removed while generating; " \
                            "nothing was changed"
     assert scene_state(bpy) == before
     assert leftovers(frames_root) == []
+
+
+# Job settings the panel deliberately does not offer (the server's defaults apply).
+NOT_IN_PANEL = {"manifold_blend", "manifold_k"}
+
+
+def test_the_panels_settings_agree_with_the_servers_published_defaults_and_ranges(connected, server):
+    bpy = connected
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    info = requests.get(f"{server}/v1/info", headers=headers, timeout=10).json()
+    panel = module("operators").SERVER_SETTINGS
+    assert set(info["settings"]) - set(panel) == NOT_IN_PANEL
+    rna = bpy.context.scene.flowvq.bl_rna.properties
+    for name, prop in panel.items():
+        published, own = info["settings"][name], rna[prop]
+        assert own.default == pytest.approx(published["default"]), name
+        if published.get("minimum") is not None:
+            assert own.hard_min == pytest.approx(published["minimum"]), name
+        if published.get("maximum") is not None:
+            assert own.hard_max == pytest.approx(published["maximum"]), name
+    module("props").set_emotions(["neutral"])  # a stale list, as before the server was reached
+    assert bpy.ops.flowvq.check_server() == {"FINISHED"}
+    assert [item[0] for item in module("props")._emotion_enum(None, None)] == info["emotions"]
+

@@ -1,0 +1,199 @@
+"""The artist's character around a target mesh: its root, the meshes whose shape keys a take
+drives, the head bone (or object) that carries the head pose and how the face's frame maps onto
+it, and where the head is in the world.
+
+A character is every mesh under the target's root (the top of its parent chain, or of its
+armature's) that has shape keys; the mapping decides which of them a take drives. The head pose
+goes on the head (or neck) pose bone of the character's armature, found by its usual names, or,
+without an armature, on the head object's delta transforms.
+"""
+
+import re
+from dataclasses import dataclass
+
+import bpy
+import numpy as np
+
+from . import posemath
+
+__all__ = ["PoseOwner", "character_root", "character_meshes", "armature_of", "find_head_bone", "pose_owner",
+           "face_vertices", "world_face_bounds", "follow_selection", "HEAD_BONE_NAMES"]
+
+# Head (then neck) bone names of the common rigs, compared after `_bone_key`: Blender's metarig
+# and Rigify (head, DEF-head, ORG-head), Character Creator (CC_Base_Head), VRoid (J_Bip_C_Head),
+# Mixamo (mixamorig:Head), Ready Player Me and Unreal (Head, head), Faceit/Auto-Rig Pro (head.x).
+HEAD_BONE_NAMES = ("head", "neck")
+_BONE_PREFIX = re.compile(r"^(?:mixamorig\d*[:_]|def[-_.]|org[-_.]|mch[-_.]|cc_base_|j_bip_c_|bip\d*[ _])",
+                          re.IGNORECASE)
+_BONE_SUFFIX = re.compile(r"(?:[._](?:x|m|c)|_jnt|_bone)$", re.IGNORECASE)
+
+
+def _top(obj: bpy.types.Object) -> bpy.types.Object:
+    """The top of ``obj``'s parent chain."""
+    while obj.parent is not None:
+        obj = obj.parent
+    return obj
+
+
+def character_root(obj: bpy.types.Object) -> bpy.types.Object:
+    """The root of ``obj``'s character: the top of its armature's parent chain when an armature
+    deforms it, else of its own."""
+    armature = obj.find_armature()
+    return _top(armature if armature is not None else obj)
+
+
+def armature_of(obj: bpy.types.Object) -> bpy.types.Object | None:
+    """The armature deforming ``obj`` (its parent or its Armature modifier), or None."""
+    return obj.find_armature()
+
+
+def _skinned_to(obj: bpy.types.Object, armatures: set[str]) -> bool:
+    """True when an Armature modifier of ``obj`` uses one of ``armatures`` (by name)."""
+    return any(m.type == "ARMATURE" and m.object is not None and m.object.name in armatures for m in obj.modifiers)
+
+
+def character_meshes(target: bpy.types.Object) -> list[bpy.types.Object]:
+    """The meshes with shape keys of ``target``'s character: ``target`` first, then every other
+    mesh under its root or skinned to its armature, by name."""
+    root = character_root(target)
+    family = [root, *root.children_recursive]
+    armatures = {obj.name for obj in family if obj.type == "ARMATURE"}
+    skinned = [obj for obj in bpy.data.objects if obj.type == "MESH" and _skinned_to(obj, armatures)]
+    meshes = {obj.name: obj for obj in (*family, *skinned)
+              if obj.type == "MESH" and obj.data.shape_keys is not None and obj != target}
+    return [target, *(meshes[name] for name in sorted(meshes))]
+
+
+def _bone_key(name: str) -> str:
+    """A bone name without rig prefixes and side/centre suffixes, lower case."""
+    return _BONE_SUFFIX.sub("", _BONE_PREFIX.sub("", name)).lower()
+
+
+def find_head_bone(armature: bpy.types.Object, hint: str = "") -> str:
+    """The name of the armature's head bone: ``hint`` when the artist named one, else the first
+    bone named like a head, else like a neck; '' when there is none. Raises ValueError when
+    ``hint`` names no bone of the armature."""
+    bones = armature.pose.bones
+    if hint:
+        if hint not in bones:
+            raise ValueError(f"the armature '{armature.name}' has no bone '{hint}'")
+        return hint
+    for wanted in HEAD_BONE_NAMES:
+        for bone in bones:
+            if _bone_key(bone.name) == wanted:
+                return bone.name
+    return ""
+
+
+@dataclass(frozen=True)
+class PoseOwner:
+    """Where a take's head pose goes: the armature's pose bone ``bone``, or (``bone`` '') the
+    object's delta transforms; ``frame`` and ``to_local`` are the conversions of
+    `posemath.relative_rotations` and `posemath.local_translations`. Shapes: (3, 3) each."""
+
+    obj: bpy.types.Object
+    bone: str
+    frame: np.ndarray
+    to_local: np.ndarray
+
+    @property
+    def rotation_mode(self) -> str:
+        """The rotation mode the pose is keyed in: the bone's or the object's own."""
+        return self.obj.pose.bones[self.bone].rotation_mode if self.bone else self.obj.rotation_mode
+
+    def path(self, prop: str) -> str:
+        """The data path of ``prop`` (a bone's ``rotation_quaternion``, or an object's
+        ``delta_rotation_euler``) on `obj`."""
+        if self.bone:
+            return f'pose.bones["{bpy.utils.escape_identifier(self.bone)}"].{prop}'
+        return f"delta_{prop}"
+
+
+def _matrix3(matrix) -> np.ndarray:
+    """The upper-left 3x3 of a mathutils matrix. Shapes: -> (3, 3)."""
+    return np.array(matrix, dtype=np.float64)[:3, :3]
+
+
+def _bone_owner(armature: bpy.types.Object, bone: str) -> PoseOwner:
+    """The pose bone's conversions: its rest rotation in armature space (the character faces -Y
+    in its armature's space, as the face model faces -Y in Blender's), and the map from face-frame
+    metres to the bone's rest space (armature scale included)."""
+    rest = _matrix3(armature.data.bones[bone].matrix_local)
+    world = _matrix3(armature.matrix_world)
+    to_local = np.linalg.inv(rest) @ np.linalg.inv(world) @ posemath.orthonormal(world)
+    return PoseOwner(armature, bone, posemath.orthonormal(rest), to_local)
+
+
+def _object_owner(obj: bpy.types.Object) -> PoseOwner:
+    """The object's delta conversions. Blender applies the delta rotation after the object's own
+    (world = parent @ delta @ rotation), so a motion in the object's own axes (the mesh's face
+    looks along its local -Y) is the delta ``rot @ D @ rot.T``: frame = rot.T. The delta location
+    is in the parent's space."""
+    own = posemath.orthonormal(_matrix3(obj.matrix_basis))
+    parent = _matrix3(obj.parent.matrix_world) if obj.parent is not None else np.eye(3)
+    to_local = np.linalg.inv(parent) @ posemath.orthonormal(parent) @ own
+    return PoseOwner(obj, "", own.T, to_local)
+
+
+def pose_owner(target: bpy.types.Object, bone_hint: str = "") -> PoseOwner:
+    """Where ``target``'s head pose goes: its armature's head bone when it has an armature with
+    one, else ``target`` itself. Raises ValueError for an object in axis-angle mode (Blender has
+    no delta axis-angle) or a ``bone_hint`` the armature lacks."""
+    armature = armature_of(target)
+    if armature is not None:
+        bone = find_head_bone(armature, bone_hint)
+        if bone:
+            return _bone_owner(armature, bone)
+    if bone_hint:
+        raise ValueError(f"'{target.name}' has no armature with a bone '{bone_hint}'")
+    if target.rotation_mode == "AXIS_ANGLE":
+        raise ValueError(f"'{target.name}' rotates in axis-angle mode, which has no delta rotation: set its "
+                         f"rotation mode to quaternion or an Euler order, or turn the head pose off")
+    return _object_owner(target)
+
+
+def face_vertices(obj: bpy.types.Object, keys: list[str]) -> np.ndarray:
+    """Indices of the vertices that the shape keys ``keys`` of ``obj`` move (the face); every
+    vertex when none moves. Shapes: -> (N,)."""
+    shape_keys = obj.data.shape_keys
+    count = len(obj.data.vertices)
+    basis = np.empty(count * 3, dtype=np.float32)
+    shape_keys.reference_key.data.foreach_get("co", basis)
+    moved = np.zeros(count, dtype=bool)
+    co = np.empty_like(basis)
+    for name in keys:
+        block = shape_keys.key_blocks.get(name)
+        if block is not None and block != shape_keys.reference_key:
+            block.data.foreach_get("co", co)
+            moved |= np.abs((co - basis).reshape(-1, 3)).max(axis=1) > 1e-6
+    return np.flatnonzero(moved) if moved.any() else np.arange(count)
+
+
+def world_face_bounds(obj: bpy.types.Object, vertices: np.ndarray,
+                      depsgraph: bpy.types.Depsgraph) -> tuple[np.ndarray, np.ndarray]:
+    """(min, max) corners of ``vertices`` of ``obj`` in world space as evaluated now (parents,
+    armature deformation and shape keys included). Shapes: (3,), (3,)."""
+    evaluated = obj.evaluated_get(depsgraph)
+    mesh = evaluated.to_mesh()
+    try:
+        co = np.empty(len(mesh.vertices) * 3, dtype=np.float64)
+        mesh.vertices.foreach_get("co", co)
+    finally:
+        evaluated.to_mesh_clear()
+    co = co.reshape(-1, 3)
+    points = co[vertices] if len(co) == len(obj.data.vertices) else co
+    world = np.array(evaluated.matrix_world, dtype=np.float64)
+    points = points @ world[:3, :3].T + world[:3, 3]
+    return points.min(axis=0), points.max(axis=0)
+
+
+def follow_selection(props, active: bpy.types.Object | None) -> bool:
+    """Make the active object the target when it is a mesh with shape keys and the artist has not
+    picked a target in the panel; returns whether the target changed."""
+    if props.target_pinned or active is None or active.type != "MESH" or active.data.shape_keys is None:
+        return False
+    if props.target == active:
+        return False
+    props.target = active
+    props.target_pinned = False  # set by the field's update callback; this was not the artist's pick
+    return True

@@ -1,0 +1,325 @@
+"""Takes on characters like animators bring (tests/addon/characters.py), through the add-on's own
+code as Generate runs it once the server's job has ended: every matching mesh driven from one take,
+the head pose on the head bone or on a bust's delta transforms, the preview plane in world space,
+and a take list that never lies across runs."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from .characters import (RIG_TURN, build_bust, build_character, static_vertices, world_vertices)
+from .conftest import SPEECH
+from .scenes import write_frames
+from .test_scene import module
+
+PARTS = ["Wolf3D_Head", "EyeMeshLeft", "EyeMeshRight", "Wolf3D_Teeth"]
+
+
+def find_character(bpy, head, names: list[str]) -> None:
+    """The panel after picking ``head`` and pressing Find Character (names as the server's)."""
+    props = bpy.context.scene.flowvq
+    props.target_mode, props.target = "SELECTED", head
+    module("operators").fill_character(props, names, head)
+
+
+def generate(bpy, takes: list[dict], face_npz: bytes, frame_dirs=None) -> str:
+    """Read the panel as Generate does and apply a finished job's result; the status line."""
+    props = bpy.context.scene.flowvq
+    props.audio_source, props.audio_path = "FILE", str(SPEECH)
+    snap, _ = module("operators").snapshot(bpy.context)
+    result = module("jobs").GenerateResult(takes=takes, frame_dirs=frame_dirs or {},
+                                           face_model=module("face").load_face_model(face_npz))
+    return module("apply").apply_generate(bpy.context.scene, snap, result)
+
+
+@pytest.fixture
+def rigged(bpy_empty, wire_takes, face_npz, tmp_path):
+    """The character after one take with head pose and preview frames; (bpy, parts, take)."""
+    bpy = bpy_empty
+    parts = build_character(bpy)
+    take = wire_takes[0]
+    find_character(bpy, parts["head"], take["names"])
+    parts["before"] = {name: np.array(obj.matrix_basis) for name, obj in parts.items()}
+    frames = {0: write_frames(bpy, tmp_path / "take_0", take["frames"])}
+    assert generate(bpy, [take], face_npz, frames).startswith("1 take(s) generated on 4 meshes")
+    return bpy, parts, take
+
+
+def column(take: dict, name: str) -> np.ndarray:
+    """One coefficient's curve of a take. Shapes: -> (T,)."""
+    return np.asarray(take["exp"])[:, take["names"].index(name)]
+
+
+def test_find_character_lists_every_mesh_with_matching_keys_head_first(bpy_empty, wire_takes):
+    bpy = bpy_empty
+    parts = build_character(bpy)
+    find_character(bpy, parts["head"], wire_takes[0]["names"])
+    props = bpy.context.scene.flowvq
+    assert [part.name for part in props.parts] == PARTS  # the body has no shape keys
+    assert {part.name: part.driven for part in props.parts} == {
+        "Wolf3D_Head": 9, "EyeMeshLeft": 2, "EyeMeshRight": 2, "Wolf3D_Teeth": 2}
+
+
+def test_every_matching_mesh_gets_curves_and_the_teeth_follow_the_jaw(rigged):
+    bpy, parts, take = rigged
+    for obj in (parts["head"], parts["teeth"], parts["eye_left"], parts["eye_right"]):
+        shape_keys = obj.data.shape_keys
+        action = module("keys").assigned_action(shape_keys)
+        assert action is not None, obj.name
+        for block in shape_keys.key_blocks[1:]:
+            curve = module("keys").find_curve(action, shape_keys, f'key_blocks["{block.name}"].value')
+            assert curve is not None and len(curve.keyframe_points) == take["frames"], (obj.name, block.name)
+    jaw = column(take, "jawOpen")
+    for k in (0, int(np.argmax(jaw)), take["frames"] - 1):
+        bpy.context.scene.frame_set(1 + k)
+        teeth = parts["teeth"].data.shape_keys.key_blocks
+        head = parts["head"].data.shape_keys.key_blocks
+        assert teeth["JawOpen"].value == pytest.approx(head["jawOpen"].value, abs=1e-6)
+        assert head["jawOpen"].value == pytest.approx(jaw[k], abs=1e-5)
+        assert parts["eye_left"].data.shape_keys.key_blocks["eyeLookUpLeft"].value == pytest.approx(
+            column(take, "eyeLookUpLeft")[k], abs=1e-5)
+
+
+def expected_head_rotation(rig, bone: str, pose_row) -> np.ndarray:
+    """The head bone's world rotation when the take's head pose turns it: the pose as docs/api.md
+    defines it in Blender (Euler XZY of (pitch, -roll, yaw)), turned into the character's frame,
+    applied to the bone's rest. Shapes: -> (3, 3)."""
+    import mathutils
+
+    pitch, yaw, roll = pose_row[:3]
+    turn = np.array(mathutils.Euler((pitch, -roll, yaw), "XZY").to_matrix())
+    facing = np.array(rig.matrix_world.to_3x3().normalized())
+    rest = np.array((rig.matrix_world @ rig.data.bones[bone].matrix_local).to_3x3().normalized())
+    return facing @ turn @ facing.T @ rest
+
+
+def angle_between(a: np.ndarray, b: np.ndarray) -> float:
+    """Degrees of the rotation taking ``a`` to ``b``."""
+    return math.degrees(math.acos(np.clip((np.trace(a.T @ b) - 1) / 2, -1.0, 1.0)))
+
+
+def test_head_pose_turns_the_head_bone_and_the_parts_stay_together(rigged):
+    bpy, parts, take = rigged
+    rig, meshes = parts["rig"], [parts[k] for k in ("head", "teeth", "eye_left", "eye_right")]
+    assert rig.pose.bones["Head"].rotation_mode == "QUATERNION"
+    statics = {obj.name: static_vertices(obj) for obj in meshes}
+    pose = np.asarray(take["pose"])
+    turns = np.degrees(np.abs(pose[:, :3]).max(axis=1))
+    frames = [0, int(np.argmax(turns)), take["frames"] // 2, take["frames"] - 1]
+    assert turns.max() > 2.0  # the take does turn the head
+    bpy.context.scene.frame_set(frames[0])
+    rest_points = np.concatenate([world_vertices(bpy, obj, statics[obj.name]) for obj in meshes])
+    rest_gaps = np.linalg.norm(rest_points[:, None] - rest_points[None], axis=-1)
+    for k in frames:
+        bpy.context.scene.frame_set(1 + k)
+        points = np.concatenate([world_vertices(bpy, obj, statics[obj.name]) for obj in meshes])
+        gaps = np.linalg.norm(points[:, None] - points[None], axis=-1)
+        assert np.abs(gaps - rest_gaps).max() < 1e-4  # 0.1 mm
+        bone = np.array((rig.matrix_world @ rig.pose.bones["Head"].matrix).to_3x3().normalized())
+        assert angle_between(bone, expected_head_rotation(rig, "Head", pose[k])) < 0.5
+        for name, obj in parts.items():
+            if name != "before":
+                np.testing.assert_allclose(np.array(obj.matrix_basis), parts["before"][name], atol=1e-9)
+
+
+def test_a_head_turn_in_the_take_turns_the_rig_head_the_same_way_in_the_characters_frame(rigged):
+    """The rig faces RIG_TURN away from -Y: a yaw of the take turns the head about the rig's up axis
+    and a pitch nods it about the rig's own side axis, not the world's."""
+    bpy, parts, take = rigged
+    rig = parts["rig"]
+    pose = np.asarray(take["pose"])
+    k = int(np.argmax(np.abs(pose[:, 0])))  # the strongest nod
+    bpy.context.scene.frame_set(1 + k)
+    rest = np.array((rig.matrix_world @ rig.data.bones["Head"].matrix_local).to_3x3().normalized())
+    bone = np.array((rig.matrix_world @ rig.pose.bones["Head"].matrix).to_3x3().normalized())
+    delta = bone @ rest.T  # the world rotation the take applied
+    side = np.array([math.cos(RIG_TURN), math.sin(RIG_TURN), 0.0])  # the rig's +X in the world
+    axis = np.array([delta[2, 1] - delta[1, 2], delta[0, 2] - delta[2, 0], delta[1, 0] - delta[0, 1]])
+    nod = abs(pose[k, 0]) / (np.abs(pose[k, :3]).sum())
+    assert abs(np.dot(axis / np.linalg.norm(axis), side)) > 0.9 * nod
+
+
+def test_the_preview_plane_stands_beside_the_head_in_world_space(rigged):
+    bpy, parts, _ = rigged
+    plane = bpy.context.scene.flowvq.preview_plane
+    bpy.context.view_layer.update()
+    head = world_vertices(bpy, parts["head"], np.arange(len(parts["head"].data.vertices)))
+    height = head[:, 2].max() - head[:, 2].min()
+    centre = np.array(plane.matrix_world.translation)
+    gap = max(centre[0] - plane.scale.x / 2 - head[:, 0].max(), 0.0)
+    assert gap < height
+    assert abs(centre[2] - (head[:, 2].max() + head[:, 2].min()) / 2) < height
+    assert abs(centre[1] - head[:, 1].mean()) < height
+    assert plane.dimensions.z == pytest.approx(height, rel=0.35)  # sized to the face the keys move
+
+
+def test_regenerating_keeps_the_edit_the_rows_and_the_artists_longer_range(rigged, wire_takes, face_npz):
+    bpy, parts, take = rigged
+    scene, props, keys = bpy.context.scene, bpy.context.scene.flowvq, module("keys")
+    edited = props.take_items[0].bindings[0].action
+    curve = keys.find_curve(edited, parts["head"].data.shape_keys, 'key_blocks["jawOpen"].value')
+    curve.keyframe_points[5].co.y = 0.9
+    scene.frame_end = 400  # the artist lengthens the range
+    status = generate(bpy, wire_takes, face_npz)
+    assert "1 edited take(s) of the same name kept" in status
+    assert curve.keyframe_points[5].co.y == pytest.approx(0.9)
+    names = [item.name for item in props.take_items]
+    assert len(names) == len(set(names)) == 3
+    assert all(b.action is not None and b.obj is not None for item in props.take_items for b in item.bindings)
+    assert edited in {b.action for b in props.take_items[names.index("FlowVQ happy s3 t0")].bindings}
+    assert (scene.frame_start, scene.frame_end) == (1, 400)
+    status = generate(bpy, wire_takes, face_npz)  # again: the unedited takes are rewritten in place
+    assert [item.name for item in props.take_items] == names
+
+
+def test_takes_to_nla_then_regenerating_leaves_no_strip_without_an_action(rigged, wire_takes, face_npz):
+    bpy, parts, _ = rigged
+    props = bpy.context.scene.flowvq
+    generate(bpy, wire_takes, face_npz)
+    assert bpy.ops.flowvq.takes_to_nla() == {"FINISHED"}
+    for item in props.take_items:
+        for binding in item.bindings:
+            if binding.what == "POSE":
+                assert binding.obj == parts["rig"]
+    generate(bpy, wire_takes, face_npz)
+    owners = [parts["head"].data.shape_keys, parts["teeth"].data.shape_keys, parts["rig"]]
+    for owner in owners:
+        tracks = owner.animation_data.nla_tracks
+        assert len(tracks) == len(props.take_items)
+        assert all(strip.action is not None for track in tracks for strip in track.strips)
+    bpy.data.actions.remove(props.take_items[1].bindings[0].action)  # the artist deletes a take's Action
+    status = generate(bpy, wire_takes[:1], face_npz)
+    assert "1 take(s) whose Actions were deleted removed from the list" in status
+    assert [item.name for item in props.take_items] == ["FlowVQ happy s3 t0"]
+    assert all(b.action is not None for item in props.take_items for b in item.bindings)
+    for owner in owners:
+        assert all(strip.action is not None for track in owner.animation_data.nla_tracks for strip in track.strips)
+
+
+def test_rerender_reads_the_head_bone_back_as_the_takes_rotation(rigged):
+    bpy, _, take = rigged
+    props = bpy.context.scene.flowvq
+    drawn = module("operators")._take_as_drawn(props.take_items[0])
+    np.testing.assert_allclose(np.asarray(drawn["pose"])[:, :3], np.asarray(take["pose"])[:, :3], atol=1e-4)
+    on_head = [take["names"].index(n) for n in ("jawOpen", "mouthClose", "eyeBlinkLeft", "eyeBlinkRight",
+                                                "mouthSmileLeft", "browInnerUp", "mouthFunnel")]
+    exp, drawn_exp = np.asarray(take["exp"]), np.asarray(drawn["exp"])
+    np.testing.assert_allclose(drawn_exp[:, on_head], exp[:, on_head], atol=1e-5)
+    others = np.setdiff1d(np.arange(exp.shape[1]), [take["names"].index(n) for n in (
+        "jawOpen", "mouthClose", "eyeBlinkLeft", "eyeBlinkRight", "mouthSmileLeft", "mouthSmileRight", "browInnerUp",
+        "mouthFunnel", "mouthPucker")])
+    assert np.all(drawn_exp[:, others] == 0.0)  # names no key of the head carries read 0
+
+
+@pytest.mark.parametrize("mode", ["QUATERNION", "YXZ"])
+def test_a_bust_without_armature_moves_by_its_delta_transforms(bpy_empty, wire_takes, face_npz, mode):
+    bpy = bpy_empty
+    bust = build_bust(bpy, mode, z=1.6)
+    take = wire_takes[0]
+    find_character(bpy, bust, take["names"])
+    own = (tuple(bust.location), tuple(bust.rotation_quaternion), tuple(bust.rotation_euler))
+    generate(bpy, [take], face_npz)
+    pose = np.asarray(take["pose"])
+    reach = np.abs(pose[:, 3:]).max()
+    for k in (0, take["frames"] // 3, take["frames"] - 1):
+        bpy.context.scene.frame_set(1 + k)
+        assert (tuple(bust.location), tuple(bust.rotation_quaternion), tuple(bust.rotation_euler)) == own
+        assert abs(bust.matrix_world.translation.z - 1.6) <= reach + 1e-6
+        np.testing.assert_allclose(bust.matrix_world.translation, np.array(own[0]) + np.array(
+            [pose[k, 3], -pose[k, 5], pose[k, 4]]), atol=1e-5)
+        turn = np.array(bust.matrix_world.to_3x3())
+        expected = expected_head_rotation_object(pose[k])
+        assert angle_between(turn, expected) < 0.5
+
+
+def expected_head_rotation_object(pose_row) -> np.ndarray:
+    """A bust facing -Y at rest: its world rotation is the pose itself (docs/api.md)."""
+    import mathutils
+
+    pitch, yaw, roll = pose_row[:3]
+    return np.array(mathutils.Euler((pitch, -roll, yaw), "XZY").to_matrix())
+
+
+def test_selecting_a_mesh_makes_it_the_target_unless_the_artist_picked_one(bpy_empty):
+    bpy = bpy_empty
+    parts = build_character(bpy)
+    props = bpy.context.scene.flowvq
+    character = module("character")
+    assert character.follow_selection(props, parts["teeth"]) and props.target == parts["teeth"]
+    assert not props.target_pinned
+    assert not character.follow_selection(props, parts["rig"])  # not a mesh with shape keys
+    props.target = parts["head"]  # the artist picks in the panel
+    assert props.target_pinned
+    assert not character.follow_selection(props, parts["teeth"]) and props.target == parts["head"]
+
+
+def test_a_named_head_bone_that_does_not_exist_is_refused_before_anything_changes(bpy_empty, wire_takes, face_npz):
+    bpy = bpy_empty
+    parts = build_character(bpy)
+    find_character(bpy, parts["head"], wire_takes[0]["names"])
+    bpy.context.scene.flowvq.head_bone = "CC_Base_Head"
+    actions = len(bpy.data.actions)
+    with pytest.raises(ValueError, match="has no bone 'CC_Base_Head'"):
+        generate(bpy, wire_takes[:1], face_npz)
+    assert len(bpy.data.actions) == actions and len(bpy.context.scene.flowvq.take_items) == 0
+    assert json.loads(bpy.context.scene.flowvq.model_names) == wire_takes[0]["names"]
+
+
+# SAMPA phones (as espeak-ng writes them for the US MBROLA voices) that close the lips, and the open
+# vowels that drop the jaw.
+BILABIAL_PHONES = {"p", "b", "m", "p_h"}
+OPEN_VOWELS = {"A", "A:", "V", "{", "aI", "aU", "AI", "Q", "O"}
+
+
+def phone_frames(phones, symbols: set[str], fps: float) -> list[np.ndarray]:
+    """For each phone in ``symbols``, the take frames its span covers. Shapes: each (N,)."""
+    return [np.arange(int(start * fps), max(int(np.ceil(end * fps)), int(start * fps) + 1))
+            for symbol, start, end in phones if symbol in symbols]
+
+
+def test_a_viseme_only_rig_closes_on_bilabials_and_opens_on_open_vowels(bpy_empty, phoned_take, face_npz):
+    from .characters import build_viseme_head
+
+    bpy = bpy_empty
+    take, phones = phoned_take
+    head = build_viseme_head(bpy)
+    find_character(bpy, head, take["names"])
+    rows = {row.name: row.terms for row in bpy.context.scene.flowvq.mapping}
+    assert rows["viseme_PP"] == "viseme:PP" and rows["eyeBlinkLeft"] == "eyeBlinkLeft"
+    generate(bpy, [take], face_npz)
+    action = module("keys").assigned_action(head.data.shape_keys)
+    curves = {name: np.array([module("keys").find_curve(action, head.data.shape_keys,
+                                                        f'key_blocks["{name}"].value').evaluate(1.0 + k)
+                              for k in range(take["frames"])]) for name in ("viseme_PP", "viseme_aa")}
+    bilabials = phone_frames(phones, BILABIAL_PHONES, take["fps"])
+    vowels = phone_frames(phones, OPEN_VOWELS, take["fps"])
+    assert len(bilabials) >= 6 and len(vowels) >= 4
+    near = lambda frames, k: np.clip(np.arange(frames[0] - k, frames[-1] + k + 1), 0, take["frames"] - 1)
+    pp_at_bilabials = np.array([curves["viseme_PP"][near(f, 2)].max() for f in bilabials])
+    pp_at_vowels = np.array([curves["viseme_PP"][f].mean() for f in vowels])
+    aa_at_vowels = np.array([curves["viseme_aa"][near(f, 1)].max() for f in vowels])
+    aa_at_bilabials = np.array([curves["viseme_aa"][f].mean() for f in bilabials])
+    assert np.median(pp_at_bilabials) > 3 * max(np.median(pp_at_vowels), 0.02)
+    assert np.median(aa_at_vowels) > 3 * max(np.median(aa_at_bilabials), 0.02)
+    assert (pp_at_bilabials > 0.3).mean() >= 0.6  # most bilabials are sealed on the rig
+
+
+def test_a_mapping_saved_as_a_json_preset_loads_back_and_a_bad_file_changes_nothing(bpy_empty, wire_takes, tmp_path):
+    bpy = bpy_empty
+    parts = build_character(bpy)
+    find_character(bpy, parts["head"], wire_takes[0]["names"])
+    props = bpy.context.scene.flowvq
+    props.mapping["mouthSmileLeft"].terms = "0.5*mouthSmileLeft + 0.5*mouthSmileRight"
+    saved = {row.name: row.terms for row in props.mapping if row.terms}
+    assert bpy.ops.flowvq.save_mapping(filepath=str(tmp_path / "rig.json")) == {"FINISHED"}
+    assert json.loads((tmp_path / "rig.json").read_text())["keys"]["mouthSmileLeft"] == {
+        "mouthSmileLeft": 0.5, "mouthSmileRight": 0.5}
+    props.mapping.clear()
+    assert bpy.ops.flowvq.load_mapping(filepath=str(tmp_path / "rig.json")) == {"FINISHED"}
+    assert {row.name: row.terms for row in props.mapping} == saved and props.preset == "CUSTOM"
+    (tmp_path / "bad.json").write_text('{"keys": {"jawOpen": {"jawOpen": "lots"}}}')
+    with pytest.raises(RuntimeError, match="cannot load the mapping"):
+        bpy.ops.flowvq.load_mapping(filepath=str(tmp_path / "bad.json"))
+    assert {row.name: row.terms for row in props.mapping} == saved
