@@ -146,6 +146,7 @@ class FlowVQSettings(bpy.types.PropertyGroup):
     parts: CollectionProperty(type=FlowVQPart)
     preset: EnumProperty(name="Convention", items=PRESET_ITEMS, description="How the rig's shape keys are named")
     mapping: CollectionProperty(type=FlowVQMapping)
+    show_mapping: BoolProperty(name="Mapping", description="Show every shape key of the character and what drives it")
     unmatched: StringProperty(name="Unmatched Keys")
     head_bone: StringProperty(name="Head Bone", description=(
         "The bone that carries the head pose (empty: found by its name, e.g. Head, DEF-head, CC_Base_Head)"))

@@ -84,9 +84,13 @@ def _draw_character(layout: bpy.types.UILayout, props) -> None:
     row = layout.row(align=True)
     row.operator("flowvq.save_mapping", icon="EXPORT")
     row.operator("flowvq.load_mapping", icon="IMPORT")
-    column = layout.column(align=True)
-    for item in props.mapping:
-        column.prop(item, "terms", text=item.name)
+    layout.prop(props, "show_mapping", icon="TRIA_DOWN" if props.show_mapping else "TRIA_RIGHT", emboss=False)
+    if props.show_mapping:
+        column = layout.column(align=True)
+        for item in props.mapping:
+            split = column.split(factor=0.45, align=True)
+            split.label(text=item.name)
+            split.prop(item, "terms", text="")
 
 
 def _draw_target(layout: bpy.types.UILayout, props) -> None:

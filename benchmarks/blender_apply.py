@@ -47,18 +47,20 @@ def synthetic_take(names: list[str], frames: int, seed: int) -> dict:
 
 def insert_per_key(head, take: dict) -> None:
     """The baseline: set every value and call `keyframe_insert` once per key and frame (the pose
-    mapped by the add-on's `takes.pose_channels`)."""
-    from addon.takes import pose_channels
+    on the head's delta transforms, converted by the add-on's `posemath`, as Generate keys it)."""
+    from addon import posemath
 
     blocks = head.data.shape_keys.key_blocks
-    exp, pose = np.asarray(take["exp"]), pose_channels(take["pose"])
+    exp, pose = np.asarray(take["exp"]), np.asarray(take["pose"])
+    euler = posemath.to_rotation_values(posemath.relative_rotations(pose, np.eye(3)), head.rotation_mode)
+    location = posemath.local_translations(pose, np.eye(3))
     for frame in range(len(exp)):
         for d, name in enumerate(take["names"]):
             blocks[name].value = exp[frame, d]
             blocks[name].keyframe_insert("value", frame=frame + 1)
-        head.rotation_euler, head.location = pose["rotation_euler"][frame], pose["location"][frame]
-        head.keyframe_insert("rotation_euler", frame=frame + 1)
-        head.keyframe_insert("location", frame=frame + 1)
+        head.delta_rotation_euler, head.delta_location = euler[frame], location[frame]
+        head.keyframe_insert("delta_rotation_euler", frame=frame + 1)
+        head.keyframe_insert("delta_location", frame=frame + 1)
 
 
 def timed(run) -> float:
@@ -76,19 +78,22 @@ def main() -> None:
     args = parser.parse_args()
     bpy = import_bpy(Path(tempfile.mkdtemp(prefix="flowvq-bench-")))  # Blender's user folders thrown away
 
+    from addon.character import pose_owner
     from addon.face import build_head, load_face_model
-    from addon.takes import write_take
+    from addon.mapping import identity_mapping
+    from addon.takes import TakeTarget, write_take
 
     model = load_face_model(face_model_bytes())
     head = build_head(model, "FlowVQ Head", bpy.context.scene.collection)
-    mapping = {name: name for name in model.names}
+    target = TakeTarget((head,), identity_mapping(model.names), pose_owner(head), translate=True)
     frames = round(args.seconds * FPS)
     takes = [synthetic_take(model.names, frames, seed) for seed in range(args.takes)]
     keys_per_take = frames * (len(model.names) + 6)
 
     rows = []
     for tolerance in (0.0, args.tolerance):
-        times = [timed(lambda take=take: write_take(take, head, mapping, 1, FPS, tolerance, True)) for take in takes]
+        times = [timed(lambda take=take: write_take(take, f"bench {take['take']}", target, 1, FPS, tolerance))
+                 for take in takes]
         rows.append((f"foreach_set, tolerance {tolerance:g}", float(np.mean(times)), float(np.max(times))))
     baseline = timed(lambda: insert_per_key(head, takes[0]))
     rows.append(("keyframe_insert per key (baseline, 1 take)", baseline, baseline))

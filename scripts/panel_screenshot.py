@@ -4,7 +4,8 @@ Run by ``scripts/panel_screenshot.sh``, which starts Blender as
 ``blender START.blend --python scripts/panel_screenshot.py -- --zip ZIP --server URL ...``.
 Blender's own timers drive everything, as they would for an artist: install and enable the
 extension zip, fill the panel (two happy takes of the committed demo clip, preview frames on a
-portrait), press Check Server and Generate, capture the screen while the job runs (progress bar,
+portrait; with ``--character``, a glTF character imported and its head mesh selected, then Find
+Character), press Check Server and Generate, capture the screen while the job runs (progress bar,
 Cancel, status bar), then, once the takes are keyed, frame the head and the preview plane at take 0's
 widest mouth and capture again. A heartbeat timer measures how long the UI was ever blocked, for
 two seconds before Generate and while the job runs. Each capture is ImageMagick's
@@ -16,6 +17,7 @@ after the second capture, or 1 with the reason on stderr.
 """
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -47,6 +49,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--portrait", type=Path, required=True, help="the portrait for preview frames")
     parser.add_argument("--running", type=Path, required=True, help="PNG: the panel while Generate runs")
     parser.add_argument("--done", type=Path, required=True, help="PNG: the panel and the scene afterwards")
+    parser.add_argument("--character", type=Path, help="a glTF character to drive instead of the FlowVQ head")
+    parser.add_argument("--head", default="Wolf3D_Head", help="the character's head mesh (selected, as an artist would)")
     return parser.parse_args(argv)
 
 
@@ -75,13 +79,20 @@ def fill_panel(args: argparse.Namespace) -> None:
     props.emotion, props.takes, props.seed = EMOTION, TAKES, SEED
     props.portrait_path = str(args.portrait)
     props.render_preview, props.render_size = True, PREVIEW_SIZE
-    props.target_mode = "CREATE"
+    props.target_mode = "CREATE" if args.character is None else "SELECTED"
 
 
-def show_sidebar() -> None:
-    """Clear the start file's objects and open the 3D View's sidebar."""
+def show_sidebar(args: argparse.Namespace) -> None:
+    """Clear the start file's objects (importing the character, its head mesh selected, when there
+    is one) and open the 3D View's sidebar."""
     for obj in list(bpy.data.objects):
         bpy.data.objects.remove(obj)
+    if args.character is not None:
+        bpy.ops.import_scene.gltf(filepath=str(args.character))
+        head = bpy.data.objects[args.head]
+        for obj in bpy.context.view_layer.objects:
+            obj.select_set(obj == head)
+        bpy.context.view_layer.objects.active = head
     _, area, _ = view3d()
     area.spaces.active.show_region_ui = True
     area.tag_redraw()
@@ -114,13 +125,14 @@ def capture(path: Path) -> tuple[float, float]:
 
 
 def widest_mouth_frame(props) -> int:
-    """The scene frame of take 0 where the head's ``MOUTH_KEY`` shape key is largest."""
+    """The scene frame of take 0 where the head's shape key carrying ``MOUTH_KEY`` is largest."""
     take = props.take_items[0]
+    key = json.loads(take.direct).get(MOUTH_KEY, MOUTH_KEY)
     scene = bpy.context.scene
     values = []
     for frame in range(take.frame_start, take.frame_start + take.frame_count):
         scene.frame_set(frame)
-        values.append(props.head.data.shape_keys.key_blocks[MOUTH_KEY].value)
+        values.append(take.target.data.shape_keys.key_blocks[key].value)
     return take.frame_start + max(range(len(values)), key=values.__getitem__)
 
 
@@ -128,11 +140,12 @@ def frame_scene(props) -> None:
     """Take 0 at its widest mouth; the view from the front on the head and the preview plane,
     solid shading with textures so the plane shows its frame."""
     bpy.context.scene.frame_set(widest_mouth_frame(props))
+    head = props.take_items[0].target
     window, area, region = view3d()
     shading = area.spaces.active.shading
     shading.type, shading.color_type = "SOLID", "TEXTURE"
     for obj in bpy.context.view_layer.objects:
-        obj.select_set(obj in (props.head, props.preview_plane))
+        obj.select_set(obj in (head, props.preview_plane))
     with bpy.context.temp_override(window=window, area=area, region=region):
         bpy.ops.view3d.view_axis(type="FRONT")
         bpy.ops.view3d.view_selected()
@@ -187,9 +200,11 @@ class Steps:
         """Advance by one state."""
         if self.state == "setup":
             install(self.args.zip)
-            show_sidebar()
+            show_sidebar(self.args)
             fill_panel(self.args)
             press("check_server")
+            if self.args.character is not None:
+                press("find_character")
             self.state = "tab"
             return STEP_S
         if self.state == "tab":

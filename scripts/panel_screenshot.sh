@@ -6,6 +6,8 @@
 # unset. BLENDER names the Blender command (default: blender). Blender's user folders go to a
 # temporary folder, so the machine's Blender configuration is never touched. How the README's
 # screenshots were made on a machine without a desktop: docs/addon.md, "Panel screenshots".
+# With FLOWVQ_CHARACTER=some.glb (and FLOWVQ_HEAD, its head mesh, default Wolf3D_Head) it drives that
+# character instead and writes character_generating.png and character.png.
 # Usage: scripts/panel_screenshot.sh ZIP [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +29,12 @@ if [ -z "${DISPLAY:-}" ]; then
   export DISPLAY=:97
   sleep 2
 fi
+if [ -n "${FLOWVQ_CHARACTER:-}" ]; then
+  shots=(--running "$out/character_generating.png" --done "$out/character.png"
+         --character "$(realpath "$FLOWVQ_CHARACTER")" --head "${FLOWVQ_HEAD:-Wolf3D_Head}")
+else
+  shots=(--running "$out/panel_generating.png" --done "$out/panel.png")
+fi
 $blender "$tmp/start.blend" --python scripts/panel_screenshot.py -- --zip "$zip" \
   --server "${FLOWVQ_SERVER:-http://127.0.0.1:8765}" --audio "$PWD/core/assets/demo_speech.wav" \
-  --portrait "$portrait" --running "$out/panel_generating.png" --done "$out/panel.png"
+  --portrait "$portrait" "${shots[@]}"
