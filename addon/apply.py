@@ -8,6 +8,7 @@ the scene's frame range is only ever shortened when the add-on set it (`timing.f
 """
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ __all__ = ["Snapshot", "apply_generate", "apply_render", "switch_take", "takes_t
            "take_owner", "binding_owner", "HEAD_NAME"]
 
 HEAD_NAME = "FlowVQ Head"
+_KEY_PATH = re.compile(r'key_blocks\["(.*)"\]\.value')
 
 
 @dataclass(frozen=True)
@@ -63,17 +65,22 @@ def take_owner(item) -> tuple[PoseOwner | None, bpy.types.Action | None]:
     return owner, binding.action
 
 
+def _alive(binding) -> bool:
+    """Whether a take binding's object (with its shape keys, for KEYS) and Action still exist."""
+    return (binding.obj is not None and binding.action is not None
+            and (binding.what == "POSE" or binding.obj.data.shape_keys is not None))
+
+
 def prune_takes(props) -> int:
-    """Remove the take rows whose objects or Actions are gone, and NLA strips playing nothing on
-    the remaining takes' objects; returns how many rows went."""
-    for item in props.take_items:
-        for binding in item.bindings:
-            if binding.obj is not None and (binding.what == "POSE" or binding.obj.data.shape_keys is not None):
-                keys.remove_empty_strips(binding_owner(binding))
+    """Remove the take rows whose objects, shape keys or Actions are gone, and NLA strips playing
+    nothing on the remaining takes' objects; returns how many rows went."""
     gone = [index for index, item in enumerate(props.take_items)
-            if not item.bindings or any(b.obj is None or b.action is None for b in item.bindings)]
+            if not item.bindings or not all(_alive(b) for b in item.bindings)]
     for index in reversed(gone):
         props.take_items.remove(index)
+    for item in props.take_items:
+        for binding in item.bindings:
+            keys.remove_empty_strips(binding_owner(binding))
     props.active_take = min(props.active_take, max(len(props.take_items) - 1, 0))
     return len(gone)
 
@@ -85,6 +92,14 @@ def _keep_artist_action(owner: bpy.types.ID) -> None:
         action.use_fake_user = True
 
 
+def _keyed_shape_keys(item) -> list[str]:
+    """The names of the head's shape keys that the take keys (its curves on the head's Key)."""
+    action = next(b.action for b in item.bindings if b.what == "KEYS" and b.obj == item.target)
+    curves = keys.curves_for(action, item.target.data.shape_keys, create=False) or []
+    names = (_KEY_PATH.fullmatch(curve.data_path) for curve in curves)
+    return [bpy.utils.unescape_identifier(match.group(1)) for match in names if match]
+
+
 def _show_frames(scene: bpy.types.Scene, item, frames_dir: Path) -> None:
     """Show a take's frames on the preview plane (made when missing), placed beside the take's
     face as the scene shows it now, in world space."""
@@ -92,8 +107,7 @@ def _show_frames(scene: bpy.types.Scene, item, frames_dir: Path) -> None:
     head = item.target
     props.preview_plane = preview.ensure_plane(props.preview_plane, head, scene.collection)
     preview.show_sequence(props.preview_plane, preview.load_sequence(frames_dir), item.frame_start, item.frame_count)
-    driven = list(json.loads(item.direct or "{}").values())
-    low, high = character.world_face_bounds(head, character.face_vertices(head, driven),
+    low, high = character.world_face_bounds(head, character.face_vertices(head, _keyed_shape_keys(item)),
                                             bpy.context.evaluated_depsgraph_get())
     preview.place_plane(props.preview_plane, low, high)
 

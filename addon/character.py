@@ -8,24 +8,16 @@ goes on the head (or neck) pose bone of the character's armature, found by its u
 without an armature, on the head object's delta transforms.
 """
 
-import re
 from dataclasses import dataclass
 
 import bpy
 import numpy as np
 
 from . import posemath
+from .retarget import head_bone
 
 __all__ = ["PoseOwner", "character_root", "character_meshes", "armature_of", "find_head_bone", "pose_owner",
-           "face_vertices", "world_face_bounds", "follow_selection", "HEAD_BONE_NAMES"]
-
-# Head (then neck) bone names of the common rigs, compared after `_bone_key`: Blender's metarig
-# and Rigify (head, DEF-head, ORG-head), Character Creator (CC_Base_Head), VRoid (J_Bip_C_Head),
-# Mixamo (mixamorig:Head), Ready Player Me and Unreal (Head, head), Faceit/Auto-Rig Pro (head.x).
-HEAD_BONE_NAMES = ("head", "neck")
-_BONE_PREFIX = re.compile(r"^(?:mixamorig\d*[:_]|def[-_.]|org[-_.]|mch[-_.]|cc_base_|j_bip_c_|bip\d*[ _])",
-                          re.IGNORECASE)
-_BONE_SUFFIX = re.compile(r"(?:[._](?:x|m|c)|_jnt|_bone)$", re.IGNORECASE)
+           "face_vertices", "world_face_bounds", "follow_selection"]
 
 
 def _top(obj: bpy.types.Object) -> bpy.types.Object:
@@ -64,25 +56,16 @@ def character_meshes(target: bpy.types.Object) -> list[bpy.types.Object]:
     return [target, *(meshes[name] for name in sorted(meshes))]
 
 
-def _bone_key(name: str) -> str:
-    """A bone name without rig prefixes and side/centre suffixes, lower case."""
-    return _BONE_SUFFIX.sub("", _BONE_PREFIX.sub("", name)).lower()
-
-
 def find_head_bone(armature: bpy.types.Object, hint: str = "") -> str:
-    """The name of the armature's head bone: ``hint`` when the artist named one, else the first
-    bone named like a head, else like a neck; '' when there is none. Raises ValueError when
-    ``hint`` names no bone of the armature."""
+    """The name of the armature's head bone: ``hint`` when the artist named one, else the one
+    `retarget.head_bone` picks by name; '' when there is none. Raises ValueError when ``hint``
+    names no bone of the armature."""
     bones = armature.pose.bones
     if hint:
         if hint not in bones:
             raise ValueError(f"the armature '{armature.name}' has no bone '{hint}'")
         return hint
-    for wanted in HEAD_BONE_NAMES:
-        for bone in bones:
-            if _bone_key(bone.name) == wanted:
-                return bone.name
-    return ""
+    return head_bone([bone.name for bone in bones])
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 The mapping from model space to Blender space is the one of docs/api.md (``core/face/pose.py``):
 a model point ``(x, y, z)`` is the Blender point ``(x, -z, y)`` (`posemath.MODEL_TO_BLENDER`); the
-head's rotation mode is ``'XZY'``, in which its delta rotation reads as the pose's own angles. `face_model_for` fetches and parses a
-server's face model once (in the worker thread); `build_head` (main thread) makes the mesh.
+head's rotation mode is ``'XZY'``, in which its delta rotation reads as the pose's own angles.
+`face_model_for` fetches and parses a server's face model once (in the worker thread); `build_head`
+(main thread) makes the mesh.
 """
 
 import io

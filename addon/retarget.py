@@ -8,7 +8,7 @@ are aliases (`ALIASES`).
 import re
 from dataclasses import dataclass
 
-__all__ = ["ALIASES", "normalize", "Match", "match_names"]
+__all__ = ["ALIASES", "normalize", "Match", "match_names", "head_bone", "HEAD_BONE_NAMES"]
 
 # Normalized alias -> normalized ARKit name (names of Faceware/Rokoko/VRoid-style rigs).
 ALIASES = {
@@ -61,3 +61,39 @@ def match_names(model_names: list[str], target_keys: list[str]) -> Match:
     return Match(mapping=mapping,
                  missing=[name for name in model_names if name not in mapping],
                  unmatched=[key for key in target_keys if key not in used])
+
+
+# Head (then neck) bones of the common rigs: Blender's metarig and Rigify (head; DEF-, ORG- and MCH-
+# copies), Character Creator (CC_Base_Head), VRoid (J_Bip_C_Head), Mixamo (mixamorig:Head), Ready
+# Player Me and Unreal (Head, head), Auto-Rig Pro (head.x). Compared without those prefixes and
+# centre suffixes, in lower case.
+HEAD_BONE_NAMES = ("head", "neck")
+# A bone's prefix -> how much it is preferred (lower first): the bone an animator poses (no prefix,
+# or a rig's own namespace), then a deform bone; Rigify's ORG- and MCH- bones follow constraints,
+# so keys on them would do nothing.
+_BONE_PREFIXES = ((re.compile(r"^(?:mixamorig\d*[:_]|cc_base_|j_bip_c_|bip\d*[ _])", re.IGNORECASE), 1),
+                  (re.compile(r"^def[-_.]", re.IGNORECASE), 2))
+_FOLLOWER_PREFIX = re.compile(r"^(?:org|mch)[-_.]", re.IGNORECASE)
+_BONE_SUFFIX = re.compile(r"(?:[._](?:x|m|c)|_jnt|_bone)$", re.IGNORECASE)
+
+
+def _bone_rank(name: str) -> tuple[str, int] | None:
+    """(the bone's name without prefix and suffix in lower case, its preference), or None for a
+    bone that follows others."""
+    if _FOLLOWER_PREFIX.match(name):
+        return None
+    for pattern, rank in _BONE_PREFIXES:
+        if pattern.match(name):
+            return _BONE_SUFFIX.sub("", pattern.sub("", name)).lower(), rank
+    return _BONE_SUFFIX.sub("", name).lower(), 0
+
+
+def head_bone(bone_names: list[str]) -> str:
+    """The bone of ``bone_names`` that carries the head pose: a head bone, else a neck bone, the
+    one an animator poses first (`_BONE_PREFIXES`); '' when there is none."""
+    for wanted in HEAD_BONE_NAMES:
+        ranked = [(rank[1], index) for index, name in enumerate(bone_names)
+                  if (rank := _bone_rank(name)) is not None and rank[0] == wanted]
+        if ranked:
+            return bone_names[min(ranked)[1]]
+    return ""

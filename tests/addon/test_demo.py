@@ -47,7 +47,7 @@ def test_the_blend_has_the_head_with_two_take_actions(reopened):
     props = bpy.context.scene.flowvq
     head = props.head
     assert head is not None and head.data.shape_keys is not None
-    actions = [item.key_action for item in props.take_items]
+    actions = [item.bindings[0].action for item in props.take_items]
     assert len(actions) == 2 and all(a is not None and a.name in bpy.data.actions for a in actions)
     assert actions[0] != actions[1]
     assert module("keys").assigned_action(head.data.shape_keys) == actions[0]

@@ -38,3 +38,18 @@ def test_resampling_keeps_the_duration_and_the_sampled_values():
     assert out.shape == (31, 2)
     np.testing.assert_allclose(out[:, 0], np.arange(31) / 30.0)
     np.testing.assert_allclose(out[:, 1], 2.0)
+
+
+@pytest.mark.parametrize("bones, head", [
+    (["Hips", "Spine", "Neck", "Head", "HeadTop_End", "LeftEye"], "Head"),  # Ready Player Me
+    (["MCH-ROT-head", "ORG-head", "DEF-head", "MCH-head", "head", "neck"], "head"),  # Rigify: the control
+    (["DEF-spine", "DEF-neck", "DEF-head"], "DEF-head"),  # a deform-only export
+    (["mixamorig:Neck", "mixamorig:Head", "mixamorig:HeadTop_End"], "mixamorig:Head"),
+    (["CC_Base_NeckTwist01", "CC_Base_Head", "CC_Base_FacialBone"], "CC_Base_Head"),
+    (["J_Bip_C_Neck", "J_Bip_C_Head"], "J_Bip_C_Head"),
+    (["root", "neck.x", "head.x"], "head.x"),  # Auto-Rig Pro
+    (["Hips", "Spine", "Neck"], "Neck"),  # no head bone: the neck
+    (["Hips", "ORG-head"], ""),  # only a bone that follows constraints
+])
+def test_the_head_bone_is_found_by_the_names_rigs_give_it(bones, head):
+    assert pure_module("retarget").head_bone(bones) == head

@@ -3,6 +3,7 @@ and Re-render run exactly as their buttons do, and the timer callback is driven 
 
 import os
 
+import numpy as np
 import pytest
 import requests
 
@@ -200,3 +201,29 @@ def test_the_panels_settings_agree_with_the_servers_published_defaults_and_range
     assert bpy.ops.flowvq.check_server() == {"FINISHED"}
     assert [item[0] for item in module("props")._emotion_enum(None, None)] == info["emotions"]
 
+
+
+def test_generate_drives_a_rigged_character_found_through_the_servers_names(connected, server):
+    """The artist's path on a character: select its head, Find Character (the server's names), Generate."""
+    from .characters import build_character
+    from .test_character import angle_between, expected_head_rotation
+
+    bpy = connected
+    parts = build_character(bpy)
+    props = bpy.context.scene.flowvq
+    props.target_mode, props.takes = "SELECTED", 1
+    bpy.context.view_layer.objects.active = parts["head"]  # selected in the viewport
+    assert bpy.ops.flowvq.find_character() == {"FINISHED"}
+    assert props.target == parts["head"] and not props.target_pinned
+    assert [part.name for part in props.parts] == ["Wolf3D_Head", "EyeMeshLeft", "EyeMeshRight", "Wolf3D_Teeth"]
+    assert run_to_end(bpy, bpy.ops.flowvq.generate).startswith("1 take(s) generated on 4 meshes")
+    take = newest_takes(server)[0]
+    item = props.take_items[0]
+    assert [(b.obj.name, b.what) for b in item.bindings][-1] == ("Rig", "POSE") and item.bone == "Head"
+    jaw = np.asarray(take["exp"])[:, take["names"].index("jawOpen")]
+    k = int(np.argmax(jaw))
+    bpy.context.scene.frame_set(1 + k)
+    assert parts["teeth"].data.shape_keys.key_blocks["JawOpen"].value == pytest.approx(jaw[k], abs=1e-5)
+    rig = parts["rig"]
+    turned = np.array((rig.matrix_world @ rig.pose.bones["Head"].matrix).to_3x3().normalized())
+    assert angle_between(turned, expected_head_rotation(rig, "Head", take["pose"][k])) < 0.5
