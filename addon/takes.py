@@ -34,7 +34,7 @@ META_FIELDS = ("take", "seed", "emotion", "face_model")
 # Pose tolerance per unit of expression tolerance: radians (or quaternion units) for the rotation,
 # metres for the location.
 POSE_TOLERANCE_SCALE = {"rotation": 0.1, "location": 0.01}
-# A location curve's rest value, and each rotation mode's (no rotation).
+# The rest values (no rotation) of the rotation modes whose rest is not all zeros.
 _REST_ROTATION = {"QUATERNION": (1.0, 0.0, 0.0, 0.0), "AXIS_ANGLE": (0.0, 0.0, 1.0, 0.0)}
 
 
@@ -195,7 +195,7 @@ def _sample_pose(owner: PoseOwner, action: bpy.types.Action | None, frames: np.n
     """The pose rows the owner's curves describe at ``frames`` (missing curves read rest).
     Shapes: -> (N, 6)."""
     mode = owner.rotation_mode
-    rest = _REST_ROTATION.get(mode, (0.0, 0.0, 0.0))
+    rest = _REST_ROTATION.get(mode, (0.0,) * posemath.value_count(mode))
     path = owner.path(posemath.rotation_path(mode))
     rotation = np.stack([_evaluate(action, owner.obj, path, i, frames, rest[i]) for i in range(len(rest))], axis=1)
     location = np.stack([_evaluate(action, owner.obj, owner.path("location"), i, frames, 0.0) for i in range(3)],
