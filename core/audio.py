@@ -62,42 +62,52 @@ _SUPPORTED = "WAV, FLAC, OGG/Vorbis or MP3"
 
 class AudioError(FlowVQError):
     """An audio input that cannot be used; the subclass says why."""
+    code = "audio"
 
 
 class AudioNotFoundError(AudioError):
     """The path does not name an existing file."""
+    code = "audio_not_found"
 
 
 class EmptyAudioError(AudioError):
     """A zero-byte file, or an audio file with zero samples."""
+    code = "empty_audio"
 
 
 class SilentAudioError(AudioError):
     """Only digital silence, or a peak level below `SILENCE_DBFS`."""
+    code = "silent_audio"
 
 
 class CorruptAudioError(AudioError):
     """An audio container (by its magic bytes or by soundfile) whose data cannot be decoded."""
+    code = "corrupt_audio"
 
 
 class NotAudioError(AudioError):
     """A file that is not audio at all (text, an image, random bytes)."""
+    code = "not_audio"
 
 
 class AudioTooLongError(AudioError):
     """A clip whose header says it lasts longer than the limit."""
+    code = "audio_too_long"
 
 
 class SampleRateError(AudioError):
     """A sample rate outside [`MIN_INPUT_RATE`, `MAX_INPUT_RATE`]."""
+    code = "sample_rate"
 
 
 class FpsError(FlowVQError):
     """An output frame rate that is not a finite number in (0, `MAX_FPS`]."""
+    code = "fps"
 
 
 class FeatureError(FlowVQError):
     """Feature arrays or window sizes of the wrong shape (usually a model config that does not fit)."""
+    code = "feature"
 
 
 # ---------------------------------------------------------------------------------------------

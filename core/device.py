@@ -12,6 +12,7 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 class DeviceError(FlowVQError):
     """An unknown device name, or CUDA asked for on a machine without it."""
+    code = "device"
 
 
 def resolve_device(device: str) -> torch.device:

@@ -17,6 +17,7 @@ REFERENCE = "reference"
 
 class UnknownEmotionError(FlowVQError):
     """An emotion label that is not one of `EMOTIONS`."""
+    code = "unknown_emotion"
 
 
 def emotion_index(label: str) -> int:

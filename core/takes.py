@@ -54,6 +54,7 @@ DECIMALS = 6
 
 class TakeError(FlowVQError):
     """A take, take object or takes file that is malformed or inconsistent."""
+    code = "invalid_take"
 
 
 @dataclass

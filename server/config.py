@@ -23,6 +23,7 @@ LOOPBACK_NAMES: frozenset[str] = frozenset({"localhost", "127.0.0.1", "::1", "[:
 
 class ConfigError(FlowVQError):
     """A server configuration that must not start (e.g. a public bind without a token)."""
+    code = "config"
 
 
 @dataclass(frozen=True)

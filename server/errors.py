@@ -9,7 +9,6 @@ answered with a generic 500 that leaks nothing.
 """
 
 import logging
-import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -33,8 +32,6 @@ __all__ = [
 LOG = logging.getLogger("flowvq.server")
 INTERNAL_MESSAGE = "internal server error; the server log has the details"
 
-# Codes that read better than the class name would give.
-_CODES = {"SettingsError": "invalid_settings", "TakeError": "invalid_take", "PortraitError": "invalid_portrait"}
 _STATUS_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
     405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
@@ -73,15 +70,8 @@ def error_response(error: ApiError) -> JSONResponse:
 
 
 def error_code(exc: FlowVQError) -> str:
-    """A stable code for a `core` error: its class name in snake_case without ``Error``
-    (``UnknownEmotionError`` -> ``unknown_emotion``), or the first base class with a special code."""
-    for cls in type(exc).__mro__:
-        if cls.__name__ in _CODES:
-            return _CODES[cls.__name__]
-        if cls is FlowVQError:
-            break
-    name = type(exc).__name__.removesuffix("Error") or "invalid_input"
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    """The wire code of a `core` error: its class's own ``code`` (`core.errors.FlowVQError`)."""
+    return type(exc).code
 
 
 def flowvq_error(exc: FlowVQError, field: str | None = None, status: int = 422) -> ApiError:

@@ -36,6 +36,7 @@ MAX_PORTRAIT_SIDE = 8192
 
 class PortraitError(FlowVQError):
     """An uploaded portrait that is not a readable image of a sensible size."""
+    code = "invalid_portrait"
 
 
 def available_renderers() -> list[str]:

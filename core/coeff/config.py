@@ -18,6 +18,7 @@ __all__ = ["ConfigError", "FlowConfig", "CoeffConfig", "PRESETS"]
 
 class ConfigError(FlowVQError):
     """A coefficient-model config that is malformed or out of range."""
+    code = "config"
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ _SAMPLING_START, _SAMPLING_END = 0.05, 0.99  # overall progress spent on feature
 
 class ReferenceTakeError(FlowVQError):
     """A reference takes file whose chosen take is missing or made for another face model."""
+    code = "reference_take"
 
 
 @dataclass(frozen=True)

@@ -70,10 +70,12 @@ CancelFn = Callable[[], bool]
 
 class SettingsError(FlowVQError):
     """Sampling settings that are out of range or do not fit the model."""
+    code = "invalid_settings"
 
 
 class GenerationCancelled(FlowVQError):
     """The caller's cancel flag was set; nothing was returned."""
+    code = "generation_cancelled"
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ _BANK_KEYS = ("bank", "bank_labels")
 
 class WeightsError(FlowVQError):
     """A weights directory that is missing, incomplete, or made for another model or face."""
+    code = "weights"
 
 
 def default_weights_dir() -> Path:

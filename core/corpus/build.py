@@ -64,6 +64,7 @@ CORPUS_FORMAT = "flowvq-corpus"
 
 class CorpusError(FlowVQError):
     """A corpus specification or output folder that cannot be used."""
+    code = "corpus"
 
 
 @dataclass(frozen=True)

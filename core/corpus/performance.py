@@ -49,6 +49,7 @@ REST_CHANNELS: tuple[str, ...] = (
 
 class PerformanceError(FlowVQError):
     """A face model without a channel a style needs, or an unknown emotion."""
+    code = "performance"
 
 
 @dataclass(frozen=True)

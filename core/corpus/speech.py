@@ -127,10 +127,12 @@ PhoEntry = tuple[str, float, list[tuple[float, float]]]
 
 class SpeechError(FlowVQError):
     """Speech that cannot be synthesised (empty text, an unknown voice, a bad prosody value, a tool failure)."""
+    code = "speech"
 
 
 class SpeechToolsMissingError(SpeechError):
     """espeak-ng, mbrola or an MBROLA voice database is not installed."""
+    code = "speech_tools_missing"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ __all__ = ["TextError", "TEMPLATES", "WORDS", "template_sentences"]
 
 class TextError(FlowVQError):
     """A sentence request that cannot be met."""
+    code = "text"
 
 
 WORDS: dict[str, tuple[str, ...]] = {

@@ -57,6 +57,7 @@ LIP_PARTING = ("mouthFunnel", "mouthLowerDownLeft", "mouthLowerDownRight", "mout
 
 class VisemeError(FlowVQError):
     """A phone symbol without a viseme, or a face model that lacks the mouth channels."""
+    code = "viseme"
 
 
 @dataclass(frozen=True)

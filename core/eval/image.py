@@ -65,6 +65,7 @@ _IGNORED_PREFIXES = ("AuxLogits.", "fc.")  # classifier heads of a torchvision f
 
 class ImageMetricError(FlowVQError):
     """Images that cannot be compared (shapes differ, wrong type) or a missing Inception file."""
+    code = "image_metric"
 
 
 def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -83,6 +83,7 @@ BLINK_CHANNELS: tuple[str, str] = ("eyeBlinkLeft", "eyeBlinkRight")
 
 class EvalError(FlowVQError):
     """Takes, phones or labels that cannot be evaluated together (shapes, lengths, names)."""
+    code = "eval"
 
 
 def _expression(face: FaceModel, exp: np.ndarray) -> np.ndarray:

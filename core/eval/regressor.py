@@ -47,6 +47,7 @@ REGRESSOR_FORMAT = "flowvq-mse-regressor"
 
 class RegressorError(FlowVQError):
     """Regressor weights that cannot be read or do not fit the face model."""
+    code = "regressor"
 
 
 class MSERegressor(nn.Module):

@@ -63,6 +63,7 @@ ARPABET_TO_SAMPA: dict[str, str] = {
 
 class RhubarbError(FlowVQError):
     """Audio the recogniser cannot take: empty or too short, not float, not mono, not finite, or not at 16 kHz."""
+    code = "rhubarb"
 
 
 def _check_wave(wave: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -75,6 +75,7 @@ _N_KEYPOINTS = 68
 
 class BFMError(FlowVQError):
     """A BFM model or coefficient file that is missing, unreadable or not in the expected layout."""
+    code = "bfm"
 
 
 def load_bfm(path: str | Path, unit_scale: float = 1.0) -> FaceModel:

@@ -24,6 +24,7 @@ RIDGE = 1e-3  # ridge weight on the coefficients, relative to a 1 mm residual
 
 class FitError(FlowVQError):
     """Landmarks that cannot be fitted (wrong count, NaN)."""
+    code = "fit"
 
 
 @dataclass(frozen=True)

@@ -26,14 +26,17 @@ N_LANDMARKS = 468
 
 class FaceDetectionError(FlowVQError):
     """A portrait on which exactly one face could not be found."""
+    code = "face_detection"
 
 
 class NoFaceError(FaceDetectionError):
     """No face was detected."""
+    code = "no_face"
 
 
 class MultipleFacesError(FaceDetectionError):
     """More than one face was detected."""
+    code = "multiple_faces"
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -18,6 +18,7 @@ _ASSET_FORMAT = 1
 
 class FaceModelError(FlowVQError):
     """A face-model file that is missing, malformed, or of another format version."""
+    code = "face_model"
 
 
 @dataclass(frozen=True, eq=False)

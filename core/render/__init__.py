@@ -44,6 +44,7 @@ VQIG_MODULE = "core.vq.renderer"
 
 class RendererError(FlowVQError):
     """An unknown renderer kind, or the VQIG asked for without its weights or its package."""
+    code = "renderer"
 
 
 @runtime_checkable

@@ -17,6 +17,7 @@ MAX_SIZE = 2048
 
 class RenderInputError(FlowVQError):
     """A portrait, coefficient array or frame size that a renderer cannot use."""
+    code = "render_input"
 
 
 def check_image(image: np.ndarray) -> np.ndarray:

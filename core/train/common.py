@@ -61,6 +61,7 @@ BatchT = TypeVar("BatchT", Tensor, dict[str, Tensor])
 
 class TrainError(FlowVQError):
     """A training config, dataset, output directory or checkpoint that cannot be used."""
+    code = "train"
 
 
 class RunConfig(Protocol):

@@ -62,6 +62,7 @@ Batch = dict[str, torch.Tensor]
 
 class DatasetError(FlowVQError):
     """A dataset directory, meta file, sequence file or sampler setting that cannot be used."""
+    code = "dataset"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ __all__ = ["VQConfigError", "CodebookConfig", "VQIGConfig", "VQConfig", "PRESETS
 
 class VQConfigError(FlowVQError):
     """An image-generator config that is malformed or out of range."""
+    code = "vq_config"
 
 
 @dataclass(frozen=True)

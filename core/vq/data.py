@@ -45,6 +45,7 @@ _FRAME_NAME = re.compile(r"\d{5}\.png")
 
 class DataError(FlowVQError):
     """An image folder or frame sequence that cannot be used; the message names the file."""
+    code = "data"
 
 
 def read_image(path: Path, resolution: int) -> Tensor:

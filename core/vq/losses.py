@@ -43,6 +43,7 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 class PerceptualWeightsError(FlowVQError):
     """A VGG19 weights file that is missing, unreadable, or not in torchvision's layout."""
+    code = "perceptual_weights"
 
 
 class PerceptualOffWarning(UserWarning):

@@ -51,6 +51,7 @@ _HOW_TO = {
 
 class VQWeightsError(FlowVQError):
     """A weights folder that is missing, incomplete, or made for another model or face model."""
+    code = "vq_weights"
 
 
 def _write(directory: Path, tensors_file: str, module: nn.Module, header: dict[str, Any]) -> Path:
