@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.audio import MAX_FPS
 from core.coeff.generator import GenerateSettings
 from core.coeff.sampler import MAX_SEED, SampleSettings
+from core.render import RENDERER_KINDS
 from server.config import LIMITS
 from server.store import KINDS, STATES
 
@@ -28,13 +29,11 @@ __all__ = [
     "SettingView",
     "Info",
     "setting_ranges",
-    "RENDERER_CHOICES",
     "MIN_RENDER_SIZE",
     "RENDER_SIZE_STEP",
 ]
 
 _SAMPLE = SampleSettings()
-RENDERER_CHOICES = ("auto", "warp", "vqig")
 MIN_RENDER_SIZE = 64
 RENDER_SIZE_STEP = 8
 
@@ -46,7 +45,7 @@ class RenderSettings(BaseModel):
 
     render_size: int = Field(256, ge=MIN_RENDER_SIZE, le=LIMITS.max_render_size, multiple_of=RENDER_SIZE_STEP,
                              description="preview frame side in pixels (square)")
-    renderer: Literal[RENDERER_CHOICES] = Field("auto", description="which renderer draws the frames")
+    renderer: Literal[RENDERER_KINDS] = Field("auto", description="which renderer draws the frames")
 
 
 class JobSettings(RenderSettings):
