@@ -32,7 +32,7 @@ import numpy as np
 
 from buildtools.addon import build_addon
 from core.errors import FlowVQError
-from core.takes import Take, save_takes
+from core.formats.takes import Take, save_takes
 
 __all__ = ["DemoError", "DemoSettings", "DemoOutputs", "VideoProbe", "run_demo", "widest_mouth_frame", "probe_video",
            "main", "MOUTH_KEY"]

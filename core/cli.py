@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from core.coeff.cli import add_generate_parser
+from core.corpus.cli import add_corpus_parser
 from core.errors import FlowVQError
 from core.eval.cli import add_eval_parser
 from core.render.cli import add_render_parser
-from core.train.cli import add_corpus_parser, add_train_parser
+from core.train.cli import add_train_parser
 
 __all__ = ["main", "build_parser"]
 
@@ -133,7 +134,7 @@ def _demo(args: argparse.Namespace) -> None:
 
     from core.coeff.generator import CoeffGenerator, GenerateSettings
     from core.coeff.sampler import SampleSettings
-    from core.takes import save_takes
+    from core.formats.takes import save_takes
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -5,10 +5,12 @@ The order is part of trained weights (one prior component per class), so it neve
 
 from core.errors import FlowVQError
 
-__all__ = ["EMOTIONS", "REFERENCE", "UnknownEmotionError", "emotion_index"]
+__all__ = ["EMOTIONS", "TALK", "REFERENCE", "UnknownEmotionError", "emotion_index"]
 
+# Plain speech with no pronounced emotion: the default class, and the label of data without one.
+TALK = "talk"
 EMOTIONS: tuple[str, ...] = (
-    "neutral", "angry", "contempt", "disgusted", "fear", "happy", "sad", "surprised", "talk",
+    "neutral", "angry", "contempt", "disgusted", "fear", "happy", "sad", "surprised", TALK,
 )
 
 # The label a take carries when its emotion came from reference coefficients (emotion transfer).

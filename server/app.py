@@ -21,7 +21,7 @@ from core.coeff.generator import CoeffGenerator
 from core.device import resolve_device
 from core.emotions import UnknownEmotionError
 from core.errors import FlowVQError
-from core.takes import Take, TakeError, save_takes
+from core.formats.takes import Take, TakeError, save_takes
 from server.config import ServerConfig
 from server.errors import ApiError, flowvq_error, install_error_handlers, validation_message
 from server.rendering import PortraitError, decode_portrait, zip_frames

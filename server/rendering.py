@@ -16,7 +16,7 @@ import numpy as np
 
 from core.errors import FlowVQError
 from core.fileio import write_atomic
-from core.takes import Take
+from core.formats.takes import Take
 
 __all__ = [
     "PortraitError",

@@ -15,7 +15,7 @@ from typing import Any
 from core.coeff.generator import CoeffGenerator
 from core.emotions import EMOTIONS
 from core.errors import FlowVQError
-from core.takes import POSE_COLUMNS
+from core.formats.takes import POSE_COLUMNS
 from server.config import ServerConfig
 from server.errors import INTERNAL_MESSAGE, ApiError, error_body
 from server.rendering import RendererCache, available_renderers

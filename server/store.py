@@ -2,7 +2,7 @@
 
 A job directory holds ``request.json`` (kind and validated settings), the uploads (``audio``,
 ``portrait``), ``status.json`` (the job object of docs/api.md), ``takes.json`` (the takes file
-format of `core.takes`) and ``frames/<take>/<n:05d>.png``. Every file is written atomically
+format of `core.formats.takes`) and ``frames/<take>/<n:05d>.png``. Every file is written atomically
 (`core.fileio.write_atomic`), and a new job's directory is filled under a hidden name and renamed
 into place, so a crash never leaves half a job. On start-up (`JobStore.recover`) a job whose
 status says queued or running was cut off by a crash or restart: it is marked failed with code

@@ -22,7 +22,7 @@ import threading
 from core.coeff.generator import CoeffGenerator, source_from_portrait
 from core.coeff.sampler import GenerationCancelled
 from core.errors import FlowVQError
-from core.takes import Take, load_takes, save_takes
+from core.formats.takes import Take, load_takes, save_takes
 from server.errors import INTERNAL_MESSAGE, error_code
 from server.rendering import RendererCache, decode_portrait, default_portrait, render_take
 from server.schemas import generate_settings

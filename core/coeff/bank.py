@@ -52,7 +52,7 @@ def build_latent_bank(
     model: CoeffModel, batches: Iterable[dict[str, Tensor]], size: int, seed: int
 ) -> int:
     """Fill ``model.bank``/``bank_labels`` with ExpFlow latents of (a random ``size``-subset of)
-    the frames in ``batches`` (window-1 batches of `core.train.data.frame_batches`), each mapped
+    the frames in ``batches`` (window-1 batches of `core.formats.dataset.frame_batches`), each mapped
     with its full context: β₀, audio, emotion and every previous frame that exists. Returns the
     bank size.
     """

@@ -14,7 +14,7 @@ from core.coeff.generator import (
 )
 from core.coeff.sampler import SampleSettings
 from core.device import DEVICES
-from core.takes import save_takes
+from core.formats.takes import save_takes
 
 __all__ = ["add_generate_parser", "run_generate"]
 

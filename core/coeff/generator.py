@@ -5,7 +5,7 @@ turns one clip into ``settings.sample.takes`` takes:
 
     audio (path or bytes) -> log-mel features at the model fps            stage "features"
     -> `core.coeff.sampler.sample_takes` (all takes in one batch)          stage "sampling"
-    -> one `core.takes.Take` per take, resampled to the output fps, validated  stage "done"
+    -> one `core.formats.takes.Take` per take, resampled to the output fps, validated  stage "done"
 
 Take k carries seed ``settings.sample.seed + k`` and is the same whether it is generated alone or
 in a batch. Audio errors (`core.audio.AudioError`) and settings errors (`SettingsError`,
@@ -32,7 +32,7 @@ from core.errors import FlowVQError
 from core.jsonvalues import as_kind
 from core.face import load_face_model
 from core.face.model import FaceModel
-from core.takes import Take, load_takes, resample
+from core.formats.takes import Take, load_takes, resample
 
 __all__ = [
     "CoeffGenerator",

@@ -21,7 +21,7 @@ browInnerUp where the corpus's sad utterances differ by 0.07). Training reads ea
 s; ExpFlow keeps a Gaussian per emotion of the training sequences' s (`ExpFlow.set_style_prior`)
 from which sampling draws one s per take (`ExpFlow.style_distribution`).
 
-Training batches are the dicts of `core.train.data.WindowSampler`: "exp" (B, τ_b+L, D), "pose"
+Training batches are the dicts of `core.formats.dataset.WindowSampler`: "exp" (B, τ_b+L, D), "pose"
 (B, τ_b+L, 6), "available" (B, τ_b+L) bool, "audio" (B, L, W, F), "label" (B,), "beta0" (B, D),
 "style" (B, D): the sequence's mean of exp - β₀.
 """
@@ -35,18 +35,17 @@ from torch.nn import functional as F
 
 from core.audio import N_MELS
 from core.coeff.config import CoeffConfig, ConfigError, FlowConfig
-from core.emotions import EMOTIONS
+from core.emotions import EMOTIONS, TALK
 from core.flow import (
     Composite, ContextAffine, StandardGaussian, Standardize, StudentTMixture, flow_step, replace_column,
 )
-from core.takes import POSE_COLUMNS
+from core.formats.takes import POSE_DIM
 
 __all__ = [
-    "AudioEncoder", "SequenceFlow", "ExpFlow", "PoseFlow", "CoeffModel", "POSE_DIM", "LIP_CHANNELS",
+    "AudioEncoder", "SequenceFlow", "ExpFlow", "PoseFlow", "CoeffModel", "LIP_CHANNELS",
     "lip_columns", "limit_lips", "STYLE_PREFIXES", "style_columns",
 ]
 
-POSE_DIM = len(POSE_COLUMNS)
 N_CLASSES = len(EMOTIONS)
 # The jaw and the lip-closing shape: the lips meet where mouthClose reaches jawOpen.
 LIP_CHANNELS: tuple[str, str] = ("jawOpen", "mouthClose")
@@ -341,7 +340,7 @@ class ExpFlow(SequenceFlow):
         """The Gaussian a take's style is drawn from for emotion ``label`` at ``intensity``: mean
         and Cholesky factor both blended from the talk class's (0) to the emotion's own (1), as
         the latent centres are. Shapes: -> mean (S,), factor (S, S)."""
-        talk = EMOTIONS.index("talk")
+        talk = EMOTIONS.index(TALK)
         return tuple(table[talk] + intensity * (table[label] - table[talk])
                      for table in (self.style_mean, self.style_factor))
 

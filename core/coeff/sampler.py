@@ -39,12 +39,13 @@ import torch
 from torch import Tensor, nn
 
 from core.audio import frame_windows
+from core.blinks import blink_curves
 from core.coeff.bank import project_to_manifold
-from core.coeff.model import POSE_DIM, CoeffModel, SequenceFlow, limit_lips
-from core.corpus.performance import blink_curves
-from core.emotions import EMOTIONS, emotion_index
+from core.coeff.model import CoeffModel, SequenceFlow, limit_lips
+from core.emotions import EMOTIONS, TALK, emotion_index
 from core.errors import FlowVQError
 from core.flow import t_noise
+from core.formats.takes import POSE_DIM
 
 __all__ = [
     "SampleSettings",
@@ -62,7 +63,6 @@ __all__ = [
 
 MAX_TAKES = 64
 MAX_SEED = 2**31 - 1
-TALK = "talk"
 _BLINK_STREAM = 1  # numpy SeedSequence([take seed, stream]) of a take's blinks (torch draws its latents)
 ProgressFn = Callable[[float], None]
 CancelFn = Callable[[], bool]
@@ -362,7 +362,7 @@ def sample_takes(
 
 def add_blinks(exp: np.ndarray, model: CoeffModel, settings: SampleSettings) -> np.ndarray:
     """Each take plus random blinks at the emotion's rate, drawn from the take's own seed with the
-    corpus's blink process (`core.corpus.performance.blink_curves`), clipped to the bounds.
+    corpus's blink process (`core.blinks.blink_curves`), clipped to the bounds.
 
     ExpFlow draws one latent per frame, and a blink is a rare event that spans several frames:
     trained on the corpus, it blinks in under 1% of takes where the truth blinks about every four

@@ -25,7 +25,7 @@ from core.errors import FlowVQError
 from core.face import builtin
 from core.face.model import FaceModel
 from core.configparse import read_yaml
-from core.train.common import module_tensors, write_weights
+from core.formats.weights import module_tensors, write_weights
 
 __all__ = [
     "WeightsError",

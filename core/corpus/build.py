@@ -18,7 +18,7 @@ held-out sentences. Everything derives from `CorpusSpec.seed`: the same spec wri
 on any machine with the same speech programs (each utterance seeds its own generator from
 (seed, voice, sentence, emotion, repeat), so the worker count does not matter).
 
-The output folder holds the dataset of `core.train.data` (meta.json, train/ val/ test/ NAME.npz),
+The output folder holds the dataset of `core.formats.dataset` (meta.json, train/ val/ test/ NAME.npz),
 ``audio/NAME.wav`` (the augmented 16 kHz wave each sequence's features came from) and
 ``corpus.json``: the spec, the size (utterances and hours per split) and one record per sequence
 (split, voice, text, emotion, intensity, prosody, augmentation, phones as [symbol, start, end]).
@@ -40,9 +40,8 @@ import soundfile as sf
 
 from core.audio import FRAME_FEATURES, SAMPLE_RATE, n_video_frames, wave_features
 from core.corpus.augment import augment_wave
-from core.corpus.performance import (
-    blink_curves, emotion_curves, head_motion, prosody_values, resting_expression,
-)
+from core.blinks import blink_curves
+from core.corpus.performance import emotion_curves, head_motion, prosody_values, resting_expression
 from core.corpus.speech import FOREIGN_VOICES, SENTENCES, Prosody, available_voices, synthesize
 from core.corpus.text import template_sentences
 from core.corpus.visemes import seal_bilabials, viseme_curves
@@ -50,7 +49,7 @@ from core.emotions import EMOTIONS
 from core.errors import FlowVQError
 from core.face import builtin
 from core.fileio import write_atomic
-from core.train.data import CoeffSequence, DatasetMeta, write_meta, write_sequence
+from core.formats.dataset import CoeffSequence, DatasetMeta, write_meta, write_sequence
 
 __all__ = [
     "CORPUS_FILE", "AUDIO_DIR", "CorpusError", "CorpusSpec", "CorpusItem", "plan_corpus",

@@ -1,5 +1,7 @@
 """The ``flowvq corpus`` subcommands that write training datasets:
 
+* ``corpus toy OUT [--train N] [--val N] [--frames T] [--seed S]``: the synthetic toy dataset
+  (`core.corpus.toy`) that ``configs/coeff-tiny.yaml`` trains on;
 * ``corpus build OUT [--voices ...] [--test-voices ...] [--sentences N] [--heldout N] [--repeats R]
   [--seed S] [--workers W] [--no-augment]``: the synthetic emotional-speech corpus
   (`core.corpus.build`); prints its size as one JSON line;
@@ -12,7 +14,7 @@
 
 The importers print one progress line per file to stderr and, at the end, one JSON line to stdout:
 ``{"sequences": {split: n}, "hours": {split: h}, "fps": F, "failures": [{"file", "reason"}]}``.
-`add_corpus_parsers` adds them to the ``corpus`` subparsers of ``flowvq`` (`core.train.cli`).
+`add_corpus_parser` adds ``corpus`` with all of them to the ``flowvq`` parser (`core.cli`).
 """
 
 import argparse
@@ -22,12 +24,15 @@ import sys
 from pathlib import Path
 
 from core.corpus.build import CorpusSpec, build_corpus
+from core.corpus.toy import write_toy_dataset
 from core.corpus.readers import COEFF_FORMATS, DEFAULT_FPS, import_coeffs
 from core.corpus.videos import from_videos
 from core.emotions import EMOTIONS
+from core.face import builtin
 from core.progress import progress_bar
 
-__all__ = ["add_corpus_parsers", "run_corpus_build", "run_from_videos", "run_import_coeffs"]
+__all__ = ["add_corpus_parser", "add_corpus_parsers", "run_corpus_toy", "run_corpus_build", "run_from_videos",
+           "run_import_coeffs"]
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +43,30 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-fraction", type=float, default=0.1, help="(default %(default)s)")
     parser.add_argument("--test-fraction", type=float, default=0.1, help="(default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split (default %(default)s)")
+
+
+def add_corpus_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``corpus`` (``toy`` and `add_corpus_parsers`'s subcommands) to ``subparsers``; returns it."""
+    corpus = subparsers.add_parser("corpus", help="write training datasets")
+    kinds = corpus.add_subparsers(dest="corpus_command", required=True)
+    toy = kinds.add_parser("toy", help="the synthetic toy task: mouth follows the audio, emotions add offsets")
+    toy.add_argument("out", type=Path, help="dataset folder to write")
+    toy.add_argument("--train", type=int, default=36, help="training sequences (default %(default)s)")
+    toy.add_argument("--val", type=int, default=9, help="validation sequences (default %(default)s)")
+    toy.add_argument("--frames", type=int, default=100, help="frames per sequence (default %(default)s)")
+    toy.add_argument("--seed", type=int, default=0, help="(default %(default)s)")
+    toy.set_defaults(func=run_corpus_toy)
+    add_corpus_parsers(kinds)
+    return corpus
+
+
+def run_corpus_toy(args: argparse.Namespace) -> int:
+    """Write the toy dataset on the built-in face model; returns 0."""
+    face = builtin()
+    write_toy_dataset(args.out, face.names, face.id, args.train, args.val, args.frames, args.seed)
+    print(f"wrote {args.train} training and {args.val} validation toy sequences of {args.frames} frames "
+          f"to {args.out}")
+    return 0
 
 
 def add_corpus_parsers(corpus_subparsers: argparse._SubParsersAction) -> None:

@@ -1,11 +1,11 @@
-"""Everything in a synthetic performance besides the lip shapes: the emotion's facial style, blinks,
-head motion, the source face's resting expression, and the emotion's speech prosody.
+"""Everything in a synthetic performance besides the lip shapes and the blinks: the emotion's facial
+style, head motion, the source face's resting expression, and the emotion's speech prosody.
 
 Per emotion class (`STYLES`): target weights on the non-mouth and mouth-corner blendshapes at full
-intensity, a prosody range for the voice (speaking rate, pitch, pitch range, loudness), a blink
-rate and a head-motion scale. Within a class every utterance draws its own intensity and a ±20%
-variation per channel, and the style builds up over the first half second. Blinks are a Poisson
-process (rate per emotion, 100-300 ms each, fast close and slower open). Head motion is smooth
+intensity, a prosody range for the voice (speaking rate, pitch, pitch range, loudness) and a
+head-motion scale. Within a class every utterance draws its own intensity and a ±20%
+variation per channel, and the style builds up over the first half second. Blinks are
+`core.blinks`'s (the sampler adds the same process to generated takes). Head motion is smooth
 random rotation (filtered noise, a few degrees) plus nods driven by speech energy; translation
 follows the rotation (a head turns about the neck, not its own centre).
 
@@ -28,7 +28,6 @@ __all__ = [
     "STYLES",
     "REST_CHANNELS",
     "emotion_curves",
-    "blink_curves",
     "head_motion",
     "resting_expression",
     "prosody_values",
@@ -36,8 +35,6 @@ __all__ = [
 
 ONSET_SECONDS = 0.5  # the style builds up over this long
 VARIATION = 0.2  # per-channel relative variation of a style within its class
-BLINK_SECONDS = (0.1, 0.3)
-BLINK_CLOSING = 0.35  # fraction of a blink spent closing
 HEAD_DEGREES = 2.5  # std of each rotation angle at head_motion 1
 NOD_RADIANS = 0.03  # pitch nod per unit of speech energy at head_motion 1
 NECK_METRES = 0.1  # the head rotates about a point this far below and behind its own centre
@@ -55,14 +52,14 @@ class PerformanceError(FlowVQError):
 @dataclass(frozen=True)
 class EmotionStyle:
     """One emotion class: ``face`` weights at intensity 1; prosody ranges (low, high) for the speaking
-    rate, pitch ratio, pitch-range ratio and loudness ratio; blinks per minute; head-motion scale."""
+    rate, pitch ratio, pitch-range ratio and loudness ratio; head-motion scale (its blink rate is
+    `core.blinks.BLINKS_PER_MINUTE`)."""
 
     face: Mapping[str, float]
     rate: tuple[float, float]
     pitch: tuple[float, float]
     pitch_range: tuple[float, float]
     volume: tuple[float, float]
-    blinks_per_minute: float
     head_motion: float
 
 
@@ -72,28 +69,28 @@ def _both(name: str, value: float) -> dict[str, float]:
 
 
 STYLES: dict[str, EmotionStyle] = {
-    "neutral": EmotionStyle({}, (0.95, 1.05), (0.95, 1.05), (0.8, 1.0), (0.9, 1.0), 15.0, 0.6),
-    "talk": EmotionStyle({"browInnerUp": 0.1}, (1.0, 1.15), (0.95, 1.1), (1.0, 1.3), (0.9, 1.1), 20.0, 1.0),
+    "neutral": EmotionStyle({}, (0.95, 1.05), (0.95, 1.05), (0.8, 1.0), (0.9, 1.0), 0.6),
+    "talk": EmotionStyle({"browInnerUp": 0.1}, (1.0, 1.15), (0.95, 1.1), (1.0, 1.3), (0.9, 1.1), 1.0),
     "happy": EmotionStyle({**_both("mouthSmile", 0.55), **_both("cheekSquint", 0.35), **_both("eyeSquint", 0.2)},
-                          (1.05, 1.2), (1.1, 1.25), (1.3, 1.7), (1.0, 1.2), 18.0, 1.2),
+                          (1.05, 1.2), (1.1, 1.25), (1.3, 1.7), (1.0, 1.2), 1.2),
     "sad": EmotionStyle({"browInnerUp": 0.55, **_both("mouthFrown", 0.45), **_both("eyeLookDown", 0.2),
                          **_both("eyeSquint", 0.1)},
-                        (0.75, 0.9), (0.85, 0.95), (0.4, 0.7), (0.7, 0.85), 11.0, 0.5),
+                        (0.75, 0.9), (0.85, 0.95), (0.4, 0.7), (0.7, 0.85), 0.5),
     "angry": EmotionStyle({**_both("browDown", 0.65), **_both("noseSneer", 0.25), **_both("eyeSquint", 0.3),
                            **_both("mouthPress", 0.2)},
-                          (1.05, 1.2), (1.0, 1.15), (1.2, 1.6), (1.2, 1.4), 14.0, 1.3),
+                          (1.05, 1.2), (1.0, 1.15), (1.2, 1.6), (1.2, 1.4), 1.3),
     "fear": EmotionStyle({"browInnerUp": 0.6, **_both("browOuterUp", 0.25), **_both("eyeWide", 0.5),
                           **_both("mouthStretch", 0.25)},
-                         (1.1, 1.3), (1.15, 1.3), (0.9, 1.3), (0.8, 1.0), 26.0, 0.9),
+                         (1.1, 1.3), (1.15, 1.3), (0.9, 1.3), (0.8, 1.0), 0.9),
     "surprised": EmotionStyle({"browInnerUp": 0.55, **_both("browOuterUp", 0.6), **_both("eyeWide", 0.6),
                                "jawOpen": 0.08},
-                              (0.95, 1.1), (1.15, 1.35), (1.4, 1.9), (1.0, 1.2), 9.0, 1.1),
+                              (0.95, 1.1), (1.15, 1.35), (1.4, 1.9), (1.0, 1.2), 1.1),
     "disgusted": EmotionStyle({**_both("noseSneer", 0.6), **_both("mouthUpperUp", 0.35), **_both("browDown", 0.3),
                                **_both("eyeSquint", 0.25)},
-                              (0.85, 1.0), (0.9, 1.0), (0.8, 1.1), (0.9, 1.05), 16.0, 0.8),
+                              (0.85, 1.0), (0.9, 1.0), (0.8, 1.1), (0.9, 1.05), 0.8),
     "contempt": EmotionStyle({"mouthDimpleLeft": 0.45, "mouthSmileLeft": 0.25, "browDownRight": 0.2,
                               "eyeSquintLeft": 0.15},
-                             (0.85, 1.0), (0.9, 1.0), (0.7, 1.0), (0.85, 1.0), 13.0, 0.7),
+                             (0.85, 1.0), (0.9, 1.0), (0.7, 1.0), (0.85, 1.0), 0.7),
 }
 
 
@@ -132,35 +129,6 @@ def emotion_curves(
         value = intensity * weight * (1.0 + rng.uniform(-VARIATION, VARIATION))
         curves[:, _column(names, channel)] = value * ramp
     return curves
-
-
-def blink_curves(
-    names: Sequence[str], emotion: str, frames: int, fps: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Random blinks at the emotion's rate on eyeBlinkLeft/Right.
-    Shapes: -> (frames, len(names)) float32, zero outside the two blink channels."""
-    style = _style(emotion)
-    columns = [_column(names, "eyeBlinkLeft"), _column(names, "eyeBlinkRight")]
-    seconds = frames / fps
-    times = (np.arange(frames) + 0.5) / fps
-    closure = np.zeros(frames)
-    start = rng.exponential(60.0 / style.blinks_per_minute)
-    while start < seconds:
-        duration = rng.uniform(*BLINK_SECONDS)
-        closure = np.maximum(closure, rng.uniform(0.9, 1.0) * _blink_shape(times - start, duration))
-        start += duration + rng.exponential(60.0 / style.blinks_per_minute)
-    curves = np.zeros((frames, len(names)), np.float32)
-    curves[:, columns] = closure[:, None]
-    return curves
-
-
-def _blink_shape(elapsed: np.ndarray, duration: float) -> np.ndarray:
-    """Eyelid closure in [0, 1]: a fast close over `BLINK_CLOSING` of the blink, a slower open.
-    Shapes: elapsed (T,) seconds since the blink began -> (T,)."""
-    closing = BLINK_CLOSING * duration
-    rise = np.clip(elapsed / closing, 0.0, 1.0)
-    fall = np.clip(1.0 - (elapsed - closing) / (duration - closing), 0.0, 1.0)
-    return np.where(elapsed < closing, np.sin(0.5 * np.pi * rise), fall * fall * (3.0 - 2.0 * fall))
 
 
 def head_motion(

@@ -14,7 +14,7 @@ audio features are the per-utterance normalised log-mel of `core.audio`, average
 those T frames (`core.audio.wave_features`), after checking that the audio and the coefficients last equally
 long (within `ALIGN_TOLERANCE_S`).
 
-Output is the dataset of `core.train.data` on the BFM face model: D = 64 expressions named
+Output is the dataset of `core.formats.dataset` on the BFM face model: D = 64 expressions named
 ``exp00`` .. ``exp63``, face model id ``bfm-front@1`` (`core.face.bfm`), pose = angle | trans in the
 Deep3DFaceRecon units (radians, BFM decimetres). The helpers shared with `core.corpus.videos` live
 here too: sequence names from relative paths (`sequence_name`), emotion labels from MEAD's naming
@@ -37,12 +37,12 @@ from core.audio import (
     FRAME_FEATURES, SAMPLE_RATE, AudioError, FpsError, check_decoded, check_fps, duration_seconds, load_audio,
     wave_features,
 )
-from core.emotions import EMOTIONS, UnknownEmotionError, emotion_index
+from core.emotions import EMOTIONS, TALK, UnknownEmotionError, emotion_index
 from core.face.bfm import (
     BFM_EXP_DIM, BFM_NAME, BFM_VERSION, BFMError, d3d_to_exp_pose, load_bfm, read_d3d,
     read_sadtalker, split_sadtalker,
 )
-from core.train.data import SPLITS, CoeffSequence, DatasetError, DatasetMeta, write_meta, write_sequence
+from core.formats.dataset import SPLITS, CoeffSequence, DatasetError, DatasetMeta, write_meta, write_sequence
 
 __all__ = [
     "COEFF_FORMATS", "COEFF_SUFFIXES", "AUDIO_SUFFIXES", "MEAD_EMOTIONS", "FALLBACK_EMOTION",
@@ -57,8 +57,8 @@ COEFF_SUFFIXES: dict[str, tuple[str, ...]] = {"d3d": (".mat", ".npy", ".txt"), "
 AUDIO_SUFFIXES: tuple[str, ...] = (".wav", ".flac", ".mp3", ".m4a")  # in order of preference
 _SOUNDFILE_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg"})
 # MEAD's folder names for its eight emotions are this project's labels (core.emotions).
-MEAD_EMOTIONS: tuple[str, ...] = tuple(e for e in EMOTIONS if e != "talk")
-FALLBACK_EMOTION = "talk"  # a path without a MEAD emotion (e.g. HDTF) is plain speech
+MEAD_EMOTIONS: tuple[str, ...] = tuple(e for e in EMOTIONS if e != TALK)
+FALLBACK_EMOTION = TALK  # a path without a MEAD emotion (e.g. HDTF) is plain speech
 ALIGN_TOLERANCE_S = 0.5  # audio and coefficients may differ this much in length (encoder padding)
 DEFAULT_FPS = 25.0  # MEAD and HDTF are preprocessed at 25 fps
 

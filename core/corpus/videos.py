@@ -21,7 +21,7 @@ For every video (`VIDEO_SUFFIXES`) anywhere under a folder, `video_sequence`:
    the speaker's resting value of each channel (the identity's own shape shows up as a channel
    that never relaxes) while a few bad fits cannot set it, as a minimum would.
 
-`from_videos` writes the dataset of `core.train.data` (meta.json + train/val/test NAME.npz), with
+`from_videos` writes the dataset of `core.formats.dataset` (meta.json + train/val/test NAME.npz), with
 the names, emotion labels (MEAD-style paths or one label) and the seeded split of
 `core.corpus.readers`. A video that fails is skipped and listed in the summary.
 """
@@ -36,11 +36,13 @@ from core.corpus.readers import (
     ALIGN_TOLERANCE_S, CorpusSummary, CorpusWriter, Progress, check_dataset_fps, checked_wave, emotion_for,
     files_under,
 )
+from core.emotions import TALK
 from core.face import builtin
 from core.face.fit import fit
 from core.face.landmarks import MultipleFacesError, NoFaceError, detect_landmarks
 from core.face.model import FaceModel
-from core.train.data import POSE_DIM, CoeffSequence, DatasetError, DatasetMeta
+from core.formats.dataset import CoeffSequence, DatasetError, DatasetMeta
+from core.formats.takes import POSE_DIM
 
 __all__ = [
     "VIDEO_SUFFIXES", "MAX_GAP_SECONDS", "MAX_MISSING_FRACTION", "REST_PERCENTILE",
@@ -173,7 +175,7 @@ def resample_to_16k(times: np.ndarray, values: np.ndarray, grid: np.ndarray) -> 
     return np.stack([np.interp(grid, times, column) for column in values.T], axis=1).astype(np.float32)
 
 
-def video_sequence(path: str | Path, name: str, *, fps: float | None = None, emotion: str = "talk",
+def video_sequence(path: str | Path, name: str, *, fps: float | None = None, emotion: str = TALK,
                    model: FaceModel | None = None) -> CoeffSequence:
     """One training sequence from one video (steps 1-6 of the module docstring).
 

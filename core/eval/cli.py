@@ -21,7 +21,7 @@ from core.eval.run import EVAL_SPLITS, EvalSettings, evaluate, format_table
 from core.face import builtin
 from core.fileio import write_atomic
 from core.progress import progress_bar
-from core.train.data import load_split
+from core.formats.dataset import load_split
 
 __all__ = ["add_eval_parser", "run_eval", "add_regressor_parser", "run_train_regressor"]
 

@@ -33,7 +33,7 @@ from core.emotions import emotion_index
 from core.errors import FlowVQError
 from core.face.model import FaceModel
 from core.fileio import write_atomic
-from core.train.data import CoeffSequence, WindowSampler
+from core.formats.dataset import CoeffSequence, WindowSampler
 
 __all__ = [
     "RegressorError", "MSERegressor", "train_regressor", "save_regressor", "load_regressor",

@@ -49,7 +49,7 @@ from core.eval.regressor import MSERegressor, load_regressor
 from core.eval.rhubarb import rhubarb_curves
 from core.face import builtin
 from core.face.model import FaceModel
-from core.train.data import CoeffSequence, load_split, read_meta
+from core.formats.dataset import CoeffSequence, load_split, read_meta
 
 __all__ = ["SYSTEMS", "BASELINES", "EVAL_SPLITS", "EvalSettings", "default_regressor_dir", "sequence_nll",
            "evaluate", "format_table"]

@@ -22,7 +22,7 @@ import numpy as np
 
 from core.coeff.sampler import CancelFn, GenerationCancelled
 from core.errors import FlowVQError
-from core.render.inputs import RenderInputError
+from core.formats.render_inputs import RenderInputError
 
 __all__ = [
     "RENDERER_KINDS",

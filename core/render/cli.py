@@ -17,9 +17,9 @@ from core.device import DEVICES
 from core.face import builtin
 from core.face.landmarks import read_image
 from core.render import RENDERER_KINDS, RendererError, load_renderer
-from core.render.inputs import take_coefficients
+from core.formats.render_inputs import take_coefficients
 from core.render.video import VideoWriter, frame_path, write_png
-from core.takes import Take, TakeError, load_takes
+from core.formats.takes import Take, TakeError, load_takes
 
 __all__ = ["add_render_parser", "run_render"]
 

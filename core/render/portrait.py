@@ -29,7 +29,7 @@ from core.face.fit import FitResult, fit
 from core.face.landmarks import FaceDetectionError, detect_landmarks
 from core.face.model import FaceModel
 from core.face.pose import rotation_matrix
-from core.render.inputs import MIN_SIZE, check_image, check_size
+from core.formats.render_inputs import MIN_SIZE, check_image, check_size
 
 __all__ = [
     "CROP_FACTOR",

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from core.audio import SAMPLE_RATE
-from core.render.inputs import RenderInputError
+from core.formats.render_inputs import RenderInputError
 
 __all__ = ["VIDEO_SUFFIXES", "frame_path", "write_png", "VideoWriter"]
 

@@ -25,7 +25,7 @@ from core.render.geometry import (
     person_offset,
     posed_landmarks,
 )
-from core.render.inputs import check_coefficients
+from core.formats.render_inputs import check_coefficients
 from core.render.mouth import LipContours, cavity_opacity, paint_cavity
 from core.render.portrait import PreparedPortrait, prepare_portrait
 from core.render.raster import bounding_box, warp

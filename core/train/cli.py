@@ -1,13 +1,10 @@
-"""The ``flowvq train`` and ``flowvq corpus`` subcommands:
+"""The ``flowvq train`` subcommands:
 
 * ``train coeff --config CONFIG.yaml [--out DIR] [--resume] [--device auto|cpu|cuda]``;
 * ``train regressor ...``: the MSE baseline of ``flowvq eval`` (`core.eval.cli`);
 * ``train report RUN [--eval REPORT.json]``: loss curves and a summary (`core.train.report`);
-* ``train codebook ...`` and ``train vqig ...``: the image generator (`core.vq.train`), same options
+* ``train codebook ...`` and ``train vqig ...``: the image generator (`core.train.vq`), same options
   as ``train coeff``;
-* ``corpus toy OUT [--train N] [--val N] [--frames T] [--seed S]``: the synthetic toy dataset
-  (`core.train.toy`) that ``configs/coeff-tiny.yaml`` trains on;
-* ``corpus build``, ``corpus from-videos`` and ``corpus import-coeffs`` (`core.corpus.cli`).
 
 `add_train_parser` adds them to the ``flowvq`` parser (`core.cli`), whose dispatcher calls
 `run_train`. torchrun starts the same command line on every rank::
@@ -19,16 +16,13 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from core.corpus.cli import add_corpus_parsers
 from core.device import DEVICES
 from core.eval.cli import add_regressor_parser
-from core.face import builtin
 from core.train.loop import train_coeff
 from core.train.report import add_report_parser
-from core.train.toy import write_toy_dataset
-from core.vq.train import train_codebook, train_vqig
+from core.train.vq import train_codebook, train_vqig
 
-__all__ = ["add_train_parser", "run_train", "add_corpus_parser", "run_corpus_toy"]
+__all__ = ["add_train_parser", "run_train"]
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -65,28 +59,4 @@ def run_train(args: argparse.Namespace) -> int:
     """Run a parsed ``train coeff|codebook|vqig`` command; returns the exit status (user errors raise
     `FlowVQError`)."""
     args.trainer(args.config, out=args.out, resume=args.resume, device=args.device)
-    return 0
-
-
-def add_corpus_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``corpus`` (with its ``toy`` subcommand) to ``subparsers``; returns the ``corpus`` parser."""
-    corpus = subparsers.add_parser("corpus", help="write training datasets")
-    kinds = corpus.add_subparsers(dest="corpus_command", required=True)
-    toy = kinds.add_parser("toy", help="the synthetic toy task: mouth follows the audio, emotions add offsets")
-    toy.add_argument("out", type=Path, help="dataset folder to write")
-    toy.add_argument("--train", type=int, default=36, help="training sequences (default %(default)s)")
-    toy.add_argument("--val", type=int, default=9, help="validation sequences (default %(default)s)")
-    toy.add_argument("--frames", type=int, default=100, help="frames per sequence (default %(default)s)")
-    toy.add_argument("--seed", type=int, default=0, help="(default %(default)s)")
-    toy.set_defaults(func=run_corpus_toy)
-    add_corpus_parsers(kinds)
-    return corpus
-
-
-def run_corpus_toy(args: argparse.Namespace) -> int:
-    """Write the toy dataset on the built-in face model; returns 0."""
-    face = builtin()
-    write_toy_dataset(args.out, face.names, face.id, args.train, args.val, args.frames, args.seed)
-    print(f"wrote {args.train} training and {args.val} validation toy sequences of {args.frames} frames "
-          f"to {args.out}")
     return 0

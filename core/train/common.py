@@ -1,5 +1,5 @@
 """What every trainer shares: the coefficient trainer (`core.train.loop`) and the image-generator
-trainers (`core.vq.train`), plus the config and weights modules they read and write.
+trainers (`core.train.vq`), plus the config and weights modules they read and write.
 
 * **Processes**: `process_group` (the torchrun process group, if any), `Process`, `wrap_ddp`.
 * **Randomness**: `stream_seed`, one 32-bit seed per (seed, rank, step, stream), so a run's step is
@@ -11,8 +11,9 @@ trainers (`core.vq.train`), plus the config and weights modules they read and wr
 * **Training configs** (frozen dataclasses read strictly from YAML): `load_yaml_config`,
   `known_keys`, `resolve_path(s)`, `as_number`, `check_integer_minima`, `check_float_minima`,
   `check_betas`, `plain_config`.
-* **Weights folders**: `module_tensors` and `write_weights` (safetensors files plus config.yaml,
-  each written atomically).
+
+Weights folders are written by `core.formats.weights` (inference loads them, so they sit below
+training).
 
 The strict YAML and config-section parsing that model configs share with these training configs
 (`read_yaml`, `section_keys`, `split_preset`) lives in `core.configparse`, which imports no torch.
@@ -31,8 +32,6 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
-import yaml
-from safetensors.torch import save_file
 from torch import Tensor, distributed, nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -49,7 +48,6 @@ __all__ = [
     "output_folder", "read_trainer_state", "write_trainer_state",
     "load_yaml_config", "known_keys", "resolve_path", "resolve_paths", "as_number",
     "check_integer_minima", "check_float_minima", "check_betas", "plain_config",
-    "module_tensors", "write_weights",
 ]
 
 HISTORY_FILE = "history.jsonl"
@@ -326,25 +324,3 @@ def _plain_value(value: Any) -> Any:
     if hasattr(value, "to_dict"):
         return value.to_dict()
     return value
-
-
-# ---------------------------------------------------------------------------------------------
-# Weights folders
-# ---------------------------------------------------------------------------------------------
-
-def module_tensors(module: nn.Module) -> dict[str, Tensor]:
-    """``module``'s state as detached, contiguous CPU tensors, ready for safetensors."""
-    return {key: value.detach().cpu().contiguous() for key, value in module.state_dict().items()}
-
-
-def write_weights(
-    directory: Path, tensors: Mapping[str, dict[str, Tensor]], config_file: str, config: dict[str, Any],
-) -> Path:
-    """Write a weights folder: each safetensors file (name -> tensors), then the config YAML (keys
-    in the given order), each atomically; returns ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, state in tensors.items():
-        write_atomic(directory / name, lambda path, state=state: save_file(state, path))
-    text = yaml.safe_dump(config, sort_keys=False)
-    write_atomic(directory / config_file, lambda path: path.write_text(text, encoding="utf-8"))
-    return directory

@@ -1,6 +1,6 @@
 """Training of the coefficient flows from a YAML config: what ``flowvq train coeff`` runs.
 
-A run reads a dataset in the `core.train.data` layout, fixes both flows' standardisation from every
+A run reads a dataset in the `core.formats.dataset` layout, fixes both flows' standardisation from every
 training frame, trains ExpFlow and PoseFlow together with AdamW on random windows, validates on the
 val split, checkpoints, and at the end builds the latent bank from the training split and writes
 the weights. Under ``torchrun`` (RANK/WORLD_SIZE/LOCAL_RANK set) it trains with
@@ -24,7 +24,7 @@ generator, both seeded from ``SeedSequence([seed, r, k, stream])``. The step is 
 RNG state, and a resumed run draws exactly what an uninterrupted run would.
 
 Processes, seeding, history and the trainer-state file are `core.train.common`'s, shared with the
-image-generator trainers (`core.vq.train`).
+image-generator trainers (`core.train.vq`).
 """
 
 import math
@@ -53,7 +53,7 @@ from core.train.common import (
     process_group, read_history, read_trainer_state, resolve_paths, start_history, stream_seed,
     to_device, wrap_ddp, write_trainer_state,
 )
-from core.train.data import CoeffSequence, WindowSampler, frame_batches, load_split, read_meta
+from core.formats.dataset import CoeffSequence, WindowSampler, frame_batches, load_split, read_meta
 
 __all__ = [
     "TrainError", "TrainConfig", "LOSS_KEYS", "HISTORY_FILE", "STATE_FILE",
@@ -83,7 +83,7 @@ _BATCH_STREAM, _NOISE_STREAM, _VAL_BATCH_STREAM, _VAL_NOISE_STREAM = range(4)
 class TrainConfig:
     """Everything a coefficient training run needs; read strictly from YAML by `load_train_config`.
 
-    dataset: the dataset folder (`core.train.data` layout); out: the output folder (None: must be
+    dataset: the dataset folder (`core.formats.dataset` layout); out: the output folder (None: must be
     given to `train_coeff`); model: the `CoeffConfig` (see `resolve_model`); steps: optimiser steps;
     window: target frames per training window; batch_size: windows per step and rank; seed: model
     initialisation and every random stream; lr, weight_decay, betas: AdamW; lr_decay_steps: the last
@@ -142,7 +142,7 @@ class TrainConfig:
         """Strict: unknown keys and wrong types raise `TrainError`; ``dataset`` is required, the
         rest takes the defaults; relative ``dataset``/``out`` paths are resolved against ``base``.
         """
-        values = known_keys(cls, data, required={"dataset": "the dataset folder, see core.train.data"})
+        values = known_keys(cls, data, required={"dataset": "the dataset folder, see core.formats.dataset"})
         values["model"] = resolve_model(values.get("model"))
         return cls(**resolve_paths(values, ("dataset", "out", "conditioner"), base))
 

@@ -4,7 +4,7 @@ Talking-face frames (the VQIG; also usable as codebook images) — one folder pe
 
     ROOT/
       SEQ/                 any folder name; ROOT is searched recursively for take.json files
-        take.json          a takes file (`core.takes.save_takes`) holding exactly one take whose
+        take.json          a takes file (`core.formats.takes.save_takes`) holding exactly one take whose
                            face_model and names are the face model's and whose frame count equals
                            the number of PNGs
         frames/00000.png   frame t of the take, numbered from 00000 without gaps; RGB, square
@@ -13,7 +13,7 @@ Talking-face frames (the VQIG; also usable as codebook images) — one folder pe
 Still images (the codebook, FFHQ-style): any folder, searched recursively for .png/.jpg/.jpeg.
 
 Images become float32 tensors in [-1, 1], shape (3, S, S). Samplers draw batches from a numpy
-generator, so a batch is fixed by the generator's seed (see `core.vq.train`).
+generator, so a batch is fixed by the generator's seed (see `core.train.vq`).
 """
 
 import re
@@ -28,7 +28,7 @@ from torch import Tensor
 
 from core.errors import FlowVQError
 from core.face.model import FaceModel
-from core.takes import TakeError, load_takes
+from core.formats.takes import TakeError, load_takes
 from core.vq.vqig import coefficient_windows
 
 __all__ = [

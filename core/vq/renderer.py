@@ -21,7 +21,7 @@ from core.coeff.sampler import GenerationCancelled
 from core.device import resolve_device
 from core.errors import FlowVQError
 from core.face import builtin
-from core.render.inputs import check_coefficients, check_image, check_size
+from core.formats.render_inputs import check_coefficients, check_image, check_size
 from core.vq.config import PRESETS
 from core.vq.data import image_tensor
 from core.vq.vqig import VQIG, coefficient_windows

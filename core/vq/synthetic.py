@@ -18,7 +18,7 @@ import numpy as np
 
 from core.face import builtin
 from core.face.model import FaceModel
-from core.takes import Take, save_takes
+from core.formats.takes import Take, save_takes
 from core.vq.data import FRAMES_DIR, TAKE_FILE
 
 __all__ = ["Palette", "random_palette", "random_sequence", "render_face", "write_synthetic_set", "main"]

@@ -24,15 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from core.formats.takes import POSE_DIM
 from core.vq.codebook import CodebookAE, Encoder, ResBlock
 from core.vq.config import VQConfig
 
 __all__ = [
-    "POSE_DIM", "VQIGOutput", "coefficient_windows", "warp_image", "AdaIN", "MappingNet", "WarpNet",
+    "VQIGOutput", "coefficient_windows", "warp_image", "AdaIN", "MappingNet", "WarpNet",
     "FuseNet", "CrossAttention", "CodeTransformer", "VQIG",
 ]
 
-POSE_DIM = 6  # (pitch, yaw, roll, tx, ty, tz), core.face.pose
 
 
 class VQIGOutput(NamedTuple):

@@ -27,7 +27,7 @@ from torch import nn
 from core.errors import FlowVQError
 from core.face.model import FaceModel
 from core.configparse import read_yaml
-from core.train.common import module_tensors, write_weights
+from core.formats.weights import module_tensors, write_weights
 from core.vq.codebook import CodebookAE
 from core.vq.config import VQConfig, VQConfigError
 from core.vq.vqig import VQIG

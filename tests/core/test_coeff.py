@@ -56,7 +56,7 @@ def audio_features(seed: int = 0, frames: int = FRAMES) -> np.ndarray:
 
 
 def window_batch(face: FaceModel, seed: int = 0, batch: int = 3, length: int = 5) -> dict[str, torch.Tensor]:
-    """A batch in `core.train.data.WindowSampler`'s layout with random contents."""
+    """A batch in `core.formats.dataset.WindowSampler`'s layout with random contents."""
     generator = torch.Generator().manual_seed(seed)
     total = TINY.tau + length
     dim = face.n_expressions

@@ -20,7 +20,7 @@ from core.corpus.text import TextError, WORDS, template_sentences
 from core.corpus.visemes import PHONE_VISEMES
 from core.emotions import EMOTIONS
 from core.eval.metrics import bilabial_closure_rate
-from core.train.data import load_split, read_meta
+from core.formats.dataset import load_split, read_meta
 
 MBROLA = [v for v in VOICES if v in available_voices()]
 needs_voices = pytest.mark.skipif(

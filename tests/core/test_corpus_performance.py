@@ -1,17 +1,16 @@
-"""core.corpus.performance: emotion styles, blinks, head motion, resting faces and prosody draws."""
+"""core.corpus.performance and core.blinks: emotion styles, blinks, head motion, resting faces and prosody draws."""
 
 import numpy as np
 import pytest
 
+from core.blinks import BLINK_SECONDS, BLINKS_PER_MINUTE, BlinkError, blink_curves
 from core.corpus.performance import (
-    BLINK_SECONDS,
     HEAD_DEGREES,
     ONSET_SECONDS,
     REST_CHANNELS,
     STYLES,
     VARIATION,
     PerformanceError,
-    blink_curves,
     emotion_curves,
     head_motion,
     prosody_values,
@@ -59,7 +58,7 @@ def test_blinks_come_at_the_emotion_rate_with_realistic_durations(face, emotion)
     left, right = curves[:, face.names.index("eyeBlinkLeft")], curves[:, face.names.index("eyeBlinkRight")]
     np.testing.assert_array_equal(left, right)
     events = blink_events(left)
-    expected = STYLES[emotion].blinks_per_minute * minutes
+    expected = BLINKS_PER_MINUTE[emotion] * minutes
     assert abs(len(events) - expected) < 4 * np.sqrt(expected)  # Poisson: within 4 standard deviations
     assert all(1 <= n <= BLINK_SECONDS[1] * fps for n in events)
     assert left.max() >= 0.9 and left.min() == 0.0
@@ -115,5 +114,7 @@ def test_prosody_draws_stay_in_the_emotion_ranges_and_repeat_with_the_seed() -> 
 def test_unknown_emotions_and_missing_channels_are_named(face) -> None:
     with pytest.raises(PerformanceError, match="bored"):
         emotion_curves(face.names, "bored", 1.0, 5, FPS, np.random.default_rng(0))
-    with pytest.raises(PerformanceError, match="eyeBlinkLeft"):
+    with pytest.raises(BlinkError, match="eyeBlinkLeft"):
         blink_curves(["jawOpen"], "talk", 5, FPS, np.random.default_rng(0))
+    with pytest.raises(BlinkError, match="bored"):
+        blink_curves(face.names, "bored", 5, FPS, np.random.default_rng(0))

@@ -22,7 +22,7 @@ from core.corpus.readers import (
     assign_splits, emotion_for, import_coeffs, mead_emotion, sequence_name,
 )
 from core.face.bfm import BFM_EXP_DIM, D3D_DIM, D3D_SLICES, SADTALKER_DIM
-from core.train.data import DatasetError, load_split, read_meta
+from core.formats.dataset import DatasetError, load_split, read_meta
 from tests.core.test_bfm import bfm_arrays
 
 FPS = 25.0

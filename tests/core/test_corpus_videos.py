@@ -18,7 +18,7 @@ from core.audio import FRAME_FEATURES
 from core.corpus.readers import assign_splits
 from core.corpus.videos import from_videos, video_sequence
 from core.face import builtin
-from core.train.data import DatasetError, load_split, read_meta
+from core.formats.dataset import DatasetError, load_split, read_meta
 
 FPS = 25
 SIZE = 256  # frames are the 512 px photo at half size: FaceMesh needs no more

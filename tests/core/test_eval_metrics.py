@@ -6,7 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from core.corpus.performance import blink_curves, emotion_curves, head_motion
+from core.blinks import blink_curves
+from core.corpus.performance import emotion_curves, head_motion
 from core.corpus.visemes import viseme_curves
 from core.emotions import EMOTIONS
 from core.eval.metrics import (

@@ -12,8 +12,8 @@ from core.coeff.config import PRESETS
 from core.coeff.model import ExpFlow, lip_columns
 from core.emotions import emotion_index
 from core.eval.regressor import RegressorError, load_regressor, save_regressor, train_regressor
-from core.train.data import load_split
-from core.train.toy import drive_signal, write_toy_dataset
+from core.formats.dataset import load_split
+from core.corpus.toy import drive_signal, write_toy_dataset
 
 TINY = PRESETS["tiny"]
 

@@ -14,7 +14,7 @@ from core.coeff.weights import load_weights
 from core.corpus.build import CorpusError, CorpusSpec, build_corpus
 from core.corpus.speech import VOICES, available_voices
 from core.eval.run import BASELINES, SYSTEMS, EvalSettings, evaluate, format_table, sequence_nll
-from core.train.data import load_split
+from core.formats.dataset import load_split
 
 MBROLA = [v for v in VOICES if v in available_voices()]
 

@@ -29,7 +29,7 @@ from core.coeff.weights import WeightsError, default_weights_dir, save_weights
 from core.emotions import REFERENCE, UnknownEmotionError
 from core.device import DeviceError, resolve_device
 from core.errors import FlowVQError
-from core.takes import Take, load_takes, save_takes
+from core.formats.takes import Take, load_takes, save_takes
 
 SECONDS = 2.0
 

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from core.audio import SAMPLE_RATE
-from core.takes import Take, save_takes
+from core.formats.takes import Take, save_takes
 
 FLOWVQ = Path(sys.executable).with_name("flowvq")
 FRAMES = 8

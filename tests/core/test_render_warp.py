@@ -8,7 +8,7 @@ from core.errors import FlowVQError
 from core.face.landmarks import MultipleFacesError, NoFaceError
 from core.render import Renderer, RendererError, available_renderers, load_renderer
 from core.render.geometry import expression_shape, head_rotation, posed_landmarks
-from core.render.inputs import RenderInputError
+from core.formats.render_inputs import RenderInputError
 from core.render.portrait import prepare_portrait
 from core.render.raster import triangle_ids
 from core.render.warp import WarpScene, _blend

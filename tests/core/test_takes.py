@@ -1,4 +1,4 @@
-"""Tests for `core.takes`: wire format, validation, resampling, files and SadTalker export."""
+"""Tests for `core.formats.takes`: wire format, validation, resampling, files and SadTalker export."""
 
 import json
 
@@ -8,7 +8,7 @@ from scipy.io import loadmat
 
 from core.emotions import REFERENCE
 from core.face.bfm import read_sadtalker
-from core.takes import (
+from core.formats.takes import (
     Take,
     TakeError,
     load_takes,

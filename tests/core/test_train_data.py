@@ -1,4 +1,4 @@
-"""Tests for `core.train.data` (dataset layout, validation, batches) and `core.train.toy`."""
+"""Tests for `core.formats.dataset` (dataset layout, validation, batches) and `core.corpus.toy`."""
 
 import json
 
@@ -8,8 +8,8 @@ import torch
 
 from core.audio import frame_windows
 from core.emotions import EMOTIONS, emotion_index
-from core.train import data as data_module
-from core.train.data import (
+from core.formats import dataset as data_module
+from core.formats.dataset import (
     DATASET_VERSION,
     CoeffSequence,
     DatasetError,
@@ -21,7 +21,7 @@ from core.train.data import (
     write_meta,
     write_sequence,
 )
-from core.train.toy import (
+from core.corpus.toy import (
     EMOTION_OFFSETS,
     MOUTH_GAINS,
     drive_signal,

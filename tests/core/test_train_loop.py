@@ -1,5 +1,5 @@
 """Tests for `core.train.loop` and `core.train.cli`: the YAML config, user errors, resume, DDP under
-torchrun, and that a short run of the shipped tiny config learns the toy task (`core.train.toy`)."""
+torchrun, and that a short run of the shipped tiny config learns the toy task (`core.corpus.toy`)."""
 
 import os
 import subprocess
@@ -17,7 +17,7 @@ from core.coeff.sampler import SampleSettings, sample_takes
 from core.coeff.weights import WEIGHTS_FILE, load_weights
 from core.cli import main
 from core.eval.regressor import RegressorError, save_regressor, train_regressor
-from core.train.data import load_split
+from core.formats.dataset import load_split
 from core.train.loop import (
     STATE_FILE,
     TrainConfig,
@@ -28,7 +28,7 @@ from core.train.loop import (
     resolve_model,
     train_coeff,
 )
-from core.train.toy import EMOTION_OFFSETS, drive_signal, write_toy_dataset
+from core.corpus.toy import EMOTION_OFFSETS, drive_signal, write_toy_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"

@@ -8,7 +8,7 @@ from core.cli import main
 from core.errors import FlowVQError
 from core.train.loop import read_history, train_coeff
 from core.train.report import PLOT_FILE, REPORT_FILE, write_report
-from core.train.toy import write_toy_dataset
+from core.corpus.toy import write_toy_dataset
 from tests.core.test_train_loop import tiny_config
 
 

@@ -19,10 +19,10 @@ from core.vq.data import (
     read_frame_sequence,
 )
 from core.vq.losses import code_accuracy
-from core.render.inputs import RenderInputError
+from core.formats.render_inputs import RenderInputError
 from core.vq.renderer import VQIGRenderer, has_weights
 from core.vq.synthetic import write_synthetic_set
-from core.vq.train import TrainError, load_codebook_config, train_codebook, train_vqig
+from core.train.vq import TrainError, load_codebook_config, train_codebook, train_vqig
 from core.vq.vqig import coefficient_windows
 from core.vq.weights import CODEBOOK_FILE, load_vqig
 

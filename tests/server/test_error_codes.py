@@ -24,6 +24,7 @@ WIRE_CODES = {
     "core.audio.NotAudioError": "not_audio",
     "core.audio.SampleRateError": "sample_rate",
     "core.audio.SilentAudioError": "silent_audio",
+    "core.blinks.BlinkError": "blink",
     "core.coeff.config.ConfigError": "config",
     "core.coeff.generator.ReferenceTakeError": "reference_take",
     "core.coeff.sampler.GenerationCancelled": "generation_cancelled",
@@ -48,11 +49,11 @@ WIRE_CODES = {
     "core.face.landmarks.MultipleFacesError": "multiple_faces",
     "core.face.landmarks.NoFaceError": "no_face",
     "core.face.model.FaceModelError": "face_model",
+    "core.formats.dataset.DatasetError": "dataset",
+    "core.formats.render_inputs.RenderInputError": "render_input",
+    "core.formats.takes.TakeError": "invalid_take",
     "core.render.RendererError": "renderer",
-    "core.render.inputs.RenderInputError": "render_input",
-    "core.takes.TakeError": "invalid_take",
     "core.train.common.TrainError": "train",
-    "core.train.data.DatasetError": "dataset",
     "core.vq.config.VQConfigError": "vq_config",
     "core.vq.data.DataError": "data",
     "core.vq.losses.PerceptualWeightsError": "perceptual_weights",
@@ -88,7 +89,7 @@ def test_each_error_class_names_its_own_snake_case_code(cls):
 
 
 def test_the_server_answers_with_the_class_code_whatever_the_class_is_called():
-    class RenamedTakeProblem(importlib.import_module("core.takes").TakeError):
+    class RenamedTakeProblem(importlib.import_module("core.formats.takes").TakeError):
         """A subclass that keeps its parent's code on purpose."""
 
     error = flowvq_error(RenamedTakeProblem("bad take"), "take")

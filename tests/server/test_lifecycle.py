@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from core.emotions import EMOTIONS
-from core.takes import POSE_COLUMNS, Take
+from core.formats.takes import POSE_COLUMNS, Take
 from tests.server.conftest import HTTP_TIMEOUT, assert_error, job, speech_wav, submit, wait_for
 
 LONG_CLIP_S = 180.0  # with 16 takes, several seconds of sampling on this CPU: time to cancel it
@@ -25,7 +25,7 @@ def short_clip() -> bytes:
 
 
 def takes_of(url: str, job_id: str) -> list[Take]:
-    """The job's takes, parsed and validated by `core.takes`."""
+    """The job's takes, parsed and validated by `core.formats.takes`."""
     response = requests.get(f"{url}/v1/jobs/{job_id}/takes", timeout=HTTP_TIMEOUT)
     assert response.status_code == 200, response.text
     body = response.json()

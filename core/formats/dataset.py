@@ -1,4 +1,5 @@
-"""The on-disk dataset of the coefficient flows, its validation, and the batches training draws from it.
+"""The on-disk dataset of the coefficient flows, its validation, and the batches training (and the
+baselines' training in `core.eval`) draws from it.
 
 The layout is exactly::
 
@@ -35,10 +36,10 @@ import torch
 from core.emotions import EMOTIONS, UnknownEmotionError, emotion_index
 from core.errors import FlowVQError
 from core.fileio import write_atomic
-from core.takes import POSE_COLUMNS
+from core.formats.takes import POSE_DIM
 
 __all__ = [
-    "DATASET_FORMAT", "DATASET_VERSION", "META_FILE", "SPLITS", "SEQUENCE_KEYS", "POSE_DIM",
+    "DATASET_FORMAT", "DATASET_VERSION", "META_FILE", "SPLITS", "SEQUENCE_KEYS",
     "NAME_PATTERN", "DatasetError", "CoeffSequence", "DatasetMeta", "write_meta", "read_meta",
     "write_sequence", "read_sequence", "load_split", "WindowSampler", "frame_batches",
 ]
@@ -48,13 +49,12 @@ DATASET_VERSION = 2
 META_FILE = "meta.json"
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SEQUENCE_KEYS: tuple[str, ...] = ("exp", "pose", "audio", "emotion", "beta0")
-POSE_DIM = len(POSE_COLUMNS)
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 _META_KEYS = frozenset({"format", "version", "fps", "face_model", "names", "audio_width"})
 _LAYOUT = (
     f"a dataset directory must contain {META_FILE} and a train/ folder of NAME.npz sequences "
-    "(optionally val/ and test/); see core.train.data"
+    "(optionally val/ and test/); see core.formats.dataset"
 )
 
 Batch = dict[str, torch.Tensor]

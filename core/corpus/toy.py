@@ -24,7 +24,7 @@ from scipy.signal import lfilter
 
 from core.audio import FRAME_FEATURES
 from core.emotions import EMOTIONS, emotion_index
-from core.train.data import CoeffSequence, DatasetError, DatasetMeta, write_meta, write_sequence
+from core.formats.dataset import CoeffSequence, DatasetError, DatasetMeta, write_meta, write_sequence
 
 __all__ = [
     "DRIVE_BINS", "DRIVE_SCALE", "DRIVE_OFFSET", "MOUTH_GAINS", "EMOTION_OFFSETS", "PITCH_GAIN",

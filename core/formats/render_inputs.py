@@ -1,12 +1,13 @@
-"""Checks shared by every renderer on what `core.render.Renderer.render` receives, and a take's
-coefficients in a face model's order."""
+"""What every renderer receives (`core.render.Renderer.render`): the checks they share, and a
+take's coefficients in a face model's order. Here rather than in `core.render` so that the
+renderers of other packages (`core.vq.renderer`) use them without importing the registry."""
 
 from collections.abc import Sequence
 
 import numpy as np
 
 from core.errors import FlowVQError
-from core.takes import Take
+from core.formats.takes import Take
 
 __all__ = ["MIN_SIZE", "MAX_SIZE", "RenderInputError", "check_image", "check_size", "check_coefficients",
            "take_coefficients"]

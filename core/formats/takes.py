@@ -32,6 +32,7 @@ __all__ = [
     "Take",
     "TakeError",
     "POSE_COLUMNS",
+    "POSE_DIM",
     "TAKE_KEYS",
     "FILE_VERSION",
     "MAX_FPS",
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 POSE_COLUMNS: tuple[str, ...] = ("pitch", "yaw", "roll", "tx", "ty", "tz")
+POSE_DIM = len(POSE_COLUMNS)  # the pose's width everywhere: takes, datasets, models
 TAKE_KEYS: tuple[str, ...] = (
     "take", "seed", "emotion", "fps", "frames", "names", "exp", "pose", "face_model",
 )
@@ -327,7 +329,7 @@ def _check_shapes(take: Take) -> None:
             f"{where}: exp has {take.exp.shape[1]} columns but names lists {len(take.names)} "
             "coefficients; exp needs one column per name"
         )
-    if take.pose.shape[1] != len(POSE_COLUMNS):
+    if take.pose.shape[1] != POSE_DIM:
         raise TakeError(
             f"{where}: pose has {take.pose.shape[1]} columns, expected {len(POSE_COLUMNS)} "
             f"({', '.join(POSE_COLUMNS)})"
