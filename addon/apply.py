@@ -152,10 +152,11 @@ def _head_for(scene: bpy.types.Scene, snap: Snapshot, model: FaceModel | None) -
 
 
 def _translates(snap: Snapshot, owner: PoseOwner) -> bool:
-    """Whether the head pose moves the head too: the panel's choice; Auto moves objects, not bones."""
+    """Whether the head pose moves the head too: the panel's choice (Auto moves objects, not bones),
+    never for a bone Blender would not move (`PoseOwner.can_move`)."""
     if snap.translate == "AUTO":
         return not owner.bone
-    return snap.translate == "ROTATION_TRANSLATION"
+    return snap.translate == "ROTATION_TRANSLATION" and owner.can_move
 
 
 def _take_target(snap: Snapshot, meshes: list, mapping: Mapping, model: FaceModel | None) -> takes.TakeTarget:
@@ -217,6 +218,9 @@ def apply_generate(scene: bpy.types.Scene, snap: Snapshot, result: jobs.Generate
             item.frames_dir = preview.stored_frames_dir(result.frame_dirs[take["take"]], bpy.data.filepath)
         first = name if first is None else first
     notes = [_add_audio(scene, snap) if snap.add_audio_strip else ""]
+    if target.owner is not None and snap.translate == "ROTATION_TRANSLATION" and not target.owner.can_move:
+        notes.append(f"the head bone '{target.owner.bone}' is connected to its parent, so Blender does not "
+                     f"move it: the head only turns")
     index = props.take_items.find(first)
     notes.append(_set_range(scene, snap.frame_start, props.take_items[index].frame_count))
     switch_take(scene, index)

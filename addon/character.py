@@ -80,6 +80,12 @@ class PoseOwner:
     to_local: np.ndarray
 
     @property
+    def can_move(self) -> bool:
+        """Whether a location keyed on the owner moves it: Blender ignores the location of a bone
+        connected to its parent."""
+        return not self.bone or not self.obj.data.bones[self.bone].use_connect
+
+    @property
     def rotation_mode(self) -> str:
         """The rotation mode the pose is keyed in: the bone's or the object's own."""
         return self.obj.pose.bones[self.bone].rotation_mode if self.bone else self.obj.rotation_mode

@@ -118,6 +118,8 @@ def snapshot(context: bpy.types.Context) -> tuple[apply.Snapshot, jobs.GenerateR
         parts, mapping = _driven_parts(props, target), mapping_of(props)
         if not mapping.keys and not mapping.visemes:
             raise ValueError("no shape key of the character is driven: press 'Find Character' or edit the mapping")
+        if props.use_pose:
+            character.pose_owner(target, props.head_bone)  # refused now rather than after the job
     portrait = portrait_of(props)
     fps = scene_fps(scene)
     snap = apply.Snapshot(audio=audio, add_audio_strip=add_strip, frame_start=frame_start, fps=fps,

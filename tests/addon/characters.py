@@ -132,6 +132,38 @@ def build_character(bpy) -> dict:
     return parts
 
 
+def in_centimetres(bpy, parts: dict) -> None:
+    """Re-express a `build_character` rig as Character Creator and Mixamo FBX imports do: armature
+    and meshes in centimetres under an armature object scaled by 0.01, the world unchanged."""
+    rig = parts["rig"]
+    bpy.context.view_layer.objects.active = rig
+    bpy.ops.object.mode_set(mode="EDIT")
+    for bone in rig.data.edit_bones:
+        bone.head, bone.tail = bone.head * 100.0, bone.tail * 100.0
+    bpy.ops.object.mode_set(mode="OBJECT")
+    for key, obj in parts.items():
+        if key == "rig" or obj.type != "MESH":
+            continue
+        co = np.empty(len(obj.data.vertices) * 3, dtype=np.float32)
+        blocks = obj.data.shape_keys.key_blocks if obj.data.shape_keys else []
+        for block in blocks:
+            block.data.foreach_get("co", co)
+            block.data.foreach_set("co", co * 100.0)
+        obj.data.vertices.foreach_get("co", co)
+        obj.data.vertices.foreach_set("co", co * 100.0)
+        obj.data.update()
+    rig.scale = (0.01, 0.01, 0.01)
+    bpy.context.view_layer.update()
+
+
+def disconnect(bpy, rig, bone: str) -> None:
+    """Let ``bone`` move away from its parent (Blender ignores a connected bone's location)."""
+    bpy.context.view_layer.objects.active = rig
+    bpy.ops.object.mode_set(mode="EDIT")
+    rig.data.edit_bones[bone].use_connect = False
+    bpy.ops.object.mode_set(mode="OBJECT")
+
+
 def build_bust(bpy, rotation_mode: str = "QUATERNION", z: float = 1.6):
     """A head mesh with ARKit keys and no armature, at height ``z``, in ``rotation_mode``."""
     bust = _sphere(bpy, "Bust", (0.0, 0.0, 0.0), HEAD_RADIUS)

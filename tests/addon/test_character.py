@@ -323,3 +323,47 @@ def test_a_mapping_saved_as_a_json_preset_loads_back_and_a_bad_file_changes_noth
     with pytest.raises(RuntimeError, match="cannot load the mapping"):
         bpy.ops.flowvq.load_mapping(filepath=str(tmp_path / "bad.json"))
     assert {row.name: row.terms for row in props.mapping} == saved
+
+
+@pytest.mark.parametrize("mode", ["XYZ", "AXIS_ANGLE"])
+def test_a_centimetre_rig_with_an_euler_or_axis_angle_head_bone_turns_and_moves_the_head_in_metres(
+        bpy_empty, wire_takes, face_npz, mode):
+    """Character Creator / Mixamo imports: an armature scaled 0.01 with bones in centimetres, the head
+    bone in another rotation mode; with translation on, the head moves by the take's metres."""
+    from .characters import disconnect, in_centimetres
+
+    bpy = bpy_empty
+    parts = build_character(bpy)
+    in_centimetres(bpy, parts)
+    rig, take = parts["rig"], wire_takes[0]
+    rig.pose.bones["Head"].rotation_mode = mode
+    find_character(bpy, parts["head"], take["names"])
+    bpy.context.scene.flowvq.pose_translation = "ROTATION_TRANSLATION"
+    assert "connected to its parent, so Blender does not move it" in generate(bpy, [take], face_npz)
+    disconnect(bpy, rig, "Head")  # a head bone that may move
+    rest = np.array((rig.matrix_world @ rig.data.bones["Head"].matrix_local).translation)
+    generate(bpy, [take], face_npz)
+    pose = np.asarray(take["pose"])
+    facing = np.array(rig.matrix_world.to_3x3().normalized())
+    for k in (int(np.argmax(np.abs(pose[:, 3:]).max(axis=1))), take["frames"] // 2):
+        bpy.context.scene.frame_set(1 + k)
+        bone = rig.matrix_world @ rig.pose.bones["Head"].matrix
+        turned = np.array(bone.to_3x3().normalized())
+        assert angle_between(turned, expected_head_rotation(rig, "Head", pose[k])) < 0.5
+        moved = facing @ np.array([pose[k, 3], -pose[k, 5], pose[k, 4]])  # the take's metres, in the rig's frame
+        np.testing.assert_allclose(np.array(bone.translation) - rest, moved, atol=1e-4)
+    assert np.abs(pose[:, 3:]).max() > 1e-3  # the take does move the head
+
+
+def test_a_bust_in_axis_angle_mode_is_refused_with_what_to_do_and_nothing_changes(bpy_empty, wire_takes, face_npz):
+    """Blender has no delta axis-angle: the pose would have to overwrite the artist's own rotation."""
+    bpy = bpy_empty
+    bust = build_bust(bpy, "AXIS_ANGLE", z=1.6)
+    find_character(bpy, bust, wire_takes[0]["names"])
+    bpy.context.scene.flowvq.audio_path = str(SPEECH)
+    with pytest.raises(RuntimeError, match="axis-angle mode, which has no delta rotation"):
+        bpy.ops.flowvq.generate()  # refused when pressed, before any job starts
+    assert module("runner").active.task is None
+    assert len(bpy.data.actions) == 0 and bust.animation_data is None
+    bpy.context.scene.flowvq.use_pose = False  # what the message offers
+    assert generate(bpy, wire_takes[:1], face_npz).startswith("1 take(s) generated")
