@@ -33,7 +33,7 @@ from core.errors import FlowVQError
 
 __all__ = [
     "SAMPLE_RATE", "FEATURE_RATE", "HOP_LENGTH", "N_MELS", "SUBFRAMES", "FRAME_FEATURES", "N_FFT", "MAX_SECONDS",
-    "MIN_INPUT_RATE", "MAX_INPUT_RATE", "SILENCE_DBFS", "MAX_FPS",
+    "MIN_INPUT_RATE", "MAX_INPUT_RATE", "SILENCE_DBFS", "MAX_FPS", "DEFAULT_FPS",
     "AudioError", "AudioNotFoundError", "EmptyAudioError", "SilentAudioError", "CorruptAudioError",
     "NotAudioError", "AudioTooLongError", "SampleRateError", "FpsError", "FeatureError",
     "load_audio", "duration_seconds", "mel_band_edges_hz", "mel_filterbank", "log_mel",
@@ -47,6 +47,9 @@ HOP_LENGTH = SAMPLE_RATE // FEATURE_RATE  # 160 samples
 N_MELS = 80
 SUBFRAMES = 4  # log-mel rows kept per video frame (at 25 fps: every 10 ms row)
 FRAME_FEATURES = SUBFRAMES * N_MELS
+# The frame rate whose video frame holds exactly SUBFRAMES feature rows: the models', the corpora's
+# and MEAD/HDTF's (25 fps); every default frame rate in core is this one.
+DEFAULT_FPS = FEATURE_RATE / SUBFRAMES
 N_FFT = 400  # 25 ms Hann window
 MAX_SECONDS = 600.0  # the stated upload limit: 10 minutes
 MIN_INPUT_RATE = 4000

@@ -14,7 +14,7 @@ import numpy as np
 from core.emotions import EMOTIONS
 from core.errors import FlowVQError
 
-__all__ = ["BlinkError", "BLINKS_PER_MINUTE", "BLINK_SECONDS", "BLINK_CLOSING", "blink_curves"]
+__all__ = ["BlinkError", "BLINKS_PER_MINUTE", "BLINK_SECONDS", "BLINK_CLOSING", "BLINK_CHANNELS", "blink_curves"]
 
 # Blinks per minute of each emotion class (fear blinks most, surprise least).
 BLINKS_PER_MINUTE: dict[str, float] = {

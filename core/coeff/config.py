@@ -8,7 +8,7 @@ error), so weights never load into a model of another shape.
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from core.audio import FRAME_FEATURES, N_MELS
+from core.audio import DEFAULT_FPS, FRAME_FEATURES, N_MELS
 from core.errors import FlowVQError
 from core.jsonvalues import as_kind
 from core.configparse import section_keys
@@ -104,10 +104,10 @@ class CoeffConfig:
     half-normal of this std in coefficient units, so the flow can put a take's closures on the far
     side of the limit that sampling clamps gaps to (mouthClose <= jawOpen) and seal them exactly.
     take_style: ExpFlow's context holds the take's style, its mean upper-face expression
-    (`core.coeff.model.STYLE_PREFIXES`) relative to β₀, which sampling draws once per take.
+    (`core.face.rig.STYLE_PREFIXES`) relative to β₀, which sampling draws once per take.
     """
 
-    fps: float = 25.0
+    fps: float = DEFAULT_FPS
     audio_before: int = 4
     audio_after: int = 4
     audio_width: int = FRAME_FEATURES

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from core.audio import frame_windows
-from core.blinks import blink_curves
+from core.blinks import BLINK_CHANNELS, blink_curves
 from core.coeff.bank import project_to_manifold
 from core.coeff.model import CoeffModel, SequenceFlow, limit_lips
 from core.emotions import EMOTIONS, TALK, emotion_index
@@ -369,7 +369,7 @@ def add_blinks(exp: np.ndarray, model: CoeffModel, settings: SampleSettings) -> 
     seconds. This layer gives animators blinking eyes on editable curves. Face models without
     eyeBlinkLeft/Right get none. Shapes: exp (N, T, D) -> (N, T, D).
     """
-    if not {"eyeBlinkLeft", "eyeBlinkRight"} <= set(model.names):
+    if not set(BLINK_CHANNELS) <= set(model.names):
         return exp
     lower, upper = model.lower.cpu().numpy(), model.upper.cpu().numpy()
     emotion = EMOTIONS[emotion_index(settings.emotion)]  # the canonical name of a case-free one

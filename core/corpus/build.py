@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from core.audio import FRAME_FEATURES, SAMPLE_RATE, n_video_frames, wave_features
+from core.audio import DEFAULT_FPS, FRAME_FEATURES, SAMPLE_RATE, n_video_frames, wave_features
 from core.corpus.augment import augment_wave
 from core.blinks import blink_curves
 from core.corpus.performance import emotion_curves, head_motion, prosody_values, resting_expression
@@ -84,7 +84,7 @@ class CorpusSpec:
     emotions: tuple[str, ...] = EMOTIONS
     repeats: int = 1
     intensity: tuple[float, float] = (0.5, 1.0)
-    fps: float = 25.0
+    fps: float = DEFAULT_FPS
     augment: bool = True
     seed: int = 0
 

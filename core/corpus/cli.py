@@ -23,9 +23,10 @@ import os
 import sys
 from pathlib import Path
 
+from core.audio import DEFAULT_FPS
 from core.corpus.build import CorpusSpec, build_corpus
 from core.corpus.toy import write_toy_dataset
-from core.corpus.readers import COEFF_FORMATS, DEFAULT_FPS, import_coeffs
+from core.corpus.readers import COEFF_FORMATS, import_coeffs
 from core.corpus.videos import from_videos
 from core.emotions import EMOTIONS
 from core.face import builtin

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from core.audio import (
-    FRAME_FEATURES, SAMPLE_RATE, AudioError, FpsError, check_decoded, check_fps, duration_seconds, load_audio,
+    DEFAULT_FPS, FRAME_FEATURES, SAMPLE_RATE, AudioError, FpsError, check_decoded, check_fps, duration_seconds, load_audio,
     wave_features,
 )
 from core.emotions import EMOTIONS, TALK, UnknownEmotionError, emotion_index
@@ -46,7 +46,7 @@ from core.formats.dataset import SPLITS, CoeffSequence, DatasetError, DatasetMet
 
 __all__ = [
     "COEFF_FORMATS", "COEFF_SUFFIXES", "AUDIO_SUFFIXES", "MEAD_EMOTIONS", "FALLBACK_EMOTION",
-    "ALIGN_TOLERANCE_S", "DEFAULT_FPS", "Progress", "CorpusSummary", "CorpusWriter", "check_dataset_fps",
+    "ALIGN_TOLERANCE_S", "Progress", "CorpusSummary", "CorpusWriter", "check_dataset_fps",
     "sequence_name", "files_under",
     "unique_names", "mead_emotion", "emotion_for", "assign_splits", "checked_wave",
     "decode_audio_av", "read_audio", "find_audio", "read_coeffs", "bfm_meta", "import_coeffs",
@@ -60,7 +60,6 @@ _SOUNDFILE_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg"})
 MEAD_EMOTIONS: tuple[str, ...] = tuple(e for e in EMOTIONS if e != TALK)
 FALLBACK_EMOTION = TALK  # a path without a MEAD emotion (e.g. HDTF) is plain speech
 ALIGN_TOLERANCE_S = 0.5  # audio and coefficients may differ this much in length (encoder padding)
-DEFAULT_FPS = 25.0  # MEAD and HDTF are preprocessed at 25 fps
 
 _TOKEN_SPLIT = re.compile(r"[^A-Za-z0-9]+")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import lfilter
 
-from core.audio import FRAME_FEATURES
+from core.audio import DEFAULT_FPS, FRAME_FEATURES
 from core.emotions import EMOTIONS, emotion_index
 from core.formats.dataset import CoeffSequence, DatasetError, DatasetMeta, write_meta, write_sequence
 
@@ -51,7 +51,7 @@ EMOTION_OFFSETS: dict[str, dict[str, float]] = {
 }
 PITCH_GAIN = 0.05  # radians of nod at s = 1 (about 3 degrees)
 EXP_NOISE = 0.01
-TOY_FPS = 25.0
+TOY_FPS = DEFAULT_FPS
 
 _SYLLABLES_PER_SECOND = (3.0, 5.0)
 _BUMP_SECONDS = (0.04, 0.12)  # Gaussian bump standard deviation

@@ -18,7 +18,8 @@ import numpy as np
 from core.face.regions import falloff, geodesic_from
 from core.face.topology import vertex_adjacency
 
-__all__ = ["ARKIT_NAMES", "SHAPE_AREAS", "RigContext", "author_basis", "JAW_OPEN_ANGLE"]
+__all__ = ["ARKIT_NAMES", "SHAPE_AREAS", "RigContext", "author_basis", "JAW_OPEN_ANGLE", "LIP_CHANNELS",
+           "STYLE_PREFIXES"]
 
 ARKIT_NAMES: tuple[str, ...] = (
     "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
@@ -53,6 +54,12 @@ SHAPE_AREAS: dict[str, str] = {
         "mouthShrugLower", "mouthShrugUpper", "tongueOut")},
 }
 
+# The jaw and the lip-closing shape: the lips meet where mouthClose reaches jawOpen (the models
+# keep mouthClose <= jawOpen and read the lip gap from these two).
+LIP_CHANNELS: tuple[str, str] = ("jawOpen", "mouthClose")
+# The upper-face channels (brows, eyes but the blinks, cheeks, nose) by name prefix: a take's style,
+# the part of a face that stays the same over a take.
+STYLE_PREFIXES: tuple[str, ...] = ("brow", "cheek", "eyeLook", "eyeSquint", "eyeWide", "nose")
 JAW_OPEN_ANGLE = np.deg2rad(22.0)  # jawOpen = 1.0 drops the chin by about 2.5 cm
 MM = 0.001
 

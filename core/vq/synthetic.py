@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from core.audio import DEFAULT_FPS
 from core.face import builtin
 from core.face.model import FaceModel
 from core.formats.takes import Take, save_takes
@@ -23,7 +24,7 @@ from core.vq.data import FRAMES_DIR, TAKE_FILE
 
 __all__ = ["Palette", "random_palette", "random_sequence", "render_face", "write_synthetic_set", "main"]
 
-FPS = 25.0
+FPS = DEFAULT_FPS
 _LIGHT = np.array([0.3, 0.4, 1.0]) / np.linalg.norm([0.3, 0.4, 1.0])
 _AMBIENT = 0.35
 _SUBPIXEL_BITS = 4

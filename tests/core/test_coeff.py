@@ -9,7 +9,8 @@ import torch
 
 from core.coeff.bank import project_to_manifold
 from core.coeff.config import PRESETS, CoeffConfig, ConfigError
-from core.coeff.model import STYLE_PREFIXES, CoeffModel, limit_lips, lip_columns
+from core.coeff.model import CoeffModel, limit_lips, lip_columns
+from core.face.rig import STYLE_PREFIXES
 from core.coeff.sampler import (
     GenerationCancelled,
     SampleSettings,
