@@ -44,7 +44,7 @@ from core.coeff.bank import project_to_manifold
 from core.coeff.model import CoeffModel, SequenceFlow, limit_lips
 from core.emotions import EMOTIONS, TALK, emotion_index
 from core.errors import FlowVQError
-from core.flow import t_noise
+from core.flow import content_key, t_noise
 from core.formats.takes import POSE_DIM
 
 __all__ = [
@@ -264,19 +264,19 @@ _COMPILED: "weakref.WeakKeyDictionary[SequenceFlow, dict[tuple, tuple[tuple, Cal
 
 
 def _compiled_step(step: _FrameStep, inputs: tuple[Tensor, ...]) -> Callable[..., tuple[Tensor, Tensor, Tensor]]:
-    """``step`` traced with TorchScript for these input shapes, reused until a parameter changes.
+    """``step`` traced with TorchScript for these input shapes, reused until a parameter's values change.
 
     Sampling runs thousands of tiny frames, where Python and module-call overhead costs more than
     the arithmetic; the traced step runs the same operations about 2.5 times faster on a CPU
     (`torch.compile` and `torch.export` were measured slower here or fail on the cache below). The
     step runs once eagerly first so that the 1×1 linears' inverse weights are cached and enter the
-    trace as constants; the key holds every parameter's version counter, so training (or loading
-    new weights) makes the next call trace again.
+    trace as constants; the key holds the parameters' `content_key`, so training (or loading new
+    weights) makes the next call trace again.
     """
     flow = step.flow
     shapes = (tuple(tuple(x.shape) for x in inputs), inputs[0].dtype, inputs[0].device,
               step.bounds is None, step.lips)
-    versions = tuple(p._version for p in flow.parameters())
+    versions = content_key(flow.parameters())
     cached = _COMPILED.setdefault(flow, {}).get(shapes)
     if cached is not None and cached[0] == versions:
         return cached[1]

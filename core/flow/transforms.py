@@ -14,12 +14,13 @@ sums their log-dets.
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "content_key",
     "Transform",
     "Composite",
     "Standardize",
@@ -32,6 +33,20 @@ __all__ = [
     "flow_step",
     "replace_column",
 ]
+
+
+def content_key(tensors: Iterable[Tensor]) -> tuple:
+    """A key of the tensors' current contents: shape, dtype, device and two float64 checksums of
+    the values (their sum and their position-weighted sum), so a change of any value, a swap of
+    two, a cast or a move gives another key. Caches of what is derived from weights (an inverse,
+    a traced step) compare it, with public API only; reading the values costs one pass over them.
+    Shapes: each tensor any shape."""
+    key = []
+    for tensor in tensors:
+        flat = tensor.detach().reshape(-1).to(torch.float64)
+        ramp = torch.arange(1, flat.numel() + 1, dtype=torch.float64, device=flat.device)
+        key.append((tuple(tensor.shape), tensor.dtype, str(tensor.device), float(flat.sum()), float(flat @ ramp)))
+    return tuple(key)
 
 
 class Transform(nn.Module, ABC):
@@ -196,8 +211,8 @@ class InvertibleLinear(Transform):
     ``torch.Generator().manual_seed(seed)``. logdet = sum(log_s).
 
     `inverse` solves two triangular systems while autograd records (training's reverse pass); with
-    gradients off (sampling) it multiplies by W⁻¹, computed once and reused until a parameter
-    changes (tracked by the parameters' in-place version counters).
+    gradients off (sampling) it multiplies by W⁻¹, computed once and reused until a parameter's
+    values change (`content_key`).
     Shapes: perm, lower, upper (D, D); sign, log_s (D,).
     """
 
@@ -248,8 +263,8 @@ class InvertibleLinear(Transform):
         return torch.linalg.solve_triangular(upper, y, upper=True)
 
     def _cached_inverse_weight(self) -> Tensor:
-        """W⁻¹, recomputed only when a parameter, dtype or device changed. Shapes: (D, D)."""
-        key = tuple((p._version, p.data_ptr(), p.dtype) for p in (self.lower, self.upper, self.log_s))
+        """W⁻¹, recomputed only when a parameter's values, dtype or device changed. Shapes: (D, D)."""
+        key = content_key((self.lower, self.upper, self.log_s))
         if self._inverse_cache is None or self._inverse_cache[0] != key:
             eye = torch.eye(self.lower.shape[0], dtype=self.lower.dtype, device=self.lower.device)
             self._inverse_cache = (key, self._solve(eye))

@@ -329,3 +329,17 @@ def test_flow_step_is_rebuilt_identically_from_its_seed_whatever_the_global_rng(
         torch.testing.assert_close(a, b, msg=name)
     coupling_weights = [k for k in first.state_dict() if "encoder" in k and k.endswith("weight")]
     assert any(not torch.equal(first.state_dict()[k], other.state_dict()[k]) for k in coupling_weights)
+
+
+def test_content_key_changes_with_any_value_a_swap_or_a_cast_and_not_otherwise() -> None:
+    from core.flow import content_key
+
+    weights = torch.randn(4, 5, generator=torch.Generator().manual_seed(0))
+    key = content_key([weights])
+    assert content_key([weights.clone()]) == key  # the same values: the same key
+    changed = weights.clone()
+    changed[2, 3] += 1e-6
+    swapped = weights.clone()
+    swapped[0, 0], swapped[1, 1] = weights[1, 1], weights[0, 0]  # the same sum
+    for other in (changed, swapped, weights.double(), weights.reshape(5, 4)):
+        assert content_key([other]) != key
