@@ -4,6 +4,9 @@ trainers (`core.train.vq`), plus the config and weights modules they read and wr
 * **Processes**: `process_group` (the torchrun process group, if any), `Process`, `wrap_ddp`.
 * **Randomness**: `stream_seed`, one 32-bit seed per (seed, rank, step, stream), so a run's step is
   its whole RNG state and a resumed run draws what an uninterrupted one would.
+* **The loop**: `run_steps`, the step loop both trainers run (progress bar, per-step losses averaged
+  over ranks and logged every ``log_every`` steps, checkpoints every ``checkpoint_every``), around
+  the trainer's own step.
 * **Logging**: `mean_losses` (mean of each logged term over all ranks) and the output folder's
   history.jsonl (`read_history`, `start_history`, `append_history`).
 * **Checkpoints**: `output_folder` (refuses to overwrite a run), `read_trainer_state` and
@@ -24,6 +27,7 @@ Nothing here knows a model: the trainers pass their loss names, state header and
 import json
 import math
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, fields
@@ -34,6 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor, distributed, nn
 from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
 from core.device import resolve_device
 from core.errors import FlowVQError
@@ -44,7 +49,7 @@ from core.jsonvalues import as_kind
 __all__ = [
     "TrainError", "HISTORY_FILE", "STATE_FILE", "RunConfig",
     "Process", "process_group", "wrap_ddp", "stream_seed", "to_device", "mean_losses",
-    "read_history", "start_history", "append_history",
+    "read_history", "start_history", "append_history", "Record", "run_steps",
     "output_folder", "read_trainer_state", "write_trainer_state",
     "load_yaml_config", "known_keys", "resolve_path", "resolve_paths", "as_number",
     "check_integer_minima", "check_float_minima", "check_betas", "plain_config",
@@ -167,6 +172,58 @@ def append_history(out: Path, event: dict[str, Any]) -> None:
     """Add one event (a JSON object on one line) to ``out/history.jsonl``."""
     with (out / HISTORY_FILE).open("a", encoding="utf-8") as stream:
         stream.write(json.dumps(event) + "\n")
+
+
+# Writes one history event: (event name, its values); the step, world size and seconds are added.
+Record = Callable[[str, dict[str, Any]], None]
+
+
+def run_steps(
+    kind: str, keys: Sequence[str], config: Any, out: Path, process: Process, first_step: int,
+    step: Callable[[int], tuple[dict[str, Tensor], dict[str, Any]]], checkpoint: Callable[[int], None],
+    on_start: Callable[[Record], None] = lambda record: None,
+    after_step: Callable[[int, bool, Record], None] = lambda done, last, record: None,
+) -> None:
+    """The loop of every trainer, from ``first_step`` to ``config.steps``.
+
+    ``step(index)`` runs optimiser step ``index`` (0-based) and returns its loss terms (a key of
+    ``keys`` it lacks counts 0) and the extra values of its history line (e.g. the stage). Every
+    ``config.log_every`` steps and at the last, the terms' means over those steps and all ranks go
+    to the progress bar and (rank 0) to history.jsonl as a ``train`` event; then
+    ``after_step(done, last, record)`` runs (validation); then rank 0 calls ``checkpoint(done)``
+    every ``config.checkpoint_every`` steps and at the last. Rank 0 starts the history at
+    ``first_step`` and calls ``on_start(record)`` before the first step.
+    """
+    started = time.monotonic()
+    done = first_step
+
+    def record(event: str, values: dict[str, Any]) -> None:
+        append_history(out, {"event": event, "step": done, **values, "world_size": process.world_size,
+                             "seconds": round(time.monotonic() - started, 3)})
+
+    if process.main:
+        out.mkdir(parents=True, exist_ok=True)
+        start_history(out, first_step)
+        on_start(record)
+    totals = torch.zeros(len(keys) + 1, device=process.device)  # loss sums and the step count
+    bar = tqdm(total=config.steps, initial=done, desc=f"train {kind}", disable=not process.main, dynamic_ncols=True)
+    while done < config.steps:
+        terms, extra = step(done)
+        done += 1
+        bar.update(1)
+        zero = totals.new_zeros(())
+        totals += torch.stack([*(terms.get(key, zero).detach().float() for key in keys), totals.new_ones(())])
+        last = done == config.steps
+        if done % config.log_every == 0 or last:
+            means = mean_losses(totals, keys, process.world_size)
+            totals.zero_()
+            bar.set_postfix({key: f"{value:.3f}" for key, value in means.items()})
+            if process.main:
+                record("train", {**extra, **means})
+        after_step(done, last, record)
+        if process.main and (done % config.checkpoint_every == 0 or last):
+            checkpoint(done)
+    bar.close()
 
 
 def output_folder(out: Path | None, resume: bool) -> Path:

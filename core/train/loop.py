@@ -28,7 +28,6 @@ image-generator trainers (`core.train.vq`).
 """
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from core.coeff.bank import build_latent_bank
 from core.coeff.config import PRESETS, CoeffConfig
@@ -47,13 +45,12 @@ from core.configparse import split_preset
 from core.eval.regressor import load_regressor
 from core.face import builtin
 from core.face.model import FaceModel
-from core.train.common import (
-    HISTORY_FILE, STATE_FILE, Process, TrainError, append_history, check_betas, check_float_minima,
-    check_integer_minima, known_keys, load_yaml_config, mean_losses, output_folder, plain_config,
-    process_group, read_history, read_trainer_state, resolve_paths, start_history, stream_seed,
-    to_device, wrap_ddp, write_trainer_state,
-)
 from core.formats.dataset import CoeffSequence, WindowSampler, frame_batches, load_split, read_meta
+from core.train.common import (
+    HISTORY_FILE, STATE_FILE, Process, Record, TrainError, check_betas, check_float_minima, check_integer_minima,
+    known_keys, load_yaml_config, output_folder, plain_config, process_group, read_history, read_trainer_state,
+    resolve_paths, run_steps, stream_seed, to_device, wrap_ddp, write_trainer_state,
+)
 
 __all__ = [
     "TrainError", "TrainConfig", "LOSS_KEYS", "HISTORY_FILE", "STATE_FILE",
@@ -317,59 +314,43 @@ def _fit(
     train: Sequence[CoeffSequence], val: Sequence[CoeffSequence], out: Path, process: Process,
     state: dict[str, Any] | None,
 ) -> float | None:
-    """The optimisation loop from the state's step (0 for a new run) to ``config.steps``; returns the
-    best validation loss (None without a val split)."""
-    step = 0 if state is None else state["step"]
-    best = None if state is None else state["best_val"]
+    """The optimisation loop (`run_steps`) from the state's step (0 for a new run) to
+    ``config.steps``; returns the best validation loss (None without a val split)."""
+    best = [None if state is None else state["best_val"]]  # the loop's validations update it
     wrapped = wrap_ddp(_LossModule(model), process)
     sampler = _sampler(train, config)
     validator = _Validator(val, config, process.device) if val and process.main else None
-    started = time.monotonic()
+    first = 0 if state is None else state["step"]
 
-    def record(event: str, losses: dict[str, float]) -> None:
-        append_history(out, {"event": event, "step": step, **losses, "world_size": process.world_size,
-                              "seconds": round(time.monotonic() - started, 3)})
-
-    if process.main:
-        out.mkdir(parents=True, exist_ok=True)
-        start_history(out, step)
-        if validator is not None and step == 0:
-            record("val", validator(model))
-    totals = torch.zeros(len(LOSS_KEYS) + 1, device=process.device)  # loss sums and the step count
-    bar = tqdm(
-        total=config.steps, initial=step, desc="train coeff", disable=not process.main, dynamic_ncols=True
-    )
-    while step < config.steps:
-        rng = np.random.default_rng(stream_seed(config.seed, process.rank, step, _BATCH_STREAM))
+    def step(index: int) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        rng = np.random.default_rng(stream_seed(config.seed, process.rank, index, _BATCH_STREAM))
         batch = to_device(sampler.sample(rng), process.device)
         generator = torch.Generator(process.device).manual_seed(
-            stream_seed(config.seed, process.rank, step, _NOISE_STREAM)
+            stream_seed(config.seed, process.rank, index, _NOISE_STREAM)
         )
         losses = wrapped(batch, generator)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, step)
+            group["lr"] = learning_rate(config, index)
         optimizer.step()
-        step += 1
-        bar.update(1)
-        totals += torch.stack([*(losses[key].detach() for key in LOSS_KEYS), totals.new_ones(())])
-        last = step == config.steps
-        if step % config.log_every == 0 or last:
-            means = mean_losses(totals, LOSS_KEYS, process.world_size)
-            totals.zero_()
-            bar.set_postfix({key: f"{value:.3f}" for key, value in means.items()})
-            if process.main:
-                record("train", means)
-        if validator is not None and (step % config.val_every == 0 or last):
+        return losses, {}
+
+    def start(record: Record) -> None:
+        if validator is not None and first == 0:
+            record("val", validator(model))
+
+    def validate(done: int, last: bool, record: Record) -> None:
+        if validator is not None and (done % config.val_every == 0 or last):
             scores = validator(model)
-            best = scores["loss"] if best is None else min(best, scores["loss"])
+            best[0] = scores["loss"] if best[0] is None else min(best[0], scores["loss"])
             record("val", scores)
-        if process.main and (step % config.checkpoint_every == 0 or last):
-            _checkpoint(model, optimizer, config, out, step, best, process.world_size)
-    bar.close()
-    return best
+
+    run_steps("coeff", LOSS_KEYS, config, out, process, first, step,
+              lambda done: _checkpoint(model, optimizer, config, out, done, best[0], process.world_size),
+              on_start=start, after_step=validate)
+    return best[0]
 
 
 def _checkpoint(

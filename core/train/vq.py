@@ -20,7 +20,6 @@ The output folder holds the weights (`core.vq.weights`, written at every checkpo
 """
 
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,13 +29,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from core.face import builtin
 from core.train.common import (
-    Process, TrainError, append_history, check_betas, check_float_minima, check_integer_minima, known_keys,
-    load_yaml_config, mean_losses, output_folder, plain_config, process_group, read_trainer_state,
-    resolve_path, resolve_paths, start_history, stream_seed, to_device, wrap_ddp, write_trainer_state,
+    Process, TrainError, check_betas, check_float_minima, check_integer_minima, known_keys, load_yaml_config,
+    output_folder, plain_config, process_group, read_trainer_state, resolve_path, resolve_paths, run_steps,
+    stream_seed, to_device, wrap_ddp, write_trainer_state,
 )
 from core.vq.codebook import CodebookAE
 from core.vq.config import PRESETS, VQConfig, VQConfigError, resolve_preset
@@ -281,32 +279,27 @@ def _state_header(kind: str) -> dict[str, Any]:
 
 
 def _fit(run: _Run, config: Any, out: Path, process: Process, state: dict[str, Any] | None) -> None:
-    """Alternate generator and discriminator steps from the state's step to ``config.steps``,
-    logging, checkpointing and writing the weights at the end."""
+    """Alternate generator and discriminator steps from the state's step to ``config.steps`` in
+    the trainers' loop (`run_steps`), which logs and checkpoints."""
     discriminator = PatchDiscriminator(config.model.codebook.disc_channels, config.model.codebook.disc_layers)
     discriminator.to(process.device)
     trainable = [p for p in run.model.parameters() if p.requires_grad]
     g_opt = torch.optim.Adam(trainable, lr=config.lr, betas=config.betas)
     d_opt = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=config.betas)
-    step = 0
+    first = 0
     if state is not None:
         run.model.load_state_dict(state["model"])
         discriminator.load_state_dict(state["discriminator"])
         g_opt.load_state_dict(state["g_optimizer"])
         d_opt.load_state_dict(state["d_optimizer"])
-        step = state["step"]
+        first = state["step"]
     loss_module, critic = wrap_ddp(run.loss, process), wrap_ddp(discriminator, process)
-    started = time.monotonic()
-    if process.main:
-        out.mkdir(parents=True, exist_ok=True)
-        start_history(out, step)
-    totals = torch.zeros(len(run.keys) + 1, device=process.device)
-    bar = tqdm(total=config.steps, initial=step, desc=f"train {run.kind}", disable=not process.main, dynamic_ncols=True)
-    while step < config.steps:
-        rng = np.random.default_rng(stream_seed(config.seed, process.rank, step, _BATCH_STREAM))
+
+    def step(index: int) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        rng = np.random.default_rng(stream_seed(config.seed, process.rank, index, _BATCH_STREAM))
         batch = to_device(run.sample(rng), process.device)
-        adversarial = run.adversarial(step)
-        terms = loss_module(*run.inputs(batch, step))
+        adversarial = run.adversarial(index)
+        terms = loss_module(*run.inputs(batch, index))
         loss = terms["loss"]
         if adversarial:
             terms["adv"] = generator_adversarial(critic(terms["fake"]), config.adv_loss)
@@ -322,22 +315,10 @@ def _fit(run: _Run, config: Any, out: Path, process: Process, state: dict[str, A
             terms["disc"].backward()
             d_opt.step()
         terms["loss"] = loss
-        stage = run.stage(step)
-        step += 1
-        bar.update(1)
-        zero = totals.new_zeros(())
-        totals += torch.stack([*(terms.get(key, zero).detach().float() for key in run.keys), totals.new_ones(())])
-        if step % config.log_every == 0 or step == config.steps:
-            means = mean_losses(totals, run.keys, process.world_size)
-            totals.zero_()
-            bar.set_postfix({key: f"{value:.3f}" for key, value in means.items()})
-            if process.main:
-                append_history(out, {"event": "train", "step": step, "stage": stage, **means,
-                                      "world_size": process.world_size,
-                                      "seconds": round(time.monotonic() - started, 3)})
-        if process.main and (step % config.checkpoint_every == 0 or step == config.steps):
-            _checkpoint(run, discriminator, g_opt, d_opt, config, out, step, process.world_size)
-    bar.close()
+        return terms, {"stage": run.stage(index)}
+
+    run_steps(run.kind, run.keys, config, out, process, first, step,
+              lambda done: _checkpoint(run, discriminator, g_opt, d_opt, config, out, done, process.world_size))
 
 
 def _checkpoint(
