@@ -225,7 +225,8 @@ def apply_generate(scene: bpy.types.Scene, snap: Snapshot, result: jobs.Generate
     notes.append(_set_range(scene, snap.frame_start, props.take_items[index].frame_count))
     switch_take(scene, index)
     if renamed:
-        notes.append(f"{renamed} edited take(s) of the same name kept")
+        notes.append(f"{renamed} take(s) renamed: the take of that name was edited or is another character's, "
+                     f"and is kept")
     if pruned:
         notes.append(f"{pruned} take(s) whose Actions were deleted removed from the list")
     parts = f" on {len(target.meshes)} meshes" if len(target.meshes) > 1 else ""

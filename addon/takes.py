@@ -9,9 +9,10 @@ Action holds every curve of the take, one slot per animated ID; on 4.2/4.3 each 
 Action (the first mesh's carries the take's name, the others ``<take> <object>``, the pose
 ``<take> pose``).
 
-Regenerating a take of the same name rewrites its Actions in place when nobody edited them, so
-whatever points at them (the take list, NLA strips, assignments) stays valid; when one was edited,
-the new take gets a free name instead (`free_take_name`).
+Regenerating a take of the same name on the same character rewrites its Actions in place when
+nobody edited them, so whatever points at them (the take list, NLA strips, assignments) stays
+valid; when one was edited, or the Actions belong to another character, the new take gets a free
+name instead (`free_take_name`).
 """
 
 import json
@@ -26,9 +27,11 @@ from .reduce import closure_frames, reduce_keys
 from .timing import resample
 
 __all__ = ["TakeTarget", "WrittenTake", "action_name", "take_meta", "free_take_name", "write_take", "sample_take",
-           "reference_values", "is_edited", "key_path", "TAKE_PROP", "POSE_TOLERANCE_SCALE"]
+           "reference_values", "is_edited", "key_path", "TAKE_PROP", "CHARACTER_PROP", "POSE_TOLERANCE_SCALE"]
 
 TAKE_PROP = "flowvq_take"
+# The head mesh a take's Actions were keyed for: a take of another character never reuses them.
+CHARACTER_PROP = "flowvq_character"
 # The take fields an Action (and a take item) keeps to name and describe the take.
 META_FIELDS = ("take", "seed", "emotion", "face_model")
 # Pose tolerance per unit of expression tolerance: radians (or quaternion units) for the rotation,
@@ -99,14 +102,20 @@ def _action_names(name: str, owners: list[tuple[bpy.types.Object, str]]) -> list
             for index, (obj, what) in enumerate(owners)]
 
 
+def _reusable(action: bpy.types.Action | None, head: bpy.types.Object) -> bool:
+    """Whether a take may rewrite ``action``: none exists, or it is an unedited take of this head."""
+    return action is None or (not is_edited(action) and action.get(CHARACTER_PROP) == head.name)
+
+
 def free_take_name(base: str, target: TakeTarget) -> str:
-    """``base``, or ``base.001``, ``base.002``...: the first name none of whose Actions exists
-    edited, so regenerating never overwrites an artist's edit."""
+    """``base``, or ``base.001``, ``base.002``...: the first name whose Actions are free or an
+    unedited take of the same character, so regenerating never overwrites an artist's edit nor
+    another character's take."""
     owners = _owners(target)
     for number in range(1000):
         name = base if number == 0 else f"{base}.{number:03d}"
         existing = [bpy.data.actions.get(n) for n in set(_action_names(name, owners))]
-        if not any(action is not None and is_edited(action) for action in existing):
+        if all(_reusable(action, target.meshes[0]) for action in existing):
             return name
     raise ValueError(f"a thousand edited takes are called '{base}': rename some of them")
 
@@ -178,6 +187,7 @@ def write_take(take: dict, name: str, target: TakeTarget, frame_start: int, scen
     meta = take_meta(take)
     for action in set(actions):
         action[TAKE_PROP] = meta
+        action[CHARACTER_PROP] = target.meshes[0].name
         action[keys.FINGERPRINT_PROP] = keys.fingerprint(action)
     return WrittenTake(tuple((obj, what, action) for (obj, what), action in zip(owners, actions)), len(exp), meta)
 

@@ -163,7 +163,7 @@ def test_regenerating_keeps_the_edit_the_rows_and_the_artists_longer_range(rigge
     curve.keyframe_points[5].co.y = 0.9
     scene.frame_end = 400  # the artist lengthens the range
     status = generate(bpy, wire_takes, face_npz)
-    assert "1 edited take(s) of the same name kept" in status
+    assert "1 take(s) renamed: the take of that name was edited or is another character's" in status
     assert curve.keyframe_points[5].co.y == pytest.approx(0.9)
     names = [item.name for item in props.take_items]
     assert len(names) == len(set(names)) == 3
@@ -367,3 +367,22 @@ def test_a_bust_in_axis_angle_mode_is_refused_with_what_to_do_and_nothing_change
     assert len(bpy.data.actions) == 0 and bust.animation_data is None
     bpy.context.scene.flowvq.use_pose = False  # what the message offers
     assert generate(bpy, wire_takes[:1], face_npz).startswith("1 take(s) generated")
+
+
+def test_a_take_of_another_character_with_the_same_name_is_kept(bpy_empty, wire_takes, face_npz):
+    """Two characters, one seed: the second's take gets a name of its own; the first keeps its take."""
+    bpy = bpy_empty
+    take = wire_takes[0]
+    first = build_bust(bpy, "QUATERNION", z=1.6)
+    find_character(bpy, first, take["names"])
+    generate(bpy, [take], face_npz)
+    kept = bpy.context.scene.flowvq.take_items[0].bindings[0].action
+    fingerprint = module("keys").fingerprint(kept)
+    second = build_bust(bpy, "XYZ", z=1.0)
+    find_character(bpy, second, take["names"])
+    status = generate(bpy, [take], face_npz)
+    assert "1 take(s) renamed" in status
+    names = [item.name for item in bpy.context.scene.flowvq.take_items]
+    assert names == ["FlowVQ happy s3 t0", "FlowVQ happy s3 t0.001"]
+    assert module("keys").fingerprint(kept) == fingerprint  # the first character's curves untouched
+    assert [b.obj for b in bpy.context.scene.flowvq.take_items[0].bindings] == [first, first]

@@ -204,18 +204,23 @@ def test_keyframe_reduction_stays_within_tolerance_and_keeps_lip_closures(bpy_em
     assert total < 0.5 * len(take["names"]) * take["frames"]
 
 
-def test_regenerating_keeps_an_action_the_artist_edited(generated, wire_takes, face_npz):
+def test_regenerating_keeps_an_action_the_artist_edited_and_the_earlier_heads_takes(generated, wire_takes,
+                                                                                    face_npz):
+    """Create FlowVQ Head builds a new head each time: the earlier head keeps its takes (edited or
+    not), the new head's get names of their own."""
     bpy, head = generated
     keys = module("keys")
     edited = bpy.data.actions["FlowVQ happy s3 t0"]
+    untouched = keys.fingerprint(bpy.data.actions["FlowVQ happy s4 t1"])
     curve = keys.find_curve(edited, head.data.shape_keys, 'key_blocks["jawOpen"].value')
     curve.keyframe_points[5].co.y = 0.9
     apply(bpy, wire_takes, face_npz)
     assert bpy.data.actions["FlowVQ happy s3 t0"] == edited
     assert curve.keyframe_points[5].co.y == pytest.approx(0.9)
-    assert "FlowVQ happy s3 t0.001" in bpy.data.actions
-    assert "FlowVQ happy s4 t1" in bpy.data.actions  # the unedited take was replaced, not renamed
-    assert "FlowVQ happy s4 t1.001" not in bpy.data.actions
+    assert keys.fingerprint(bpy.data.actions["FlowVQ happy s4 t1"]) == untouched
+    names = [item.name for item in bpy.context.scene.flowvq.take_items]
+    assert names == ["FlowVQ happy s3 t0", "FlowVQ happy s4 t1", "FlowVQ happy s3 t0.001", "FlowVQ happy s4 t1.001"]
+    assert bpy.context.scene.flowvq.take_items[2].target == bpy.context.scene.flowvq.head != head
 
 
 def test_takes_retarget_onto_a_mesh_with_other_casing_and_aliases(bpy_empty, wire_takes, face_npz):
