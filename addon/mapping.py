@@ -438,9 +438,9 @@ def evaluate(
 ) -> dict[str, np.ndarray]:
     """Each driven key's per-frame value, clipped to [0, 1]: the weighted sum of its names'
     curves (a name the take lacks counts 0), or its viseme's projection weight from
-    ``viseme_values`` (`visemes.project`'s columns), given by shape key or by viseme id (the key
-    first). Raises `MappingError` when exp does not match names or a viseme key has no values.
-    Shapes: exp (T, D), D = len(names); viseme_values key or id -> (T,) -> key -> (T,) float64.
+    ``viseme_values`` (viseme id -> `visemes.project`'s column). Raises `MappingError` when exp
+    does not match names or a viseme key has no values.
+    Shapes: exp (T, D), D = len(names); viseme_values id -> (T,) -> key -> (T,) float64.
     """
     exp = np.asarray(exp, dtype=np.float64)
     if exp.ndim != 2 or exp.shape[1] != len(names):
@@ -456,8 +456,7 @@ def evaluate(
     for key, viseme in mapping.visemes.items():
         if key in out:
             continue
-        given = viseme_values or {}
-        found = given.get(key, given.get(viseme))
+        found = (viseme_values or {}).get(viseme)
         if found is None:
             raise MappingError(f"shape key {key!r} is driven by viseme {viseme!r}, but no values for it were given")
         value = np.asarray(found, dtype=np.float64)

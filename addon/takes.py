@@ -146,7 +146,7 @@ def _key_values(take_exp: np.ndarray, names: list[str], target: TakeTarget) -> d
     if target.mapping.visemes:
         ids = sorted(set(target.mapping.visemes.values()))
         weights = visemes.project(take_exp, names, ids, target.viseme_operator, sparsity=visemes.TAKE_SPARSITY)
-        viseme_values = {key: weights[:, ids.index(vid)] for key, vid in target.mapping.visemes.items()}
+        viseme_values = {vid: weights[:, index] for index, vid in enumerate(ids)}
     return mapping_module.evaluate(target.mapping, names, take_exp, viseme_values)
 
 
