@@ -267,11 +267,15 @@ def _compiled_step(step: _FrameStep, inputs: tuple[Tensor, ...]) -> Callable[...
     """``step`` traced with TorchScript for these input shapes, reused until a parameter's values change.
 
     Sampling runs thousands of tiny frames, where Python and module-call overhead costs more than
-    the arithmetic; the traced step runs the same operations about 2.5 times faster on a CPU
-    (`torch.compile` and `torch.export` were measured slower here or fail on the cache below). The
-    step runs once eagerly first so that the 1×1 linears' inverse weights are cached and enter the
-    trace as constants; the key holds the parameters' `content_key`, so training (or loading new
-    weights) makes the next call trace again.
+    the arithmetic. `benchmarks/coeff_speed.py`, one take of 10 s on this project's 2-core CPU, in
+    one session: traced 42.7× real time, eager 23.0×, `torch.export(...).module()` 15.9× (its graph
+    module still dispatches every operation from Python); `torch.compile` needs a C++ toolchain and
+    tens of seconds per new shape. So the step is traced, with `torch.jit.trace`, which torch 2.13
+    and 2.14 (the range pyproject pins) mark deprecated but keep; its deprecation notice is
+    silenced here only, since there is nothing a user could do about it. The step runs once eagerly
+    first so that the 1×1 linears' inverse weights are cached and enter the trace as constants; the
+    key holds the parameters' `content_key`, so training (or loading new weights) makes the next
+    call trace again.
     """
     flow = step.flow
     shapes = (tuple(tuple(x.shape) for x in inputs), inputs[0].dtype, inputs[0].device,

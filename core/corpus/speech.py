@@ -49,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.align import SILENCE
 from core.audio import SAMPLE_RATE, resample_to_16k, load_audio
 from core.corpus._espeak_worker import EXIT_MISSING, EXIT_NO_VOICE
 from core.errors import FlowVQError
@@ -66,7 +67,6 @@ MBROLA_ENV = "FLOWVQ_MBROLA"
 BASE_WPM = 175  # espeak-ng's default speaking rate, words per minute, at Prosody.rate == 1
 TOOL_TIMEOUT_S = 60.0  # one sentence takes well under a second; a hung program is an error
 MIN_PITCH_HZ = 40.0  # a wide pitch range never pushes a pitch point below this
-SILENCE = "_"
 PROSODY_LIMITS: dict[str, tuple[float, float]] = {
     "rate": (0.5, 2.0),  # 87 .. 350 words per minute
     "pitch": (0.5, 2.0),

@@ -4,8 +4,10 @@
     flowvq eval [--corpus data/corpus] [--weights DIR] [--regressor DIR] [--takes 4]
                 [--temperature T] [--pose-temperature T] [--style-temperature T] [--seed 0] [--limit N]
                 [--split test|val] [--json] [--out REPORT.json]
+    flowvq eval --real DIR [--weights DIR] [--previous DIR] [--seed 0] [--json] [--out REPORT.json]
 
-prints the comparison table (to stderr with ``--json``, which prints the JSON report on stdout) and
+prints the comparison table (``--real``: the flows, the previous weights and a loudness baseline
+against real speakers' own lips, `core.eval.real`) (to stderr with ``--json``, which prints the JSON report on stdout) and
 writes the report to ``--out`` when given.
 """
 
@@ -16,8 +18,10 @@ from pathlib import Path
 
 from core.coeff.config import CoeffConfig
 from core.coeff.weights import default_weights_dir, read_weights_config
+from core.eval.real import evaluate_real, format_real_table
 from core.eval.regressor import save_regressor, train_regressor
 from core.eval.run import EVAL_SPLITS, EvalSettings, evaluate, format_table
+from core.errors import FlowVQError
 from core.face import builtin
 from core.fileio import write_atomic
 from core.progress import progress_bar
@@ -49,6 +53,11 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser.add_argument("--split", choices=EVAL_SPLITS, default=EvalSettings.split,
                         help="test: voices training never heard; val: held-out sentences of the "
                              "training voices, for choosing settings (default %(default)s)")
+    parser.add_argument("--real", type=Path, metavar="DIR",
+                        help="instead: score lip gap and closures against real speakers, DIR holding talking-face "
+                             "videos or a `flowvq corpus from-videos` dataset")
+    parser.add_argument("--previous", type=Path, metavar="DIR",
+                        help="with --real: other flow weights scored side by side (e.g. the previous default)")
     parser.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
     parser.set_defaults(func=run_eval)
@@ -56,7 +65,15 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    """Run the evaluation; returns 0."""
+    """Run the evaluation (``--real``: `core.eval.real`); returns 0."""
+    if args.real is not None:
+        with progress_bar("fit", "video") as progress:
+            report = evaluate_real(args.real, weights=args.weights, previous=args.previous, seed=args.seed,
+                                   progress=progress)
+        _emit(args, report, format_real_table(report))
+        return 0
+    if args.previous is not None:
+        raise FlowVQError("--previous compares weights on real speakers: use it with --real DIR")
     settings = EvalSettings(takes=args.takes, temperature=args.temperature,
                             pose_temperature=args.pose_temperature,
                             style_temperature=args.style_temperature, seed=args.seed,
@@ -64,13 +81,19 @@ def run_eval(args: argparse.Namespace) -> int:
     with progress_bar("eval", "seq") as progress:
         report = evaluate(args.corpus, settings, weights=args.weights, regressor=args.regressor,
                           progress=progress)
+    _emit(args, report, format_table(report))
+    return 0
+
+
+def _emit(args: argparse.Namespace, report: dict, table: str) -> None:
+    """Write the JSON report to ``--out`` when given; print the table (to stderr with ``--json``,
+    which prints the JSON on stdout)."""
     text = json.dumps(report, indent=1)
     if args.out:
         write_atomic(args.out, lambda path: Path(path).write_text(text))
-    print(format_table(report), file=sys.stderr if args.json else sys.stdout)
+    print(table, file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(text)
-    return 0
 
 
 def add_regressor_parser(train_subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

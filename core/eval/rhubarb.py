@@ -7,7 +7,7 @@ Like Rhubarb Lip Sync's transcript-free "phonetic" recogniser, it runs PocketSph
 mode: the bundled US-English acoustic model decodes the audio against a phone n-gram language model
 (`en-us-phone.lm.bin`), not against words, so it needs neither a transcript nor a vocabulary. The
 CMU (ARPABET) phones it returns are mapped onto the SAMPA symbols espeak-ng writes
-(`ARPABET_TO_SAMPA`) and its silence and noise fillers onto silence, so the recogniser's output is
+(`core.align.ARPABET_TO_SAMPA`, shared with the forced aligner) and its silence and noise fillers onto silence, so the recogniser's output is
 the same kind of phone list as a synthetic `core.corpus.speech.Utterance`'s.
 
 How it differs from Rhubarb itself: Rhubarb first splits the audio into utterances with a voice
@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import pocketsphinx
 
+from core.align import ARPABET_TO_SAMPA, FRAME_RATE, to_pcm16
 from core.audio import SAMPLE_RATE
 from core.corpus.speech import SILENCE, Phone
 from core.corpus.visemes import viseme_curves
@@ -31,15 +32,12 @@ from core.errors import FlowVQError
 
 __all__ = [
     "RhubarbError",
-    "ARPABET_TO_SAMPA",
     "PHONE_LM",
-    "FRAME_RATE",
     "recognize_phones",
     "rhubarb_curves",
 ]
 
 PHONE_LM = "en-us/en-us-phone.lm.bin"  # inside pocketsphinx.get_model_path()
-FRAME_RATE = 100  # PocketSphinx analysis frames per second (10 ms hop)
 _MIN_SECONDS = 0.1  # shorter clips give the recogniser too few frames to decode anything
 # Wide beams and a light phone-LM weight, the settings CMUSphinx's phoneme-recognition tutorial
 # gives (an allphone search has one HMM per phone, so pruning buys little). Dither with a fixed seed:
@@ -47,17 +45,6 @@ _MIN_SECONDS = 0.1  # shorter clips give the recogniser too few frames to decode
 # output deterministic.
 _DECODER_OPTIONS: dict[str, float | int | bool | str] = {
     "beam": 1e-20, "pbeam": 1e-20, "lw": 2.0, "dither": True, "seed": 1, "loglevel": "FATAL",
-}
-
-# The 39 CMU dictionary phones -> SAMPA keys of `PHONE_VISEMES` (American values: ER is r-coloured,
-# OW the diphthong @U). AH is CMU's stressed "cup" and unstressed schwa alike; it becomes @, whose
-# jaw follows the true one more closely than V's does on the project's sentences.
-ARPABET_TO_SAMPA: dict[str, str] = {
-    "AA": "A", "AE": "{", "AH": "@", "AO": "O", "AW": "aU", "AY": "aI", "EH": "E", "ER": "3:",
-    "EY": "eI", "IH": "I", "IY": "i", "OW": "@U", "OY": "OI", "UH": "U", "UW": "u",
-    "B": "b", "CH": "tS", "D": "d", "DH": "D", "F": "f", "G": "g", "HH": "h", "JH": "dZ", "K": "k",
-    "L": "l", "M": "m", "N": "n", "NG": "N", "P": "p", "R": "r", "S": "s", "SH": "S", "T": "t",
-    "TH": "T", "V": "v", "W": "w", "Y": "j", "Z": "z", "ZH": "Z",
 }
 
 
@@ -90,11 +77,6 @@ def _check_wave(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     return wave.astype(np.float32, copy=False)
 
 
-def _to_pcm16(wave: np.ndarray) -> bytes:
-    """Little-endian signed 16-bit samples, what PocketSphinx decodes. Shapes: (N,) in [-1, 1] -> 2N bytes."""
-    return (np.clip(wave, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
-
-
 def _sampa(symbol: str) -> str:
     """A recognised phone as SAMPA; silence (SIL) and the noise fillers (+NSN+, +SPN+, ...) are `SILENCE`."""
     if symbol == "SIL" or (symbol.startswith("+") and symbol.endswith("+")):
@@ -110,7 +92,7 @@ def recognize_phones(wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[
     whole 10 ms frames. Shapes: wave (N,) float32 in [-1, 1] at 16 kHz -> phones, in time order.
     Raises `RhubarbError` for audio it cannot take (see `RhubarbError`).
     """
-    pcm = _to_pcm16(_check_wave(wave, sample_rate))
+    pcm = to_pcm16(_check_wave(wave, sample_rate))
     decoder = pocketsphinx.Decoder(
         allphone=pocketsphinx.get_model_path(PHONE_LM), lm=None, samprate=SAMPLE_RATE, **_DECODER_OPTIONS
     )

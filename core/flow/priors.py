@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["StudentTMixture", "StandardGaussian", "t_noise"]
+__all__ = ["StudentTMixture", "StandardGaussian", "t_noise", "standard_gamma"]
 
 
 class StudentTMixture(nn.Module):
@@ -56,7 +56,7 @@ class StudentTMixture(nn.Module):
         """μ_label + temperature · ε with ε ~ t_ν(0, I). Shapes: label (B,) -> (B, D).
 
         ε = n / sqrt(w), n ~ N(0, I) and w ~ Gamma(ν/2, rate ν/2) = χ²(ν)/ν, both drawn from
-        ``generator`` (`torch._standard_gamma` accepts one), so a seeded generator repeats samples.
+        ``generator`` (`standard_gamma`), so a seeded generator repeats samples.
         """
         means = self.means[label]  # (B, D)
         noise = t_noise(self.nu, means.shape[0], means.shape[1], generator, means.dtype, means.device)
@@ -73,9 +73,42 @@ def t_noise(
     ``device``). Shapes: -> (batch, dim).
     """
     normal = torch.randn((batch, dim), generator=generator, dtype=dtype, device=device)
-    shape = torch.full((batch, 1), nu / 2, dtype=dtype, device=device)
-    w = torch._standard_gamma(shape, generator=generator) / (nu / 2)  # (batch, 1)
-    return normal / torch.sqrt(w)
+    w = standard_gamma(nu / 2, batch, generator, dtype, device) / (nu / 2)
+    return normal / torch.sqrt(w).unsqueeze(1)
+
+
+def standard_gamma(
+    alpha: float, count: int, generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
+) -> Tensor:
+    """``count`` draws of Gamma(alpha, rate 1) from ``generator``, with public sampling calls only
+    (`torch.distributions.Gamma` takes no generator).
+
+    Marsaglia & Tsang (2000), "A simple method for generating gamma variables": for alpha ≥ 1,
+    d = alpha - 1/3, c = 1/sqrt(9d), x ~ N(0, 1), v = (1 + c x)³, u ~ U(0, 1), accept d·v when
+    v > 0 and log u < x²/2 + d - d v + d log v (over 95% of proposals are accepted); rounds of
+    proposals for the draws still pending run until all are accepted. For alpha < 1, a draw of
+    Gamma(alpha + 1) times u^(1/alpha). Computed in float64, returned in ``dtype``.
+    Shapes: -> (count,).
+    """
+    if alpha <= 0:
+        raise ValueError(f"gamma shape alpha must be positive, got {alpha}")
+    boost = alpha < 1
+    d = (alpha + 1 if boost else alpha) - 1 / 3
+    c = 1 / math.sqrt(9 * d)
+    draws = torch.empty(count, dtype=torch.float64, device=device)
+    pending = torch.arange(count, device=device)
+    while len(pending):
+        x = torch.randn(len(pending), generator=generator, dtype=torch.float64, device=device)
+        u = torch.rand(len(pending), generator=generator, dtype=torch.float64, device=device)
+        v = (1 + c * x) ** 3
+        accept = (v > 0) & (torch.log(u) < 0.5 * x**2 + d - d * v + d * torch.log(v.clamp_min(1e-300)))
+        draws[pending[accept]] = d * v[accept]
+        pending = pending[~accept]
+    if boost:
+        u = torch.rand(count, generator=generator, dtype=torch.float64, device=device)
+        draws = draws * u ** (1 / alpha)
+    return draws.to(dtype)
 
 
 class StandardGaussian(nn.Module):

@@ -20,6 +20,8 @@ from core.flow import (
     StudentTMixture,
     Transform,
     flow_step,
+    standard_gamma,
+    t_noise,
 )
 
 DIM, CONTEXT, CLASSES, BATCH = 6, 10, 3, 4
@@ -306,6 +308,25 @@ def test_student_t_same_generator_seed_same_samples() -> None:
     first = prior.sample(label, generator=torch.Generator().manual_seed(9))
     assert torch.equal(first, prior.sample(label, generator=torch.Generator().manual_seed(9)))
     assert not torch.equal(first, prior.sample(label, generator=torch.Generator().manual_seed(10)))
+
+
+@pytest.mark.parametrize("alpha", [0.3, 1.0, 2.5, 40.0])
+def test_standard_gamma_follows_the_gamma_distribution_below_and_above_shape_one(alpha: float) -> None:
+    draws = standard_gamma(alpha, 20000, torch.Generator().manual_seed(3), torch.float64).numpy()
+    assert stats.kstest(draws, stats.gamma(alpha).cdf).pvalue > 0.01
+    again = standard_gamma(alpha, 20000, torch.Generator().manual_seed(3), torch.float64).numpy()
+    assert np.array_equal(draws, again)
+
+
+def test_standard_gamma_refuses_a_non_positive_shape() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        standard_gamma(0.0, 3)
+
+
+def test_t_noise_squared_radius_over_dim_follows_the_f_distribution() -> None:
+    nu, dim = 5.0, 4
+    noise = t_noise(nu, 20000, dim, torch.Generator().manual_seed(1), torch.float64).numpy()
+    assert stats.kstest((noise**2).sum(axis=1) / dim, stats.f(dim, nu).cdf).pvalue > 0.01
 
 
 def test_standard_gaussian_matches_scipy_and_is_seeded() -> None:

@@ -41,6 +41,7 @@ WIRE_CODES = {
     "core.errors.FlowVQError": "invalid_input",
     "core.eval.image.ImageMetricError": "image_metric",
     "core.eval.metrics.EvalError": "eval",
+    "core.eval.real.RealEvalError": "real_eval",
     "core.eval.regressor.RegressorError": "regressor",
     "core.eval.rhubarb.RhubarbError": "rhubarb",
     "core.face.bfm.BFMError": "bfm",

@@ -1,0 +1,260 @@
+"""`flowvq eval --real DIR`: takes generated from real speakers' audio against their own lips.
+
+The reference is the speaker: every video under DIR goes through the ``from-videos`` path
+(`core.corpus.videos.video_sequence`: FaceMesh on every frame, the built-in face model fitted to it,
+the audio features of its own track at the model's frame rate), or DIR is a dataset that
+``flowvq corpus from-videos`` wrote (every split is read). The inner-lip gap of the fitted face in
+millimetres (`core.face.measure.lip_gap` on the expression-only mesh) is the real lip gap.
+
+Systems, each given the clip's audio features and the speaker's resting face β₀:
+
+    flow        the coefficient flows (``--weights``, default the shipped ones), take ``seed``,
+                emotion "talk", the sampler's default temperatures
+    previous    other flow weights (``--previous DIR``), the same way, when given
+    loudness    a loudness -> jaw baseline (`loudness_jaw`): the per-frame mean of the clip's
+                normalised log-mel features, mapped linearly from its 10th percentile (jaw shut) to
+                its 95th (jaw at `LOUDNESS_JAW_MAX`), mouthClose 0
+
+Metrics per clip (`lip_scores`):
+
+- **gap correlation**: Pearson correlation of the system's lip gap with the real one at the best
+  offset within ±`MAX_OFFSET_FRAMES` frames (the fit and the audio may be a frame or two apart);
+- **closures**: of the speaker's short closures (runs of 1-10 frames with the real gap below
+  `CLOSED_GAP_MM`), the share during which, give or take `CLOSURE_TOLERANCE_FRAMES` frames, the
+  system's gap also drops below it;
+- **closed while open**: of the system's closures (runs below the threshold), the share with no
+  real closed frame within ±`CLOSURE_TOLERANCE_FRAMES` frames.
+
+Clips without a short closure score NaN on closures (skipped in means), and a system without a
+closure NaN on "closed while open". ``wins`` counts the clips where a system beats the loudness
+baseline on correlation.
+"""
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.coeff.model import CoeffModel
+from core.coeff.sampler import SampleSettings, sample_takes
+from core.coeff.weights import load_weights
+from core.corpus.videos import find_videos, video_sequence
+from core.errors import FlowVQError
+from core.eval.metrics import CLOSED_GAP_MM, vertex_sequence
+from core.face import builtin
+from core.face.measure import lip_gap
+from core.face.model import FaceModel
+from core.formats.dataset import SPLITS, CoeffSequence, DatasetError, load_split, read_meta
+
+__all__ = [
+    "MAX_OFFSET_FRAMES", "SHORT_CLOSURE_FRAMES", "CLOSURE_TOLERANCE_FRAMES", "LOUDNESS_JAW_MAX",
+    "RealEvalError", "LipScores", "gap_track_mm", "closure_runs", "best_offset_correlation",
+    "lip_scores", "loudness_jaw", "real_clips", "evaluate_real", "format_real_table",
+]
+
+MAX_OFFSET_FRAMES = 3
+SHORT_CLOSURE_FRAMES: tuple[int, int] = (1, 10)
+CLOSURE_TOLERANCE_FRAMES = 2
+LOUDNESS_JAW_MAX = 0.5  # about a wide vowel's jaw in the corpus's visemes
+_LOUDNESS_PERCENTILES: tuple[float, float] = (10.0, 95.0)
+
+
+class RealEvalError(FlowVQError):
+    """A real-speaker folder that cannot be evaluated (no videos, none readable, wrong frame rate)."""
+    code = "real_eval"
+
+
+@dataclass(frozen=True)
+class LipScores:
+    """One system on one clip: see the module docstring (NaN where a share has nothing to count)."""
+
+    gap_correlation: float
+    offset_frames: int
+    closures: float
+    closed_while_open: float
+    real_closures: int
+    take_closures: int
+
+
+def gap_track_mm(face: FaceModel, exp: np.ndarray) -> np.ndarray:
+    """The inner-lip gap of every frame's expression-only mesh, millimetres. Shapes: exp (T, D) -> (T,)."""
+    return 1000.0 * np.array([lip_gap(face, mesh) for mesh in vertex_sequence(face, exp)])
+
+
+def closure_runs(gap_mm: np.ndarray, closed_mm: float = CLOSED_GAP_MM) -> list[tuple[int, int]]:
+    """Runs of consecutive frames with the gap below ``closed_mm``, as [start, end) frame pairs.
+    Shapes: gap_mm (T,)."""
+    closed = np.concatenate([[False], np.asarray(gap_mm) < closed_mm, [False]])
+    edges = np.flatnonzero(np.diff(closed.astype(np.int8)))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def best_offset_correlation(real: np.ndarray, take: np.ndarray, max_offset: int = MAX_OFFSET_FRAMES) -> tuple[float, int]:
+    """The highest Pearson correlation of ``take`` shifted by -max_offset..max_offset frames against
+    ``real`` (positive: the take lags), over the frames both cover, and that offset; NaN when either
+    is constant. Shapes: real, take (T,)."""
+    best, best_offset = float("nan"), 0
+    for offset in range(-max_offset, max_offset + 1):
+        a, b = (real[: len(real) - offset], take[offset:]) if offset >= 0 else (real[-offset:], take[: len(take) + offset])
+        if len(a) < 3 or a.std() == 0 or b.std() == 0:
+            continue
+        value = float(np.corrcoef(a, b)[0, 1])
+        if np.isnan(best) or value > best:
+            best, best_offset = value, offset
+    return best, best_offset
+
+
+def _near(runs: list[tuple[int, int]], closed: np.ndarray, tolerance: int) -> list[bool]:
+    """For each run, whether ``closed`` has a True frame within the run widened by ``tolerance``."""
+    return [bool(closed[max(0, start - tolerance): end + tolerance].any()) for start, end in runs]
+
+
+def lip_scores(real_mm: np.ndarray, take_mm: np.ndarray, closed_mm: float = CLOSED_GAP_MM) -> LipScores:
+    """A take's lip gap against the speaker's (module docstring). Shapes: real_mm, take_mm (T,)."""
+    if real_mm.shape != take_mm.shape:
+        raise RealEvalError(f"real and generated gaps differ in length: {real_mm.shape} vs {take_mm.shape}")
+    correlation, offset = best_offset_correlation(real_mm, take_mm)
+    shortest, longest = SHORT_CLOSURE_FRAMES
+    real_runs = [r for r in closure_runs(real_mm, closed_mm) if shortest <= r[1] - r[0] <= longest]
+    take_runs = closure_runs(take_mm, closed_mm)
+    caught = _near(real_runs, take_mm < closed_mm, CLOSURE_TOLERANCE_FRAMES)
+    supported = _near(take_runs, real_mm < closed_mm, CLOSURE_TOLERANCE_FRAMES)
+    return LipScores(
+        gap_correlation=correlation, offset_frames=offset,
+        closures=float(np.mean(caught)) if caught else float("nan"),
+        closed_while_open=float(1.0 - np.mean(supported)) if supported else float("nan"),
+        real_closures=len(real_runs), take_closures=len(take_runs),
+    )
+
+
+def loudness_jaw(audio: np.ndarray, beta0: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """The loudness baseline's expression: β₀ with jawOpen following loudness and mouthClose 0.
+    Shapes: audio (T, F) normalised features, beta0 (D,) -> (T, D)."""
+    loudness = audio.mean(axis=1)
+    low, high = np.percentile(loudness, _LOUDNESS_PERCENTILES)
+    jaw = LOUDNESS_JAW_MAX * np.clip((loudness - low) / max(high - low, 1e-6), 0.0, 1.0)
+    exp = np.repeat(beta0[None].astype(np.float32), len(audio), axis=0)
+    exp[:, names.index("jawOpen")] = jaw
+    exp[:, names.index("mouthClose")] = 0.0
+    return exp
+
+
+def real_clips(folder: str | Path, fps: float, progress: Callable[[int, int], None] | None = None) -> list[CoeffSequence]:
+    """The real clips of ``folder`` at ``fps``: a ``from-videos`` dataset (every split) or videos,
+    fitted here. A video that cannot be used is skipped; raises `RealEvalError` when none can."""
+    folder = Path(folder)
+    if (folder / "meta.json").is_file():
+        meta = read_meta(folder)
+        if abs(meta.fps - fps) > 1e-6:
+            raise RealEvalError(f"{folder} is at {meta.fps} fps but the flows run at {fps} fps; "
+                                f"rebuild it with `flowvq corpus from-videos --fps {fps:g}`")
+        clips = [seq for split in SPLITS for seq in load_split(folder, split, required=False)]
+        if not clips:
+            raise RealEvalError(f"{folder} holds no sequences")
+        return sorted(clips, key=lambda seq: seq.name)
+    try:
+        videos = find_videos(folder)
+    except DatasetError as err:
+        raise RealEvalError(f"{err}; nor is it a dataset (meta.json) from `flowvq corpus from-videos`") from err
+    clips, failures = [], []
+    for done, path in enumerate(videos, 1):
+        try:
+            clips.append(video_sequence(path, path.relative_to(folder).with_suffix("").as_posix(), fps=fps))
+        except FlowVQError as err:
+            failures.append(f"{path.name}: {err}")
+        if progress:
+            progress(done, len(videos))
+    if not clips:
+        raise RealEvalError(f"no video under {folder} could be used: " + "; ".join(failures))
+    return clips
+
+
+@dataclass(frozen=True)
+class _System:
+    """A named way to turn a clip into an expression take. Shapes: make(seq) -> (T, D)."""
+
+    name: str
+    make: Callable[[CoeffSequence], np.ndarray]
+
+
+def _flow_system(name: str, model: CoeffModel, seed: int) -> _System:
+    """A flow model's first take at the sampler's defaults, emotion talk, no head motion."""
+    settings = SampleSettings(seed=seed, pose=False, manifold_blend=SampleSettings.manifold_blend if len(model.bank) else 0.0)
+    return _System(name, lambda seq: sample_takes(model, seq.audio, seq.beta0, settings)[0][0])
+
+
+def evaluate_real(
+    folder: str | Path,
+    *,
+    weights: str | Path | None = None,
+    previous: str | Path | None = None,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Score the systems on every real clip of ``folder``; returns the JSON report
+    (``clips``: per clip and system the `LipScores`; ``means``: per system the means over clips;
+    ``wins``: clips where the system's correlation beats the loudness baseline's)."""
+    face = builtin()
+    model = load_weights(weights, face)
+    systems = [_flow_system("flow", model, seed)]
+    if previous is not None:
+        systems.append(_flow_system("previous", load_weights(previous, face), seed))
+    systems.append(_System("loudness", lambda seq: loudness_jaw(seq.audio, seq.beta0, face.names)))
+    clips = real_clips(folder, model.config.fps, progress)
+    per_clip = []
+    for seq in clips:
+        real_mm = gap_track_mm(face, seq.exp)
+        scores = {s.name: asdict(lip_scores(real_mm, gap_track_mm(face, s.make(seq)))) for s in systems}
+        per_clip.append({"clip": seq.name, "seconds": len(seq.exp) / model.config.fps,
+                         "real_gap_p95_mm": float(np.percentile(real_mm, 95)), "systems": scores})
+    names = [s.name for s in systems]
+    return {
+        "folder": str(folder), "weights": str(weights or "shipped"), "previous": str(previous) if previous else None,
+        "seed": seed, "fps": model.config.fps, "closed_gap_mm": CLOSED_GAP_MM, "clips": per_clip,
+        "means": {name: _means([c["systems"][name] for c in per_clip]) for name in names},
+        "wins": {name: sum(c["systems"][name]["gap_correlation"] > c["systems"]["loudness"]["gap_correlation"]
+                           for c in per_clip) for name in names if name != "loudness"},
+    }
+
+
+def _means(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Per-metric means over clips, NaN entries skipped (NaN when every clip's is NaN)."""
+    keys = ("gap_correlation", "closures", "closed_while_open")
+    return {key: float(np.nanmean(values)) if np.isfinite(values := np.array([r[key] for r in rows])).any()
+            else float("nan") for key in keys}
+
+
+def _cell(value: float, percent: bool) -> str:
+    """A table cell: a share as a percentage, a correlation with two decimals, NaN as a dash."""
+    if np.isnan(value):
+        return "–"
+    return f"{value:.0%}" if percent else f"{value:.2f}"
+
+
+def format_real_table(report: dict[str, Any]) -> str:
+    """Per clip and system: gap correlation, closures caught, closures made while open; then the
+    means and the wins against the loudness baseline, as a Markdown table."""
+    names = list(report["means"])
+    header = "| clip | s | " + " | ".join(f"{n} corr | {n} closures | {n} closed open" for n in names) + " |"
+    lines = [header, "|" + "---|" * (2 + 3 * len(names))]
+    for clip in report["clips"]:
+        cells = []
+        for name in names:
+            row = clip["systems"][name]
+            cells += [_cell(row["gap_correlation"], False),
+                      f"{_cell(row['closures'], True)} of {row['real_closures']}",
+                      f"{_cell(row['closed_while_open'], True)} of {row['take_closures']}"]
+        lines.append(f"| {clip['clip']} | {clip['seconds']:.1f} | " + " | ".join(cells) + " |")
+    means = [c for n in names for c in (_cell(report["means"][n]["gap_correlation"], False),
+                                         _cell(report["means"][n]["closures"], True),
+                                         _cell(report["means"][n]["closed_while_open"], True))]
+    lines.append("| **mean** | | " + " | ".join(means) + " |")
+    lines.append("")
+    lines.append(f"{len(report['clips'])} clips; closed below {report['closed_gap_mm']:g} mm; correlation at the best "
+                 f"offset within ±{MAX_OFFSET_FRAMES} frames; closures of 1-10 frames caught within "
+                 f"±{CLOSURE_TOLERANCE_FRAMES} frames")
+    lines += [f"{name} beats loudness on correlation in {wins} of {len(report['clips'])} clips"
+              for name, wins in report["wins"].items()]
+    return "\n".join(lines)

@@ -1,0 +1,209 @@
+"""Tests for `core.eval.real` and ``flowvq eval --real``: lip scores against a speaker's own lips.
+
+The metric tests build lip-gap tracks whose answer is known by construction (a copy, a shifted
+copy, closures dropped or added). The end-to-end tests write a real dataset folder whose
+"speaker" is driven by loudness or by the flows themselves, and run the real CLI on it.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.audio import FRAME_FEATURES
+from core.coeff.sampler import SampleSettings, sample_takes
+from core.coeff.weights import default_weights_dir, load_weights
+from core.eval.metrics import CLOSED_GAP_MM
+from core.eval.real import (
+    RealEvalError, best_offset_correlation, closure_runs, evaluate_real, format_real_table, gap_track_mm,
+    lip_scores, loudness_jaw, real_clips,
+)
+from core.face import builtin
+from core.formats.dataset import CoeffSequence, DatasetMeta, write_meta, write_sequence
+
+FLOWVQ = Path(sys.executable).parent / "flowvq"
+
+
+@pytest.fixture(scope="module")
+def face():
+    return builtin()
+
+
+def speaking_gap(frames: int = 200, seed: int = 0) -> np.ndarray:
+    """A lip gap in mm that opens to 4-12 mm per syllable and seals for 2-6 frames between some.
+    Shapes: -> (frames,)."""
+    rng = np.random.default_rng(seed)
+    gap, t = np.zeros(frames), 0
+    while t < frames:
+        length = min(int(rng.integers(6, 12)), frames - t)
+        gap[t:t + length] = rng.uniform(4, 12) * np.sin(np.linspace(0, np.pi, length))
+        t += length + (int(rng.integers(2, 7)) if rng.random() < 0.5 else 0)
+    return np.maximum(gap, 0.5)
+
+
+def test_closure_runs_are_the_half_open_spans_below_the_threshold() -> None:
+    gap = np.array([5, 1, 1, 5, 5, 0.5, 5, 1])
+    assert closure_runs(gap, 2.0) == [(1, 3), (5, 6), (7, 8)]
+    assert closure_runs(np.full(4, 9.0), 2.0) == []
+
+
+def test_best_offset_finds_a_lag_within_three_frames_and_nothing_beyond() -> None:
+    real = speaking_gap()
+    for lag in (-3, -1, 0, 2, 3):
+        take = np.roll(real, lag)
+        correlation, offset = best_offset_correlation(real, take)
+        assert offset == lag and correlation > 0.99
+    correlation, _ = best_offset_correlation(real, np.roll(real, 8))
+    assert correlation < 0.9
+
+
+def test_best_offset_is_nan_for_a_constant_take() -> None:
+    correlation, _ = best_offset_correlation(speaking_gap(), np.full(200, 3.0))
+    assert np.isnan(correlation)
+
+
+def test_a_take_equal_to_the_speaker_catches_every_closure_and_makes_none_while_open() -> None:
+    real = speaking_gap()
+    scores = lip_scores(real, real.copy())
+    assert scores.real_closures > 5
+    assert scores.gap_correlation > 0.999 and scores.closures == 1.0 and scores.closed_while_open == 0.0
+
+
+def test_dropped_closures_lower_the_closure_share_by_the_share_dropped() -> None:
+    real = speaking_gap()
+    runs = [r for r in closure_runs(real) if r[1] - r[0] <= 10]
+    take = real.copy()
+    dropped = runs[::2]
+    for start, end in dropped:  # open the lips over the closure and its tolerance
+        take[max(0, start - 2): end + 2] = 6.0
+    scores = lip_scores(real, take)
+    assert scores.closures == pytest.approx(1 - len(dropped) / len(runs))
+    assert scores.closed_while_open == 0.0
+
+
+def test_closures_made_where_the_speaker_is_open_count_as_closed_while_open() -> None:
+    real = np.full(120, 8.0)
+    real[20:24] = 0.5  # one real closure
+    take = real.copy()
+    take[60:63] = 0.5
+    take[90:92] = 0.5  # two closures while the real lips are open
+    scores = lip_scores(real, take)
+    assert scores.take_closures == 3 and scores.closed_while_open == pytest.approx(2 / 3)
+    assert scores.closures == 1.0
+
+
+def test_a_closure_two_frames_late_is_still_caught_three_frames_is_not() -> None:
+    real = np.full(60, 8.0)
+    real[20:23] = 0.5  # closed on frames 20-22
+    late = np.full(60, 8.0)
+    late[24:26] = 0.5  # first closed frame 2 after the speaker's last
+    later = np.full(60, 8.0)
+    later[25:27] = 0.5
+    assert lip_scores(real, late).closures == 1.0
+    assert lip_scores(real, later).closures == 0.0
+
+
+def test_long_closures_are_not_counted_as_the_speakers_short_closures() -> None:
+    real = np.full(80, 8.0)
+    real[10:40] = 0.5  # a pause with the lips shut, 30 frames
+    scores = lip_scores(real, np.full(80, 8.0))
+    assert scores.real_closures == 0 and np.isnan(scores.closures)
+    assert np.isnan(scores.closed_while_open)  # the take never closes
+
+
+def test_lip_scores_refuse_tracks_of_different_length() -> None:
+    with pytest.raises(RealEvalError, match="differ in length"):
+        lip_scores(np.ones(10), np.ones(11))
+
+
+def test_loudness_jaw_opens_with_loudness_and_shuts_in_silence(face) -> None:
+    audio = np.zeros((100, FRAME_FEATURES), np.float32)
+    audio[40:60] = 2.0
+    exp = loudness_jaw(audio, np.zeros(face.n_expressions, np.float32), face.names)
+    gap = gap_track_mm(face, exp)
+    assert gap[45] > 10 * CLOSED_GAP_MM / 2 and (gap[:30] < CLOSED_GAP_MM).all()
+    assert (exp[:, face.names.index("mouthClose")] == 0).all()
+
+
+def write_real_dataset(root: Path, face, sequences: list[CoeffSequence], fps: float = 25.0) -> Path:
+    """A from-videos-shaped dataset (meta + sequences split across train and test)."""
+    write_meta(root, DatasetMeta(fps=fps, face_model=face.id, names=face.names, audio_width=FRAME_FEATURES))
+    for index, seq in enumerate(sequences):
+        write_sequence(root, ("train", "test")[index % 2], seq)
+    return root
+
+
+def syllable_audio(frames: int, seed: int) -> np.ndarray:
+    """Normalised-feature-like rows whose loudness rises and falls per syllable. Shapes: -> (frames, F)."""
+    rng = np.random.default_rng(seed)
+    envelope = np.clip(np.sin(np.arange(frames) * 2 * np.pi / rng.uniform(7, 11)), 0, None)
+    audio = envelope[:, None] * 2 - 1 + 0.1 * rng.standard_normal((frames, FRAME_FEATURES))
+    return audio.astype(np.float32)
+
+
+def loudness_speaker(face, name: str, seed: int, frames: int = 150) -> CoeffSequence:
+    """A clip whose lips follow loudness exactly the way the loudness baseline moves them."""
+    audio = syllable_audio(frames, seed)
+    beta0 = np.zeros(face.n_expressions, np.float32)
+    return CoeffSequence(name=name, exp=loudness_jaw(audio, beta0, face.names), pose=np.zeros((frames, 6)),
+                         audio=audio, emotion="talk", beta0=beta0)
+
+
+def test_a_speaker_who_moves_like_the_loudness_baseline_gives_it_a_perfect_score(tmp_path, face) -> None:
+    folder = write_real_dataset(tmp_path / "real", face, [loudness_speaker(face, f"clip{i}", i) for i in range(3)])
+    report = evaluate_real(folder, seed=0)
+    assert [c["clip"] for c in report["clips"]] == ["clip0", "clip1", "clip2"]
+    loud = report["means"]["loudness"]
+    assert loud["gap_correlation"] > 0.999 and loud["closures"] == 1.0 and loud["closed_while_open"] == 0.0
+    assert report["means"]["flow"]["gap_correlation"] < loud["gap_correlation"]
+    assert report["wins"] == {"flow": 0}
+
+
+def test_a_speaker_who_moves_like_the_flow_ranks_the_flow_first(tmp_path, face) -> None:
+    model = load_weights(None, face)
+    clips = []
+    for i in range(2):
+        audio = syllable_audio(150, 10 + i)
+        beta0 = np.zeros(face.n_expressions, np.float32)
+        exp = sample_takes(model, audio, beta0, SampleSettings(seed=0, pose=False))[0][0]
+        clips.append(CoeffSequence(name=f"flowlike{i}", exp=exp, pose=np.zeros((150, 6)), audio=audio,
+                                   emotion="talk", beta0=beta0))
+    report = evaluate_real(write_real_dataset(tmp_path / "real", face, clips), seed=0)
+    assert report["means"]["flow"]["gap_correlation"] > 0.999
+    assert report["wins"]["flow"] == 2
+    table = format_real_table(report)
+    assert "| flowlike0 |" in table and "flow beats loudness on correlation in 2 of 2 clips" in table
+
+
+def test_a_dataset_at_another_frame_rate_is_refused_with_the_fix(tmp_path, face) -> None:
+    folder = write_real_dataset(tmp_path / "real", face, [loudness_speaker(face, "a", 0)], fps=30.0)
+    with pytest.raises(RealEvalError, match="--fps 25"):
+        real_clips(folder, 25.0)
+
+
+def test_a_folder_without_videos_or_dataset_is_refused(tmp_path) -> None:
+    (tmp_path / "notes.txt").write_text("no videos here")
+    with pytest.raises(RealEvalError, match="holds no video files.*nor is it a dataset"):
+        real_clips(tmp_path, 25.0)
+
+
+def test_cli_prints_the_table_and_writes_the_report_with_previous_weights_side_by_side(tmp_path, face) -> None:
+    folder = write_real_dataset(tmp_path / "real", face, [loudness_speaker(face, f"c{i}", i) for i in range(2)])
+    out = tmp_path / "report.json"
+    result = subprocess.run([str(FLOWVQ), "eval", "--real", str(folder), "--previous", str(default_weights_dir()),
+                             "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "flow corr" in result.stdout and "previous corr" in result.stdout and "loudness corr" in result.stdout
+    report = json.loads(out.read_text())
+    assert set(report["means"]) == {"flow", "previous", "loudness"}
+    # the same weights and seed: the previous column repeats the flow's
+    assert report["means"]["previous"] == report["means"]["flow"]
+
+
+def test_cli_refuses_previous_without_real(tmp_path) -> None:
+    result = subprocess.run([str(FLOWVQ), "eval", "--previous", str(tmp_path)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode != 0 and "use it with --real" in result.stderr
