@@ -97,7 +97,7 @@ def align_text(wave: np.ndarray, text: str, min_score: float = MIN_SCORE_PER_FRA
     """The timed phones of ``text`` in ``wave`` (module docstring); raises `AlignmentError`.
 
     Shapes: wave (N,) float32 at 16 kHz (`core.audio.load_audio`) -> [(SAMPA symbol, start s,
-    end s)], contiguous from the first aligned frame, in time order."""
+    end s)], contiguous from 0 s to the end of the wave, in time order."""
     words = words_of(text)
     if len(wave) < _MIN_SECONDS * SAMPLE_RATE:
         raise AlignmentError(f"the audio is {len(wave) / SAMPLE_RATE:.3f} s long; too short to align text to")
@@ -120,5 +120,15 @@ def align_text(wave: np.ndarray, text: str, min_score: float = MIN_SCORE_PER_FRA
     if score < min_score:
         raise AlignmentError(f"the text fits the audio poorly ({score:.1f} per frame, need "
                              f"{min_score:g}); check that the text is what is said")
-    return [(ARPABET_TO_SAMPA.get(name, SILENCE), start / FRAME_RATE, (start + duration) / FRAME_RATE)
-            for _, _, _, phones in words for name, start, duration in phones]
+    phones = [(ARPABET_TO_SAMPA.get(name, SILENCE), start / FRAME_RATE, (start + duration) / FRAME_RATE)
+              for _, _, _, word_phones in words for name, start, duration in word_phones]
+    return _cover(phones, len(wave) / SAMPLE_RATE)
+
+
+def _cover(phones: list[tuple[str, float, float]], seconds: float) -> list[tuple[str, float, float]]:
+    """The phones with silence added before the first and after the last, so that they span
+    exactly 0 .. ``seconds`` (the decoder's frames stop short of the last partial 10 ms)."""
+    start, end = phones[0][1], phones[-1][2]
+    head = [(SILENCE, 0.0, start)] if start > 0 else []
+    tail = [(SILENCE, end, seconds)] if seconds > end else []
+    return head + phones + tail

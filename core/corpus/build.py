@@ -12,6 +12,12 @@ Every utterance is one (voice, sentence, emotion, repeat):
     pose      `performance.head_motion` driven by the clean wave's per-frame loudness
     beta0     `performance.resting_expression`: a random source face's resting expression
 
+Real recorded lines (``CorpusSpec.real_speech``, a speech manifest, `core.corpus.realspeech`) join
+as extra utterances: their own audio and force-aligned phones instead of a synthetic voice's, each
+line ``real_repeats`` times (its own augmentation, resting face, blinks and head motion each time),
+labelled with the manifest's emotion (default "talk"), in train, or in val for the speakers of
+``real_val_speakers``; lines that cannot be aligned are dropped and listed in ``corpus.json``.
+
 Splits are by voice and by text: train = the training voices on the training sentences, val = the
 training voices on the held-out sentences, test = the test voices (never heard in training) on the
 held-out sentences. Everything derives from `CorpusSpec.seed`: the same spec writes the same corpus
@@ -38,9 +44,10 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from core.audio import DEFAULT_FPS, FRAME_FEATURES, SAMPLE_RATE, n_video_frames, wave_features
+from core.audio import DEFAULT_FPS, FRAME_FEATURES, SAMPLE_RATE, load_audio, n_video_frames, wave_features
 from core.corpus.augment import augment_wave
 from core.blinks import blink_curves
+from core.corpus.realspeech import AlignedLine, align_lines, read_speech_manifest
 from core.corpus.performance import emotion_curves, head_motion, prosody_values, resting_expression
 from core.corpus.speech import FOREIGN_VOICES, SENTENCES, Prosody, available_voices, synthesize
 from core.corpus.text import template_sentences
@@ -87,6 +94,9 @@ class CorpusSpec:
     fps: float = DEFAULT_FPS
     augment: bool = True
     seed: int = 0
+    real_speech: str | None = None
+    real_val_speakers: tuple[str, ...] = ()
+    real_repeats: int = 3
 
     def check(self) -> None:
         """Raise `CorpusError` for voices that are unknown, missing or in both splits, unknown
@@ -118,11 +128,16 @@ class CorpusSpec:
             raise CorpusError(f"intensity must be a range inside [0, 1], got {self.intensity}")
         if not 1.0 <= self.fps <= 240.0:
             raise CorpusError(f"fps must be in [1, 240], got {self.fps}")
+        if self.real_repeats < 1:
+            raise CorpusError(f"real_repeats must be >= 1, got {self.real_repeats}")
+        if self.real_val_speakers and self.real_speech is None:
+            raise CorpusError("real_val_speakers names speakers of a speech manifest: give real_speech too")
 
 
 @dataclass(frozen=True)
 class CorpusItem:
-    """One utterance to render: its sequence name, split, voice, text, emotion and its own seed."""
+    """One utterance to render: its sequence name, split, voice, text, emotion and its own seed; for
+    a real recorded line also its audio file and aligned phones (its voice is ``real:SPEAKER``)."""
 
     name: str
     split: str
@@ -130,6 +145,8 @@ class CorpusItem:
     text: str
     emotion: str
     seed: int
+    audio: str | None = None  # a real recording (then ``phones`` are its aligned phones)
+    phones: tuple[tuple[str, float, float], ...] = ()
 
 
 def _sentences(spec: CorpusSpec) -> tuple[list[str], list[str]]:
@@ -143,8 +160,9 @@ def _sentences(spec: CorpusSpec) -> tuple[list[str], list[str]]:
             [s for i, s in enumerate(sentences) if i in held])
 
 
-def plan_corpus(spec: CorpusSpec) -> list[CorpusItem]:
-    """Every utterance of the corpus, in a fixed order (see the module docstring for the splits)."""
+def plan_corpus(spec: CorpusSpec, lines: Sequence[AlignedLine] = ()) -> list[CorpusItem]:
+    """Every utterance of the corpus, in a fixed order (see the module docstring for the splits);
+    ``lines`` are the aligned real lines of ``spec.real_speech``, which come last."""
     train_text, held_text = _sentences(spec)
     everything = train_text + held_text
     plan = [("train", v, train_text) for v in spec.train_voices]
@@ -159,8 +177,27 @@ def plan_corpus(spec: CorpusSpec) -> list[CorpusItem]:
                 for repeat in range(spec.repeats):
                     key = [spec.seed, voices.index(voice), sentence, EMOTIONS.index(emotion), repeat]
                     seed = int(np.random.SeedSequence(key).generate_state(1)[0])
-                    name = f"{voice.replace(':', '-').replace('+', '-')}_{sentence:03d}_{emotion}_{repeat}"
+                    name = f"{_safe(voice)}_{sentence:03d}_{emotion}_{repeat}"
                     items.append(CorpusItem(name, split, voice, text, emotion, seed))
+    return items + _real_items(spec, lines)
+
+
+def _safe(label: str) -> str:
+    """A voice or speaker name as part of a file name."""
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in label)
+
+
+def _real_items(spec: CorpusSpec, lines: Sequence[AlignedLine]) -> list[CorpusItem]:
+    """The real lines, ``spec.real_repeats`` times each, seeded by (seed, line number, repeat)."""
+    items = []
+    for number, aligned in enumerate(lines):
+        line = aligned.line
+        split = "val" if line.speaker in spec.real_val_speakers else "train"
+        for repeat in range(spec.real_repeats):
+            seed = int(np.random.SeedSequence([spec.seed, 0x5EA1, number, repeat]).generate_state(1)[0])
+            items.append(CorpusItem(f"real-{_safe(line.speaker)}_{number:04d}_{line.emotion}_{repeat}", split,
+                                    f"real:{line.speaker}", line.text, line.emotion, seed, str(line.audio),
+                                    aligned.phones))
     return items
 
 
@@ -180,28 +217,32 @@ def render_item(
     """Synthesise and animate one utterance. Shapes: -> (the sequence, the (N,) float32 wave its
     audio features came from, its manifest record)."""
     rng = np.random.default_rng(item.seed)
-    prosody = Prosody(**prosody_values(item.emotion, rng))
-    utterance = synthesize(item.text, item.voice, prosody)
-    frames = n_video_frames(len(utterance.wave), spec.fps)
+    if item.audio is not None:
+        clean, phones, prosody = load_audio(item.audio), list(item.phones), None
+    else:
+        prosody = Prosody(**prosody_values(item.emotion, rng))
+        utterance = synthesize(item.text, item.voice, prosody)
+        clean, phones = utterance.wave, [(p.symbol, p.start, p.end) for p in utterance.phones]
+    frames = n_video_frames(len(clean), spec.fps)
     if spec.augment:
-        wave, augmentation = augment_wave(utterance.wave, rng)
+        wave, augmentation = augment_wave(clean, rng)
         steps = list(augmentation.steps) + [f"gain {augmentation.gain_db:+.1f} dB"]
     else:
-        wave, steps = utterance.wave, []
+        wave, steps = clean, []
     audio = wave_features(wave, spec.fps, frames)
-    phones = [(p.symbol, p.start, p.end) for p in utterance.phones]
     intensity = float(rng.uniform(*spec.intensity))
     beta0 = resting_expression(names, rng)
     exp = (viseme_curves(phones, names, spec.fps, frames)
            + emotion_curves(names, item.emotion, intensity, frames, spec.fps, rng)
            + blink_curves(names, item.emotion, frames, spec.fps, rng) + beta0[None, :])
     seal_bilabials(exp, names, phones, spec.fps)  # the emotion's style must not part sealed lips
-    pose = head_motion(frame_energy(utterance.wave, spec.fps, frames), item.emotion, spec.fps, rng)
+    pose = head_motion(frame_energy(clean, spec.fps, frames), item.emotion, spec.fps, rng)
     sequence = CoeffSequence(item.name, np.clip(exp, 0.0, 1.0), pose, audio, item.emotion, beta0)
     record = {
         "name": item.name, "split": item.split, "voice": item.voice, "text": item.text,
         "emotion": item.emotion, "intensity": round(intensity, 4),
-        "prosody": {k: round(v, 4) for k, v in asdict(prosody).items()}, "augmentation": steps,
+        "prosody": {k: round(v, 4) for k, v in asdict(prosody).items()} if prosody else None,
+        "augmentation": steps, **({"audio_source": item.audio} if item.audio else {}),
         "seconds": round(len(wave) / SAMPLE_RATE, 4),
         "phones": [[s, round(a, 4), round(b, 4)] for s, a, b in phones],
     }
@@ -239,7 +280,8 @@ def build_corpus(
     face = builtin()
     (root / AUDIO_DIR).mkdir(parents=True, exist_ok=True)
     write_meta(root, DatasetMeta(fps=spec.fps, face_model=face.id, names=face.names, audio_width=FRAME_FEATURES))
-    items = plan_corpus(spec)
+    lines, dropped = align_lines(read_speech_manifest(spec.real_speech)) if spec.real_speech else ([], [])
+    items = plan_corpus(spec, lines)
     render = partial(_write_item, root, names=face.names, spec=spec)
     records = []
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else nullcontext() as pool:
@@ -248,6 +290,8 @@ def build_corpus(
             if progress:
                 progress(done, len(items))
     summary = _summary(spec, records)
+    if spec.real_speech:
+        summary["real_speech"] = _real_summary(spec, lines, dropped)
     manifest = {"format": CORPUS_FORMAT, "version": 1, **summary, "sequences": records}
     write_atomic(root / CORPUS_FILE, lambda path: Path(path).write_text(json.dumps(manifest, indent=1)))
     return summary
@@ -265,6 +309,18 @@ def _summary(spec: CorpusSpec, records: list[dict[str, Any]]) -> dict[str, Any]:
         "hours": {s: round(seconds[s] / 3600.0, 4) for s in splits},
         "total_hours": round(math.fsum(seconds.values()) / 3600.0, 4),
     }
+
+
+def _real_summary(spec: CorpusSpec, lines: Sequence[AlignedLine], dropped: list[dict[str, str]]) -> dict[str, Any]:
+    """The real lines: how many were listed, aligned and dropped (with why), and the aligned
+    minutes per speaker in each split (before the ``real_repeats`` copies)."""
+    minutes: dict[str, dict[str, float]] = {"train": {}, "val": {}}
+    for aligned in lines:
+        split = "val" if aligned.line.speaker in spec.real_val_speakers else "train"
+        speakers = minutes[split]
+        speakers[aligned.line.speaker] = round(speakers.get(aligned.line.speaker, 0.0) + aligned.seconds / 60, 3)
+    return {"manifest": spec.real_speech, "lines": len(lines) + len(dropped), "aligned": len(lines),
+            "dropped": dropped, "minutes": minutes}
 
 
 def read_manifest(root: str | Path) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 * ``corpus toy OUT [--train N] [--val N] [--frames T] [--seed S]``: the synthetic toy dataset
   (`core.corpus.toy`) that ``configs/coeff-tiny.yaml`` trains on;
 * ``corpus build OUT [--voices ...] [--test-voices ...] [--sentences N] [--heldout N] [--repeats R]
-  [--seed S] [--workers W] [--no-augment]``: the synthetic emotional-speech corpus
-  (`core.corpus.build`); prints its size as one JSON line;
+  [--seed S] [--workers W] [--no-augment] [--real-speech MANIFEST.tsv [--real-val-speakers S ...]
+  [--real-repeats R]]``: the emotional-speech corpus (`core.corpus.build`), synthetic voices and
+  optionally real recorded lines (`core.corpus.realspeech`); prints its size as one JSON line;
 
 * ``corpus from-videos DIR --out OUT [--fps F] [--emotion E] [--val-fraction V] [--test-fraction T]
   [--seed S]``: talking-head videos, fitted frame by frame (`core.corpus.videos.from_videos`);
@@ -22,6 +23,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from core.audio import DEFAULT_FPS
 from core.corpus.build import CorpusSpec, build_corpus
@@ -143,7 +145,21 @@ def _add_build_parser(kinds: argparse._SubParsersAction) -> None:
     build.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                        help="processes (default: the CPU count, %(default)s)")
     build.add_argument("--no-augment", action="store_true", help="keep the clean TTS audio")
+    build.add_argument("--real-speech", type=Path, metavar="MANIFEST",
+                       help="also real recorded lines: a TSV with audio, text, speaker (and emotion) columns, "
+                            "force-aligned (core.corpus.realspeech)")
+    build.add_argument("--real-val-speakers", nargs="+", default=[], metavar="SPEAKER",
+                       help="speakers of the manifest kept for val, never trained on")
+    build.add_argument("--real-repeats", type=int, default=spec.real_repeats,
+                       help="augmented copies of each real line (default %(default)s)")
     build.set_defaults(func=run_corpus_build)
+
+
+def _brief(key: str, value: Any) -> Any:
+    """A summary entry for the one-line print: the real lines' dropped list as a count."""
+    if key == "real_speech":
+        return {**value, "dropped": len(value["dropped"])}
+    return value
 
 
 def run_corpus_build(args: argparse.Namespace) -> int:
@@ -151,8 +167,11 @@ def run_corpus_build(args: argparse.Namespace) -> int:
     spec = CorpusSpec(
         train_voices=tuple(args.voices), test_voices=tuple(args.test_voices), extra_sentences=args.sentences,
         heldout_sentences=args.heldout, repeats=args.repeats, seed=args.seed, augment=not args.no_augment,
+        real_speech=str(args.real_speech) if args.real_speech else None,
+        real_val_speakers=tuple(args.real_val_speakers), real_repeats=args.real_repeats,
     )
     with progress_bar("corpus build", "utt") as progress:
         summary = build_corpus(args.out, spec, workers=args.workers, progress=progress)
-    print(json.dumps({k: summary[k] for k in ("utterances", "hours", "total_hours", "voices")}))
+    keys = ("utterances", "hours", "total_hours", "voices", "real_speech")
+    print(json.dumps({k: _brief(k, summary[k]) for k in keys if k in summary}))
     return 0
