@@ -217,7 +217,7 @@ def apply_generate(scene: bpy.types.Scene, snap: Snapshot, result: jobs.Generate
         if take["take"] in result.frame_dirs:
             item.frames_dir = preview.stored_frames_dir(result.frame_dirs[take["take"]], bpy.data.filepath)
         first = name if first is None else first
-    notes = [_add_audio(scene, snap) if snap.add_audio_strip else ""]
+    notes = [*result.messages, _add_audio(scene, snap) if snap.add_audio_strip else ""]
     if target.owner is not None and snap.translate == "ROTATION_TRANSLATION" and not target.owner.can_move:
         notes.append(f"the head bone '{target.owner.bone}' is connected to its parent, so Blender does not "
                      f"move it: the head only turns")

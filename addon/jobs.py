@@ -135,11 +135,13 @@ class RenderRequest:
 
 @dataclass
 class GenerateResult:
-    """The takes (wire format), per-take frame folders, and the face model when asked for."""
+    """The takes (wire format), per-take frame folders, the face model when asked for, and what
+    the server said about the result (its job's messages)."""
 
     takes: list[dict]
     frame_dirs: dict[int, Path] = field(default_factory=dict)
     face_model: Any = None
+    messages: list[str] = field(default_factory=list)
 
 
 def wait_for_job(client: Client, job: dict, report: Report, cancelled: threading.Event) -> dict:
@@ -201,7 +203,7 @@ def generate(request: GenerateRequest, client: Client, report: Report,
     job = wait_for_job(client, client.submit(request.audio, request.settings, request.portrait),
                        report, cancelled)
     takes = client.takes(job["id"])
-    result = GenerateResult(takes=takes)
+    result = GenerateResult(takes=takes, messages=[str(m) for m in job.get("messages") or []])
     if request.frames_dir is not None:
         report(1.0, "downloading frames")
         result.frame_dirs = fetch_frames(client, job["id"], len(takes), request.frames_dir, cancelled)

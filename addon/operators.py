@@ -89,6 +89,8 @@ def settings_dict(props, fps: float) -> dict:
     """The job settings (docs/api.md) from the panel."""
     settings = {name: getattr(props, prop) for name, prop in SERVER_SETTINGS.items()}
     settings.update(emotion=props.emotion, fps=fps, render_size=render_size_of(props))
+    if props.dialogue.strip():
+        settings["text"] = props.dialogue.strip()
     if props.use_reference:
         if not props.reference:
             raise ValueError("press 'Reference From Current Pose' first, or turn the reference off")

@@ -113,6 +113,9 @@ class FlowVQSettings(bpy.types.PropertyGroup):
                                                     ("STRIP", "Sound Strip", "A sound strip in the sequencer")])
     audio_path: StringProperty(name="Speech Clip", subtype="FILE_PATH")
     audio_strip: StringProperty(name="Sound Strip")
+    dialogue: StringProperty(name="Dialogue", description=(
+        "What the clip says (optional): its phones, aligned to the audio, drive the lips. Words as "
+        "spoken, numbers spelled out; a line that cannot be aligned falls back to the audio alone"))
     emotion: EnumProperty(name="Emotion", items=_emotion_enum)
     intensity: FloatProperty(name="Intensity", default=1.0, min=0.0, max=1.0)
     use_reference: BoolProperty(name="Reference From Pose", description=(

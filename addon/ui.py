@@ -19,7 +19,7 @@ class FLOWVQ_UL_takes(bpy.types.UIList):
 
 
 def _draw_audio(layout: bpy.types.UILayout, context: bpy.types.Context, props) -> None:
-    """Audio source: a file, or a sound strip already in the sequencer."""
+    """Audio source: a file, or a sound strip already in the sequencer; then the line's text."""
     box = layout.box()
     box.row().prop(props, "audio_source", expand=True)
     if props.audio_source == "FILE":
@@ -28,6 +28,7 @@ def _draw_audio(layout: bpy.types.UILayout, context: bpy.types.Context, props) -
         box.prop_search(props, "audio_strip", context.scene.sequence_editor, STRIPS)
     else:
         box.label(text="The sequencer has no strips", icon="INFO")
+    box.prop(props, "dialogue")
 
 
 def _draw_style(layout: bpy.types.UILayout, props) -> None:

@@ -31,7 +31,7 @@ its projection weight is always 0, and a rig's ``sil`` key is not keyed (the mou
 every other viseme is 0).
 
 The table (`VISEMES`) follows the phone targets of the project's lip-sync corpus
-(core/corpus/visemes.py: bilabial, labiodental, dental, alveolar, sibilant, postalveolar, velar,
+(core/visemes.py: bilabial, labiodental, dental, alveolar, sibilant, postalveolar, velar,
 approximant r, open, mid spread, close spread, mid rounded and close rounded vowels) where the two
 overlap. Where several Oculus ids share a corpus target (DD, kk and nn are all "jaw a little open"),
 each gets a small secondary cue of its own (DD raises the upper lip, kk dimples the corners, nn

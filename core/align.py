@@ -33,7 +33,7 @@ __all__ = [
 SILENCE = "_"  # the corpus's pause symbol (`core.corpus.speech.SILENCE` is this one)
 FRAME_RATE = 100  # PocketSphinx analysis frames per second (10 ms hop)
 MAX_TEXT_CHARS = 2000
-# The 39 CMU dictionary phones -> SAMPA keys of `core.corpus.visemes.PHONE_VISEMES` (American
+# The 39 CMU dictionary phones -> SAMPA keys of `core.visemes.PHONE_VISEMES` (American
 # values: ER is r-coloured, OW the diphthong @U). AH is CMU's stressed "cup" and unstressed schwa
 # alike; it becomes @, whose jaw follows the true one more closely than V's does on the project's
 # sentences.

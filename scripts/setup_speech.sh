@@ -2,14 +2,18 @@
 # Install the Debian speech tools the training corpus is built with: espeak-ng (text -> phonemes
 # with durations, .pho files) and mbrola with the real-voice diphone voices us1, us2, us3, en1 and the
 # German, French, Dutch, Afrikaans and Polish voices that read English with an accent
-# (de5, de6, fr1, fr4, nl2, af1, pl1: core.corpus.speech.FOREIGN_VOICES).
-# The mbrola packages live in Debian's contrib/non-free components: they are enabled by adding those
+# (de5, de6, fr1, fr4, nl2, af1, pl1: core.corpus.speech.FOREIGN_VOICES), and the engines of
+# core.corpus.engines: Festival with its HTS and diphone voices, Flite, RHVoice with its English voices
+# and SVOX Pico (pico2wave).
+# The mbrola and Pico packages live in Debian's contrib/non-free components: they are enabled by adding those
 # components to the Debian entries already in this machine's apt sources (same URIs, no new hosts).
 # Idempotent: does nothing when everything is installed. Needs root (or sudo).
 set -euo pipefail
 
 PACKAGES=(espeak-ng mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1
-          mbrola-de5 mbrola-de6 mbrola-fr1 mbrola-fr4 mbrola-nl2 mbrola-af1 mbrola-pl1)
+          mbrola-de5 mbrola-de6 mbrola-fr1 mbrola-fr4 mbrola-nl2 mbrola-af1 mbrola-pl1
+          festival festvox-us-slt-hts festvox-kallpc16k festvox-rablpc16k festvox-kdlpc16k festvox-don
+          flite rhvoice rhvoice-english libttspico-utils)
 
 installed() {
     for package in "${PACKAGES[@]}"; do

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.align import MAX_TEXT_CHARS
 from core.audio import MAX_FPS
 from core.coeff.generator import GenerateSettings
 from core.coeff.sampler import MAX_SEED, SampleSettings
@@ -71,6 +72,8 @@ class JobSettings(RenderSettings):
     fps: float | None = Field(None, gt=0.0, le=MAX_FPS, description="output frame rate; null = the model's")
     source_exp: list[float] | None = Field(
         None, description="source face expression β₀ [D]; null = the portrait's fit, else neutral")
+    text: str | None = Field(None, max_length=MAX_TEXT_CHARS,
+                             description="what the clip says; its aligned phones drive the lips (null: audio only)")
     render: bool = Field(False, description="also render preview frames")
 
 
@@ -117,6 +120,7 @@ class JobView(BaseModel):
     error: JobError | None
     takes: int
     frames: dict[str, int]
+    messages: list[str]
 
 
 class HealthModels(BaseModel):

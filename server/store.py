@@ -88,6 +88,7 @@ class Job:
     error: dict[str, str] | None = None
     takes: int = 0
     frames: dict[str, int] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
     size_bytes: int = 0
     cancel: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
     persisted: float = 0.0
@@ -106,7 +107,7 @@ class Job:
             "id": self.id, "kind": self.kind, "state": self.state, "stage": self.stage,
             "progress": self.progress, "created": self.created, "updated": self.updated,
             "started": self.started, "finished": self.finished, "error": self.error,
-            "takes": self.takes, "frames": dict(self.frames),
+            "takes": self.takes, "frames": dict(self.frames), "messages": list(self.messages),
         }
 
     def eta_seconds(self, now: float) -> float | None:
@@ -126,7 +127,8 @@ class Job:
         """A job read back from its ``status.json``."""
         keys = ("state", "stage", "progress", "started", "finished", "error", "takes", "frames")
         return cls(id=status["id"], kind=status["kind"], directory=directory, created=status["created"],
-                   updated=status["updated"], **{key: status[key] for key in keys})
+                   updated=status["updated"], messages=list(status.get("messages", [])),
+                   **{key: status[key] for key in keys})
 
 
 def _directory_bytes(directory: Path) -> int:
@@ -251,6 +253,12 @@ class JobStore:
         """Record how many takes the job's takes file holds."""
         with self._lock:
             job.takes = takes
+            self._persist(job, force=True)
+
+    def add_message(self, job: Job, message: str) -> None:
+        """Record something the user should know about the job's result (a text that was not used)."""
+        with self._lock:
+            job.messages.append(message)
             self._persist(job, force=True)
 
     def add_frame(self, job: Job, take: int, progress: float) -> None:

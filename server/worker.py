@@ -64,7 +64,8 @@ class JobRunner:
         def progress(stage: str, fraction: float) -> None:
             self.store.report(job, "sampling" if stage == "done" else stage, share * fraction)
 
-        takes = self.generator.generate(job.path(AUDIO_FILE), generate, progress, job.cancel.is_set)
+        takes = self.generator.generate(job.path(AUDIO_FILE), generate, progress, job.cancel.is_set,
+                                        lambda message: self.store.add_message(job, message))
         save_takes(job.path(TAKES_FILE), takes)
         self.store.set_takes(job, len(takes))
         return takes

@@ -7,6 +7,7 @@ every take was generated, so nothing is written when a command fails.
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 from core.coeff.generator import (
@@ -14,6 +15,7 @@ from core.coeff.generator import (
 )
 from core.coeff.sampler import SampleSettings
 from core.device import DEVICES
+from core.errors import FlowVQError
 from core.formats.takes import save_takes
 
 __all__ = ["add_generate_parser", "run_generate"]
@@ -53,12 +55,26 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument("--manifold-blend", type=float, default=defaults.manifold_blend,
                         help="blend towards the latent bank in [0, 1]; 0 for weights without a bank "
                              "(default %(default)s)")
+    text = parser.add_mutually_exclusive_group()
+    text.add_argument("--text", help="what the clip says: its phones, aligned to the audio, drive the lips "
+                                     "(words as spoken; numbers spelled out)")
+    text.add_argument("--text-file", type=Path, metavar="FILE", help="the same, read from a UTF-8 text file")
     parser.add_argument("--fps", type=float, help="output frame rate (default: the model's)")
     parser.add_argument("--weights", type=Path, metavar="DIR",
                         help="coefficient weights directory (default: the installed default weights)")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="(default %(default)s)")
     parser.set_defaults(func=run_generate)
     return parser
+
+
+def _text(args: argparse.Namespace) -> str | None:
+    """``--text``, or the contents of ``--text-file`` (lines joined by spaces), or None."""
+    if args.text_file is None:
+        return args.text
+    try:
+        return " ".join(args.text_file.read_text(encoding="utf-8").split())
+    except (OSError, UnicodeDecodeError) as err:
+        raise FlowVQError(f"cannot read the text file {args.text_file}: {err}") from err
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -80,8 +96,9 @@ def run_generate(args: argparse.Namespace) -> int:
         ),
         fps=args.fps,
         source_exp=source,
+        text=_text(args),
     )
-    takes = generator.generate(args.audio, settings)
+    takes = generator.generate(args.audio, settings, note=lambda message: print(f"note: {message}", file=sys.stderr))
     save_takes(args.out, takes)
     for take in takes:
         print(f"take {take.take}: seed {take.seed}, {take.emotion}, {take.frames} frames, "

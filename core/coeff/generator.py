@@ -4,8 +4,13 @@
 turns one clip into ``settings.sample.takes`` takes:
 
     audio (path or bytes) -> log-mel features at the model fps            stage "features"
+    (with the line's text: its phones aligned to the audio, `core.align`)
     -> `core.coeff.sampler.sample_takes` (all takes in one batch)          stage "sampling"
+    (with aligned phones: the mouth driven by them, `core.coeff.text.text_lips`)
     -> one `core.formats.takes.Take` per take, resampled to the output fps, validated  stage "done"
+
+A text that cannot be aligned (a word outside the dictionary, digits, a text that does not fit the
+audio) does not fail the generation: the takes come from the audio alone and ``note`` says why.
 
 Take k carries seed ``settings.sample.seed + k`` and is the same whether it is generated alone or
 in a batch. Audio errors (`core.audio.AudioError`) and settings errors (`SettingsError`,
@@ -22,9 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from core.align import MAX_TEXT_CHARS, AlignmentError, align_text
 from core.audio import MAX_FPS, audio_features
 from core.coeff.model import CoeffModel
 from core.coeff.sampler import CancelFn, SampleSettings, SettingsError, sample_takes, take_seeds
+from core.coeff.text import text_lips
 from core.coeff.weights import default_weights_dir, load_weights
 from core.emotions import EMOTIONS, REFERENCE, emotion_index
 from core.device import resolve_device
@@ -39,12 +46,14 @@ __all__ = [
     "GenerateSettings",
     "ReferenceTakeError",
     "ProgressFn",
+    "NoteFn",
     "STAGES",
     "reference_from_takes",
     "source_from_portrait",
 ]
 
 ProgressFn = Callable[[str, float], None]
+NoteFn = Callable[[str], None]
 STAGES = ("features", "sampling", "done")
 _SAMPLING_START, _SAMPLING_END = 0.05, 0.99  # overall progress spent on features / sampling / takes
 
@@ -61,24 +70,25 @@ class GenerateSettings:
     sample: `SampleSettings` (emotion, intensity, temperature, pose_temperature, style_temperature,
     seed, takes, pose, pose_amount, manifold_blend, manifold_k, reference); fps: output frame rate,
     None = the model's fps;
-    source_exp: β₀, the source face's expression coefficients, None = zeros (the neutral face).
-    Shapes: source_exp (D,).
+    source_exp: β₀, the source face's expression coefficients, None = zeros (the neutral face);
+    text: what the clip says, None = unknown (module docstring). Shapes: source_exp (D,).
     """
 
     sample: SampleSettings = field(default_factory=SampleSettings)
     fps: float | None = None
     source_exp: np.ndarray | None = None
+    text: str | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "GenerateSettings":
-        """Settings from a flat JSON object: the `SampleSettings` field names plus "fps" and
-        "source_exp"; missing keys take their defaults. Unknown keys and values of the wrong
+        """Settings from a flat JSON object: the `SampleSettings` field names plus "fps",
+        "source_exp" and "text"; missing keys take their defaults. Unknown keys and values of the wrong
         JSON type raise `SettingsError` naming the key; ranges are checked by `check`.
         """
         if not isinstance(data, Mapping):
             raise SettingsError(f"generation settings must be a JSON object, got {type(data).__name__}")
         sample_keys = {f.name for f in fields(SampleSettings)}
-        known = sample_keys | {"fps", "source_exp"}
+        known = sample_keys | {"fps", "source_exp", "text"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise SettingsError(f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -92,6 +102,7 @@ class GenerateSettings:
             sample=SampleSettings(**sample),
             fps=None if fps is None else _typed("fps", fps, float),
             source_exp=None if data.get("source_exp") is None else _array("source_exp", data["source_exp"]),
+            text=None if data.get("text") is None else _typed("text", data["text"], str),
         )
 
     def check(self, model: CoeffModel) -> None:
@@ -110,6 +121,8 @@ class GenerateSettings:
                 )
             if not np.isfinite(source).all():
                 raise SettingsError("source_exp contains NaN or infinite values")
+        if self.text is not None and not (isinstance(self.text, str) and len(self.text) <= MAX_TEXT_CHARS):
+            raise SettingsError(f"text must be one line of at most {MAX_TEXT_CHARS} characters")
 
     def beta0(self, dim: int) -> np.ndarray:
         """The source expression β₀ as float32, zeros when unset. Shapes: -> (D,)."""
@@ -189,25 +202,30 @@ class CoeffGenerator:
         settings: GenerateSettings,
         progress: ProgressFn | None = None,
         cancel: CancelFn | None = None,
+        note: NoteFn | None = None,
     ) -> list[Take]:
         """``settings.sample.takes`` validated takes for one clip (a path or the file's bytes).
 
         ``progress(stage, fraction)`` gets a stage of `STAGES` and the overall fraction done,
         non-decreasing and ending at ("done", 1.0); ``cancel()`` is polled every frame and raises
-        `GenerationCancelled`. Shapes: each take exp (T, D), pose (T, 6) with
+        `GenerationCancelled`; ``note(message)`` gets what the user should know about the result
+        (a text that could not be used). Shapes: each take exp (T, D), pose (T, 6) with
         T = round(frames at the model fps × output fps / model fps).
         """
         report = progress if progress is not None else _ignore
         sample = settings.sample
         settings.check(self.model)
         report("features", 0.0)
-        _, feats = audio_features(audio, self.fps)  # (T, audio_width) at the model fps
+        wave, feats = audio_features(audio, self.fps)  # (T, audio_width) at the model fps
+        phones = _aligned(wave, settings.text, note or _silent)
         report("sampling", _SAMPLING_START)
         exp, pose = sample_takes(
             self.model, feats, settings.beta0(self.model.dim), sample,
             progress=lambda done: report("sampling", _SAMPLING_START + (_SAMPLING_END - _SAMPLING_START) * done),
             cancel=cancel,
         )  # (N, T, D), (N, T, 6)
+        if phones is not None:
+            exp = text_lips(exp, phones, self.names, self.fps, settings.beta0(self.model.dim))
         emotion = REFERENCE if sample.reference is not None else EMOTIONS[emotion_index(sample.emotion)]
         takes = [self._take(k, seed, emotion, exp[k], pose[k], settings.fps)
                  for k, seed in enumerate(take_seeds(sample))]
@@ -228,6 +246,22 @@ class CoeffGenerator:
 
 def _ignore(stage: str, fraction: float) -> None:
     """The progress callback used when the caller passes none."""
+
+
+def _silent(message: str) -> None:
+    """The note callback used when the caller passes none."""
+
+
+def _aligned(wave: np.ndarray, text: str | None, note: NoteFn) -> list[tuple[str, float, float]] | None:
+    """The text's phones in the wave, or None without a text or when it cannot be aligned (then
+    ``note`` says why and that the takes follow the audio alone)."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return align_text(wave, text)
+    except AlignmentError as err:
+        note(f"the text was not used, the lips follow the audio alone: {err}")
+        return None
 
 
 def reference_from_takes(path: str | Path, names: tuple[str, ...], take: int = 0) -> np.ndarray:

@@ -51,7 +51,7 @@ from core.corpus.realspeech import AlignedLine, align_lines, read_speech_manifes
 from core.corpus.performance import emotion_curves, head_motion, prosody_values, resting_expression
 from core.corpus.speech import FOREIGN_VOICES, SENTENCES, Prosody, available_voices, synthesize
 from core.corpus.text import template_sentences
-from core.corpus.visemes import seal_bilabials, viseme_curves
+from core.visemes import seal_bilabials, viseme_curves
 from core.emotions import EMOTIONS
 from core.errors import FlowVQError
 from core.face import builtin

@@ -32,6 +32,10 @@ phone ending at the end of the wave. Prosody is espeak's own: rate -> words per 
 pitch, pitch_range -> espeakRANGE; volume is a gain on the samples. The library keeps global state that
 drifts from one synthesis to the next, so every synthesis runs in a fresh worker process: the same
 text, voice and prosody always give the same samples, and threads never share the library.
+
+More voices come from Festival, Flite, RHVoice and SVOX Pico ("festival:<voice>", "flite:<voice>",
+"rhvoice:<voice>", "pico:<language>"; `core.corpus.engines`): their phones are a forced alignment of
+the text to the rendered wave, not the timings it was rendered with.
 """
 
 import base64
@@ -46,6 +50,7 @@ from dataclasses import dataclass, field, fields
 from math import isfinite, log2
 from numbers import Real
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -53,6 +58,9 @@ from core.align import SILENCE
 from core.audio import SAMPLE_RATE, resample_to_16k, load_audio
 from core.corpus._espeak_worker import EXIT_MISSING, EXIT_NO_VOICE
 from core.errors import FlowVQError
+
+if TYPE_CHECKING:
+    from core.corpus.engines import EngineVoice
 
 __all__ = [
     "ESPEAK_ENV", "MBROLA_ENV", "BASE_WPM", "TOOL_TIMEOUT_S", "MIN_PITCH_HZ", "SILENCE", "PROSODY_LIMITS",
@@ -168,7 +176,7 @@ VOICES: dict[str, VoiceInfo] = {
     # Real voices of other languages reading English through espeak-ng's "mb-<voice>-en" translations:
     # accented English from more speakers, so lip-sync learns the sound of a phone rather than of
     # three voices. Each writes its own language's SAMPA (German 6 and OY, Dutch Ei Au dj tj,
-    # Afrikaans $ &, Polish x), mapped in core.corpus.visemes. These seven render every corpus
+    # Afrikaans $ &, Polish x), mapped in core.visemes. These seven render every corpus
     # sentence; de1, de2, sw2, hu1, ro1, gr2 and de4 lack diphones the sentences need, and sw1's
     # waves drift more than one feature hop from its phone timings.
     **{name: VoiceInfo(f"mb-{name}-en", Path(f"/usr/share/mbrola/{name}/{name}"), sex)
@@ -286,8 +294,9 @@ class Utterance:
     """A synthesised sentence (compared by identity: it holds an array).
 
     wave: (N,) float32 mono at `core.audio.SAMPLE_RATE`; phones: contiguous from 0 s, the timings the
-    wave was rendered with; pho: the .pho text MBROLA rendered (prosody applied), or for an espeak-ng
-    voice the phones written as .pho lines (symbol and duration in ms, no pitch points).
+    wave was rendered with (for an engine voice of `core.corpus.engines`, the forced alignment of the
+    text to the wave); pho: the .pho text MBROLA rendered (prosody applied), or for an espeak-ng or
+    engine voice the phones written as .pho lines (symbol and duration in ms, no pitch points).
     """
 
     text: str
@@ -300,12 +309,14 @@ class Utterance:
 
 def available_voices() -> list[str]:
     """The names in `VOICES` whose MBROLA database is installed, then those in `ESPEAK_VOICES` when
-    libespeak-ng is installed with the voice's variant."""
+    libespeak-ng is installed with the voice's variant, then the engine voices of
+    `core.corpus.engines.ENGINE_VOICES` whose program and voice data are installed."""
+    from core.corpus.engines import installed_engine_voices  # engines imports this module
+
     mbrola = [name for name, info in VOICES.items() if info.database.is_file()]
     data = _espeak_data_path()
-    if data is None:
-        return mbrola
-    return mbrola + [name for name, info in ESPEAK_VOICES.items() if _has_variant(data, info)]
+    espeak = [] if data is None else [name for name, info in ESPEAK_VOICES.items() if _has_variant(data, info)]
+    return mbrola + espeak + installed_engine_voices()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,12 +376,15 @@ def _tool(env: str, default: str) -> str:
     return path
 
 
-def _voice_info(voice: str) -> VoiceInfo | EspeakVoiceInfo:
-    """The voice's entry in `VOICES` or `ESPEAK_VOICES`; refuses an unknown voice and an MBROLA voice
-    whose database is missing."""
-    info = VOICES.get(voice) or ESPEAK_VOICES.get(voice)
+def _voice_info(voice: str) -> "VoiceInfo | EspeakVoiceInfo | EngineVoice":
+    """The voice's entry in `VOICES`, `ESPEAK_VOICES` or `core.corpus.engines.ENGINE_VOICES`; refuses
+    an unknown voice and an MBROLA voice whose database is missing."""
+    from core.corpus.engines import ENGINE_VOICES  # engines imports this module
+
+    info = VOICES.get(voice) or ESPEAK_VOICES.get(voice) or ENGINE_VOICES.get(voice)
     if info is None:
-        raise SpeechError(f"unknown voice {voice!r}; choose one of {', '.join([*VOICES, *ESPEAK_VOICES])}")
+        names = ", ".join([*VOICES, *ESPEAK_VOICES, *ENGINE_VOICES])
+        raise SpeechError(f"unknown voice {voice!r}; choose one of {names}")
     if isinstance(info, VoiceInfo) and not info.database.is_file():
         raise SpeechToolsMissingError(
             f"the MBROLA voice '{voice}' is not installed (no database at {info.database}); {_SETUP_HINT}"
@@ -500,7 +514,7 @@ def _espeak_parameters(prosody: Prosody) -> dict[int, int]:
 
 
 def espeak_phone_symbol(mnemonic: str, voice: str) -> str:
-    """The SAMPA symbol (a key of `core.corpus.visemes.PHONE_VISEMES`) of one of espeak-ng's phoneme
+    """The SAMPA symbol (a key of `core.visemes.PHONE_VISEMES`) of one of espeak-ng's phoneme
     mnemonics under an espeak voice: pauses ("_", "_:", ...) are `SILENCE`, stress marks are dropped.
     Raises `SpeechError` naming a mnemonic the voice's accent table lacks, or a voice that is not espeak's."""
     info = _voice_info(voice)
@@ -563,8 +577,11 @@ def synthesize(text: str, voice: str, prosody: Prosody = Prosody()) -> Utterance
     minute; the pitch points are reshaped (`Prosody`); mbrola renders exactly those durations at
     `prosody.volume`. An espeak voice (`ESPEAK_VOICES`): libespeak-ng speaks with espeak's own rate,
     pitch and range and reports where each phone starts; `prosody.volume` is a gain on the samples.
+    An engine voice (`core.corpus.engines.ENGINE_VOICES`): the engine renders the text with what of
+    the prosody it supports and the text is force-aligned to the wave (a text the aligner refuses is a
+    `SpeechError`).
     Shapes: text -> wave (N,) float32 at 16 kHz, N / 16000 = phones[-1].end within a few ms (exactly,
-    for an espeak voice).
+    for an espeak or engine voice).
     Raises `SpeechError` for empty text, an unknown voice or a tool failure (with the tool's message),
     `SpeechToolsMissingError` when a program, library or the voice is not installed.
     """
@@ -574,8 +591,12 @@ def synthesize(text: str, voice: str, prosody: Prosody = Prosody()) -> Utterance
     if isinstance(info, EspeakVoiceInfo):
         wave, entries = _espeak_render(text, info, prosody)
         _refuse_silence(text, entries)
-    else:
+    elif isinstance(info, VoiceInfo):
         wave, entries = _mbrola_render(text, info, prosody)
+    else:
+        from core.corpus.engines import render_engine  # engines imports this module
+
+        wave, entries = render_engine(text, info, prosody)
     return Utterance(text, voice, prosody, wave, _timed_phones(entries), format_pho(entries))
 
 
@@ -604,12 +625,19 @@ def phone_symbols(voice: str, sentences: Sequence[str] = SENTENCES) -> frozenset
     The symbol sets differ by voice family: us1, us2 and us3 use American SAMPA (i, A, u, O, r=,
     the flap 4, aspirated p_h t_h k_h in us1/us2, syllabic l= in us3), en1 British SAMPA (length
     marks i: A: u: O: 3:, Q, e, eI, aI, dark l 5). Map each family on its own. The espeak voices
-    write the family of their accent (`EspeakVoiceInfo.accent`), without aspiration or dark l.
-    Raises `SpeechError` for an espeak phoneme that `ESPEAK_PHONEMES` lacks.
+    write the family of their accent (`EspeakVoiceInfo.accent`), without aspiration or dark l. An
+    engine voice gets every symbol the alignment can place: the American SAMPA of the words'
+    dictionary pronunciations (`core.corpus.engines.aligner_symbols`; no synthesis).
+    Raises `SpeechError` for an espeak phoneme that `ESPEAK_PHONEMES` lacks, or a word the aligner's
+    dictionary lacks.
     """
     info = _voice_info(voice)
     if isinstance(info, EspeakVoiceInfo):
         _, entries = _espeak_render("\n".join(sentences), info, Prosody())
-    else:
+    elif isinstance(info, VoiceInfo):
         entries = _espeak_phones(_tool(ESPEAK_ENV, "espeak-ng"), "\n".join(sentences), info, BASE_WPM)
+    else:
+        from core.corpus.engines import aligner_symbols  # engines imports this module
+
+        return aligner_symbols(sentences)
     return frozenset(symbol for symbol, _, _ in entries)

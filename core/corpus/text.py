@@ -23,7 +23,7 @@ WORDS: dict[str, tuple[str, ...]] = {
     "name": ("Bob", "Pam", "Mabel", "Fred", "Olive", "Paul", "Maya", "Victor", "Ruth", "Hugo",
              "Bella", "Tom", "June", "Walter", "Ivy", "Martha", "Oscar", "Fiona", "Ben", "Molly"),
     "noun": ("boat", "map", "muffin", "window", "puppy", "mirror", "bottle", "fountain", "pumpkin",
-             "violin", "harbour", "mountain", "bubble", "basket", "feather", "blanket", "umbrella",
+             "violin", "harbor", "mountain", "bubble", "basket", "feather", "blanket", "umbrella",
              "pebble", "balloon", "moon", "ferry", "garden", "wallet", "pillow", "orange", "bamboo",
              "rope", "box", "farm", "river", "zebra", "oven", "lamp", "fiddle", "museum", "bridge"),
     "adjective": ("purple", "warm", "bumpy", "quiet", "huge", "soft", "brave", "pale", "famous",
@@ -35,8 +35,13 @@ WORDS: dict[str, tuple[str, ...]] = {
     "verb": ("bring", "move", "paint", "find", "open", "drop", "push", "fix", "borrow", "wrap",
              "clean", "measure", "carry", "bury", "polish", "sell", "swap", "flip", "mend", "keep"),
     "place": ("by the pool", "near the bridge", "in the museum", "on the boat", "under the bamboo",
-              "behind the barn", "at the harbour", "up the mountain", "over the fence",
+              "behind the barn", "at the harbor", "up the mountain", "over the fence",
               "beyond the farm", "before noon", "after the storm", "on Monday", "in the morning"),
+    # plurals written out (the aligner's dictionary has "puppies", not "puppys"); bamboo has none
+    "nouns": ("boats", "maps", "muffins", "windows", "puppies", "mirrors", "bottles", "fountains", "pumpkins",
+              "violins", "harbors", "mountains", "bubbles", "baskets", "feathers", "blankets", "umbrellas",
+              "pebbles", "balloons", "moons", "ferries", "gardens", "wallets", "pillows", "oranges",
+              "ropes", "boxes", "farms", "rivers", "zebras", "ovens", "lamps", "fiddles", "museums", "bridges"),
     "feeling": ("happy", "upset", "surprised", "afraid", "furious", "calm", "amazed", "bored",
                 "puzzled", "proud", "worried", "moved"),
 }
@@ -49,7 +54,7 @@ TEMPLATES: tuple[str, ...] = (
     "Maybe {name} will {verb} a {adjective} {noun}.",
     "{name} was {feeling} when the {noun} fell {place}.",
     "Oh, the {noun} is {adjective}, and the {noun} is {adjective}!",
-    "We {verb_past} both {adjective} {noun}s {place}.",
+    "We {verb_past} both {adjective} {nouns} {place}.",
 )
 
 

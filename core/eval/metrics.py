@@ -40,7 +40,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
-from core.corpus.visemes import BILABIALS, MOUTH_CHANNELS, PHONE_VISEMES, frames_at
+from core.visemes import BILABIALS, MOUTH_CHANNELS, PHONE_VISEMES, frames_at
 from core.emotions import emotion_index
 from core.errors import FlowVQError
 from core.face.measure import lip_gap

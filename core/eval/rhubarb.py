@@ -1,7 +1,7 @@
 """A rule-based lip-sync baseline in the manner of Rhubarb Lip Sync: audio -> phones -> mouth curves.
 
     recognize_phones   16 kHz wave -> PocketSphinx phone recognition (no transcript) -> timed SAMPA phones
-    rhubarb_curves     the recognised phones -> `core.corpus.visemes.viseme_curves` -> ARKit blendshape curves
+    rhubarb_curves     the recognised phones -> `core.visemes.viseme_curves` -> ARKit blendshape curves
 
 Like Rhubarb Lip Sync's transcript-free "phonetic" recogniser, it runs PocketSphinx in allphone
 mode: the bundled US-English acoustic model decodes the audio against a phone n-gram language model
@@ -13,7 +13,7 @@ the same kind of phone list as a synthetic `core.corpus.speech.Utterance`'s.
 How it differs from Rhubarb itself: Rhubarb first splits the audio into utterances with a voice
 activity detector, recognises each one, and maps phones by hand-written rules onto its nine
 cartoon mouth shapes A-H and X, then smooths away shapes too brief to see. This baseline decodes the
-whole clip in one pass and lets our viseme table (`core.corpus.visemes.PHONE_VISEMES`) with its
+whole clip in one pass and lets our viseme table (`core.visemes.PHONE_VISEMES`) with its
 dominance-blended coarticulation turn the phones into continuous ARKit curves, exactly as the
 ground-truth curves are made from true phones; any difference between the two therefore comes
 from recognition alone.
@@ -27,7 +27,7 @@ import pocketsphinx
 from core.align import ARPABET_TO_SAMPA, FRAME_RATE, to_pcm16
 from core.audio import SAMPLE_RATE
 from core.corpus.speech import SILENCE, Phone
-from core.corpus.visemes import viseme_curves
+from core.visemes import viseme_curves
 from core.errors import FlowVQError
 
 __all__ = [
@@ -111,7 +111,7 @@ def rhubarb_curves(
     """Baseline lip-sync curves: the recognised phones through `viseme_curves`.
 
     Shapes: wave (N,) at 16 kHz -> (frames, len(names)) float32 in [0, 1]; only the mouth channels
-    are set. Raises `RhubarbError` for unusable audio, `core.corpus.visemes.VisemeError` when
+    are set. Raises `RhubarbError` for unusable audio, `core.visemes.VisemeError` when
     ``names`` lacks a mouth channel.
     """
     phones = recognize_phones(wave, sample_rate)

@@ -38,7 +38,7 @@ from core.coeff.model import CoeffModel
 from core.coeff.sampler import SampleSettings, sample_takes
 from core.coeff.weights import load_weights
 from core.corpus.build import AUDIO_DIR, read_manifest
-from core.corpus.visemes import BILABIALS
+from core.visemes import BILABIALS
 from core.emotions import emotion_index
 from core.errors import FlowVQError
 from core.eval.metrics import (

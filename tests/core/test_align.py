@@ -12,7 +12,7 @@ import pytest
 from core.align import SILENCE, AlignmentError, align_text, words_of
 from core.audio import load_audio
 from core.corpus.speech import Prosody, synthesize
-from core.corpus.visemes import BILABIALS
+from core.visemes import BILABIALS
 
 REAL = Path(__file__).resolve().parents[1] / "data" / "real"
 LJ = {

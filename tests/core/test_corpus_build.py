@@ -17,7 +17,7 @@ from core.corpus.build import (
 )
 from core.corpus.speech import SENTENCES, VOICES, available_voices, phone_symbols
 from core.corpus.text import TextError, WORDS, template_sentences
-from core.corpus.visemes import PHONE_VISEMES
+from core.visemes import PHONE_VISEMES
 from core.emotions import EMOTIONS
 from core.eval.metrics import bilabial_closure_rate
 from core.formats.dataset import load_split, read_meta

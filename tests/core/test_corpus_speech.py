@@ -12,7 +12,7 @@ from core.corpus.speech import (
     Prosody, SpeechError, SpeechToolsMissingError, Utterance, available_voices, espeak_phone_symbol, format_pho,
     parse_pho, phone_symbols, synthesize,
 )
-from core.corpus.visemes import BILABIALS, PHONE_VISEMES
+from core.visemes import BILABIALS, PHONE_VISEMES
 from core.errors import FlowVQError
 
 SENTENCE = "Bob, please pass the soup."
@@ -270,7 +270,7 @@ def frame_rms(samples: np.ndarray) -> np.ndarray:
 def test_espeak_voices_are_listed_after_the_mbrola_voices():
     assert {"espeak:en-us", "espeak:en-us+m3", "espeak:en+f3", "espeak:en-gb-x-rp+m7", "espeak:en+klatt"} <= set(
         ESPEAK_VOICES)
-    assert available_voices() == list(VOICES) + list(ESPEAK_VOICES)
+    assert available_voices()[:len(VOICES) + len(ESPEAK_VOICES)] == list(VOICES) + list(ESPEAK_VOICES)
 
 
 @needs_espeak

@@ -8,7 +8,7 @@ import pytest
 
 from core.blinks import blink_curves
 from core.corpus.performance import emotion_curves, head_motion
-from core.corpus.visemes import viseme_curves
+from core.visemes import viseme_curves
 from core.emotions import EMOTIONS
 from core.eval.metrics import (
     BROWS,

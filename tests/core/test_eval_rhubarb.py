@@ -14,7 +14,7 @@ import pocketsphinx
 
 from core.audio import SAMPLE_RATE
 from core.corpus.speech import SILENCE, VOICES, Phone, Utterance, available_voices, synthesize
-from core.corpus.visemes import BILABIALS, MOUTH_CHANNELS, PHONE_VISEMES, viseme_curves
+from core.visemes import BILABIALS, MOUTH_CHANNELS, PHONE_VISEMES, viseme_curves
 from core.errors import FlowVQError
 from core.align import ARPABET_TO_SAMPA, FRAME_RATE
 from core.eval.rhubarb import RhubarbError, recognize_phones, rhubarb_curves

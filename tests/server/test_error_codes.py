@@ -35,7 +35,7 @@ WIRE_CODES = {
     "core.corpus.speech.SpeechError": "speech",
     "core.corpus.speech.SpeechToolsMissingError": "speech_tools_missing",
     "core.corpus.text.TextError": "text",
-    "core.corpus.visemes.VisemeError": "viseme",
+    "core.visemes.VisemeError": "viseme",
     "core.device.DeviceError": "device",
     "core.emotions.UnknownEmotionError": "unknown_emotion",
     "core.errors.FlowVQError": "invalid_input",

@@ -1,11 +1,11 @@
-"""core.corpus.visemes: phones with timings become lip-sync curves that do what the phones need,
+"""core.visemes: phones with timings become lip-sync curves that do what the phones need,
 measured on the built-in face mesh."""
 
 import numpy as np
 import pytest
 
 from core.corpus.speech import SENTENCES, available_voices, phone_symbols, synthesize
-from core.corpus.visemes import (
+from core.visemes import (
     BILABIALS,
     LEAD,
     LIP_PARTING,

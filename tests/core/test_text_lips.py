@@ -1,0 +1,101 @@
+"""A line's text on the lips (`core.coeff.text`, `GenerateSettings.text`, ``flowvq generate --text``):
+the aligned phones seal every bilabial and the flows keep the rest; a text that cannot be aligned
+falls back to the audio alone and says so. Real speech: LJ Speech and a GRID speaker
+(tests/data/real/CREDITS.md)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.align import align_text
+from core.audio import load_audio
+from core.coeff.generator import CoeffGenerator, GenerateSettings
+from core.coeff.sampler import SampleSettings, SettingsError
+from core.coeff.text import SPEECH_CHANNELS, text_lips
+from core.eval.metrics import bilabial_closure_rate
+from core.formats.takes import load_takes
+from core.visemes import BILABIALS
+
+REAL = Path(__file__).resolve().parents[1] / "data" / "real"
+CLIP, LINE = REAL / "LJ001-0013.flac", "than in the same operations with ugly ones."
+FLOWVQ = Path(sys.executable).parent / "flowvq"
+
+
+@pytest.fixture(scope="module")
+def generator() -> CoeffGenerator:
+    return CoeffGenerator.load()
+
+
+def settings(**changes) -> GenerateSettings:
+    return GenerateSettings(sample=SampleSettings(seed=2, takes=2, emotion="happy"), **changes)
+
+
+def test_with_the_text_every_bilabial_of_a_real_reader_seals(generator, face) -> None:
+    phones = align_text(load_audio(CLIP), LINE)
+    takes = generator.generate(CLIP, settings(text=LINE))
+    assert sum(p[0] in BILABIALS for p in phones) == 2
+    for take in takes:
+        assert bilabial_closure_rate(face, take.exp, phones, take.fps) == 1.0
+
+
+def test_the_text_changes_only_the_mouth_and_keeps_the_flows_brows_blinks_and_head(generator) -> None:
+    plain = generator.generate(CLIP, settings())
+    spoken = generator.generate(CLIP, settings(text=LINE))
+    names = list(generator.names)
+    upper = [i for i, n in enumerate(names) if n.startswith(("brow", "eye", "cheek", "nose"))]
+    for a, b in zip(plain, spoken):
+        assert np.array_equal(a.exp[:, upper], b.exp[:, upper]) and np.array_equal(a.pose, b.pose)
+        assert not np.array_equal(a.exp[:, names.index("jawOpen")], b.exp[:, names.index("jawOpen")])
+
+
+def test_a_smile_survives_the_phones_and_the_lips_never_pass_through_each_other(face) -> None:
+    names = list(face.names)
+    frames = 50
+    exp = np.zeros((1, frames, len(names)), np.float32)
+    smile = [names.index("mouthSmileLeft"), names.index("mouthSmileRight")]
+    exp[0][:, smile] = 0.6
+    exp[0][:, names.index("jawOpen")] = 0.3  # a surprised take's dropped jaw
+    phones = [("_", 0.0, 0.4), ("m", 0.4, 0.5), ("A", 0.5, 0.9), ("p", 0.9, 1.0), ("_", 1.0, 2.0)]
+    out = text_lips(exp, phones, names, 25.0, np.zeros(len(names), np.float32))
+    assert (out[0][:, smile] >= 0.6).all()
+    jaw, close = names.index("jawOpen"), names.index("mouthClose")
+    assert (out[0][:, close] <= out[0][:, jaw] + 1e-7).all() and out.min() >= 0 and out.max() <= 1
+    assert bilabial_closure_rate(face, out[0], phones, 25.0) == 1.0
+    assert set(SPEECH_CHANNELS) <= set(names)
+
+
+def test_a_text_that_cannot_be_aligned_gives_the_audio_takes_and_a_note(generator) -> None:
+    notes: list[str] = []
+    plain = generator.generate(CLIP, settings())
+    fallback = generator.generate(CLIP, settings(text="it cost 42 pounds"), note=notes.append)
+    assert len(notes) == 1 and "not used" in notes[0] and "spell out the numbers" in notes[0]
+    assert all(np.array_equal(a.exp, b.exp) for a, b in zip(plain, fallback))
+
+
+def test_settings_take_text_from_json_and_refuse_a_non_string_or_an_overlong_one(generator) -> None:
+    assert GenerateSettings.from_dict({"text": "hello there"}).text == "hello there"
+    with pytest.raises(SettingsError, match="'text'"):
+        GenerateSettings.from_dict({"text": 42})
+    with pytest.raises(SettingsError, match="at most 2000"):
+        GenerateSettings(text="a" * 2001).check(generator.model)
+
+
+def test_cli_generate_with_text_and_text_file(tmp_path, face) -> None:
+    out = tmp_path / "takes.json"
+    line = tmp_path / "line.txt"
+    line.write_text(LINE + "\n")
+    result = subprocess.run([str(FLOWVQ), "generate", str(CLIP), "--out", str(out), "--text-file", str(line),
+                             "--no-pose"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    (take,) = load_takes(out)
+    phones = align_text(load_audio(CLIP), LINE)
+    assert bilabial_closure_rate(face, take.exp, phones, take.fps) == 1.0
+    bad = subprocess.run([str(FLOWVQ), "generate", str(CLIP), "--out", str(tmp_path / "b.json"),
+                          "--text", "in being zorblax modern"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 0 and "note: the text was not used" in bad.stderr and "zorblax" in bad.stderr
+    missing = subprocess.run([str(FLOWVQ), "generate", str(CLIP), "--out", str(tmp_path / "c.json"),
+                              "--text-file", str(tmp_path / "nope.txt")], capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "cannot read the text file" in missing.stderr
