@@ -48,10 +48,10 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pocketsphinx
 
-from core.align import ARPABET_TO_SAMPA, AlignmentError, align_text, words_of
+from core.align import ARPABET_TO_SAMPA, SILENCE, AlignmentError, align_text, words_of
 from core.audio import SAMPLE_RATE, load_audio
-from core.corpus.speech import (
-    SILENCE, PhoEntry, Prosody, SpeechError, SpeechToolsMissingError, _run, _SETUP_HINT, _tool,
+from core.corpus.speechtools import (
+    SETUP_HINT, PhoEntry, Prosody, SpeechError, SpeechToolsMissingError, find_tool, run_tool,
 )
 
 __all__ = [
@@ -119,12 +119,12 @@ ENGINE_VOICES: dict[str, EngineVoice] = dict([
 
 def _program(engine: str) -> str:
     """The path of the engine's program; `SpeechToolsMissingError` (with the setup hint) when missing."""
-    return _tool(*ENGINE_PROGRAMS[engine])
+    return find_tool(*ENGINE_PROGRAMS[engine])
 
 
 def _flite_voices(flite: str) -> frozenset[str]:
     """The voices built into this flite (`flite -lv`: "Voices available: kal awb_time ...")."""
-    return frozenset(_run([flite, "-lv"]).partition(":")[2].split())
+    return frozenset(run_tool([flite, "-lv"]).partition(":")[2].split())
 
 
 def _has_voice(program: str, info: EngineVoice) -> bool:
@@ -198,11 +198,11 @@ def _render_wave(info: EngineVoice, text: str, prosody: Prosody) -> np.ndarray:
     if not _has_voice(program, info):
         where = f"no data at {info.data}" if info.data else f"{Path(program).name} -lv does not list it"
         raise SpeechToolsMissingError(
-            f"the {info.engine} voice '{info.name}' is not installed ({where}); {_SETUP_HINT}"
+            f"the {info.engine} voice '{info.name}' is not installed ({where}); {SETUP_HINT}"
         )
     with tempfile.TemporaryDirectory(prefix=f"flowvq-{info.engine}-") as folder:
         command = _command(program, info, prosody, text, Path(folder))
-        _run(command)
+        run_tool(command)
         wav = Path(folder) / "speech.wav"
         if not wav.is_file() or wav.stat().st_size <= 44:
             raise SpeechError(f"{Path(program).name} wrote no audio for {text!r} with voice '{info.name}'")

@@ -40,27 +40,24 @@ the text to the rendered wave, not the timings it was rendered with.
 
 import base64
 import json
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from math import isfinite, log2
-from numbers import Real
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.align import SILENCE
 from core.audio import SAMPLE_RATE, resample_to_16k, load_audio
 from core.corpus._espeak_worker import EXIT_MISSING, EXIT_NO_VOICE
-from core.errors import FlowVQError
-
-if TYPE_CHECKING:
-    from core.corpus.engines import EngineVoice
+from core.corpus.engines import ENGINE_VOICES, EngineVoice, aligner_symbols, installed_engine_voices, render_engine
+from core.corpus.speechtools import (
+    PROSODY_LIMITS, SETUP_HINT, TOOL_TIMEOUT_S, PhoEntry, Prosody, SpeechError, SpeechToolsMissingError,
+    find_tool, run_tool,
+)
 
 __all__ = [
     "ESPEAK_ENV", "MBROLA_ENV", "BASE_WPM", "TOOL_TIMEOUT_S", "MIN_PITCH_HZ", "SILENCE", "PROSODY_LIMITS",
@@ -73,15 +70,7 @@ __all__ = [
 ESPEAK_ENV = "FLOWVQ_ESPEAK"
 MBROLA_ENV = "FLOWVQ_MBROLA"
 BASE_WPM = 175  # espeak-ng's default speaking rate, words per minute, at Prosody.rate == 1
-TOOL_TIMEOUT_S = 60.0  # one sentence takes well under a second; a hung program is an error
 MIN_PITCH_HZ = 40.0  # a wide pitch range never pushes a pitch point below this
-PROSODY_LIMITS: dict[str, tuple[float, float]] = {
-    "rate": (0.5, 2.0),  # 87 .. 350 words per minute
-    "pitch": (0.5, 2.0),
-    "pitch_range": (0.0, 3.0),
-    "volume": (0.05, 2.0),
-}
-
 # Project-written sentences for the corpus and the tests: short, every common English phone, and
 # many bilabials (p b m), labiodentals (f v), rounded vowels (u, O, @U) and open vowels (A, {, aU).
 SENTENCES: tuple[str, ...] = (
@@ -126,22 +115,6 @@ SENTENCES: tuple[str, ...] = (
     "Wow, what a wonderful view!",
     "Maybe Bobby will buy a big map.",
 )
-
-_SETUP_HINT = "run `bash scripts/setup_speech.sh` to install espeak-ng, mbrola and the voices"
-
-PhoEntry = tuple[str, float, list[tuple[float, float]]]
-"""One .pho line: (SAMPA symbol, duration in ms, [(position in % of the phone, pitch in Hz), ...])."""
-
-
-class SpeechError(FlowVQError):
-    """Speech that cannot be synthesised (empty text, an unknown voice, a bad prosody value, a tool failure)."""
-    code = "speech"
-
-
-class SpeechToolsMissingError(SpeechError):
-    """espeak-ng, mbrola or an MBROLA voice database is not installed."""
-    code = "speech_tools_missing"
-
 
 # ---------------------------------------------------------------------------------------------
 # Voices, prosody, phones
@@ -262,33 +235,6 @@ class Phone:
         return 0.5 * (self.start + self.end)
 
 
-@dataclass(frozen=True)
-class Prosody:
-    """How an utterance is spoken; every value is a ratio and 1.0 is the voice's own.
-
-    rate:        speaking-rate multiplier on `BASE_WPM` words per minute; 1.2 is 20% faster (shorter).
-    pitch:       frequency ratio applied to every pitch point; 1.3 is 30% higher.
-    pitch_range: scales each pitch point's deviation from the utterance's mean pitch (the mean of
-                 its .pho pitch points): 0 is monotone (sad), 2 doubles the melody (happy, surprised).
-    volume:      amplitude ratio MBROLA applies to the samples (`mbrola -v`).
-    Each must lie within `PROSODY_LIMITS`; otherwise `SpeechError`.
-    """
-
-    rate: float = 1.0
-    pitch: float = 1.0
-    pitch_range: float = 1.0
-    volume: float = 1.0
-
-    def __post_init__(self) -> None:
-        for item in fields(self):
-            value = getattr(self, item.name)
-            low, high = PROSODY_LIMITS[item.name]
-            if isinstance(value, bool) or not isinstance(value, Real) or not (isfinite(value) and low <= value <= high):
-                raise SpeechError(
-                    f"prosody {item.name}={value!r} is out of range; choose a number from {low:g} to {high:g}"
-                )
-
-
 @dataclass(eq=False)
 class Utterance:
     """A synthesised sentence (compared by identity: it holds an array).
@@ -311,8 +257,6 @@ def available_voices() -> list[str]:
     """The names in `VOICES` whose MBROLA database is installed, then those in `ESPEAK_VOICES` when
     libespeak-ng is installed with the voice's variant, then the engine voices of
     `core.corpus.engines.ENGINE_VOICES` whose program and voice data are installed."""
-    from core.corpus.engines import installed_engine_voices  # engines imports this module
-
     mbrola = [name for name, info in VOICES.items() if info.database.is_file()]
     data = _espeak_data_path()
     espeak = [] if data is None else [name for name, info in ESPEAK_VOICES.items() if _has_variant(data, info)]
@@ -364,50 +308,18 @@ def format_pho(entries: Iterable[PhoEntry]) -> str:
 # Running the tools
 # ---------------------------------------------------------------------------------------------
 
-def _tool(env: str, default: str) -> str:
-    """The path of the program named by `env`, or `default` on PATH; refuses one that is missing."""
-    name = os.environ.get(env) or default
-    path = shutil.which(name)
-    if path is None:
-        origin = f" (set by {env})" if os.environ.get(env) else ""
-        raise SpeechToolsMissingError(
-            f"the speech program '{name}'{origin} is not installed or not on PATH; {_SETUP_HINT}"
-        )
-    return path
-
-
-def _voice_info(voice: str) -> "VoiceInfo | EspeakVoiceInfo | EngineVoice":
+def _voice_info(voice: str) -> VoiceInfo | EspeakVoiceInfo | EngineVoice:
     """The voice's entry in `VOICES`, `ESPEAK_VOICES` or `core.corpus.engines.ENGINE_VOICES`; refuses
     an unknown voice and an MBROLA voice whose database is missing."""
-    from core.corpus.engines import ENGINE_VOICES  # engines imports this module
-
     info = VOICES.get(voice) or ESPEAK_VOICES.get(voice) or ENGINE_VOICES.get(voice)
     if info is None:
         names = ", ".join([*VOICES, *ESPEAK_VOICES, *ENGINE_VOICES])
         raise SpeechError(f"unknown voice {voice!r}; choose one of {names}")
     if isinstance(info, VoiceInfo) and not info.database.is_file():
         raise SpeechToolsMissingError(
-            f"the MBROLA voice '{voice}' is not installed (no database at {info.database}); {_SETUP_HINT}"
+            f"the MBROLA voice '{voice}' is not installed (no database at {info.database}); {SETUP_HINT}"
         )
     return info
-
-
-def _run(args: Sequence[str], stdin: str = "") -> str:
-    """Run a speech program, returning its stdout; a timeout or a non-zero exit is a `SpeechError`."""
-    program = Path(args[0]).name
-    try:
-        done = subprocess.run(
-            list(args), input=stdin, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired as err:
-        raise SpeechError(f"{program} did not finish within {TOOL_TIMEOUT_S:g} s; try a shorter text") from err
-    except OSError as err:
-        raise SpeechToolsMissingError(f"{program} could not be started ({err.strerror}); {_SETUP_HINT}") from err
-    if done.returncode != 0:
-        raise SpeechError(
-            f"{program} failed with exit status {done.returncode}: {done.stderr.strip() or 'no message'}"
-        )
-    return done.stdout
 
 
 def _fit_to_voice(entries: list[PhoEntry], info: VoiceInfo) -> list[PhoEntry]:
@@ -422,7 +334,7 @@ def _fit_to_voice(entries: list[PhoEntry], info: VoiceInfo) -> list[PhoEntry]:
 
 def _espeak_phones(espeak: str, text: str, info: VoiceInfo, words_per_minute: int) -> list[PhoEntry]:
     """espeak-ng's phones for `text` (read from stdin, so no text is taken for an option), fitted to the voice."""
-    pho = _run([espeak, "-v", info.espeak_voice, "-q", "--pho", "--stdin", "-s", str(words_per_minute)], text)
+    pho = run_tool([espeak, "-v", info.espeak_voice, "-q", "--pho", "--stdin", "-s", str(words_per_minute)], text)
     return _fit_to_voice(parse_pho(pho), info)
 
 
@@ -479,7 +391,7 @@ def _espeak_worker(voice: str | None, text: str = "", parameters: Mapping[int, i
         raise SpeechError(f"libespeak-ng did not finish within {TOOL_TIMEOUT_S:g} s; try a shorter text") from err
     message = done.stderr.strip() or "no message"
     if done.returncode in (EXIT_MISSING, EXIT_NO_VOICE):
-        raise SpeechToolsMissingError(f"{message}; {_SETUP_HINT}")
+        raise SpeechToolsMissingError(f"{message}; {SETUP_HINT}")
     if done.returncode != 0:
         raise SpeechError(f"libespeak-ng failed (exit status {done.returncode}): {message}")
     answer = json.loads(done.stdout)
@@ -560,7 +472,7 @@ def _espeak_render(text: str, info: EspeakVoiceInfo, prosody: Prosody) -> tuple[
     applied, clipped to [-1, 1]), .pho entries whose durations (ms) add up to N / SAMPLE_RATE s."""
     rendering = _espeak_worker(info.espeak_voice, text, _espeak_parameters(prosody))
     if not _has_variant(rendering.data_path, info):
-        raise SpeechToolsMissingError(f"espeak-ng has no voice variant {info.variant!r}; {_SETUP_HINT}")
+        raise SpeechToolsMissingError(f"espeak-ng has no voice variant {info.variant!r}; {SETUP_HINT}")
     samples = rendering.samples.astype(np.float32) / np.float32(32768.0)  # (M,)
     wave = np.clip(resample_to_16k(samples, rendering.sample_rate) * np.float32(prosody.volume), -1.0, 1.0)  # (N,)
     return wave, _espeak_entries(rendering.events, info, 1000.0 * len(wave) / SAMPLE_RATE)
@@ -594,8 +506,6 @@ def synthesize(text: str, voice: str, prosody: Prosody = Prosody()) -> Utterance
     elif isinstance(info, VoiceInfo):
         wave, entries = _mbrola_render(text, info, prosody)
     else:
-        from core.corpus.engines import render_engine  # engines imports this module
-
         wave, entries = render_engine(text, info, prosody)
     return Utterance(text, voice, prosody, wave, _timed_phones(entries), format_pho(entries))
 
@@ -608,14 +518,14 @@ def _refuse_silence(text: str, entries: Sequence[PhoEntry]) -> None:
 
 def _mbrola_render(text: str, info: VoiceInfo, prosody: Prosody) -> tuple[np.ndarray, list[PhoEntry]]:
     """Speak `text` with an MBROLA voice. Shapes: -> wave (N,) float32 at 16 kHz, the .pho entries rendered."""
-    espeak, mbrola = _tool(ESPEAK_ENV, "espeak-ng"), _tool(MBROLA_ENV, "mbrola")
+    espeak, mbrola = find_tool(ESPEAK_ENV, "espeak-ng"), find_tool(MBROLA_ENV, "mbrola")
     entries = _espeak_phones(espeak, text, info, round(BASE_WPM * prosody.rate))
     _refuse_silence(text, entries)
     entries = _shape_pitch(entries, prosody.pitch, prosody.pitch_range)
     with tempfile.TemporaryDirectory(prefix="flowvq-speech-") as folder:
         pho_path, wav_path = Path(folder) / "utterance.pho", Path(folder) / "utterance.wav"
         pho_path.write_text(format_pho(entries))
-        _run([mbrola, "-v", _number(prosody.volume), str(info.database), str(pho_path), str(wav_path)])
+        run_tool([mbrola, "-v", _number(prosody.volume), str(info.database), str(pho_path), str(wav_path)])
         return load_audio(wav_path), entries
 
 
@@ -635,9 +545,7 @@ def phone_symbols(voice: str, sentences: Sequence[str] = SENTENCES) -> frozenset
     if isinstance(info, EspeakVoiceInfo):
         _, entries = _espeak_render("\n".join(sentences), info, Prosody())
     elif isinstance(info, VoiceInfo):
-        entries = _espeak_phones(_tool(ESPEAK_ENV, "espeak-ng"), "\n".join(sentences), info, BASE_WPM)
+        entries = _espeak_phones(find_tool(ESPEAK_ENV, "espeak-ng"), "\n".join(sentences), info, BASE_WPM)
     else:
-        from core.corpus.engines import aligner_symbols  # engines imports this module
-
         return aligner_symbols(sentences)
     return frozenset(symbol for symbol, _, _ in entries)

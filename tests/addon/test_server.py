@@ -2,6 +2,7 @@
 and Re-render run exactly as their buttons do, and the timer callback is driven by hand."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,3 +228,27 @@ def test_generate_drives_a_rigged_character_found_through_the_servers_names(conn
     rig = parts["rig"]
     turned = np.array((rig.matrix_world @ rig.pose.bones["Head"].matrix).to_3x3().normalized())
     assert angle_between(turned, expected_head_rotation(rig, "Head", take["pose"][k])) < 0.5
+
+
+REAL_LINE = Path(__file__).resolve().parents[1] / "data" / "real" / "LJ001-0013.flac"
+
+
+def test_the_dialogue_field_seals_a_real_readers_bilabials_and_a_bad_line_is_reported(connected, server):
+    """The panel's Dialogue goes to the server as the job's text: on an LJ Speech line every /p b m/
+    is sealed in the keyed curves; a line with a word outside the dictionary still generates, from
+    the audio, and the status says why."""
+    bpy = connected
+    props = bpy.context.scene.flowvq
+    props.audio_path, props.takes = str(REAL_LINE), 1
+    props.dialogue = "than in the same operations with ugly ones."
+    status = run_to_end(bpy, bpy.ops.flowvq.generate)
+    assert status.startswith("1 take(s) generated") and "not used" not in status
+    (take,) = newest_takes(server)
+    names = take["names"]
+    jaw, close = names.index("jawOpen"), names.index("mouthClose")
+    exp = np.asarray(take["exp"])
+    sealed = np.isclose(exp[:, close], exp[:, jaw], atol=1e-4) & (exp[:, jaw] > 0.01)
+    assert sealed.sum() >= 2  # saMe, oPerations (without the text this take seals 1 frame)
+    props.dialogue = "than in the same zorblax with ugly ones"
+    status = run_to_end(bpy, bpy.ops.flowvq.generate)
+    assert status.startswith("1 take(s) generated") and "the text was not used" in status and "zorblax" in status

@@ -14,6 +14,7 @@ from core.errors import FlowVQError
 from server.errors import error_code, flowvq_error
 
 WIRE_CODES = {
+    "core.align.AlignmentError": "alignment",
     "core.audio.AudioError": "audio",
     "core.audio.AudioNotFoundError": "audio_not_found",
     "core.audio.AudioTooLongError": "audio_too_long",
@@ -32,8 +33,9 @@ WIRE_CODES = {
     "core.coeff.weights.WeightsError": "weights",
     "core.corpus.build.CorpusError": "corpus",
     "core.corpus.performance.PerformanceError": "performance",
-    "core.corpus.speech.SpeechError": "speech",
-    "core.corpus.speech.SpeechToolsMissingError": "speech_tools_missing",
+    "core.corpus.realspeech.SpeechManifestError": "speech_manifest",
+    "core.corpus.speechtools.SpeechError": "speech",
+    "core.corpus.speechtools.SpeechToolsMissingError": "speech_tools_missing",
     "core.corpus.text.TextError": "text",
     "core.visemes.VisemeError": "viseme",
     "core.device.DeviceError": "device",
