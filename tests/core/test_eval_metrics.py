@@ -29,7 +29,7 @@ from core.eval.metrics import (
 )
 from core.face.measure import lip_gap
 from core.face.model import FaceModel
-from tests.core.test_corpus_visemes import sequence
+from tests.core.test_visemes import sequence
 
 FPS = 25.0
 CONSONANTS = ("p", "b", "m", "t", "d", "s", "k", "f", "n", "l")
