@@ -6,7 +6,9 @@ but such a model has no latent bank, so manifold projection is off. Each case is
 (audio features, sampling, takes) as best of ``--repeats`` after one warm-up, on the CPU and, when
 available, on CUDA. RTF is the real-time factor: seconds of audio per second of wall time.
 
-Goals: 1 take >= 50x real time; 16 batched takes <= 3x the time of 1 take.
+Goals: 1 take >= 50x real time; 16 batched takes <= 3x the time of 1 take. With a line's text
+(``--text``), forced alignment runs before sampling; its own line times `core.align.align_text` on
+a real reader's line (tests/data/real/LJ001-0013.flac), not part of the RTF above.
 """
 
 import argparse
@@ -20,6 +22,8 @@ import soundfile as sf
 import torch
 
 from timing import best_of
+from core.align import align_text
+from core.audio import load_audio
 from core.audio import SAMPLE_RATE
 from core.coeff.config import PRESETS
 from core.coeff.generator import CoeffGenerator, GenerateSettings
@@ -32,6 +36,8 @@ __all__ = ["main", "noise_clip", "time_cases"]
 
 RTF_GOAL = 50.0
 BATCH_RATIO_GOAL = 3.0
+ALIGN_CLIP = Path(__file__).resolve().parents[1] / "tests" / "data" / "real" / "LJ001-0013.flac"
+ALIGN_TEXT = "than in the same operations with ugly ones."
 
 
 def noise_clip(seconds: float, seed: int = 0) -> np.ndarray:
@@ -63,6 +69,14 @@ def time_cases(
     return rows
 
 
+def time_alignment(repeats: int) -> dict:
+    """Wall time of aligning the real reader's line to its recording, and its real-time factor."""
+    wave = load_audio(ALIGN_CLIP)
+    wall = best_of(lambda: align_text(wave, ALIGN_TEXT), repeats)
+    seconds = len(wave) / SAMPLE_RATE
+    return {"clip_s": seconds, "wall_s": wall, "rtf": seconds / wall}
+
+
 def summary(rows: list[dict]) -> dict:
     """Ratios against the goals for one device's three rows (in `time_cases` order)."""
     one, batched, naive = rows
@@ -76,7 +90,7 @@ def summary(rows: list[dict]) -> dict:
     }
 
 
-def print_table(rows: list[dict], summaries: list[dict], header: str) -> None:
+def print_table(rows: list[dict], summaries: list[dict], alignment: dict, header: str) -> None:
     print(header)
     print(f"{'device':<8} {'case':<24} {'wall s':>8} {'RTF':>9}")
     for row in rows:
@@ -85,6 +99,8 @@ def print_table(rows: list[dict], summaries: list[dict], header: str) -> None:
         print(f"{s['device']}: batched / 1 take = {s['batched_over_one']:.2f}x (goal <= {BATCH_RATIO_GOAL:g}x); "
               f"1-take RTF = {s['one_take_rtf']:.1f}x (goal >= {RTF_GOAL:g}x); "
               f"batched vs one by one: {s['batched_speedup_over_naive']:.2f}x faster")
+    print(f"text alignment (--text, before sampling): {alignment['wall_s']:.3f} s for {alignment['clip_s']:.2f} s "
+          f"of speech ({alignment['rtf']:.1f}x real time)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,13 +133,14 @@ def main(argv: list[str] | None = None) -> int:
             rows += device_rows
             summaries.append(summary(device_rows))
 
+    alignment = time_alignment(args.repeats)
     source = str(args.weights) if args.weights else "PRESETS['default'], random init (speed only)"
     if args.json:
         print(json.dumps({"weights": source, "seconds": args.seconds, "fps": args.fps,
                           "torch_threads": torch.get_num_threads(), "repeats": args.repeats,
-                          "results": rows, "summary": summaries}, indent=1))
+                          "results": rows, "summary": summaries, "alignment": alignment}, indent=1))
     else:
-        print_table(rows, summaries, f"{args.seconds:g} s of audio at {args.fps:g} fps; weights: {source}; "
+        print_table(rows, summaries, alignment, f"{args.seconds:g} s of audio at {args.fps:g} fps; weights: {source}; "
                                      f"torch threads: {torch.get_num_threads()}; best of {args.repeats} after a warm-up")
     return 0
 
