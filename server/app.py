@@ -22,7 +22,7 @@ from core.device import resolve_device
 from core.emotions import UnknownEmotionError
 from core.errors import FlowVQError
 from core.formats.takes import Take, TakeError, save_takes
-from server.config import ServerConfig
+from server.config import LIMITS, ServerConfig
 from server.errors import ApiError, flowvq_error, install_error_handlers, validation_message
 from server.rendering import PortraitError, decode_portrait, zip_frames
 from server.runtime import Runtime, server_version
@@ -55,10 +55,37 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 # Input checks
 # ---------------------------------------------------------------------------------------------
 
+def json_depth(text: str) -> int:
+    """How deeply ``text`` nests JSON arrays and objects, read without recursion (brackets inside
+    strings do not count), so that a deeply nested field is refused before the parser recurses."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def load_json_field(text: str, field: str) -> Any:
+    """``json.loads`` of a form field after refusing one nested deeper than ``max_json_depth``
+    (422 ``json_too_deep``); a ValueError for text that is not JSON."""
+    if json_depth(text) > LIMITS.max_json_depth:
+        raise ApiError(422, "json_too_deep", f"{field} nests arrays and objects more than "
+                                             f"{LIMITS.max_json_depth} deep", field)
+    return json.loads(text)
+
+
 def parse_settings(text: str | None, model: type[Settings]) -> Settings:
     """The ``settings`` part (JSON text, None = all defaults) validated by ``model``; 422 otherwise."""
     try:
-        data = json.loads(text) if text else {}
+        data = load_json_field(text, "settings") if text else {}
     except ValueError as exc:
         raise ApiError(422, "invalid_settings", f"settings is not valid JSON: {exc}", "settings") from None
     if not isinstance(data, dict):
@@ -99,7 +126,7 @@ def check_portrait(data: bytes) -> None:
 def parse_take(text: str, generator: CoeffGenerator, max_seconds: float) -> Take:
     """The ``take`` part: a take object on this server's face model, finite, not too long."""
     try:
-        take = Take.from_dict(json.loads(text))
+        take = Take.from_dict(load_json_field(text, "take"))
     except ValueError as exc:  # JSON errors and TakeError
         message = str(exc) if isinstance(exc, TakeError) else f"take is not valid JSON: {exc}"
         raise ApiError(422, "invalid_take", message, "take") from None

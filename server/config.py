@@ -32,7 +32,8 @@ class Limits:
 
     max_upload_bytes: the whole request body; max_audio_seconds: clip duration (from its header);
     max_takes: takes per job; max_render_size: preview frame side in pixels; max_queued_jobs: jobs
-    queued or running at once before submissions are answered 429.
+    queued or running at once before submissions are answered 429; max_json_depth: how deeply the
+    JSON of a form field (``settings``, ``take``) may nest arrays and objects (a take nests 3 deep).
     """
 
     max_upload_bytes: int = 50 * 1024 * 1024
@@ -40,6 +41,7 @@ class Limits:
     max_takes: int = 16
     max_render_size: int = 1024
     max_queued_jobs: int = 64
+    max_json_depth: int = 8
 
 
 LIMITS = Limits()

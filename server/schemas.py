@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.align import MAX_TEXT_CHARS
 from core.audio import MAX_FPS
 from core.coeff.generator import GenerateSettings
-from core.coeff.sampler import MAX_SEED, SampleSettings
+from core.coeff.sampler import MAX_MANIFOLD_K, MAX_SEED, SampleSettings
 from core.render import RENDERER_KINDS
 from server.config import LIMITS
 from server.store import KINDS, STATES
@@ -68,7 +68,8 @@ class JobSettings(RenderSettings):
     pose_amount: float = Field(_SAMPLE.pose_amount, ge=0.0, le=2.0)
     blinks: bool = Field(_SAMPLE.blinks, description="add random blinks at the emotion's rate (temperature > 0, no reference)")
     manifold_blend: float = Field(_SAMPLE.manifold_blend, ge=0.0, le=1.0)
-    manifold_k: int = Field(_SAMPLE.manifold_k, ge=1)
+    manifold_k: int = Field(_SAMPLE.manifold_k, ge=1, le=MAX_MANIFOLD_K,
+                            description="K of the manifold projection (its cost grows with K³ per frame)")
     fps: float | None = Field(None, gt=0.0, le=MAX_FPS, description="output frame rate; null = the model's")
     source_exp: list[float] | None = Field(
         None, description="source face expression β₀ [D]; null = the portrait's fit, else neutral")
@@ -142,6 +143,7 @@ class LimitsView(BaseModel):
     max_takes: int
     max_render_size: int
     max_queued_jobs: int
+    max_json_depth: int
 
 
 class SettingView(BaseModel):

@@ -58,11 +58,16 @@ __all__ = [
     "take_seeds",
     "add_blinks",
     "MAX_TAKES",
+    "MAX_MANIFOLD_K",
     "MAX_SEED",
 ]
 
 MAX_TAKES = 64
 MAX_SEED = 2**31 - 1
+# The manifold projection solves a k × k system per frame: k = 64 projects a 600 s take (15 000
+# frames at 25 fps) in about a second on a 2-core CPU, while an unbounded k (capped only at the bank
+# size, 8192) needs gigabytes and minutes for one frame.
+MAX_MANIFOLD_K = 64
 _BLINK_STREAM = 1  # numpy SeedSequence([take seed, stream]) of a take's blinks (torch draws its latents)
 ProgressFn = Callable[[float], None]
 CancelFn = Callable[[], bool]
@@ -88,7 +93,7 @@ class SampleSettings:
     style_temperature in [0, 2]: the spread of each take's style around the emotion's (brows, eyes,
     cheeks, nose over the whole take; 1 = as much as the training data's takes differ);
     seed: take k uses seed + k; takes: how many; pose on/off and pose_amount in [0, 2];
-    manifold_blend in [0, 1] and manifold_k >= 1: manifold projection (needs a latent bank);
+    manifold_blend in [0, 1] and manifold_k in [1, `MAX_MANIFOLD_K`]: manifold projection (needs a latent bank);
     reference: optional (R, D) expression coefficients for emotion transfer; blinks: add seeded
     blinks (`add_blinks`) to takes drawn with temperature > 0 and no reference.
     """
@@ -120,8 +125,8 @@ class SampleSettings:
             raise SettingsError(f"takes must be between 1 and {MAX_TAKES}, got {self.takes}")
         if not 0 <= self.seed <= MAX_SEED - self.takes + 1:
             raise SettingsError(f"seed must be between 0 and {MAX_SEED - self.takes + 1}, got {self.seed}")
-        if self.manifold_k < 1:
-            raise SettingsError(f"manifold_k must be >= 1, got {self.manifold_k}")
+        if not 1 <= self.manifold_k <= MAX_MANIFOLD_K:
+            raise SettingsError(f"manifold_k must be from 1 to {MAX_MANIFOLD_K}, got {self.manifold_k}")
         if self.manifold_blend > 0 and len(model.bank) == 0:
             raise SettingsError("these weights have no latent bank for manifold projection; "
                                 "set manifold_blend to 0")

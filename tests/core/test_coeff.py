@@ -540,6 +540,8 @@ def test_progress_reaches_one_in_order_and_cancel_stops_generation(model: CoeffM
         ({"takes": 0}, SettingsError, "takes"),
         ({"seed": -1}, SettingsError, "seed"),
         ({"manifold_blend": 0.5}, SettingsError, "latent bank"),
+        ({"manifold_k": 65}, SettingsError, "manifold_k must be from 1 to 64"),
+        ({"manifold_k": 0}, SettingsError, "manifold_k"),
         ({"reference": np.full((2, 3), 0.5)}, SettingsError, "reference"),
         ({"reference": np.full((1, 52), np.nan)}, SettingsError, "NaN"),
     ],

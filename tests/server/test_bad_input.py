@@ -4,6 +4,7 @@ takes, ids, sizes, hosts and origins."""
 import io
 import json
 import socket
+import time
 import uuid
 
 import numpy as np
@@ -205,3 +206,36 @@ def test_browser_pages_on_other_sites_are_refused(url, clip, headers, code):
 def test_loopback_origins_are_accepted(url, server):
     for origin in (f"http://127.0.0.1:{server.port}", "http://localhost:3000", "http://[::1]:8765"):
         assert requests.get(f"{url}/v1/info", headers={"Origin": origin}, timeout=HTTP_TIMEOUT).status_code == 200
+
+
+def test_an_unbounded_manifold_k_is_refused_at_submit_and_its_bound_is_published(url, clip, info):
+    """Issue 23, case 1: k = 10⁹ used to be accepted and then ate memory in the worker."""
+    assert info["settings"]["manifold_k"]["maximum"] == 64
+    start = time.perf_counter()
+    error = assert_error(submit(url, clip, {"manifold_k": 1_000_000_000}), 422, "invalid_settings")
+    assert error["field"] == "settings.manifold_k" and time.perf_counter() - start < 5.0
+    done = wait_for(url, submit(url, clip, {"manifold_k": 64}).json()["id"])[-1]
+    assert done["state"] == "done"
+
+
+def submit_text(url: str, clip: bytes, settings: str) -> requests.Response:
+    """``POST /v1/jobs`` with ``settings`` sent as given (not made by json.dumps)."""
+    return requests.post(f"{url}/v1/jobs", files={"audio": ("clip.wav", clip, "audio/wav")},
+                         data={"settings": settings}, timeout=HTTP_TIMEOUT)
+
+
+@pytest.mark.parametrize("field", ["settings", "take"])
+def test_deeply_nested_json_is_refused_with_its_own_code_not_a_500(url, clip, info, field):
+    """Issue 23, case 2: "[" × 100 000 used to raise RecursionError inside the parser (500)."""
+    assert info["limits"]["max_json_depth"] == 8
+    nested = "[" * 100_000 + "]" * 100_000
+    if field == "settings":
+        response = submit_text(url, clip, nested)
+    else:
+        response = requests.post(f"{url}/v1/render", data={"take": nested}, timeout=HTTP_TIMEOUT)
+    assert assert_error(response, 422, "json_too_deep")["field"] == field
+
+
+def test_brackets_inside_strings_do_not_count_towards_the_depth(url, clip):
+    response = submit_text(url, clip, json.dumps({"emotion": "[[[[[[[[[[[[happy"}))
+    assert assert_error(response, 422, "unknown_emotion")
