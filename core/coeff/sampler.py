@@ -59,6 +59,7 @@ __all__ = [
     "add_blinks",
     "MAX_TAKES",
     "MAX_MANIFOLD_K",
+    "REFERENCE_MARGIN",
     "MAX_SEED",
 ]
 
@@ -68,6 +69,9 @@ MAX_SEED = 2**31 - 1
 # frames at 25 fps) in about a second on a 2-core CPU, while an unbounded k (capped only at the bank
 # size, 8192) needs gigabytes and minutes for one frame.
 MAX_MANIFOLD_K = 64
+# A rig's shape-key slider may overshoot the face model's [0, 1] a little; a reference further out
+# than this cannot be a pose of the face model.
+REFERENCE_MARGIN = 1.0
 _BLINK_STREAM = 1  # numpy SeedSequence([take seed, stream]) of a take's blinks (torch draws its latents)
 ProgressFn = Callable[[float], None]
 CancelFn = Callable[[], bool]
@@ -131,7 +135,7 @@ class SampleSettings:
             raise SettingsError("these weights have no latent bank for manifold projection; "
                                 "set manifold_blend to 0")
         if self.reference is not None:
-            _check_reference(np.asarray(self.reference), model.dim)
+            _check_reference(np.asarray(self.reference), model)
 
 
 def _in_range(name: str, value: float, low: float, high: float) -> None:
@@ -139,7 +143,11 @@ def _in_range(name: str, value: float, low: float, high: float) -> None:
         raise SettingsError(f"{name} must be a number between {low:g} and {high:g}, got {value!r}")
 
 
-def _check_reference(reference: np.ndarray, dim: int) -> None:
+def _check_reference(reference: np.ndarray, model: CoeffModel) -> None:
+    """Refuse a reference of the wrong shape, with NaNs, or with values no pose of the face model
+    can have (beyond its coefficient range by more than `REFERENCE_MARGIN`: a huge finite value
+    would sample a non-finite take)."""
+    dim = model.dim
     if reference.ndim == 1:
         reference = reference[None]
     if reference.ndim != 2 or reference.shape[1] != dim or len(reference) == 0:
@@ -149,6 +157,14 @@ def _check_reference(reference: np.ndarray, dim: int) -> None:
         )
     if not np.isfinite(reference).all():
         raise SettingsError("reference coefficients contain NaN or infinite values")
+    low = model.lower.cpu().numpy() - REFERENCE_MARGIN
+    high = model.upper.cpu().numpy() + REFERENCE_MARGIN
+    outside = np.flatnonzero(((reference < low) | (reference > high)).any(axis=0))
+    if len(outside):
+        name = model.names[outside[0]]
+        raise SettingsError(f"reference coefficient {name!r} holds values outside its range "
+                            f"[{low[outside[0]]:g}, {high[outside[0]]:g}] (the face model's range widened by "
+                            f"{REFERENCE_MARGIN:g}); read it from the rig again")
 
 
 def take_seeds(settings: SampleSettings) -> list[int]:

@@ -544,6 +544,8 @@ def test_progress_reaches_one_in_order_and_cancel_stops_generation(model: CoeffM
         ({"manifold_k": 0}, SettingsError, "manifold_k"),
         ({"reference": np.full((2, 3), 0.5)}, SettingsError, "reference"),
         ({"reference": np.full((1, 52), np.nan)}, SettingsError, "NaN"),
+        ({"reference": np.full((1, 52), 1e30)}, SettingsError, "outside its range"),
+        ({"reference": np.full(52, -1.5)}, SettingsError, "outside its range"),
     ],
 )
 def test_bad_settings_are_refused_with_a_named_reason(model: CoeffModel, change, error, match) -> None:

@@ -239,3 +239,11 @@ def test_deeply_nested_json_is_refused_with_its_own_code_not_a_500(url, clip, in
 def test_brackets_inside_strings_do_not_count_towards_the_depth(url, clip):
     response = submit_text(url, clip, json.dumps({"emotion": "[[[[[[[[[[[[happy"}))
     assert assert_error(response, 422, "unknown_emotion")
+
+
+def test_a_huge_finite_reference_is_refused_at_submit_not_failed_in_the_worker(url, clip, info):
+    """Issue 23, case 7: a reference of 1e30 used to become a failed job (non-finite take)."""
+    error = assert_error(submit(url, clip, {"reference": [1e30] * info["dim"]}), 422, "invalid_settings")
+    assert "outside its range" in error["message"]
+    overshoot = [1.4] + [0.0] * (info["dim"] - 1)  # a rig's slider a little past 1 still works
+    assert wait_for(url, submit(url, clip, {"reference": overshoot}).json()["id"])[-1]["state"] == "done"
