@@ -18,6 +18,7 @@ digits refused (spell numbers out), hyphens split words, other punctuation dropp
 """
 
 import re
+from functools import cache
 
 import numpy as np
 import pocketsphinx
@@ -27,7 +28,7 @@ from core.errors import FlowVQError
 
 __all__ = [
     "AlignmentError", "ARPABET_TO_SAMPA", "SILENCE", "FRAME_RATE", "MIN_SCORE_PER_FRAME", "MAX_TEXT_CHARS",
-    "to_pcm16", "words_of", "align_text",
+    "to_pcm16", "words_of", "pronunciations", "align_text",
 ]
 
 SILENCE = "_"  # the corpus's pause symbol (`core.corpus.speech.SILENCE` is this one)
@@ -78,9 +79,24 @@ def _decoder() -> pocketsphinx.Decoder:
     return pocketsphinx.Decoder(samprate=SAMPLE_RATE, bestpath=False, dither=True, seed=1, loglevel="FATAL")
 
 
-def _check_words(decoder: pocketsphinx.Decoder, words: list[str]) -> None:
+@cache
+def _dictionary() -> pocketsphinx.Decoder:
+    """One decoder kept for dictionary look-ups only (loading the model costs about 0.1 s)."""
+    return _decoder()
+
+
+def pronunciations(word: str) -> list[str]:
+    """Every pronunciation of ``word`` in the bundled pronouncing dictionary ("word", "word(2)",
+    ...), each as space-separated CMU phones; empty when the dictionary lacks the word."""
+    found: list[str] = []
+    while (entry := _dictionary().lookup_word(f"{word}({len(found) + 1})" if found else word)) is not None:
+        found.append(entry)
+    return found
+
+
+def _check_words(words: list[str]) -> None:
     """Refuse words the pronouncing dictionary lacks, naming them."""
-    unknown = sorted({w for w in words if decoder.lookup_word(w) is None})
+    unknown = sorted({w for w in words if not pronunciations(w)})
     if unknown:
         raise AlignmentError(f"not in the pronouncing dictionary: {', '.join(unknown[:10])}"
                              f"{' …' if len(unknown) > 10 else ''}; spell them as they sound")
@@ -101,8 +117,8 @@ def align_text(wave: np.ndarray, text: str, min_score: float = MIN_SCORE_PER_FRA
     words = words_of(text)
     if len(wave) < _MIN_SECONDS * SAMPLE_RATE:
         raise AlignmentError(f"the audio is {len(wave) / SAMPLE_RATE:.3f} s long; too short to align text to")
+    _check_words(words)
     decoder = _decoder()
-    _check_words(decoder, words)
     pcm = to_pcm16(np.asarray(wave, dtype=np.float32))
     try:
         decoder.set_align_text(" ".join(words))

@@ -42,6 +42,7 @@ def text_lips(
     visemes = viseme_curves(list(phones), columns, fps, exp.shape[1]) + beta0[None]  # (T, D)
     speech = [columns.index(c) for c in SPEECH_CHANNELS if c in columns]
     shared = [columns.index(c) for c in MOUTH_CHANNELS if c in columns and c not in SPEECH_CHANNELS]
+    jaw, close = columns.index("jawOpen"), columns.index("mouthClose")
     out = np.array(exp, dtype=np.float32)
     for take in out:
         extra = np.maximum(np.median(take[:, speech], axis=0) - np.median(visemes[:, speech], axis=0), 0.0)
@@ -49,6 +50,5 @@ def text_lips(
         take[:, shared] = np.maximum(take[:, shared], visemes[:, shared])
         np.clip(take, 0.0, 1.0, out=take)
         seal_bilabials(take, columns, phones, fps)
-        jaw, close = columns.index("jawOpen"), columns.index("mouthClose")
         take[:, close] = np.minimum(take[:, close], take[:, jaw])
     return out

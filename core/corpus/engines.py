@@ -41,15 +41,13 @@ voice counts as installed only when its data is on disk (Flite's are built in: w
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
-import pocketsphinx
 
-from core.align import ARPABET_TO_SAMPA, SILENCE, AlignmentError, align_text, words_of
-from core.audio import SAMPLE_RATE, load_audio
+from core.align import ARPABET_TO_SAMPA, SILENCE, AlignmentError, align_text, pronunciations, words_of
+from core.audio import load_audio
 from core.corpus.speechtools import (
     SETUP_HINT, PhoEntry, Prosody, SpeechError, SpeechToolsMissingError, find_tool, run_tool,
 )
@@ -249,22 +247,14 @@ def render_engine(text: str, info: EngineVoice, prosody: Prosody) -> tuple[np.nd
     return np.clip(wave * np.float32(prosody.volume), -1.0, 1.0), _aligned_entries(aligned)
 
 
-@cache
-def _dictionary() -> pocketsphinx.Decoder:
-    """A decoder on PocketSphinx's bundled US-English model, used only to look words up."""
-    return pocketsphinx.Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
-
-
 def aligner_symbols(sentences: Sequence[str]) -> frozenset[str]:
     """Every phone symbol the alignment can give an engine voice over `sentences`: `SILENCE` and the
     SAMPA of every pronunciation ("word", "word(2)", ...) of their words in the aligner's dictionary.
     Raises `SpeechError` naming a word the dictionary lacks."""
     symbols = {SILENCE}
     for word in {word for sentence in sentences for word in words_of(sentence)}:
-        pronunciations = [_dictionary().lookup_word(word)]
-        if pronunciations[0] is None:
+        found = pronunciations(word)
+        if not found:
             raise SpeechError(f"{word!r} is not in the aligner's pronouncing dictionary; spell it as it sounds")
-        while (more := _dictionary().lookup_word(f"{word}({len(pronunciations) + 1})")) is not None:
-            pronunciations.append(more)
-        symbols |= {ARPABET_TO_SAMPA[phone] for pronunciation in pronunciations for phone in pronunciation.split()}
+        symbols |= {ARPABET_TO_SAMPA[phone] for pronunciation in found for phone in pronunciation.split()}
     return frozenset(symbols)

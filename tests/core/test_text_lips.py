@@ -62,6 +62,8 @@ def test_a_smile_survives_the_phones_and_the_lips_never_pass_through_each_other(
     out = text_lips(exp, phones, names, 25.0, np.zeros(len(names), np.float32))
     assert (out[0][:, smile] >= 0.6).all()
     jaw, close = names.index("jawOpen"), names.index("mouthClose")
+    assert np.median(out[0][:, jaw]) == pytest.approx(0.3, abs=0.02)  # the dropped jaw stays, on average
+    assert out[0][:, jaw].std() > 0.05  # and the phones move it
     assert (out[0][:, close] <= out[0][:, jaw] + 1e-7).all() and out.min() >= 0 and out.max() <= 1
     assert bilabial_closure_rate(face, out[0], phones, 25.0) == 1.0
     assert set(SPEECH_CHANNELS) <= set(names)
