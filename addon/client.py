@@ -12,9 +12,10 @@ from pathlib import Path
 
 import requests
 
-__all__ = ["ServerError", "Connection", "Client"]
+__all__ = ["ServerError", "Connection", "Client", "WIRE_DECIMALS"]
 
 API = "/v1"
+WIRE_DECIMALS = 6  # a take's numbers travel rounded to this many places (core.formats.takes.DECIMALS)
 
 
 class ServerError(Exception):
@@ -105,8 +106,9 @@ class Client:
                 return self._request("POST", "/jobs", files=files).json()
 
     def render(self, take: dict, settings: dict, portrait: Path | None = None) -> dict:
-        """``POST /v1/render``: render frames of a (hand-edited) take; returns the job object."""
-        files = {"take": (None, json.dumps(take)), "settings": (None, json.dumps(settings))}
+        """``POST /v1/render``: render frames of a (hand-edited) take, sent as compact JSON (its rows
+        rounded to `WIRE_DECIMALS` places by the caller); returns the job object."""
+        files = {"take": (None, json.dumps(take, separators=(",", ":"))), "settings": (None, json.dumps(settings))}
         if portrait is None:
             return self._request("POST", "/render", files=files).json()
         with open(portrait, "rb") as portrait_fh:
@@ -125,6 +127,7 @@ class Client:
         """``GET /v1/jobs/{id}/frames/{take}.zip``: all rendered frames of one take."""
         return self._request("GET", f"/jobs/{job_id}/frames/{take}.zip").content
 
-    def cancel(self, job_id: str) -> None:
-        """``DELETE /v1/jobs/{id}``: cancel a queued or running job."""
-        self._request("DELETE", f"/jobs/{job_id}")
+    def cancel(self, job_id: str) -> dict:
+        """``POST /v1/jobs/{id}/cancel``: cancel a queued or running job (asking twice is asking
+        once; the job and whatever it rendered stay on the server); returns the job object."""
+        return self._request("POST", f"/jobs/{job_id}/cancel").json()

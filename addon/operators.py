@@ -16,7 +16,7 @@ from . import apply, character, jobs, keys, mapping as mapping_module, preview, 
 from .client import Client, ServerError
 from .face import face_model_for
 from .prefs import connection, preferences
-from .props import set_emotions
+from .props import NO_BLEND, set_emotions
 from .server_process import LocalServer
 
 __all__ = ["local_server", "snapshot", "settings_dict", "SERVER_SETTINGS", "mapping_of", "fill_character",
@@ -29,7 +29,7 @@ T = TypeVar("T")
 SERVER_SETTINGS = {"intensity": "intensity", "temperature": "temperature", "pose_temperature": "pose_temperature",
                    "style_temperature": "style_temperature", "seed": "seed", "takes": "takes", "pose": "use_pose",
                    "pose_amount": "pose_amount", "blinks": "blinks", "render": "render_preview",
-                   "render_size": "render_size"}
+                   "render_size": "render_size", "blend_weight": "blend_weight"}
 
 
 def scene_fps(scene: bpy.types.Scene) -> float:
@@ -72,6 +72,16 @@ def _audio_and_start(scene: bpy.types.Scene, props) -> tuple[Path, bool, int]:
     return audio, True, scene.frame_start
 
 
+def check_upload(audio: Path, limits: dict) -> None:
+    """Refuse, before uploading, a clip larger than the server's published ``max_upload_bytes``
+    (known once Check Server has reached it); raises ValueError with a message for the user."""
+    limit = limits.get("max_upload_bytes")
+    size = audio.stat().st_size
+    if limit is not None and size > limit:
+        raise ValueError(f"the speech clip is {size / 2**20:.1f} MB, over the server's upload limit of "
+                         f"{limit / 2**20:.0f} MB: trim it, or save it as mono 16 kHz FLAC")
+
+
 def mapping_of(props) -> mapping_module.Mapping:
     """The panel's mapping (its rows as edited); raises ValueError naming a row it cannot read."""
     return mapping_module.from_rows([(item.name, item.terms) for item in props.mapping], props.preset)
@@ -89,6 +99,8 @@ def settings_dict(props, fps: float) -> dict:
     """The job settings (docs/api.md) from the panel."""
     settings = {name: getattr(props, prop) for name, prop in SERVER_SETTINGS.items()}
     settings.update(emotion=props.emotion, fps=fps, render_size=render_size_of(props))
+    if props.blend != NO_BLEND:
+        settings["blend"] = props.blend
     if props.dialogue.strip():
         settings["text"] = props.dialogue.strip()
     if props.use_reference:
@@ -111,6 +123,7 @@ def snapshot(context: bpy.types.Context) -> tuple[apply.Snapshot, jobs.GenerateR
     """Read and check everything Generate needs; raises ValueError with a message for the user."""
     scene, props = context.scene, context.scene.flowvq
     audio, add_strip, frame_start = _audio_and_start(scene, props)
+    check_upload(audio, json.loads(props.server_limits or "{}"))
     create = props.target_mode == "CREATE"
     parts, mapping = (), None
     if not create:
@@ -227,6 +240,7 @@ def remember_info(props, info: dict) -> None:
     """Take the server's facts: its emotions for the menu, its coefficient names for mappings."""
     set_emotions(info["emotions"])
     props.model_names = json.dumps(info["names"])
+    props.server_limits = json.dumps(info.get("limits", {}))
 
 
 class FLOWVQ_OT_check_server(bpy.types.Operator):

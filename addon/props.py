@@ -5,7 +5,7 @@ from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProp
                        IntProperty, IntVectorProperty, PointerProperty, StringProperty)
 
 __all__ = ["FlowVQValue", "FlowVQMapping", "FlowVQPart", "FlowVQBinding", "FlowVQTake", "FlowVQSettings",
-           "set_emotions", "classes", "DEFAULT_EMOTIONS", "PRESET_ITEMS"]
+           "set_emotions", "NO_BLEND", "classes", "DEFAULT_EMOTIONS", "PRESET_ITEMS"]
 
 # The emotion classes of docs/api.md; replaced by the server's own list once it has been reached.
 DEFAULT_EMOTIONS = ("neutral", "angry", "contempt", "disgusted", "fear", "happy", "sad", "surprised", "talk")
@@ -15,16 +15,24 @@ _BLEND_RELATIVE = ({"PATH_SUPPORTS_BLEND_RELATIVE"}
                    if "is_path_supports_blend_relative" in bpy.types.Property.bl_rna.properties else set())
 # Blender keeps only references to dynamic enum strings: the items must outlive the callback.
 _emotion_items: list[tuple[str, str, str]] = [(e, e.capitalize(), "") for e in DEFAULT_EMOTIONS]
+NO_BLEND = "NONE"
+_blend_items: list[tuple[str, str, str]] = [(NO_BLEND, "None", "One emotion only"), *_emotion_items]
 
 
 def set_emotions(emotions: list[str]) -> None:
-    """Offer the server's emotion classes in the Emotion menu."""
+    """Offer the server's emotion classes in the Emotion and Blend menus."""
     _emotion_items[:] = [(e, e.capitalize(), "") for e in emotions]
+    _blend_items[1:] = _emotion_items
 
 
 def _emotion_enum(_self, _context) -> list[tuple[str, str, str]]:
     """Items of the Emotion menu."""
     return _emotion_items
+
+
+def _blend_enum(_self, _context) -> list[tuple[str, str, str]]:
+    """Items of the Blend menu: none, or a second emotion."""
+    return _blend_items
 
 
 def _is_mesh(_self, obj: bpy.types.Object) -> bool:
@@ -117,7 +125,11 @@ class FlowVQSettings(bpy.types.PropertyGroup):
         "What the clip says (optional): its phones, aligned to the audio, drive the lips. Words as "
         "spoken, numbers spelled out; a line that cannot be aligned falls back to the audio alone"))
     emotion: EnumProperty(name="Emotion", items=_emotion_enum)
-    intensity: FloatProperty(name="Intensity", default=1.0, min=0.0, max=1.0)
+    intensity: FloatProperty(name="Intensity", default=1.0, min=0.0, max=1.5, description=(
+        "0 is plain talk, 1 the emotion's full expression; above 1 exaggerates it for stylised characters"))
+    blend: EnumProperty(name="Blend", items=_blend_enum, description="A second emotion mixed into the first")
+    blend_weight: FloatProperty(name="Blend Weight", default=0.5, min=0.0, max=1.0, subtype="FACTOR", description=(
+        "The second emotion's share: 0.3 is 70% of the first emotion and 30% of the blend"))
     use_reference: BoolProperty(name="Reference From Pose", description=(
         "Generate from reference coefficients (taken from the target's shape keys) instead of the emotion"))
     reference: CollectionProperty(type=FlowVQValue)
@@ -157,6 +169,8 @@ class FlowVQSettings(bpy.types.PropertyGroup):
         ("AUTO", "Auto", "Rotation only on a bone (a neck does not slide), rotation and translation on an object"),
         ("ROTATION", "Rotation", "Rotate the head only"),
         ("ROTATION_TRANSLATION", "Rotation + Translation", "Rotate and move the head")])
+    server_limits: StringProperty(name="Server Limits", description=(
+        "JSON: the request limits the server published (GET /v1/info limits), read by Check Server"))
     model_names: StringProperty(name="Model Names", description=(
         "JSON: the server's coefficient names (GET /v1/info), kept from the last Check Server or Match"))
     range_set: IntVectorProperty(name="Range Set", size=2, description=(

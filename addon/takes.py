@@ -23,6 +23,7 @@ import numpy as np
 
 from . import keys, mapping as mapping_module, posemath, visemes
 from .character import PoseOwner
+from .client import WIRE_DECIMALS
 from .reduce import closure_frames, reduce_keys
 from .timing import resample
 
@@ -216,7 +217,8 @@ def _sample_pose(owner: PoseOwner, action: bpy.types.Action | None, frames: np.n
 def sample_take(head: bpy.types.Object, key_action: bpy.types.Action | None, owner: PoseOwner | None,
                 pose_action: bpy.types.Action | None, names: list[str], direct: dict[str, str],
                 frame_start: int, frame_count: int, fps: float, meta: dict) -> dict:
-    """The take (wire format) that the curves, as they are now, describe: one row per frame.
+    """The take (wire format) that the curves, as they are now, describe: one row per frame, its
+    numbers rounded to `WIRE_DECIMALS` places as the wire carries them.
 
     ``direct`` maps a model name to the head's shape key that carries it alone (`mapping.direct_keys`);
     other names read 0. Without a pose owner the pose reads rest.
@@ -229,7 +231,8 @@ def sample_take(head: bpy.types.Object, key_action: bpy.types.Action | None, own
             key = direct[model_name]
             exp[:, d] = _evaluate(key_action, shape_keys, key_path(key), 0, frames, shape_keys.key_blocks[key].value)
     pose = np.zeros((frame_count, 6)) if owner is None else _sample_pose(owner, pose_action, frames)
-    return {**meta, "fps": fps, "frames": frame_count, "names": list(names), "exp": exp.tolist(), "pose": pose.tolist()}
+    return {**meta, "fps": fps, "frames": frame_count, "names": list(names),
+            "exp": np.round(exp, WIRE_DECIMALS).tolist(), "pose": np.round(pose, WIRE_DECIMALS).tolist()}
 
 
 def reference_values(head: bpy.types.Object, names: list[str], direct: dict[str, str]) -> list[float]:

@@ -3,6 +3,7 @@
 import bpy
 
 from .character import armature_of
+from .props import NO_BLEND
 from .runner import active
 from .scene import STRIPS
 
@@ -42,6 +43,10 @@ def _draw_style(layout: bpy.types.UILayout, props) -> None:
     else:
         box.prop(props, "emotion")
         box.prop(props, "intensity", slider=True)
+        box.prop(props, "blend")
+        row = box.row()
+        row.enabled = props.blend != NO_BLEND
+        row.prop(props, "blend_weight", slider=True)
     col = layout.column(align=True)
     for name in ("temperature", "style_temperature", "seed", "takes"):
         col.prop(props, name)

@@ -15,7 +15,9 @@ models read FRAME_FEATURES numbers per video frame: a bilabial's closure lasts t
 a frame's mean log-mel blurs its onset and release into the vowels around it; four 10 ms rows per
 25 fps frame keep them. Bad input raises a subclass of `AudioError` (itself
 a `FlowVQError`) whose message names the file, says what is wrong and what to do about it; the
-duration limit is checked from the file's header, before any sample is decoded.
+duration and sample limits are checked from the file's header, before any sample is decoded, and
+decoding streams: one block of the file at its own rate and channel count is held at a time, then
+mixed down and resampled, so memory grows with the 16 kHz mono result only.
 """
 
 import io
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 from scipy.fft import rfft
-from scipy.signal import get_window, resample_poly
+from scipy.signal import firwin, get_window, resample_poly
 
 from core.errors import FlowVQError
 
@@ -35,10 +37,10 @@ __all__ = [
     "SAMPLE_RATE", "FEATURE_RATE", "HOP_LENGTH", "N_MELS", "SUBFRAMES", "FRAME_FEATURES", "N_FFT", "MAX_SECONDS",
     "MIN_INPUT_RATE", "MAX_INPUT_RATE", "SILENCE_DBFS", "MAX_FPS", "DEFAULT_FPS",
     "AudioError", "AudioNotFoundError", "EmptyAudioError", "SilentAudioError", "CorruptAudioError",
-    "NotAudioError", "AudioTooLongError", "SampleRateError", "FpsError", "FeatureError",
+    "NotAudioError", "AudioTooLongError", "AudioTooLargeError", "SampleRateError", "FpsError", "FeatureError",
     "load_audio", "duration_seconds", "mel_band_edges_hz", "mel_filterbank", "log_mel",
     "normalize_features", "n_video_frames", "align_to_frames", "frame_features", "frame_windows", "audio_features",
-    "wave_features", "check_decoded", "check_fps", "resample_to_16k",
+    "wave_features", "check_decoded", "check_fps", "resample_to_16k", "StreamResampler",
 ]
 
 SAMPLE_RATE = 16000
@@ -60,6 +62,10 @@ MAX_FPS = 240.0
 _MEL_FLOOR = 1e-6
 _STD_FLOOR = 1e-5
 _READ_BLOCK_FRAMES = 1 << 16
+# The resampling low-pass (scipy's resample_poly default, made explicit so its support is known):
+# a Kaiser-windowed (beta 5) sinc with _RESAMPLE_HALF_TAPS * max(up, down) taps each side.
+_RESAMPLE_HALF_TAPS = 10
+_RESAMPLE_BETA = 5.0
 _SUPPORTED = "WAV, FLAC, OGG/Vorbis or MP3"
 
 
@@ -98,6 +104,12 @@ class AudioTooLongError(AudioError):
     code = "audio_too_long"
 
 
+class AudioTooLargeError(AudioError):
+    """A clip whose header announces more samples (frames x channels) than the limit: decoding it
+    would cost time out of proportion to its size on disk (a compressed high-rate multichannel file)."""
+    code = "audio_too_large"
+
+
 class SampleRateError(AudioError):
     """A sample rate outside [`MIN_INPUT_RATE`, `MAX_INPUT_RATE`]."""
     code = "sample_rate"
@@ -117,23 +129,25 @@ class FeatureError(FlowVQError):
 # Loading
 # ---------------------------------------------------------------------------------------------
 
-def load_audio(source: str | Path | bytes, *, max_seconds: float = MAX_SECONDS) -> np.ndarray:
+def load_audio(
+    source: str | Path | bytes, *, max_seconds: float = MAX_SECONDS, max_samples: int | None = None
+) -> np.ndarray:
     """Decode a clip from a path or raw bytes into a mono float32 wave at `SAMPLE_RATE`.
 
     Reads whatever soundfile reads (WAV, FLAC, OGG/Vorbis, MP3, ...); channels are averaged and the
-    signal is resampled with a polyphase filter. The header is checked (rate, duration) before any
-    sample is decoded, so an over-long file is refused without being read into memory.
+    signal is resampled with a polyphase filter, block by block as it is decoded (`StreamResampler`).
+    The header is checked (rate, duration, and frames x channels against ``max_samples``; None: no
+    bound) before any sample is decoded, so an over-long or over-large file is refused without being
+    read. Memory: the 16 kHz result plus one block of `_READ_BLOCK_FRAMES` frames.
     Shapes: file of C channels, M frames at rate r -> (ceil(M * 16000 / r),) float32 in [-1, 1].
     Raises a subclass of `AudioError` for every kind of bad input.
     """
     label, data = _resolve_source(source)
     head = _read_head(source, data, label)
     with _open_sound_file(source, data, label, head) as sound:
-        _check_header(sound.frames, sound.samplerate, label, max_seconds)
-        mono = _decode_mono(sound, label, head)
-        rate = sound.samplerate
-    check_decoded(mono, label)
-    wave = resample_to_16k(mono, rate)
+        _check_header(sound.frames, sound.channels, sound.samplerate, label, max_seconds, max_samples)
+        wave = _decode_16k(sound, label, head)
+    check_decoded(wave, label)
     return np.clip(wave, -1.0, 1.0, out=wave)
 
 
@@ -209,8 +223,11 @@ def _open_sound_file(source: str | Path | bytes, data: bytes | None, label: str,
         raise _undecodable(label, head, err) from err
 
 
-def _check_header(frames: int, rate: int, label: str, max_seconds: float) -> None:
-    """Refuse a bad sample rate, zero frames or an over-long duration, from the header alone."""
+def _check_header(
+    frames: int, channels: int, rate: int, label: str, max_seconds: float, max_samples: int | None
+) -> None:
+    """Refuse a bad sample rate, zero frames, an over-long duration or more than ``max_samples``
+    samples (frames x channels; None: no bound), from the header alone."""
     if not MIN_INPUT_RATE <= rate <= MAX_INPUT_RATE:
         raise SampleRateError(
             f"{label} has a sample rate of {rate} Hz; supported rates are {MIN_INPUT_RATE} to "
@@ -226,18 +243,27 @@ def _check_header(frames: int, rate: int, label: str, max_seconds: float) -> Non
             f"{label} is {seconds:.1f} s long, over the limit of {max_seconds:g} s "
             f"({max_seconds / 60:g} min); trim it or split it into shorter clips"
         )
+    samples = frames * channels
+    if max_samples is not None and samples > max_samples:
+        raise AudioTooLargeError(
+            f"{label} holds {samples:,} samples ({seconds:.1f} s at {rate} Hz x {channels} channels), "
+            f"over the limit of {max_samples:,}; mix it down to mono and resample it to 16 kHz (all "
+            "the model hears) or 48 kHz, or trim it"
+        )
 
 
-def _decode_mono(sound: sf.SoundFile, label: str, head: bytes) -> np.ndarray:
-    """Decode every frame block by block, averaging the channels. Shapes: (M, C) file -> (M,) float32."""
+def _decode_16k(sound: sf.SoundFile, label: str, head: bytes) -> np.ndarray:
+    """Decode every frame block by block, averaging each block's channels and resampling it as it
+    comes, so neither the whole clip nor its mono mix at the file's rate is ever held.
+    Shapes: (M, C) file at rate r -> (ceil(M * 16000 / r),) float32.
+    """
+    resampler = StreamResampler(sound.samplerate)
     try:
-        blocks = [
-            block.mean(axis=1, dtype=np.float32)
-            for block in sound.blocks(blocksize=_READ_BLOCK_FRAMES, dtype="float32", always_2d=True)
-        ]
+        for block in sound.blocks(blocksize=_READ_BLOCK_FRAMES, dtype="float32", always_2d=True):
+            resampler.push(block.mean(axis=1, dtype=np.float32))
     except sf.SoundFileError as err:
         raise _undecodable(label, head, err) from err
-    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    return resampler.finish()
 
 
 def check_decoded(mono: np.ndarray, label: str) -> None:
@@ -263,12 +289,78 @@ def check_decoded(mono: np.ndarray, label: str) -> None:
         )
 
 
+def _resample_ratio(rate: int) -> tuple[int, int]:
+    """(up, down), coprime, with rate * up / down = `SAMPLE_RATE`."""
+    common = math.gcd(rate, SAMPLE_RATE)
+    return SAMPLE_RATE // common, rate // common
+
+
+@lru_cache(maxsize=8)
+def _resample_filter(up: int, down: int) -> np.ndarray:
+    """The polyphase low-pass at the upsampled rate, cut off at the lower Nyquist, read-only.
+    Shapes: -> (2 * _RESAMPLE_HALF_TAPS * max(up, down) + 1,) float32.
+    """
+    widest = max(up, down)
+    taps = firwin(2 * _RESAMPLE_HALF_TAPS * widest + 1, 1.0 / widest, window=("kaiser", _RESAMPLE_BETA))
+    taps = taps.astype(np.float32)
+    taps.setflags(write=False)
+    return taps
+
+
 def resample_to_16k(mono: np.ndarray, rate: int) -> np.ndarray:
     """Polyphase resampling from `rate` to `SAMPLE_RATE`. Shapes: (M,) -> (ceil(M * 16000 / rate),)."""
     if rate == SAMPLE_RATE:
         return mono
-    common = math.gcd(rate, SAMPLE_RATE)
-    return resample_poly(mono, SAMPLE_RATE // common, rate // common).astype(np.float32, copy=False)
+    up, down = _resample_ratio(rate)
+    return resample_poly(mono, up, down, window=_resample_filter(up, down)).astype(np.float32, copy=False)
+
+
+class StreamResampler:
+    """`resample_to_16k` of a signal that arrives in blocks, with the same output, holding only the
+    samples that outputs still to come depend on.
+
+    Output n sits at input position n * down / up and reads the inputs within
+    `_RESAMPLE_HALF_TAPS` * max(up, down) / up of it (`margin`); the zero padding past both ends is
+    the whole signal's. Each `push` resamples the held samples, which start at a multiple of
+    ``down`` frames (so their output grid is the whole signal's), keeps the outputs whose inputs
+    are all held, and drops the samples no later output reads.
+    """
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        up, down = _resample_ratio(rate)
+        self.up, self.down = up, down
+        self.margin = -(-_RESAMPLE_HALF_TAPS * max(up, down) // up)  # input samples, each side
+        self.held = np.zeros(0, np.float32)  # inputs from `start` on
+        self.start = 0  # index of held[0] in the whole signal, a multiple of `down`
+        self.done = 0  # outputs emitted so far
+        self.outputs: list[np.ndarray] = []
+
+    def push(self, block: np.ndarray) -> None:
+        """Take the next input samples. Shapes: (B,) float32."""
+        self.held = np.concatenate([self.held, block])
+        end = self.start + len(self.held)
+        ready = max(self.done, (end - self.margin) * self.up // self.down)  # outputs reading inputs < end only
+        if ready > self.done:
+            self._emit(ready)
+            first_needed = max(self.start, (self.done * self.down // self.up - self.margin) // self.down * self.down)
+            self.held = self.held[first_needed - self.start:]
+            self.start = first_needed
+
+    def finish(self) -> np.ndarray:
+        """Every output, the last ones read against the zero padding past the end.
+        Shapes: M inputs pushed -> (ceil(M * 16000 / rate),) float32.
+        """
+        if len(self.held):
+            self._emit(None)
+        return np.concatenate(self.outputs) if self.outputs else np.zeros(0, np.float32)
+
+    def _emit(self, stop: int | None) -> None:
+        """Resample the held samples and keep outputs ``done`` .. ``stop`` (None: to the end)."""
+        offset = self.start * self.up // self.down  # the output index of the held samples' first output
+        wave = resample_to_16k(self.held, self.rate)
+        self.outputs.append(wave[self.done - offset:None if stop is None else stop - offset])
+        self.done = offset + len(wave) if stop is None else stop
 
 
 # ---------------------------------------------------------------------------------------------

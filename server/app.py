@@ -5,30 +5,36 @@ error handlers (one error shape) and the guard middleware (host, origin, token, 
 routes only validate and hand over: model work happens in the one worker thread.
 """
 
+import io
 import json
+import re
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import anyio
+import soundfile as sf
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
-from core.audio import AudioError, load_audio
+from core.audio import SAMPLE_RATE, AudioError, load_audio
 from core.coeff.generator import CoeffGenerator
 from core.device import resolve_device
-from core.emotions import UnknownEmotionError
+from core.emotions import UnknownEmotionError, emotion_index
 from core.errors import FlowVQError
 from core.formats.takes import Take, TakeError, save_takes
-from server.config import LIMITS, ServerConfig
+from server.config import LIMITS, Limits, ServerConfig
 from server.errors import ApiError, flowvq_error, install_error_handlers, validation_message
 from server.rendering import PortraitError, decode_portrait, zip_frames
 from server.runtime import Runtime, server_version
 from server.schemas import ErrorBody, Health, Info, JobSettings, JobView, RenderSettings, generate_settings
 from server.security import GuardMiddleware
-from server.store import AUDIO_FILE, FINISHED, FRAMES_DIR, PORTRAIT_FILE, TAKES_FILE, Job
+from server.store import AUDIO_FILE, FINISHED, FRAMES_DIR, PORTRAIT_FILE, TAKES_FILE, Job, JobStore
 
 __all__ = ["create_app", "router"]
 
@@ -36,11 +42,17 @@ Settings = TypeVar("Settings", bound=BaseModel)
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text} for status, text in (
         (401, "missing or wrong token"), (403, "refused host or origin"), (404, "no such job or file"),
-        (413, "request too large"), (422, "invalid input"), (500, "unexpected error"),
+        (413, "request or form field too large"), (422, "invalid input"), (500, "unexpected error"),
         (503, "the model is loading"),
     )
 }
-router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+# Starlette's own cap on a form field (1 MiB, refused with its own 400 that cannot say which field)
+# is lifted: the guard's body limit bounds every part, and `load_json_field` refuses a field over the
+# server's field limit (`Limits.field_bytes`) with 413 field_too_large, naming it.
+FORM_LIMITS = {"max_part_size": sys.maxsize}
+router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES, form_limits=FORM_LIMITS)
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string literal, escapes included
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -57,35 +69,37 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 def json_depth(text: str) -> int:
     """How deeply ``text`` nests JSON arrays and objects, read without recursion (brackets inside
-    strings do not count), so that a deeply nested field is refused before the parser recurses."""
+    strings do not count), so that a deeply nested field is refused before the parser recurses.
+    Only the brackets are walked in Python: a take of 8 MiB takes about 0.06 s."""
     depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub("", text)):
+        if bracket in "[{":
             depth += 1
             deepest = max(deepest, depth)
-        elif char in "]}":
+        else:
             depth -= 1
     return deepest
 
 
-def load_json_field(text: str, field: str) -> Any:
-    """``json.loads`` of a form field after refusing one nested deeper than ``max_json_depth``
-    (422 ``json_too_deep``); a ValueError for text that is not JSON."""
+def load_json_field(text: str, field: str, max_bytes: int) -> Any:
+    """``json.loads`` of a form field after refusing one longer than ``max_bytes`` characters (413
+    ``field_too_large``; JSON numbers are one byte a character) or nested deeper than
+    ``max_json_depth`` (422 ``json_too_deep``); a ValueError for text that is not JSON."""
+    if len(text) > max_bytes:
+        raise ApiError(413, "field_too_large", f"{field} holds {len(text)} bytes, over the limit of {max_bytes} "
+                                               "(limits.max_field_bytes: the longest take at the highest fps, "
+                                               "with room to spare); send a shorter take or reference", field)
     if json_depth(text) > LIMITS.max_json_depth:
         raise ApiError(422, "json_too_deep", f"{field} nests arrays and objects more than "
                                              f"{LIMITS.max_json_depth} deep", field)
     return json.loads(text)
 
 
-def parse_settings(text: str | None, model: type[Settings]) -> Settings:
-    """The ``settings`` part (JSON text, None = all defaults) validated by ``model``; 422 otherwise."""
+def parse_settings(text: str | None, model: type[Settings], max_bytes: int) -> Settings:
+    """The ``settings`` part (JSON text of at most ``max_bytes``, None = all defaults) validated by
+    ``model``; 413 or 422 otherwise."""
     try:
-        data = load_json_field(text, "settings") if text else {}
+        data = load_json_field(text, "settings", max_bytes) if text else {}
     except ValueError as exc:
         raise ApiError(422, "invalid_settings", f"settings is not valid JSON: {exc}", "settings") from None
     if not isinstance(data, dict):
@@ -102,17 +116,33 @@ def check_generation(settings: JobSettings, generator: CoeffGenerator) -> None:
     try:
         generate_settings(settings.model_dump()).check(generator.model)
     except UnknownEmotionError as exc:
-        raise flowvq_error(exc, "settings.emotion") from None
+        raise flowvq_error(exc, "settings.emotion" if is_unknown_emotion(settings.emotion) else "settings.blend") from None
     except FlowVQError as exc:
         raise flowvq_error(exc, "settings") from None
 
 
-def check_audio(data: bytes, max_seconds: float) -> None:
-    """Decode the clip once to refuse empty, corrupt, non-audio, silent or too-long input (422)."""
+def is_unknown_emotion(label: str) -> bool:
+    """Whether ``label`` is not one of the emotion classes."""
     try:
-        load_audio(data, max_seconds=max_seconds)
+        emotion_index(label)
+    except UnknownEmotionError:
+        return True
+    return False
+
+
+def decode_audio(data: bytes, limits: Limits) -> bytes:
+    """The clip decoded once, here: refuses empty, corrupt, non-audio, silent, too-long or too-large
+    input (422; the rate, duration and ``max_audio_samples`` from the header, before any sample is
+    decoded) and returns the 16 kHz mono wave as float WAV bytes, which the job stores as its audio
+    so the worker reads it without decoding the upload again. Time grows with the samples the
+    header announces; memory beyond the upload with the 16 kHz wave (4 bytes x 16000 a second)."""
+    try:
+        wave = load_audio(data, max_seconds=limits.max_audio_seconds, max_samples=limits.max_audio_samples)
     except AudioError as exc:
         raise flowvq_error(exc, "audio") from None
+    buffer = io.BytesIO()
+    sf.write(buffer, wave, SAMPLE_RATE, format="WAV", subtype="FLOAT")
+    return buffer.getvalue()
 
 
 def check_portrait(data: bytes) -> None:
@@ -123,10 +153,11 @@ def check_portrait(data: bytes) -> None:
         raise flowvq_error(exc, "portrait") from None
 
 
-def parse_take(text: str, generator: CoeffGenerator, max_seconds: float) -> Take:
-    """The ``take`` part: a take object on this server's face model, finite, not too long."""
+def parse_take(text: str, generator: CoeffGenerator, max_seconds: float, max_bytes: int) -> Take:
+    """The ``take`` part (at most ``max_bytes``): a take object on this server's face model, finite,
+    not too long."""
     try:
-        take = Take.from_dict(load_json_field(text, "take"))
+        take = Take.from_dict(load_json_field(text, "take", max_bytes))
     except ValueError as exc:  # JSON errors and TakeError
         message = str(exc) if isinstance(exc, TakeError) else f"take is not valid JSON: {exc}"
         raise ApiError(422, "invalid_take", message, "take") from None
@@ -150,12 +181,17 @@ async def read_portrait(portrait: UploadFile | None) -> dict[str, bytes]:
     return {PORTRAIT_FILE: data}
 
 
+def job_not_found() -> ApiError:
+    """404 ``job_not_found``."""
+    return ApiError(404, "job_not_found", "no such job; job ids are the UUIDs that POST /v1/jobs "
+                                          "and POST /v1/render answered", "id")
+
+
 def find_job(runtime: Runtime, job_id: str) -> Job:
     """The job, or 404 ``job_not_found`` (malformed ids included)."""
     job = runtime.store.get(job_id)
     if job is None:
-        raise ApiError(404, "job_not_found", "no such job; job ids are the UUIDs that POST /v1/jobs "
-                                             "and POST /v1/render answered", "id")
+        raise job_not_found()
     return job
 
 
@@ -171,6 +207,35 @@ def frame_count(view: dict[str, Any], take: int) -> int:
     if count == 0:
         raise ApiError(404, "frames_not_found", f"the job has no rendered frames for take {take}", "take")
     return count
+
+
+class HeldFileResponse(FileResponse):
+    """A `FileResponse` of a job's file whose job's files the store holds on disk (`JobStore.hold`)
+    until the response has ended, sent in full or not: a DELETE meanwhile never cuts a download."""
+
+    def __init__(self, store: JobStore, job: Job, path: Path, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self.store, self.job = store, job
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):  # the directory of a deleted job is removed off the loop
+                await run_in_threadpool(self.store.release, self.job)
+
+
+def serve_held(store: JobStore, job: Job, locate: Callable[[], Path], **kwargs: Any) -> HeldFileResponse:
+    """The file ``locate()`` names (it may check or write it), served with the job's files held from
+    before ``locate`` runs until the response ends (``kwargs``: `FileResponse`'s); 404
+    ``job_not_found`` when the job was deleted first."""
+    if not store.hold(job):
+        raise job_not_found()
+    try:
+        return HeldFileResponse(store, job, locate(), **kwargs)
+    except BaseException:
+        store.release(job)
+        raise
 
 
 async def enqueue(runtime: Runtime, kind: str, settings: BaseModel, portrait: UploadFile | None,
@@ -218,14 +283,13 @@ async def submit_job(
 ) -> Any:
     """Queue a generation job; answers 202 with the job at once."""
     generator = runtime.ready()
-    chosen = parse_settings(settings, JobSettings)
-    check_generation(chosen, generator)
+    chosen = await run_in_threadpool(parse_settings, settings, JobSettings, runtime.field_limit())
+    await run_in_threadpool(check_generation, chosen, generator)
     if chosen.render:
         runtime.check_renderer(chosen.renderer)
     runtime.check_capacity()
-    data = await audio.read()
-    await run_in_threadpool(check_audio, data, runtime.config.limits.max_audio_seconds)
-    return await enqueue(runtime, "generate", chosen, portrait, files={AUDIO_FILE: data})
+    decoded = await run_in_threadpool(decode_audio, await audio.read(), runtime.config.limits)
+    return await enqueue(runtime, "generate", chosen, portrait, files={AUDIO_FILE: decoded})
 
 
 @router.post("/render", status_code=202, response_model=JobView)
@@ -237,8 +301,9 @@ async def submit_render(
 ) -> Any:
     """Queue a render job for a take; its frames are served as take 0."""
     generator = runtime.ready()
-    chosen = parse_settings(settings, RenderSettings)
-    parsed = await run_in_threadpool(parse_take, take, generator, runtime.config.limits.max_audio_seconds)
+    chosen = await run_in_threadpool(parse_settings, settings, RenderSettings, runtime.field_limit())
+    parsed = await run_in_threadpool(parse_take, take, generator, runtime.config.limits.max_audio_seconds,
+                                     runtime.field_limit())
     runtime.check_renderer(chosen.renderer)
     runtime.check_capacity()
     return await enqueue(runtime, "render", chosen, portrait,
@@ -257,15 +322,27 @@ def get_job(runtime: RuntimeDep, job_id: str) -> Any:
     return runtime.store.view(find_job(runtime, job_id))
 
 
-@router.delete("/jobs/{job_id}", response_model=JobView, responses={204: {"description": "deleted"}})
-def delete_job(runtime: RuntimeDep, job_id: str) -> Any:
-    """Cancel a queued or running job (200), or delete a finished one with its files (204)."""
+@router.post("/jobs/{job_id}/cancel", response_model=JobView)
+def cancel_job(runtime: RuntimeDep, job_id: str) -> Any:
+    """Cancel a queued job at once, a running one at its worker's next check; a finished job is
+    answered as it is. Asking twice is asking once; nothing is deleted."""
     job = find_job(runtime, job_id)
-    if runtime.store.view(job)["state"] in FINISHED:
-        runtime.store.delete(job)
-        return Response(status_code=204)
     runtime.store.cancel(job)
     return runtime.store.view(job)
+
+
+@router.delete("/jobs/{job_id}", status_code=204, response_class=Response, responses={409: {"model": ErrorBody}})
+def delete_job(runtime: RuntimeDep, job_id: str) -> Response:
+    """Delete a finished job with its files (204); a queued or running one is 409
+    ``job_not_finished`` (cancel it first)."""
+    job = find_job(runtime, job_id)
+    state = runtime.store.view(job)["state"]
+    if state not in FINISHED:
+        raise ApiError(409, "job_not_finished", f"the job is {state}; only a finished job is deleted: cancel it "
+                                                "first (POST /v1/jobs/{id}/cancel) and delete it once it "
+                                                "has ended", "id")
+    runtime.store.delete(job)
+    return Response(status_code=204)
 
 
 @router.get("/jobs/{job_id}/takes", response_class=FileResponse,
@@ -274,7 +351,7 @@ def get_takes(runtime: RuntimeDep, job_id: str) -> FileResponse:
     """``{"version": 1, "takes": [...]}`` once the job is done (409 before)."""
     job = find_job(runtime, job_id)
     require_done(runtime.store.view(job))
-    return FileResponse(job.path(TAKES_FILE), media_type="application/json")
+    return serve_held(runtime.store, job, lambda: job.path(TAKES_FILE), media_type="application/json")
 
 
 @router.get("/jobs/{job_id}/frames/{take}/{frame}.png", response_class=FileResponse,
@@ -285,10 +362,14 @@ def get_frame(runtime: RuntimeDep, job_id: str, take: int, frame: int) -> FileRe
     count = frame_count(runtime.store.view(job), take)
     if not 0 <= frame < count:
         raise ApiError(404, "frame_not_found", f"take {take} has frames 0 to {count - 1}", "frame")
-    path = job.frame_path(take, frame)
-    if not path.is_file():
-        raise ApiError(404, "frame_not_found", "the frame is gone (the job was deleted)", "frame")
-    return FileResponse(path, media_type="image/png")
+
+    def locate() -> Path:
+        path = job.frame_path(take, frame)
+        if not path.is_file():
+            raise ApiError(404, "frame_not_found", "the frame is gone from the job store", "frame")
+        return path
+
+    return serve_held(runtime.store, job, locate, media_type="image/png")
 
 
 @router.get("/jobs/{job_id}/frames/{take}.zip", response_class=FileResponse,
@@ -299,10 +380,14 @@ def get_frames_zip(runtime: RuntimeDep, job_id: str, take: int) -> FileResponse:
     view = runtime.store.view(job)
     require_done(view)
     count = frame_count(view, take)
-    target: Path = job.directory / FRAMES_DIR / f"{take}.zip"
-    if not target.is_file():
-        zip_frames([job.frame_path(take, n) for n in range(count)], target)
-    return FileResponse(target, media_type="application/zip", filename=f"take{take}-frames.zip")
+
+    def locate() -> Path:
+        target = job.directory / FRAMES_DIR / f"{take}.zip"
+        if not target.is_file():
+            zip_frames([job.frame_path(take, n) for n in range(count)], target)
+        return target
+
+    return serve_held(runtime.store, job, locate, media_type="application/zip", filename=f"take{take}-frames.zip")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,5 +415,5 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.state.runtime = Runtime(config)
     install_error_handlers(app)
     app.include_router(router)
-    app.add_middleware(GuardMiddleware, config=config)
+    app.add_middleware(GuardMiddleware, config=config, body_limit=app.state.runtime.body_limit)
     return app

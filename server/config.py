@@ -1,16 +1,20 @@
 """Server configuration: where it listens, what it loads, where jobs live, and the request limits."""
 
 import ipaddress
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.audio import MAX_SECONDS
+from core.audio import MAX_FPS, MAX_SECONDS
 from core.errors import FlowVQError
+from core.formats.takes import DECIMALS
 
 __all__ = [
     "Limits",
     "LIMITS",
+    "NUMBER_BYTES",
+    "FIELD_MARGIN",
     "ServerConfig",
     "ConfigError",
     "LOOPBACK_NAMES",
@@ -19,6 +23,10 @@ __all__ = [
 ]
 
 LOOPBACK_NAMES: frozenset[str] = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+# One number of a take as JSON, rounded to the wire's places (`core.formats.takes.DECIMALS`), with
+# its separator: "-10.123456, ".
+NUMBER_BYTES = len("-10.") + DECIMALS + len(", ")
+FIELD_MARGIN = 1.25  # room for the take's keys and brackets and for the odd wider number
 
 
 class ConfigError(FlowVQError):
@@ -30,7 +38,10 @@ class ConfigError(FlowVQError):
 class Limits:
     """What one request may ask for; `/v1/info` publishes them.
 
-    max_upload_bytes: the whole request body; max_audio_seconds: clip duration (from its header);
+    max_upload_bytes: a request body's files (audio, portrait) and small fields; the body may hold
+    one JSON field of `field_bytes` more (`body_bytes`); max_audio_seconds: clip duration (from its header);
+    max_audio_samples: frames x channels a clip's header may announce (600 s of 48 kHz stereo), so
+    that decoding costs time in proportion to what the model hears, not to a tiny compressed upload;
     max_takes: takes per job; max_render_size: preview frame side in pixels; max_queued_jobs: jobs
     queued or running at once before submissions are answered 429; max_json_depth: how deeply the
     JSON of a form field (``settings``, ``take``) may nest arrays and objects (a take nests 3 deep).
@@ -38,10 +49,23 @@ class Limits:
 
     max_upload_bytes: int = 50 * 1024 * 1024
     max_audio_seconds: float = MAX_SECONDS
+    max_audio_samples: int = round(MAX_SECONDS) * 48_000 * 2
     max_takes: int = 16
     max_render_size: int = 1024
     max_queued_jobs: int = 64
     max_json_depth: int = 8
+
+    def field_bytes(self, width: int) -> int:
+        """The most bytes one JSON form field (``take``, ``settings``) may hold, for a face model
+        whose takes have ``width`` numbers a frame (D + 6): the largest legal take, that is
+        ``max_audio_seconds`` at `MAX_FPS` frames of `NUMBER_BYTES` numbers, times `FIELD_MARGIN`
+        (a reference of as many frames, D numbers each, fits too)."""
+        return math.ceil(self.max_audio_seconds * MAX_FPS * width * NUMBER_BYTES * FIELD_MARGIN)
+
+    def body_bytes(self, width: int | None) -> int:
+        """The most bytes a request body may hold: ``max_upload_bytes``, plus one field of
+        `field_bytes` once the face model's ``width`` is known (None while the model loads)."""
+        return self.max_upload_bytes + (self.field_bytes(width) if width is not None else 0)
 
 
 LIMITS = Limits()

@@ -24,6 +24,7 @@ __all__ = [
     "available_renderers",
     "RendererCache",
     "decode_portrait",
+    "image_size",
     "default_portrait",
     "encode_png",
     "render_take",
@@ -32,6 +33,14 @@ __all__ = [
 
 LOG = logging.getLogger("flowvq.server")
 MAX_PORTRAIT_SIDE = 8192
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_SOI = b"\xff\xd8"
+# Start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic), which
+# hold the frame's size; C4, C8 and CC are tables, not frames.
+_JPEG_FRAME_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_JPEG_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0-7: no length field
+_JPEG_END_MARKERS = frozenset({0xD9, 0xDA})  # EOI, SOS: past the header without a frame
+_JPEG_MAX_STEPS = 4096  # markers and fill bytes walked before the frame: a real header has tens
 
 
 class PortraitError(FlowVQError):
@@ -65,20 +74,67 @@ class RendererCache:
         return self._loaded[kind]
 
 
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR chunk (always the first), or None when ``data`` does not
+    start like a PNG."""
+    if not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR" or len(data) < 24:
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's start-of-frame segment, found by walking the marker segments
+    from SOI by their lengths; None when ``data`` does not start like a JPEG, or ends, breaks the
+    marker structure or starts its scan before a frame (or walks `_JPEG_MAX_STEPS` steps)."""
+    if not data.startswith(_JPEG_SOI):
+        return None
+    position = len(_JPEG_SOI)
+    for _ in range(_JPEG_MAX_STEPS):
+        if position + 4 > len(data) or data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF or marker in _JPEG_STANDALONE_MARKERS:  # a fill byte, or no length field
+            position += 1 if marker == 0xFF else 2
+            continue
+        if marker in _JPEG_END_MARKERS:
+            return None
+        if marker in _JPEG_FRAME_MARKERS:  # FF Cn, length (2), precision (1), height (2), width (2)
+            if position + 9 > len(data):
+                return None
+            height, width = (int.from_bytes(data[start:start + 2], "big") for start in (position + 5, position + 7))
+            return width, height
+        position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
+    return None
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) that a PNG or JPEG header announces, read without decoding a pixel; None for
+    anything else (other formats, or a header that cannot be read)."""
+    return _png_size(data) or _jpeg_size(data)
+
+
 def decode_portrait(data: bytes) -> np.ndarray:
-    """A PNG/JPEG (anything OpenCV reads) as RGB uint8. Shapes: -> (H, W, 3).
-    Raises `PortraitError` for an unreadable, empty or oversized image."""
+    """A PNG/JPEG as RGB uint8. Shapes: -> (H, W, 3).
+
+    The size is read from the header first (`image_size`), so an image over `MAX_PORTRAIT_SIDE`
+    (a few hundred kB of PNG can announce gigabytes of pixels) is refused before it is decoded;
+    the colours are swapped in place. Memory: 3 bytes a pixel, at most 3 x `MAX_PORTRAIT_SIDE`².
+    Raises `PortraitError` for an empty, unreadable, oversized or other-format image."""
     import cv2
 
     if not data:
         raise PortraitError("the portrait is empty (0 bytes); upload a PNG or JPEG photo of one face")
+    size = image_size(data)
+    if size is None or 0 in size:
+        raise PortraitError("the portrait is not a PNG or JPEG image with a readable header; "
+                            "upload a PNG or JPEG photo")
+    if max(size) > MAX_PORTRAIT_SIDE:
+        raise PortraitError(f"the portrait is {size[0]}x{size[1]} pixels; "
+                            f"scale it to at most {MAX_PORTRAIT_SIDE} pixels a side")
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise PortraitError("the portrait is not an image OpenCV can read; upload a PNG or JPEG photo")
-    if max(bgr.shape[:2]) > MAX_PORTRAIT_SIDE:
-        raise PortraitError(f"the portrait is {bgr.shape[1]}x{bgr.shape[0]} pixels; "
-                            f"scale it to at most {MAX_PORTRAIT_SIDE} pixels a side")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)
 
 
 def default_portrait() -> np.ndarray:

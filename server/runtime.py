@@ -15,7 +15,7 @@ from typing import Any
 from core.coeff.generator import CoeffGenerator
 from core.emotions import EMOTIONS
 from core.errors import FlowVQError
-from core.formats.takes import POSE_COLUMNS
+from core.formats.takes import POSE_COLUMNS, POSE_DIM
 from server.config import ServerConfig
 from server.errors import INTERNAL_MESSAGE, ApiError, error_body
 from server.rendering import RendererCache, available_renderers
@@ -26,6 +26,11 @@ from server.worker import JobRunner, ModelWorker
 __all__ = ["Runtime", "server_version"]
 
 LOG = logging.getLogger("flowvq.server")
+
+
+def _take_width(generator: CoeffGenerator) -> int:
+    """Numbers a frame of a take holds on the generator's face model: D + 6."""
+    return len(generator.names) + POSE_DIM
 
 
 def server_version() -> str:
@@ -56,6 +61,15 @@ class Runtime:
             LOG.warning("job %s was cut off by a crash or restart; it now reads failed (interrupted)", job.id)
         self.store.cleanup()
         self._loader.start()
+
+    def field_limit(self) -> int:
+        """The most bytes a JSON form field may hold (`Limits.field_bytes`); 503 while loading."""
+        return self.config.limits.field_bytes(_take_width(self.ready()))
+
+    def body_limit(self) -> int:
+        """The most bytes a request body may hold now (`Limits.body_bytes`)."""
+        generator = self.generator
+        return self.config.limits.body_bytes(None if generator is None else _take_width(generator))
 
     def _load(self) -> None:
         """Load the generator and renderers, then start the worker (the loader thread)."""
@@ -116,7 +130,9 @@ class Runtime:
             "emotions": list(EMOTIONS), "fps": generator.fps, "names": list(generator.names),
             "dim": len(generator.names), "pose_columns": list(POSE_COLUMNS),
             "face_model": generator.model.face_model, "renderers": self.renderers,
-            "limits": asdict(self.config.limits), "settings": setting_ranges(),
+            "limits": {**asdict(self.config.limits), "max_field_bytes": self.field_limit(),
+                       "max_body_bytes": self.body_limit()},
+            "settings": setting_ranges(),
         }
 
     def check_renderer(self, kind: str) -> None:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.align import MAX_TEXT_CHARS
 from core.audio import MAX_FPS
 from core.coeff.generator import GenerateSettings
-from core.coeff.sampler import MAX_MANIFOLD_K, MAX_SEED, SampleSettings
+from core.coeff.sampler import MAX_INTENSITY, MAX_MANIFOLD_K, MAX_SEED, SampleSettings
 from core.render import RENDERER_KINDS
 from server.config import LIMITS
 from server.store import KINDS, STATES
@@ -56,7 +56,11 @@ class JobSettings(RenderSettings):
     emotion: str = Field(_SAMPLE.emotion, description="one of /v1/info emotions (ignored with a reference)")
     reference: list[float] | list[list[float]] | None = Field(
         None, description="reference expression coefficients for emotion transfer: [D] or [[D] x T]")
-    intensity: float = Field(_SAMPLE.intensity, ge=0.0, le=1.0)
+    blend: str | None = Field(None, description="a second emotion of /v1/info emotions mixed in at blend_weight")
+    blend_weight: float = Field(_SAMPLE.blend_weight, ge=0.0, le=1.0,
+                                description="the share of blend (0.3: 70% emotion, 30% blend); ignored without blend")
+    intensity: float = Field(_SAMPLE.intensity, ge=0.0, le=MAX_INTENSITY,
+                             description="0 talk, 1 the emotion's full expression, above 1 exaggerated")
     temperature: float = Field(_SAMPLE.temperature, ge=0.0, le=2.0, description="expression latent spread")
     pose_temperature: float = Field(_SAMPLE.pose_temperature, ge=0.0, le=2.0,
                                     description="head-motion latent spread")
@@ -140,10 +144,13 @@ class Health(BaseModel):
 class LimitsView(BaseModel):
     max_upload_bytes: int
     max_audio_seconds: float
+    max_audio_samples: int
     max_takes: int
     max_render_size: int
     max_queued_jobs: int
     max_json_depth: int
+    max_field_bytes: int
+    max_body_bytes: int
 
 
 class SettingView(BaseModel):

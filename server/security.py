@@ -6,12 +6,14 @@
   on another site driving the local server; Blender sends no Origin);
 * a missing or wrong ``Authorization: Bearer`` token when the server has one, except for
   ``GET /v1/health`` -> 401 ``unauthorized``;
-* a request body over ``max_upload_bytes`` -> 413 ``too_large``, from ``Content-Length`` before
-  any of it is read, or while a chunked body streams in.
+* a request body over the body limit (`server.config.Limits.body_bytes`, asked of ``body_limit()``
+  per request) -> 413 ``too_large``, from ``Content-Length`` before any of it is read, or while a
+  chunked body streams in.
 """
 
 import hmac
 import re
+from collections.abc import Callable
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,8 +39,8 @@ def host_name(host_header: str) -> str:
 class GuardMiddleware:
     """The checks of the module docstring, for the server configured by ``config``."""
 
-    def __init__(self, app: ASGIApp, config: ServerConfig) -> None:
-        self.app, self.config = app, config
+    def __init__(self, app: ASGIApp, config: ServerConfig, body_limit: Callable[[], int]) -> None:
+        self.app, self.config, self.body_limit = app, config, body_limit
         bound = config.host.strip().lower()
         self.any_host = bound in WILDCARD_HOSTS
         self.hosts = LOOPBACK_NAMES if is_loopback(bound) else frozenset({bound, f"[{bound.strip('[]')}]"})
@@ -48,13 +50,14 @@ class GuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refusal = self._refusal(scope, Headers(scope=scope))
+        limit = self.body_limit()
+        refusal = self._refusal(scope, Headers(scope=scope), limit)
         if refusal is not None:
             await error_response(refusal)(scope, receive, send)
             return
-        await self.app(scope, self._limited(receive), send)
+        await self.app(scope, self._limited(receive, limit), send)
 
-    def _refusal(self, scope: Scope, headers: Headers) -> ApiError | None:
+    def _refusal(self, scope: Scope, headers: Headers, limit: int) -> ApiError | None:
         """The error that refuses this request, or None to let it through."""
         if not self.any_host and host_name(headers.get("host", "")) not in self.hosts:
             return ApiError(403, "bad_host", "the Host header does not name this server; "
@@ -68,8 +71,8 @@ class GuardMiddleware:
                                                  "with the token it was started with",
                             headers={"WWW-Authenticate": "Bearer"})
         length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.config.limits.max_upload_bytes):
-            return self._too_large()
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return _too_large(limit)
         return None
 
     def _authorized(self, headers: Headers) -> bool:
@@ -77,13 +80,9 @@ class GuardMiddleware:
         scheme, _, credentials = headers.get("authorization", "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), self.token)
 
-    def _too_large(self) -> ApiError:
-        limit = self.config.limits.max_upload_bytes
-        return ApiError(413, "too_large", f"the request is larger than the upload limit of {limit} bytes "
-                                          f"({limit / 2**20:g} MiB); send a shorter or smaller file")
-
-    def _limited(self, receive: Receive) -> Receive:
-        """``receive`` that raises 413 once the body passes the upload limit."""
+    @staticmethod
+    def _limited(receive: Receive, limit: int) -> Receive:
+        """``receive`` that raises 413 once the body passes ``limit`` bytes."""
         received = 0
 
         async def limited() -> Message:
@@ -91,8 +90,14 @@ class GuardMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.config.limits.max_upload_bytes:
-                    raise self._too_large()
+                if received > limit:
+                    raise _too_large(limit)
             return message
 
         return limited
+
+
+def _too_large(limit: int) -> ApiError:
+    """413 ``too_large`` for a body over ``limit`` bytes."""
+    return ApiError(413, "too_large", f"the request is larger than the upload limit of {limit} bytes "
+                                      f"({limit / 2**20:.1f} MiB); send a shorter or smaller file")

@@ -6,8 +6,11 @@ format of `core.formats.takes`) and ``frames/<take>/<n:05d>.png``. Every file is
 (`core.fileio.write_atomic`), and a new job's directory is filled under a hidden name and renamed
 into place, so a crash never leaves half a job. On start-up (`JobStore.recover`) a job whose
 status says queued or running was cut off by a crash or restart: it is marked failed with code
-``interrupted``; finished jobs are served as before. `JobStore.cleanup` deletes finished jobs
-older than the age limit, then the oldest finished jobs while the store is over its size limit.
+``interrupted``, with its frames counted again from the files on disk (``status.json`` trails the
+frames by up to `_PERSIST_EVERY_S`); finished jobs are served as before. `JobStore.cleanup` deletes
+finished jobs older than the age limit, then the oldest finished jobs while the store is over its
+size limit. A download holds its job's files (`JobStore.hold`): a job deleted meanwhile is gone at
+once for every request, and its directory is removed when the last download ends.
 
 Ids are UUID4 strings made here; `JobStore.get` accepts only their canonical form, and every path
 is built from a job this store made, never from client input. All methods are thread-safe.
@@ -92,6 +95,8 @@ class Job:
     size_bytes: int = 0
     cancel: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
     persisted: float = 0.0
+    holds: int = 0  # downloads in progress (`JobStore.hold`)
+    deleted: bool = False
 
     def path(self, name: str) -> Path:
         """A file of this job's directory (``name`` is one of this module's constants)."""
@@ -136,6 +141,20 @@ def _directory_bytes(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
 
 
+def _frames_on_disk(directory: Path) -> dict[str, int]:
+    """Frames per take in a job directory: for each ``frames/<take>/``, how many frames from
+    ``00000.png`` on are there without a gap (renders write them in order, each atomically)."""
+    counts = {}
+    for take in sorted((directory / FRAMES_DIR).glob("*/")):
+        names = {entry.name for entry in take.iterdir()}
+        count = 0
+        while f"{count:05d}.png" in names:
+            count += 1
+        if count:
+            counts[take.name] = count
+    return counts
+
+
 class JobStore:
     """Jobs on disk under ``root / "jobs"``, with an in-memory index (module docstring)."""
 
@@ -160,6 +179,7 @@ class JobStore:
             if job is None:
                 continue
             if job.state not in FINISHED:
+                job.frames = _frames_on_disk(entry)
                 self.interrupt(job, f"the server stopped (a crash or a restart) while this job was "
                                     f"{job.state}; submit it again")
                 interrupted.append(job)
@@ -285,16 +305,38 @@ class JobStore:
 
     def cancel(self, job: Job) -> None:
         """Ask for cancellation: a queued job is cancelled at once, a running one when its worker
-        next polls the flag (between frames)."""
+        next polls the flag (between frames), a finished one is left as it is (asking twice is
+        asking once)."""
         with self._lock:
             job.cancel.set()
             if job.state == "queued":
                 self.finish(job, "cancelled")
 
     def delete(self, job: Job) -> None:
-        """Forget a finished job and remove its directory."""
+        """Forget a finished job and remove its directory, now or, while downloads hold it
+        (`hold`), when the last one ends."""
         with self._lock:
             self._jobs.pop(job.id, None)
+            job.deleted = True
+            if job.holds:
+                return
+        shutil.rmtree(job.directory, ignore_errors=True)
+
+    def hold(self, job: Job) -> bool:
+        """Keep the job's files on disk until `release` (a download in progress), even if it is
+        deleted meanwhile; False (nothing held) when it is deleted already."""
+        with self._lock:
+            if job.deleted:
+                return False
+            job.holds += 1
+            return True
+
+    def release(self, job: Job) -> None:
+        """End one `hold`; the last one removes the directory of a job deleted meanwhile."""
+        with self._lock:
+            job.holds -= 1
+            if job.holds or not job.deleted:
+                return
         shutil.rmtree(job.directory, ignore_errors=True)
 
     def cleanup(self, now: float | None = None) -> list[str]:

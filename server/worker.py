@@ -11,7 +11,8 @@ so that HTTP requests stay responsive while it works.
 frame and by the renderer between frames; a cancelled job ends ``cancelled``. Errors from bad
 input (`FlowVQError`, e.g. no face on the portrait) fail the job with their code and message;
 anything else fails it with a generic message and is logged with its traceback. On shutdown the
-running job is stopped and reads failed (``interrupted``).
+running job's cancel flag is set, so it stops at its next poll (between frames, or between chunks
+of the manifold projection) and reads failed (``interrupted``).
 """
 
 import dataclasses
@@ -100,6 +101,7 @@ class ModelWorker:
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._stopping = threading.Event()
         self._current: Job | None = None
+        self._current_lock = threading.Lock()  # `stop` never misses a job that is starting
         self._thread = threading.Thread(target=self._loop, name="flowvq-model-worker", daemon=True)
 
     def start(self) -> "ModelWorker":
@@ -111,26 +113,28 @@ class ModelWorker:
         self._queue.put(job)
 
     def stop(self) -> None:
-        """Stop after the running job (cancelled: it reads failed, interrupted); queued jobs stay
-        queued on disk and read interrupted at the next start."""
-        self._stopping.set()
-        current = self._current
-        if current is not None:
-            current.cancel.set()
+        """Stop the running job at its next cancel poll (it reads failed, interrupted) and the
+        thread with it, waiting at most `_STOP_TIMEOUT_S`; queued jobs stay queued on disk and read
+        interrupted at the next start."""
+        with self._current_lock:
+            self._stopping.set()
+            if self._current is not None:
+                self._current.cancel.set()
         self._queue.put(None)
         self._thread.join(_STOP_TIMEOUT_S)
 
     def _loop(self) -> None:
-        while not self._stopping.is_set():
+        while True:
             job = self._queue.get()
-            if job is None or self._stopping.is_set():
-                return
-            if not self.store.start(job):
-                continue  # cancelled while queued
-            self._current = job
-            self._run(job)
-            self._current = None
-            self.store.cleanup()
+            with self._current_lock:
+                if job is None or self._stopping.is_set():
+                    return
+                self._current = job
+            if self.store.start(job):  # False: cancelled while queued
+                self._run(job)
+                self.store.cleanup()
+            with self._current_lock:
+                self._current = None
 
     def _run(self, job: Job) -> None:
         """Run one job and record how it ended."""

@@ -7,7 +7,7 @@ by Σ_k w_k z̄_k over its K nearest bank latents, with weights that minimise �
 with ẑ by a factor.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -21,15 +21,22 @@ RIDGE = 1e-3  # relative ridge on the local Gram matrix: keeps the solve stable 
 _CHUNK = 2048  # query rows per distance matrix, bounding memory to _CHUNK × N floats
 
 
-def project_to_manifold(z: Tensor, bank: Tensor, k: int) -> Tensor:
+def project_to_manifold(z: Tensor, bank: Tensor, k: int, check: Callable[[], None] | None = None) -> Tensor:
     """Each row replaced by its constrained least-squares combination of its k nearest bank rows.
 
-    Shapes: z (M, D), bank (N, D) -> (M, D). k is capped at N.
+    ``check()`` is called before each chunk of `_CHUNK` rows and may raise to stop (a cancelled
+    generation: a long take projects for tens of seconds). Shapes: z (M, D), bank (N, D) -> (M, D).
+    k is capped at N.
     """
     if len(bank) == 0:
         raise ValueError("the latent bank is empty")
     k = min(k, len(bank))
-    return torch.cat([_project_chunk(chunk, bank, k) for chunk in z.split(_CHUNK)]) if len(z) else z
+    chunks = []
+    for chunk in z.split(_CHUNK):
+        if check is not None:
+            check()
+        chunks.append(_project_chunk(chunk, bank, k))
+    return torch.cat(chunks) if chunks else z
 
 
 def _project_chunk(z: Tensor, bank: Tensor, k: int) -> Tensor:

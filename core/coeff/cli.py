@@ -13,7 +13,7 @@ from pathlib import Path
 from core.coeff.generator import (
     CoeffGenerator, GenerateSettings, reference_from_takes, source_from_portrait,
 )
-from core.coeff.sampler import SampleSettings
+from core.coeff.sampler import MAX_INTENSITY, SampleSettings
 from core.device import DEVICES
 from core.errors import FlowVQError
 from core.formats.takes import save_takes
@@ -40,7 +40,12 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
                         help="spread of each take's face style (brows, eyes, cheeks, nose) in [0, 2] "
                              "(default %(default)s)")
     parser.add_argument("--intensity", type=float, default=defaults.intensity,
-                        help="emotion intensity in [0, 1] (default %(default)s)")
+                        help=f"emotion intensity: 0 talk, 1 the emotion's full expression, up to "
+                             f"{MAX_INTENSITY:g} exaggerated (default %(default)s)")
+    parser.add_argument("--blend", metavar="EMOTION",
+                        help="a second emotion mixed into --emotion (e.g. --emotion sad --blend angry)")
+    parser.add_argument("--blend-weight", type=float, default=defaults.blend_weight, metavar="W",
+                        help="the share of --blend in [0, 1] (0.3: 70%% emotion, 30%% blend; default %(default)s)")
     parser.add_argument("--reference", type=Path, metavar="TAKES",
                         help="a takes file whose expression is transferred (emotion transfer)")
     parser.add_argument("--reference-take", type=int, default=0, metavar="K",
@@ -88,7 +93,8 @@ def run_generate(args: argparse.Namespace) -> int:
     source = source_from_portrait(args.source, generator.face) if args.source is not None else None
     settings = GenerateSettings(
         sample=SampleSettings(
-            emotion=args.emotion, intensity=args.intensity, temperature=args.temperature,
+            emotion=args.emotion, blend=args.blend, blend_weight=args.blend_weight,
+            intensity=args.intensity, temperature=args.temperature,
             pose_temperature=args.pose_temperature, style_temperature=args.style_temperature,
             seed=args.seed, takes=args.takes, pose=args.pose,
             pose_amount=args.pose_amount, manifold_blend=args.manifold_blend, reference=reference,

@@ -103,7 +103,7 @@ class CoeffConfig:
     seal_depth: training frames with closed lips (gap 0) are dequantised into gaps below 0, by a
     half-normal of this std in coefficient units, so the flow can put a take's closures on the far
     side of the limit that sampling clamps gaps to (mouthClose <= jawOpen) and seal them exactly.
-    take_style: ExpFlow's context holds the take's style, its mean upper-face expression
+    take_style: ExpFlow's context holds the take's style, its mean emotion-bearing expression
     (`core.face.rig.STYLE_PREFIXES`) relative to β₀, which sampling draws once per take.
     """
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from core.align import MAX_TEXT_CHARS, AlignmentError, align_text
-from core.audio import MAX_FPS, audio_features
+from core.audio import MAX_FPS, SAMPLE_RATE, audio_features
 from core.coeff.model import CoeffModel
 from core.coeff.sampler import CancelFn, SampleSettings, SettingsError, sample_takes, take_seeds
 from core.coeff.text import text_lips
@@ -36,6 +36,7 @@ from core.coeff.weights import default_weights_dir, load_weights
 from core.emotions import EMOTIONS, REFERENCE, emotion_index
 from core.device import resolve_device
 from core.errors import FlowVQError
+from core.expression import frame_energy
 from core.jsonvalues import as_kind
 from core.face import load_face_model
 from core.face.model import FaceModel
@@ -94,7 +95,9 @@ class GenerateSettings:
             raise SettingsError(f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         defaults = SampleSettings()
         sample = {key: _typed(key, value, type(getattr(defaults, key)))
-                  for key, value in data.items() if key in sample_keys and key != "reference"}
+                  for key, value in data.items() if key in sample_keys - {"reference", "blend"}}
+        if data.get("blend") is not None:
+            sample["blend"] = _typed("blend", data["blend"], str)
         if data.get("reference") is not None:
             sample["reference"] = _array("reference", data["reference"])
         fps = data.get("fps")
@@ -222,7 +225,7 @@ class CoeffGenerator:
         exp, pose = sample_takes(
             self.model, feats, settings.beta0(self.model.dim), sample,
             progress=lambda done: report("sampling", _SAMPLING_START + (_SAMPLING_END - _SAMPLING_START) * done),
-            cancel=cancel,
+            cancel=cancel, loudness=frame_energy(wave, SAMPLE_RATE, self.fps, len(feats)),
         )  # (N, T, D), (N, T, 6)
         if phones is not None:
             exp = text_lips(exp, phones, self.names, self.fps, settings.beta0(self.model.dim))

@@ -7,8 +7,10 @@ Every utterance is one (voice, sentence, emotion, repeat):
               pitch, pitch range and loudness
     audio     the synthesised wave through `core.corpus.augment.augment_wave` (reverb, band limits,
               codec, noise, loudness), then the normalised log-mel features at the corpus fps
-    exp       clip(visemes(phones) + emotion style x intensity + blinks + beta0, 0, 1): the lip
-              shapes follow the exact phone timings; intensity is drawn from `CorpusSpec.intensity`
+    exp       clip(visemes(phones) + emotion expression + blinks + beta0, 0, 1): the lip shapes
+              follow the exact phone timings; the expression (`performance.emotion_curves`) is the
+              emotion's apex x intensity moving with the line; intensity is drawn from
+              `CorpusSpec.intensity` (from subtle to full) and stored with the sequence
     pose      `performance.head_motion` driven by the clean wave's per-frame loudness
     beta0     `performance.resting_expression`: a random source face's resting expression
 
@@ -54,13 +56,14 @@ from core.corpus.text import template_sentences
 from core.visemes import seal_bilabials, viseme_curves
 from core.emotions import EMOTIONS
 from core.errors import FlowVQError
+from core.expression import frame_energy
 from core.face import builtin
 from core.fileio import write_atomic
 from core.formats.dataset import CoeffSequence, DatasetMeta, write_meta, write_sequence
 
 __all__ = [
     "CORPUS_FILE", "AUDIO_DIR", "CorpusError", "CorpusSpec", "CorpusItem", "plan_corpus",
-    "render_item", "build_corpus", "read_manifest", "frame_energy",
+    "render_item", "build_corpus", "read_manifest",
 ]
 
 CORPUS_FILE = "corpus.json"
@@ -90,7 +93,7 @@ class CorpusSpec:
     heldout_sentences: int = 15
     emotions: tuple[str, ...] = EMOTIONS
     repeats: int = 1
-    intensity: tuple[float, float] = (0.5, 1.0)
+    intensity: tuple[float, float] = (0.1, 1.0)
     fps: float = DEFAULT_FPS
     augment: bool = True
     seed: int = 0
@@ -201,16 +204,6 @@ def _real_items(spec: CorpusSpec, lines: Sequence[AlignedLine]) -> list[CorpusIt
     return items
 
 
-def frame_energy(wave: np.ndarray, fps: float, frames: int) -> np.ndarray:
-    """Per-frame RMS loudness scaled to [0, 1] (1 = the loudest frame).
-    Shapes: wave (N,) at `SAMPLE_RATE` -> (frames,) float64."""
-    hop = SAMPLE_RATE / fps
-    edges = np.minimum((np.arange(frames + 1) * hop).round().astype(int), len(wave))
-    power = np.array([float(np.mean(wave[a:b] ** 2)) if b > a else 0.0 for a, b in zip(edges[:-1], edges[1:])])
-    rms = np.sqrt(power)
-    return rms / max(float(rms.max()), 1e-12)
-
-
 def render_item(
     item: CorpusItem, names: Sequence[str], spec: CorpusSpec
 ) -> tuple[CoeffSequence, np.ndarray, dict[str, Any]]:
@@ -232,12 +225,14 @@ def render_item(
     audio = wave_features(wave, spec.fps, frames)
     intensity = float(rng.uniform(*spec.intensity))
     beta0 = resting_expression(names, rng)
+    energy = frame_energy(clean, SAMPLE_RATE, spec.fps, frames)
     exp = (viseme_curves(phones, names, spec.fps, frames)
-           + emotion_curves(names, item.emotion, intensity, frames, spec.fps, rng)
+           + emotion_curves(names, item.emotion, intensity, phones, energy, spec.fps, rng)
            + blink_curves(names, item.emotion, frames, spec.fps, rng) + beta0[None, :])
     seal_bilabials(exp, names, phones, spec.fps)  # the emotion's style must not part sealed lips
-    pose = head_motion(frame_energy(clean, spec.fps, frames), item.emotion, spec.fps, rng)
-    sequence = CoeffSequence(item.name, np.clip(exp, 0.0, 1.0), pose, audio, item.emotion, beta0)
+    pose = head_motion(energy, item.emotion, spec.fps, rng)
+    sequence = CoeffSequence(item.name, np.clip(exp, 0.0, 1.0), pose, audio, item.emotion, beta0,
+                             round(intensity, 4))
     record = {
         "name": item.name, "split": item.split, "voice": item.voice, "text": item.text,
         "emotion": item.emotion, "intensity": round(intensity, 4),

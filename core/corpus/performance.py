@@ -1,13 +1,23 @@
 """Everything in a synthetic performance besides the lip shapes and the blinks: the emotion's facial
-style, head motion, the source face's resting expression, and the emotion's speech prosody.
+expression and how it moves over the line, head motion, the source face's resting expression, and
+the emotion's speech prosody.
 
-Per emotion class (`STYLES`): target weights on the non-mouth and mouth-corner blendshapes at full
-intensity, a prosody range for the voice (speaking rate, pitch, pitch range, loudness) and a
-head-motion scale. Within a class every utterance draws its own intensity and a ±20%
-variation per channel, and the style builds up over the first half second. Blinks are
-`core.blinks`'s (the sampler adds the same process to generated takes). Head motion is smooth
-random rotation (filtered noise, a few degrees) plus nods driven by speech energy; translation
-follows the rotation (a head turns about the neck, not its own centre).
+Per emotion class (`STYLES`): the expression at its apex (intensity 1) as ARKit blendshape weights,
+a prosody range for the voice (speaking rate, pitch, pitch range, loudness) and a head-motion
+scale. The apex follows the EMFACS prototype of the emotion (Ekman, Friesen & Hager, *Facial
+Action Coding System: Investigator's Guide*, 2002, table of emotion predictions; docs/training.md
+has the action units and their ARKit channels): happy AU6+12, sad AU1+4+15(+17), angry
+AU4+5/7+23/24, surprised AU1+2+5+26, fear AU1+2+4+5+20+26 (the brow lowerer and the lip
+stretcher set it apart from surprise), disgusted AU9+10(+15), contempt one-sided AU12+14.
+
+Within a class every utterance draws its own intensity (`core.corpus.build.CorpusSpec.intensity`)
+and a ±15% variation per channel. The expression moves with the line (`core.expression`): it
+rises into the speech (onset), holds at the apex while the speaker talks, eases towards a lower
+level (drawn per utterance from `HOLD_RANGE`) in long pauses and after the last word (offset), and
+each channel is accented on loud syllables. Blinks are `core.blinks`'s (the sampler adds the same process to
+generated takes). Head motion is smooth random rotation (filtered noise, a few degrees) plus nods
+driven by speech energy; translation follows the rotation (a head turns about the neck, not its
+own centre).
 
 All randomness comes from the numpy Generator passed in. Names are looked up in the face model's
 ``names``; a channel the model lacks is an error, never a silent skip.
@@ -17,24 +27,27 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import lfilter
 
+from core.align import SILENCE
 from core.emotions import EMOTIONS
 from core.errors import FlowVQError
+from core.expression import accent_depths, bridge_pauses, expression_envelope, low_pass, syllable_accent
 
 __all__ = [
     "PerformanceError",
     "EmotionStyle",
     "STYLES",
+    "SIGNATURES",
     "REST_CHANNELS",
     "emotion_curves",
+    "speaking_frames",
     "head_motion",
     "resting_expression",
     "prosody_values",
 ]
 
-ONSET_SECONDS = 0.5  # the style builds up over this long
-VARIATION = 0.2  # per-channel relative variation of a style within its class
+VARIATION = 0.15  # per-channel relative variation of a style within its class
+HOLD_RANGE = (0.3, 0.6)  # the share of the apex kept in long pauses and after the line (per utterance)
 HEAD_DEGREES = 2.5  # std of each rotation angle at head_motion 1
 NOD_RADIANS = 0.03  # pitch nod per unit of speech energy at head_motion 1
 NECK_METRES = 0.1  # the head rotates about a point this far below and behind its own centre
@@ -70,27 +83,47 @@ def _both(name: str, value: float) -> dict[str, float]:
 
 STYLES: dict[str, EmotionStyle] = {
     "neutral": EmotionStyle({}, (0.95, 1.05), (0.95, 1.05), (0.8, 1.0), (0.9, 1.0), 0.6),
-    "talk": EmotionStyle({"browInnerUp": 0.1}, (1.0, 1.15), (0.95, 1.1), (1.0, 1.3), (0.9, 1.1), 1.0),
-    "happy": EmotionStyle({**_both("mouthSmile", 0.55), **_both("cheekSquint", 0.35), **_both("eyeSquint", 0.2)},
+    "talk": EmotionStyle({"browInnerUp": 0.12, **_both("browOuterUp", 0.08)},
+                         (1.0, 1.15), (0.95, 1.1), (1.0, 1.3), (0.9, 1.1), 1.0),
+    # AU6 cheek raiser + AU12 lip corner puller (AU6 also narrows the eyes)
+    "happy": EmotionStyle({**_both("mouthSmile", 0.95), **_both("cheekSquint", 0.9), **_both("eyeSquint", 0.3)},
                           (1.05, 1.2), (1.1, 1.25), (1.3, 1.7), (1.0, 1.2), 1.2),
-    "sad": EmotionStyle({"browInnerUp": 0.55, **_both("mouthFrown", 0.45), **_both("eyeLookDown", 0.2),
-                         **_both("eyeSquint", 0.1)},
+    # AU1 inner brow raiser + AU4 brow lowerer + AU15 lip corner depressor (+ AU17 chin raiser, gaze down)
+    "sad": EmotionStyle({"browInnerUp": 0.95, **_both("browDown", 0.3), **_both("mouthFrown", 0.9),
+                         "mouthShrugLower": 0.3, **_both("eyeLookDown", 0.25)},
                         (0.75, 0.9), (0.85, 0.95), (0.4, 0.7), (0.7, 0.85), 0.5),
-    "angry": EmotionStyle({**_both("browDown", 0.65), **_both("noseSneer", 0.25), **_both("eyeSquint", 0.3),
-                           **_both("mouthPress", 0.2)},
+    # AU4 brow lowerer + AU7 lid tightener + AU23/24 lip tightener and pressor (+ AU9 a little)
+    "angry": EmotionStyle({**_both("browDown", 1.0), **_both("eyeSquint", 0.8), **_both("mouthPress", 0.8),
+                           **_both("noseSneer", 0.3)},
                           (1.05, 1.2), (1.0, 1.15), (1.2, 1.6), (1.2, 1.4), 1.3),
-    "fear": EmotionStyle({"browInnerUp": 0.6, **_both("browOuterUp", 0.25), **_both("eyeWide", 0.5),
-                          **_both("mouthStretch", 0.25)},
+    # AU1+2 brow raisers + AU4 brow lowerer + AU5 upper lid raiser + AU20 lip stretcher + AU26 jaw drop
+    "fear": EmotionStyle({"browInnerUp": 0.95, **_both("browOuterUp", 0.4), **_both("browDown", 0.55),
+                          **_both("eyeWide", 0.9), **_both("mouthStretch", 0.8), "jawOpen": 0.12},
                          (1.1, 1.3), (1.15, 1.3), (0.9, 1.3), (0.8, 1.0), 0.9),
-    "surprised": EmotionStyle({"browInnerUp": 0.55, **_both("browOuterUp", 0.6), **_both("eyeWide", 0.6),
-                               "jawOpen": 0.08},
+    # AU1+2 brow raisers + AU5 upper lid raiser + AU26 jaw drop; no lowerer, no lip stretch
+    "surprised": EmotionStyle({"browInnerUp": 0.9, **_both("browOuterUp", 0.95), **_both("eyeWide", 0.9),
+                               "jawOpen": 0.22},
                               (0.95, 1.1), (1.15, 1.35), (1.4, 1.9), (1.0, 1.2), 1.1),
-    "disgusted": EmotionStyle({**_both("noseSneer", 0.6), **_both("mouthUpperUp", 0.35), **_both("browDown", 0.3),
-                               **_both("eyeSquint", 0.25)},
+    # AU9 nose wrinkler + AU10 upper lip raiser + AU15 (+ the lowered brows and cheeks AU9 pulls)
+    "disgusted": EmotionStyle({**_both("noseSneer", 0.95), **_both("mouthUpperUp", 0.8), **_both("mouthFrown", 0.4),
+                               **_both("browDown", 0.4), **_both("eyeSquint", 0.45), **_both("cheekSquint", 0.3)},
                               (0.85, 1.0), (0.9, 1.0), (0.8, 1.1), (0.9, 1.05), 0.8),
-    "contempt": EmotionStyle({"mouthDimpleLeft": 0.45, "mouthSmileLeft": 0.25, "browDownRight": 0.2,
-                              "eyeSquintLeft": 0.15},
+    # one-sided AU14 dimpler + AU12 (left side only)
+    "contempt": EmotionStyle({"mouthDimpleLeft": 0.9, "mouthSmileLeft": 0.45, "eyeSquintLeft": 0.25,
+                              "browDownRight": 0.15},
                              (0.85, 1.0), (0.9, 1.0), (0.7, 1.0), (0.85, 1.0), 0.7),
+}
+
+# The channels that make each emotion read (its prototype's defining action units): what takes at
+# intensity 1 must show strongly, and what other emotions must not.
+SIGNATURES: dict[str, tuple[str, ...]] = {
+    "happy": ("mouthSmileLeft", "mouthSmileRight", "cheekSquintLeft", "cheekSquintRight"),
+    "sad": ("browInnerUp", "mouthFrownLeft", "mouthFrownRight"),
+    "angry": ("browDownLeft", "browDownRight", "eyeSquintLeft", "eyeSquintRight", "mouthPressLeft", "mouthPressRight"),
+    "fear": ("browInnerUp", "eyeWideLeft", "eyeWideRight", "mouthStretchLeft", "mouthStretchRight"),
+    "surprised": ("browInnerUp", "browOuterUpLeft", "browOuterUpRight", "eyeWideLeft", "eyeWideRight"),
+    "disgusted": ("noseSneerLeft", "noseSneerRight", "mouthUpperUpLeft", "mouthUpperUpRight"),
+    "contempt": ("mouthDimpleLeft",),
 }
 
 
@@ -116,18 +149,36 @@ def prosody_values(emotion: str, rng: np.random.Generator) -> dict[str, float]:
     return {key: float(rng.uniform(*getattr(style, key))) for key in ("rate", "pitch", "pitch_range", "volume")}
 
 
+def speaking_frames(phones: Sequence[tuple[str, float, float]], frames: int, fps: float) -> np.ndarray:
+    """Frames whose centre lies inside a phone that is not `SILENCE`, with short pauses bridged
+    (`core.expression.bridge_pauses`). ``phones`` are (symbol, start s, end s). Shapes: -> (frames,) bool."""
+    times = (np.arange(frames) + 0.5) / fps
+    speaking = np.zeros(frames, bool)
+    for symbol, start, end in phones:
+        if symbol != SILENCE:
+            speaking |= (times >= start) & (times < end)
+    return bridge_pauses(speaking, fps)
+
+
 def emotion_curves(
-    names: Sequence[str], emotion: str, intensity: float, frames: int, fps: float, rng: np.random.Generator
+    names: Sequence[str], emotion: str, intensity: float, phones: Sequence[tuple[str, float, float]],
+    energy: np.ndarray, fps: float, rng: np.random.Generator,
 ) -> np.ndarray:
-    """The emotion's facial style at ``intensity`` with per-utterance variation, building up over
-    `ONSET_SECONDS`. Shapes: -> (frames, len(names)) float32, zero outside the style's channels."""
+    """The emotion's expression at ``intensity`` with per-utterance variation, moving with the line:
+    its apex times `expression_envelope` of the speech in ``phones`` (symbol, start s, end s),
+    accented by the loudness ``energy`` per frame (in [0, 1], 1 = loudest) by `core.expression.ACCENT_DEPTH`.
+    Shapes: energy (T,) -> (T, len(names)) float32, zero outside the style's channels."""
     style = _style(emotion)
+    frames = len(energy)
     curves = np.zeros((frames, len(names)), np.float32)
-    build_up = np.clip((np.arange(frames) + 0.5) / fps / ONSET_SECONDS, 0.0, 1.0)
-    ramp = build_up * build_up * (3.0 - 2.0 * build_up)  # smoothstep
-    for channel, weight in style.face.items():
-        value = intensity * weight * (1.0 + rng.uniform(-VARIATION, VARIATION))
-        curves[:, _column(names, channel)] = value * ramp
+    if not style.face:
+        return curves
+    envelope = expression_envelope(speaking_frames(phones, frames, fps), rng.uniform(*HOLD_RANGE), fps)
+    accent = syllable_accent(energy, fps)
+    depths = accent_depths(list(style.face))
+    for (channel, weight), depth in zip(style.face.items(), depths):
+        apex = min(1.0, intensity * weight * (1.0 + rng.uniform(-VARIATION, VARIATION)))
+        curves[:, _column(names, channel)] = apex * envelope * (1.0 - depth + depth * accent)
     return curves
 
 
@@ -142,20 +193,14 @@ def head_motion(
     warm_up = int(2 * fps)  # drop the filters' start-up transient
     angles = np.empty((frames, 3))
     for axis in range(3):
-        smooth = _smooth(rng.standard_normal(frames + warm_up), 0.6 * fps)[warm_up:]
+        smooth = low_pass(rng.standard_normal(frames + warm_up), 0.6 * fps)[warm_up:]
         angles[:, axis] = smooth / max(smooth.std(), 1e-9) * np.radians(HEAD_DEGREES) * style.head_motion
-    nods = _smooth(np.clip(np.diff(energy, prepend=energy[:1]), 0.0, None), 0.12 * fps)
+    nods = low_pass(np.clip(np.diff(energy, prepend=energy[:1]), 0.0, None), 0.12 * fps)
     angles[:, 0] += NOD_RADIANS * style.head_motion * nods / max(nods.max(), 1e-9)
     pitch, yaw = angles[:, 0], angles[:, 1]
     translation = np.stack([NECK_METRES * np.sin(yaw), NECK_METRES * (1.0 - np.cos(pitch)),
                             NECK_METRES * np.sin(pitch)], axis=1)
     return np.concatenate([angles, translation], axis=1).astype(np.float32)
-
-
-def _smooth(signal: np.ndarray, frames: float) -> np.ndarray:
-    """Two passes of a one-pole low-pass with time constant ``frames``. Shapes: (T,) -> (T,)."""
-    pole = np.exp(-1.0 / frames)
-    return lfilter([1.0 - pole], [1.0, -pole], lfilter([1.0 - pole], [1.0, -pole], signal))
 
 
 def resting_expression(names: Sequence[str], rng: np.random.Generator) -> np.ndarray:

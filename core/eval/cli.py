@@ -5,9 +5,11 @@
                 [--temperature T] [--pose-temperature T] [--style-temperature T] [--seed 0] [--limit N]
                 [--split test|val] [--json] [--out REPORT.json]
     flowvq eval --real DIR [--weights DIR] [--previous DIR] [--seed 0] [--json] [--out REPORT.json]
+    flowvq eval --emotions CLIP [--weights DIR] [--previous DIR] [--json] [--out REPORT.json]
 
 prints the comparison table (``--real``: the flows, the previous weights and a loudness baseline
-against real speakers' own lips, `core.eval.real`) (to stderr with ``--json``, which prints the JSON report on stdout) and
+against real speakers' own lips, `core.eval.real`; ``--emotions``: each emotion's signature
+strength, movement and intensity response on one clip, `core.eval.emotions`) (to stderr with ``--json``, which prints the JSON report on stdout) and
 writes the report to ``--out`` when given.
 """
 
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from core.coeff.config import CoeffConfig
 from core.coeff.weights import default_weights_dir, read_weights_config
+from core.eval.emotions import evaluate_emotions, format_emotion_table
 from core.eval.real import evaluate_real, format_real_table
 from core.eval.regressor import save_regressor, train_regressor
 from core.eval.run import EVAL_SPLITS, EvalSettings, evaluate, format_table
@@ -56,8 +59,11 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser.add_argument("--real", type=Path, metavar="DIR",
                         help="instead: score lip gap and closures against real speakers, DIR holding talking-face "
                              "videos or a `flowvq corpus from-videos` dataset")
+    parser.add_argument("--emotions", type=Path, metavar="CLIP",
+                        help="instead: each emotion's signature channels on one take of CLIP at intensity 1 "
+                             "and 0.5 (strength, movement over the line, other emotions' channels)")
     parser.add_argument("--previous", type=Path, metavar="DIR",
-                        help="with --real: other flow weights scored side by side (e.g. the previous default)")
+                        help="with --real or --emotions: other flow weights scored side by side (e.g. the previous default)")
     parser.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
     parser.set_defaults(func=run_eval)
@@ -72,8 +78,12 @@ def run_eval(args: argparse.Namespace) -> int:
                                    progress=progress)
         _emit(args, report, format_real_table(report))
         return 0
+    if args.emotions is not None:
+        report = evaluate_emotions(args.emotions, weights=args.weights, previous=args.previous)
+        _emit(args, report, format_emotion_table(report))
+        return 0
     if args.previous is not None:
-        raise FlowVQError("--previous compares weights on real speakers: use it with --real DIR")
+        raise FlowVQError("--previous compares weights side by side: use it with --real DIR or --emotions CLIP")
     settings = EvalSettings(takes=args.takes, temperature=args.temperature,
                             pose_temperature=args.pose_temperature,
                             style_temperature=args.style_temperature, seed=args.seed,

@@ -5,7 +5,8 @@ split, whose voices training never hears, unless told otherwise (``val``: held-o
 training voices, for choosing settings without looking at the test voices):
 
     flow        the coefficient flows (default weights unless given): ``takes`` seeded takes at
-                the given temperatures, full intensity of the sequence's emotion
+                the given temperatures, the sequence's own emotion at its own intensity (stored with
+                it by the corpus; 1 for recordings)
     regressor   `core.eval.regressor.MSERegressor`: the same conditioner trained with MSE (the
                 shipped baseline weights unless given); deterministic, one take
     rhubarb     `core.eval.rhubarb`: pocketsphinx phone recognition without the transcript ->
@@ -33,13 +34,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.audio import frame_windows, load_audio
+from core.audio import SAMPLE_RATE, frame_windows, load_audio
 from core.coeff.model import CoeffModel
 from core.coeff.sampler import SampleSettings, sample_takes
 from core.coeff.weights import load_weights
 from core.corpus.build import AUDIO_DIR, read_manifest
 from core.visemes import BILABIALS
 from core.emotions import emotion_index
+from core.expression import frame_energy
 from core.errors import FlowVQError
 from core.eval.metrics import (
     BROWS, CLOSED_GAP_MM, MOUTH, EmotionClassifier, bilabial_closure_rate, jerk, landmark_distance,
@@ -208,11 +210,12 @@ def _system_outputs(
 ) -> dict[str, Any]:
     """Each system's expression for one test sequence: "flow" -> (takes (K, T, D), poses (K, T, 6)),
     "regressor" and "rhubarb" -> (T, D)."""
-    sample = SampleSettings(emotion=seq.emotion, temperature=settings.temperature,
+    sample = SampleSettings(emotion=seq.emotion, intensity=seq.intensity, temperature=settings.temperature,
                             pose_temperature=settings.pose_temperature,
                             style_temperature=settings.style_temperature, seed=settings.seed,
                             takes=settings.takes, manifold_blend=settings.manifold_blend)
-    exp, pose = sample_takes(model, seq.audio, seq.beta0, sample)
+    exp, pose = sample_takes(model, seq.audio, seq.beta0, sample,
+                             loudness=frame_energy(wave, SAMPLE_RATE, fps, len(seq.audio)))
     frames = len(seq.exp)
     lips = rhubarb_curves(wave, model.names, fps, frames)
     return {

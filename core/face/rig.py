@@ -57,9 +57,13 @@ SHAPE_AREAS: dict[str, str] = {
 # The jaw and the lip-closing shape: the lips meet where mouthClose reaches jawOpen (the models
 # keep mouthClose <= jawOpen and read the lip gap from these two).
 LIP_CHANNELS: tuple[str, str] = ("jawOpen", "mouthClose")
-# The upper-face channels (brows, eyes but the blinks, cheeks, nose) by name prefix: a take's style,
-# the part of a face that stays the same over a take.
-STYLE_PREFIXES: tuple[str, ...] = ("brow", "cheek", "eyeLook", "eyeSquint", "eyeWide", "nose")
+# The channels that carry an emotion by name prefix: the upper face (brows, eyes but the blinks,
+# cheeks, nose) and the mouth's emotional shapes (smile, frown, dimple, stretch, press, raised upper
+# lip, raised chin). Their mean over a take is its style: how strongly the take shows its emotion.
+STYLE_PREFIXES: tuple[str, ...] = (
+    "brow", "cheek", "eyeLook", "eyeSquint", "eyeWide", "nose",
+    "mouthSmile", "mouthFrown", "mouthDimple", "mouthStretch", "mouthPress", "mouthUpperUp", "mouthShrugLower",
+)
 JAW_OPEN_ANGLE = np.deg2rad(22.0)  # jawOpen = 1.0 drops the chin by about 2.5 cm
 MM = 0.001
 

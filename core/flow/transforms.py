@@ -6,7 +6,8 @@ One contract for every transform (`Transform`):
   the paper's f⁻¹), with ``logdet = log|det dz/dx|`` per sample;
 * ``inverse(z, context, label) -> x`` generates (the paper's f).
 
-Shapes: x, z (B, D); context (B, C) or None; label (B,) long emotion class or None; logdet (B,).
+Shapes: x, z (B, D); context (B, C) or None; label (B,) long emotion class, (B, n_classes) float
+weights of a blend of classes (`class_rows`), or None; logdet (B,).
 
 A flow step (`flow_step`) is multi-actnorm → invertible 1×1 linear (LU form, Glow) → affine
 coupling with a transformer conditioner, as in the paper's Fig. 2b; `Composite` chains steps and
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "content_key",
+    "class_rows",
     "Transform",
     "Composite",
     "Standardize",
@@ -155,10 +157,20 @@ def replace_column(x: Tensor, index: int, column: Tensor) -> Tensor:
     return torch.cat([x[..., :index], column.unsqueeze(-1), x[..., index + 1 :]], dim=-1)
 
 
+def class_rows(table: Tensor, label: Tensor) -> Tensor:
+    """Per-class rows of ``table`` for each batch entry: picked by class index, or mixed by weights
+    over the classes (a blend of emotions). Shapes: table (C, ...), label (B,) long or (B, C) float
+    -> (B, ...)."""
+    if label.is_floating_point():
+        return torch.tensordot(label.to(table.dtype), table, dims=1)
+    return table[label]
+
+
 class MultiActNorm(Transform):
     """ActNorm with a (mu, log_scale) row per emotion class, picked by ``label``: h' = (β - μ) / δ.
 
-    All classes start equal, at the identity. A label is required in both directions.
+    All classes start equal, at the identity. A label is required in both directions: class indices
+    (B,), or weights over the classes (B, C) that mix the rows (`class_rows`).
     Shapes: mu, log_scale (n_classes, D).
     """
 
@@ -168,10 +180,11 @@ class MultiActNorm(Transform):
         self.log_scale = nn.Parameter(torch.zeros(n_classes, dim))
 
     def _rows(self, label: Tensor | None) -> tuple[Tensor, Tensor]:
-        """The selected classes' parameters. Shapes: label (B,) -> mu (B, D), log_scale (B, D)."""
+        """The selected (or mixed) classes' parameters. Shapes: label (B,) or (B, C) -> mu (B, D),
+        log_scale (B, D)."""
         if label is None:
             raise ValueError("MultiActNorm needs an emotion label (B,) to pick its class row")
-        return self.mu[label], self.log_scale[label]
+        return class_rows(self.mu, label), class_rows(self.log_scale, label)
 
     def forward(
         self, x: Tensor, context: Tensor | None = None, label: Tensor | None = None

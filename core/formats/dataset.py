@@ -10,7 +10,9 @@ The layout is exactly::
     NAME.npz keys: exp (T, D) float32; pose (T, 6) float32 (pitch, yaw, roll rad, tx, ty, tz model units);
                    audio (T, audio_width) float32 = per-video-frame normalised log-mel sub-rows, i.e. the second output of
                    core.audio.audio_features(wav, fps); emotion: 0-d unicode array, one of core.emotions.EMOTIONS;
-                   beta0 (D,) float32 the source (identity) expression coefficients.
+                   beta0 (D,) float32 the source (identity) expression coefficients;
+                   optional intensity: 0-d float32, how strongly the sequence shows its emotion in [0, 1]
+                   (absent: 1, a recorded sequence shows its label in full).
 
 NAME is a safe file stem (`NAME_PATTERN`: letters, digits, ``.``, ``_``, ``-``, not starting with a
 dot); files starting with a dot are ignored when a split is read (they are unfinished writes).
@@ -40,7 +42,7 @@ from core.formats.takes import POSE_DIM
 
 __all__ = [
     "DATASET_FORMAT", "DATASET_VERSION", "META_FILE", "SPLITS", "SEQUENCE_KEYS",
-    "NAME_PATTERN", "DatasetError", "CoeffSequence", "DatasetMeta", "write_meta", "read_meta",
+    "NAME_PATTERN", "INTENSITY_KEY", "DatasetError", "CoeffSequence", "DatasetMeta", "write_meta", "read_meta",
     "write_sequence", "read_sequence", "load_split", "WindowSampler", "frame_batches",
 ]
 
@@ -49,6 +51,7 @@ DATASET_VERSION = 2
 META_FILE = "meta.json"
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SEQUENCE_KEYS: tuple[str, ...] = ("exp", "pose", "audio", "emotion", "beta0")
+INTENSITY_KEY = "intensity"  # optional: how strongly the sequence shows its emotion (default 1)
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 _META_KEYS = frozenset({"format", "version", "fps", "face_model", "names", "audio_width"})
@@ -75,7 +78,8 @@ class CoeffSequence:
 
     Shapes: exp (T, D) float32; pose (T, 6) float32 (pitch, yaw, roll radians, tx, ty, tz model
     units); audio (T, audio_width) float32 normalised log-mel, one row per video frame; beta0 (D,)
-    float32 identity coefficients. ``emotion`` is one of `core.emotions.EMOTIONS`.
+    float32 identity coefficients. ``emotion`` is one of `core.emotions.EMOTIONS`; ``intensity``
+    in [0, 1] how strongly it shows (the corpus draws one per utterance; 1 for recordings).
     """
 
     name: str
@@ -84,6 +88,7 @@ class CoeffSequence:
     audio: np.ndarray
     emotion: str
     beta0: np.ndarray
+    intensity: float = 1.0
 
     def __post_init__(self) -> None:
         where = f"sequence {self.name!r}"
@@ -143,6 +148,8 @@ class CoeffSequence:
                     f"(first at index {row}); fix or drop the sequence"
                 )
         _emotion_label(self.emotion, where)
+        if not 0.0 <= self.intensity <= 1.0:  # also refuses NaN
+            raise DatasetError(f"{where}: key 'intensity' must be in [0, 1], got {self.intensity!r}")
 
 
 @dataclass(frozen=True)
@@ -265,6 +272,7 @@ def write_sequence(root: str | Path, split: str, seq: CoeffSequence) -> Path:
     arrays = {
         "exp": seq.exp, "pose": seq.pose, "audio": seq.audio,
         "emotion": np.array(EMOTIONS[seq.label]), "beta0": seq.beta0,
+        INTENSITY_KEY: np.array(seq.intensity, np.float32),
     }
     _write(path, lambda temporary: _savez(temporary, arrays))
     return path
@@ -281,6 +289,7 @@ def read_sequence(path: str | Path, meta: DatasetMeta) -> CoeffSequence:
                     f"{path}: missing keys {missing}; a sequence file holds {list(SEQUENCE_KEYS)}"
                 )
             arrays = {key: archive[key] for key in SEQUENCE_KEYS}
+            intensity = _intensity(archive[INTENSITY_KEY], path) if INTENSITY_KEY in archive.files else 1.0
     except DatasetError:
         raise
     except Exception as err:  # zipfile/numpy raise many kinds for damaged files
@@ -291,9 +300,17 @@ def read_sequence(path: str | Path, meta: DatasetMeta) -> CoeffSequence:
             f"{path}: key 'emotion' must be a 0-d unicode array, got dtype {emotion.dtype} "
             f"shape {emotion.shape}"
         )
-    seq = CoeffSequence(name=path.stem, emotion=str(emotion[()]), **arrays)
+    seq = CoeffSequence(name=path.stem, emotion=str(emotion[()]), intensity=intensity, **arrays)
     seq.validate(len(meta.names), meta.audio_width, where=str(path))
     return seq
+
+
+def _intensity(value: np.ndarray, path: Path) -> float:
+    """The optional 0-d ``intensity`` entry of a sequence file as a float (`DatasetError` otherwise)."""
+    if value.ndim != 0 or value.dtype.kind != "f":
+        raise DatasetError(f"{path}: key 'intensity' must be a 0-d float array, got dtype {value.dtype} "
+                           f"shape {value.shape}")
+    return float(value)
 
 
 def load_split(root: str | Path, split: str, *, required: bool = True) -> list[CoeffSequence]:

@@ -298,15 +298,17 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return 0.5 * config.lr * (1.0 + math.cos(math.pi * progress))
 
 
-def _statistics(sequences: Sequence[CoeffSequence]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Every training frame, and every sequence's source expression, mean offset from it and
-    emotion. Shapes: -> exp (sum T, D), pose (sum T, 6), beta0 (S, D), offsets (S, D), labels (S,)."""
+def _statistics(sequences: Sequence[CoeffSequence]) -> tuple[Tensor, ...]:
+    """Every training frame, and every sequence's source expression, mean offset from it, emotion
+    and intensity. Shapes: -> exp (sum T, D), pose (sum T, 6), beta0 (S, D), offsets (S, D),
+    labels (S,), intensities (S,)."""
     exp = torch.from_numpy(np.concatenate([seq.exp for seq in sequences]))
     pose = torch.from_numpy(np.concatenate([seq.pose for seq in sequences]))
     beta0 = torch.from_numpy(np.stack([seq.beta0 for seq in sequences]))
     offsets = torch.from_numpy(np.stack([seq.offset for seq in sequences]))
     labels = torch.tensor([seq.label for seq in sequences])
-    return exp, pose, beta0, offsets, labels
+    intensities = torch.tensor([seq.intensity for seq in sequences], dtype=torch.float64)
+    return exp, pose, beta0, offsets, labels, intensities
 
 
 def _fit(

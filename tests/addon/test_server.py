@@ -1,6 +1,7 @@
 """End to end against a real `flowvq serve` process on 127.0.0.1 with the default weights: Generate
 and Re-render run exactly as their buttons do, and the timer callback is driven by hand."""
 
+import json
 import os
 from pathlib import Path
 
@@ -139,19 +140,23 @@ def test_a_failed_job_is_reported_changes_nothing_and_leaves_no_frames_folder(co
     assert leftovers(frames_root) == []
 
 
-def test_a_cancelled_job_changes_nothing_and_leaves_no_frames_folder(connected, tmp_path):
+def test_a_cancelled_job_changes_nothing_and_leaves_no_frames_folder(connected, server, tmp_path):
     bpy = connected
     frames_root = frames_root_of_saved_file(bpy, tmp_path)
     runner = module("runner")
     before = scene_state(bpy)
     assert bpy.ops.flowvq.generate() == {"FINISHED"}
     assert bpy.ops.flowvq.cancel() == {"FINISHED"}
+    assert bpy.ops.flowvq.cancel() == {"FINISHED"}  # a double click cancels once
     task = runner.active.task
     while runner.poll_task() is not None:
         task.join(0.05)
     assert bpy.context.scene.flowvq.status == "cancelled; nothing was changed"
     assert scene_state(bpy) == before
     assert leftovers(frames_root) == []
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    newest = requests.get(f"{server}/v1/jobs", headers=headers, timeout=10).json()[0]
+    assert newest["state"] in ("running", "cancelled")  # cancelled on the server, never deleted
 
 
 def test_a_target_removed_while_generating_fails_and_its_downloaded_frames_are_removed(connected, tmp_path):
@@ -201,6 +206,7 @@ def test_the_panels_settings_agree_with_the_servers_published_defaults_and_range
     module("props").set_emotions(["neutral"])  # a stale list, as before the server was reached
     assert bpy.ops.flowvq.check_server() == {"FINISHED"}
     assert [item[0] for item in module("props")._emotion_enum(None, None)] == info["emotions"]
+    assert [item[0] for item in module("props")._blend_enum(None, None)] == ["NONE", *info["emotions"]]
 
 
 
@@ -252,3 +258,43 @@ def test_the_dialogue_field_seals_a_real_readers_bilabials_and_a_bad_line_is_rep
     props.dialogue = "than in the same zorblax with ugly ones"
     status = run_to_end(bpy, bpy.ops.flowvq.generate)
     assert status.startswith("1 take(s) generated") and "the text was not used" in status and "zorblax" in status
+
+
+def test_the_blend_menu_mixes_a_second_emotion_into_the_take(connected, server):
+    """Emotion sad with Blend angry at 0.3 goes to the server as the job's blend: the take's lowered
+    brows and pressed lips land between sad's and angry's, on a real reader's line."""
+    bpy = connected
+    props = bpy.context.scene.flowvq
+    props.audio_path, props.takes, props.seed, props.use_pose, props.dialogue = str(REAL_LINE), 1, 5, False, ""
+    means = {}
+    for emotion, blend in (("sad", "NONE"), ("angry", "NONE"), ("sad", "angry")):
+        props.emotion, props.blend, props.blend_weight = emotion, blend, 0.3
+        assert run_to_end(bpy, bpy.ops.flowvq.generate).startswith("1 take(s) generated")
+        (take,) = newest_takes(server)
+        exp = np.asarray(take["exp"])
+        means[emotion, blend] = {name: exp[:, take["names"].index(name)].mean()
+                                 for name in ("browDownLeft", "mouthPressLeft", "mouthFrownLeft")}
+    for name in ("browDownLeft", "mouthPressLeft", "mouthFrownLeft"):
+        ends = sorted((means["sad", "NONE"][name], means["angry", "NONE"][name]))
+        assert ends[0] < means["sad", "angry"][name] < ends[1], name
+    props.blend = "NONE"
+
+
+def test_a_clip_over_the_servers_upload_limit_is_refused_before_it_is_sent(connected, server, tmp_path):
+    """Check Server keeps the limits the server publishes; Generate refuses a clip over its upload
+    limit with the sizes, before anything is sent (the server sees no new job)."""
+    bpy = connected
+    props = bpy.context.scene.flowvq
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    assert bpy.ops.flowvq.check_server() == {"FINISHED"}
+    published = requests.get(f"{server}/v1/info", headers=headers, timeout=10).json()["limits"]
+    assert json.loads(props.server_limits) == published
+    huge = tmp_path / "long_take.wav"
+    with open(huge, "wb") as handle:
+        handle.truncate(published["max_upload_bytes"] + 1)  # sparse: costs no disk
+    jobs_before = len(requests.get(f"{server}/v1/jobs", headers=headers, timeout=10).json())
+    props.audio_path = str(huge)
+    with pytest.raises(RuntimeError, match="over the server's upload limit of 50 MB"):
+        bpy.ops.flowvq.generate()
+    assert module("runner").active.task is None
+    assert len(requests.get(f"{server}/v1/jobs", headers=headers, timeout=10).json()) == jobs_before

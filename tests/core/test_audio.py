@@ -13,10 +13,10 @@ import soundfile as sf
 from core.audio import (
     FEATURE_RATE, FRAME_FEATURES, HOP_LENGTH, MAX_FPS, MAX_INPUT_RATE, MAX_SECONDS, MIN_INPUT_RATE, N_MELS,
     SAMPLE_RATE, SILENCE_DBFS, SUBFRAMES,
-    AudioError, AudioNotFoundError, AudioTooLongError, CorruptAudioError, EmptyAudioError, FeatureError,
-    FpsError, NotAudioError, SampleRateError, SilentAudioError, align_to_frames, audio_features, frame_features,
-    duration_seconds, frame_windows, load_audio, log_mel, mel_band_edges_hz, n_video_frames,
-    normalize_features,
+    AudioError, AudioNotFoundError, AudioTooLargeError, AudioTooLongError, CorruptAudioError, EmptyAudioError,
+    FeatureError, FpsError, NotAudioError, SampleRateError, SilentAudioError, StreamResampler, align_to_frames,
+    audio_features, frame_features, duration_seconds, frame_windows, load_audio, log_mel, mel_band_edges_hz,
+    n_video_frames, normalize_features, resample_to_16k,
 )
 from core.errors import FlowVQError
 
@@ -117,6 +117,42 @@ def test_loudness_just_above_the_silence_threshold_is_accepted(tmp_path):
 def test_duration_exactly_at_the_limit_is_accepted(tmp_path):
     path = write(tmp_path / "two.wav", tone(440.0, 2.0, SAMPLE_RATE), SAMPLE_RATE)
     assert duration_seconds(load_audio(path, max_seconds=2.0)) == pytest.approx(2.0)
+
+
+def test_samples_exactly_at_the_limit_are_accepted(tmp_path):
+    rate, channels = 48000, 4
+    path = write(tmp_path / "four.wav", np.repeat(tone(440.0, 0.5, rate)[:, None], channels, 1), rate)
+    assert duration_seconds(load_audio(path, max_samples=rate // 2 * channels)) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("rate", [MIN_INPUT_RATE, 8000, 11025, SAMPLE_RATE, 44100, 48000, MAX_INPUT_RATE, 16001])
+def test_resampling_block_by_block_gives_exactly_the_whole_signals_result(rate):
+    rng = np.random.default_rng(rate)
+    signal = rng.uniform(-1.0, 1.0, rate // 2 + 77).astype(np.float32)  # (N,)
+    resampler, start = StreamResampler(rate), 0
+    while start < len(signal):
+        size = int(rng.integers(1, 5000))
+        resampler.push(signal[start:start + size])
+        start += size
+    np.testing.assert_array_equal(resampler.finish(), resample_to_16k(signal, rate))
+
+
+def test_ten_minutes_of_48_khz_stereo_decode_within_about_twice_the_16_khz_result(tmp_path):
+    rate, seconds = 48000, 600
+    path = tmp_path / "ten_minutes.wav"
+    minute = np.repeat(tone(440.0, 60.0, rate, 0.3)[:, None], 2, 1)  # (60 * rate, 2)
+    with sf.SoundFile(path, "w", rate, 2, "PCM_16") as sound:
+        for _ in range(seconds // 60):
+            sound.write(minute)
+    result_bytes = SAMPLE_RATE * seconds * 4  # float32
+    tracemalloc.start()
+    try:
+        wave = load_audio(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(wave) == SAMPLE_RATE * seconds
+    assert peak < 2.5 * result_bytes  # the whole clip as float32 mono at 48 kHz alone is 3 x
 
 
 # ------------------------------------------------------------------------------------------- errors
@@ -231,6 +267,27 @@ def test_two_hour_file_is_refused_from_its_header_without_decoding(tmp_path):
     assert f"{MAX_SECONDS:g}" in message
     assert elapsed < 1.0
     assert peak < decoded_bytes / 20
+
+
+def test_more_samples_than_the_limit_are_refused_from_the_header_without_decoding(tmp_path):
+    rate, channels, seconds = MAX_INPUT_RATE, 8, 10
+    path = tmp_path / "loud_and_wide.flac"
+    with sf.SoundFile(path, "w", rate, channels, "PCM_16", format="FLAC") as sound:
+        sound.write(np.zeros((rate * seconds, channels), np.int16))
+    samples = rate * channels * seconds
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        message = assert_refused(AudioTooLargeError, path, "mono", "16 khz", max_samples=samples - 1)
+        elapsed = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert f"{samples:,} samples" in message and f"{samples - 1:,}" in message
+    assert f"{rate} Hz x {channels} channels" in message
+    assert elapsed < 1.0
+    assert peak < samples * 4 / 100
+    assert_refused(AudioTooLargeError, path.read_bytes(), "limit", max_samples=samples - 1)
 
 
 @pytest.mark.parametrize("rate", [1000, 500000])

@@ -37,12 +37,14 @@ def perturbed_model(face: FaceModel, seed: int = 0) -> CoeffModel:
     produces. The context maps (`ContextAffine`, transform 1) and the β_pre weights (``dynamic``)
     move less too: random large ones make each generated frame amplify the rounding error of the
     frame before, so a take drifts from the exact inverse, which training never produces either.
-    Its style prior is fitted to random sequence offsets (a spread of 0.1 per channel).
+    Its style prior is fitted to random sequence offsets (a spread of 0.1 per channel) at random
+    intensities.
     """
     model = CoeffModel(TINY, face.names, face.id, face.lower, face.upper, seed=seed)
     generator = torch.Generator().manual_seed(seed + 1)
     offsets = 0.1 * torch.rand(90, face.n_expressions, generator=generator)
-    model.exp_flow.set_style_prior(offsets, torch.arange(90) % len(EMOTIONS))
+    intensities = 0.1 + 0.9 * torch.rand(90, generator=generator)
+    model.exp_flow.set_style_prior(offsets, torch.arange(90) % len(EMOTIONS), intensities)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             gentle = name.endswith(("lower", "upper")) or ".flow.transforms.1." in name or ".dynamic." in name
@@ -180,7 +182,7 @@ def test_a_source_expression_enters_the_context_clipped_to_the_training_range(fa
     unclipped = flow.static_context(audio, wild, label)
     training = torch.rand(20, fresh.dim) * torch.linspace(0.0, 0.3, fresh.dim)  # channel 0 never used
     fresh.set_statistics(torch.rand(50, fresh.dim), torch.rand(50, 6), training, torch.rand(20, fresh.dim),
-                         torch.arange(20) % len(EMOTIONS))
+                         torch.arange(20) % len(EMOTIONS), torch.ones(20))
     torch.testing.assert_close(flow.source_lower, training.min(0).values)
     torch.testing.assert_close(flow.source_upper, training.max(0).values)
     edge = training.max(0).values[None]
@@ -339,7 +341,8 @@ def test_head_poses_stay_inside_the_training_range_of_poses(face: FaceModel) -> 
     model = perturbed_model(face, seed=3)
     poses = 0.01 * torch.randn(200, 6, generator=torch.Generator().manual_seed(1))
     offsets, labels = torch.zeros(9, model.dim), torch.arange(9)
-    model.set_statistics(torch.rand(200, model.dim), poses, torch.zeros(9, model.dim), offsets, labels)
+    model.set_statistics(torch.rand(200, model.dim), poses, torch.zeros(9, model.dim), offsets, labels,
+                         torch.ones(9))
     _, pose = sample_takes(model, audio_features(), zeros_source(model),
                            SampleSettings(takes=3, pose_temperature=2.0, manifold_blend=0.0))
     lower, upper = poses.min(0).values.numpy(), poses.max(0).values.numpy()
@@ -417,36 +420,51 @@ def test_each_temperature_spreads_only_its_own_flow(model: CoeffModel) -> None:
     assert not np.allclose(styled[0][0], styled[0][1])
 
 
-def test_the_style_prior_is_each_emotions_gaussian_of_sequence_styles(face: FaceModel) -> None:
-    """Per emotion, the mean and covariance (factor · factorᵀ) of its sequences' upper-face offsets;
-    an emotion with fewer than two sequences gets the pooled fit of all of them."""
+def test_the_style_prior_is_each_emotions_line_of_sequence_styles_in_their_intensity(face: FaceModel) -> None:
+    """Per emotion, the least-squares line of its sequences' styles in their intensities (the value
+    at intensity 1 and the slope) and the covariance (factor · factorᵀ) around it; an emotion whose
+    sequences share one intensity goes from talk's style at intensity 0 to its own mean at 1; an
+    emotion with fewer than two sequences gets the pooled fit of all of them."""
     flow = CoeffModel(TINY, face.names, face.id, face.lower, face.upper).exp_flow
     columns = [face.names.index(name) for name in face.names if name.startswith(STYLE_PREFIXES)]
     styled = {face.names[c] for c in columns}
-    assert list(flow.style) == columns and "browInnerUp" in styled
-    assert not {"jawOpen", "eyeBlinkLeft"} & styled
+    assert list(flow.style) == columns and {"browInnerUp", "mouthSmileLeft", "mouthStretchRight"} <= styled
+    assert not {"jawOpen", "mouthClose", "mouthFunnel", "eyeBlinkLeft"} & styled
     generator = torch.Generator().manual_seed(2)
-    offsets = torch.rand(41, face.n_expressions, generator=generator, dtype=torch.float64)
-    sad, happy, fear = (emotion_index(name) for name in ("sad", "happy", "fear"))
-    labels = torch.tensor([sad] * 20 + [happy] * 20 + [fear])
-    flow.set_style_prior(offsets, labels)
-    styles = offsets[:, columns]
-    for label, rows in ((sad, styles[:20]), (fear, styles)):
-        torch.testing.assert_close(flow.style_mean[label].double(), rows.mean(0), atol=1e-6, rtol=0)
-        factor = flow.style_factor[label].double()
-        torch.testing.assert_close(factor @ factor.T, torch.cov(rows.T), atol=1e-5, rtol=0)
+    size = len(columns)
+    sad, talk, fear, angry = (emotion_index(name) for name in ("sad", "talk", "fear", "angry"))
+    start, apex = torch.rand(size, dtype=torch.float64, generator=generator), torch.rand(size, dtype=torch.float64,
+                                                                                        generator=generator)
+    intensities = torch.linspace(0.1, 1.0, 400, dtype=torch.float64)
+    scatter = 0.05 * torch.randn(400, size, dtype=torch.float64, generator=generator)
+    offsets = torch.zeros(441, face.n_expressions, dtype=torch.float64)
+    offsets[:400, columns] = start + intensities[:, None] * (apex - start) + scatter
+    offsets[400:440, columns] = torch.rand(40, size, dtype=torch.float64, generator=generator)
+    labels = torch.tensor([sad] * 400 + [talk] * 40 + [fear])
+    levels = torch.cat([intensities, torch.ones(41, dtype=torch.float64)])
+    flow.set_style_prior(offsets, labels, levels)
+    torch.testing.assert_close(flow.style_mean[sad].double(), apex, atol=0.02, rtol=0)
+    torch.testing.assert_close(flow.style_slope[sad].double(), apex - start, atol=0.05, rtol=0)
+    factor = flow.style_factor[sad].double()
+    torch.testing.assert_close(factor @ factor.T, torch.cov(scatter.T), atol=1e-3, rtol=0)
+    talk_styles = offsets[400:440, columns]
+    torch.testing.assert_close(flow.style_mean[talk].double(), talk_styles.mean(0), atol=1e-6, rtol=0)
+    # talk's own intensities do not spread: its line starts and ends at its mean
+    torch.testing.assert_close(flow.style_slope[talk].double(), torch.zeros(size, dtype=torch.float64))
+    # angry has no sequences: the pooled line; fear has one: the pooled line too
+    torch.testing.assert_close(flow.style_mean[angry], flow.style_mean[fear])
 
 
 def test_takes_draw_their_style_from_the_emotion_and_a_reference_brings_its_own(model: CoeffModel) -> None:
-    """At style_temperature 0 every take has the emotion's mean style (blended from talk by the
-    intensity); above it the styles spread with the emotion's covariance; a reference's takes all
-    have the reference's mean offset from β₀."""
+    """At style_temperature 0 every take has the emotion's style at the intensity (on its line);
+    above it the styles spread with the emotion's covariance; a reference's takes all have the
+    reference's mean offset from β₀."""
     flow, source = model.exp_flow, torch.zeros(model.dim)
-    sad, talk = emotion_index("sad"), emotion_index("talk")
+    sad = emotion_index("sad")
     noise = torch.randn(4000, len(flow.style), generator=torch.Generator().manual_seed(0))
     settings = SampleSettings(emotion="sad", intensity=0.5, style_temperature=0.0)
     mean = take_styles(model, settings, source, noise[:3])
-    torch.testing.assert_close(mean, (0.5 * (flow.style_mean[talk] + flow.style_mean[sad])).expand(3, -1))
+    torch.testing.assert_close(mean, (flow.style_mean[sad] - 0.5 * flow.style_slope[sad]).expand(3, -1))
     drawn = take_styles(model, SampleSettings(emotion="sad", style_temperature=2.0), source, noise)
     factor = flow.style_factor[sad]
     torch.testing.assert_close(torch.cov(drawn.T), 4.0 * factor @ factor.T, atol=2e-4, rtol=0.1)
@@ -457,8 +475,8 @@ def test_takes_draw_their_style_from_the_emotion_and_a_reference_brings_its_own(
     torch.testing.assert_close(transferred, expected.expand(2, -1))
 
 
-def test_a_face_model_without_upper_face_channels_needs_take_style_off(face: FaceModel) -> None:
-    mouth = [name for name in face.names if name.startswith(("jaw", "mouth"))]
+def test_a_face_model_without_emotion_channels_needs_take_style_off(face: FaceModel) -> None:
+    mouth = [name for name in face.names if name.startswith(("jaw", "mouth")) and not name.startswith(STYLE_PREFIXES)]
     bounds = np.zeros(len(mouth)), np.ones(len(mouth))
     with pytest.raises(ConfigError, match="take_style"):
         CoeffModel(TINY, mouth, "mouth@1", *bounds)
@@ -473,6 +491,30 @@ def test_intensity_moves_the_latent_centre_from_talk_to_the_emotion(model: Coeff
     for intensity in (0.0, 0.5, 1.0):
         centres = latent_centres(model, SampleSettings(emotion="happy", intensity=intensity), source, 4)
         torch.testing.assert_close(centres, (talk + intensity * (happy - talk)).expand(4, -1))
+
+
+def test_a_blend_mixes_two_emotions_in_the_latent_space_and_its_ends_are_single_emotions(model: CoeffModel) -> None:
+    """Sad blended with angry at 0.3: the latent centre from the 70/30 mix of the two components,
+    the take style from the 70/30 mix of their lines; weight 0 is sad alone, weight 1 angry alone."""
+    means, flow = model.exp_flow.prior.means, model.exp_flow
+    talk, sad, angry = (emotion_index(name) for name in ("talk", "sad", "angry"))
+    source = torch.zeros(model.dim)
+    mix = SampleSettings(emotion="sad", blend="angry", blend_weight=0.3, intensity=0.8, style_temperature=0.0,
+                         manifold_blend=0.0, blinks=False)
+    expected = means[talk] + 0.8 * (0.7 * means[sad] + 0.3 * means[angry] - means[talk])
+    torch.testing.assert_close(latent_centres(model, mix, source, 3), expected.expand(3, -1))
+    line = flow.style_mean - 0.2 * flow.style_slope
+    torch.testing.assert_close(take_styles(model, mix, source, torch.zeros(1, len(flow.style)))[0],
+                               0.7 * line[sad] + 0.3 * line[angry])
+    audio = audio_features()
+    alone = sample_takes(model, audio, zeros_source(model), replace(mix, blend=None))[0]
+    np.testing.assert_array_equal(sample_takes(model, audio, zeros_source(model), replace(mix, blend_weight=0.0))[0],
+                                  alone)
+    other = sample_takes(model, audio, zeros_source(model), replace(mix, emotion="angry", blend=None))[0]
+    np.testing.assert_array_equal(sample_takes(model, audio, zeros_source(model), replace(mix, blend_weight=1.0))[0],
+                                  other)
+    blended = sample_takes(model, audio, zeros_source(model), mix)[0]
+    assert not np.allclose(blended, alone) and not np.allclose(blended, other)
 
 
 def test_emotion_changes_the_generated_expressions(model: CoeffModel) -> None:
@@ -533,7 +575,9 @@ def test_progress_reaches_one_in_order_and_cancel_stops_generation(model: CoeffM
     ("change", "error", "match"),
     [
         ({"emotion": "bored"}, UnknownEmotionError, "bored"),
-        ({"intensity": 1.5}, SettingsError, "intensity"),
+        ({"intensity": 1.51}, SettingsError, "intensity"),
+        ({"blend": "bored", "blend_weight": 0.3}, UnknownEmotionError, "bored"),
+        ({"blend": "sad", "blend_weight": 1.2}, SettingsError, "blend_weight"),
         ({"temperature": float("nan")}, SettingsError, "temperature"),
         ({"pose_temperature": 2.5}, SettingsError, "pose_temperature"),
         ({"style_temperature": -0.5}, SettingsError, "style_temperature"),

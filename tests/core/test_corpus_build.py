@@ -12,11 +12,12 @@ from core.audio import SAMPLE_RATE, wave_features
 from core.cli import main
 from core.corpus.augment import AUGMENT_PROBABILITY, augment_wave
 from core.corpus.build import (
-    AUDIO_DIR, CorpusError, CorpusItem, CorpusSpec, build_corpus, frame_energy, plan_corpus,
+    AUDIO_DIR, CorpusError, CorpusItem, CorpusSpec, build_corpus, plan_corpus,
     read_manifest, render_item,
 )
 from core.corpus.speech import SENTENCES, VOICES, available_voices, phone_symbols
 from core.corpus.text import TextError, WORDS, template_sentences
+from core.expression import frame_energy
 from core.visemes import PHONE_VISEMES
 from core.emotions import EMOTIONS
 from core.eval.metrics import bilabial_closure_rate
@@ -85,7 +86,7 @@ def test_noise_step_lands_in_its_snr_range() -> None:
 
 def test_frame_energy_is_loudness_per_frame_scaled_to_one() -> None:
     wave = np.concatenate([np.zeros(SAMPLE_RATE // 2), 0.5 * np.ones(SAMPLE_RATE // 2)])
-    energy = frame_energy(wave, 25.0, 25)
+    energy = frame_energy(wave, SAMPLE_RATE, 25.0, 25)
     assert energy.max() == pytest.approx(1.0)
     assert energy[:12].max() == 0.0 and energy[13:].min() == pytest.approx(1.0)
 

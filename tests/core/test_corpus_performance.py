@@ -6,8 +6,9 @@ import pytest
 from core.blinks import BLINK_SECONDS, BLINKS_PER_MINUTE, BlinkError, blink_curves
 from core.corpus.performance import (
     HEAD_DEGREES,
-    ONSET_SECONDS,
+    HOLD_RANGE,
     REST_CHANNELS,
+    SIGNATURES,
     STYLES,
     VARIATION,
     PerformanceError,
@@ -15,10 +16,20 @@ from core.corpus.performance import (
     head_motion,
     prosody_values,
     resting_expression,
+    speaking_frames,
 )
 from core.emotions import EMOTIONS
+from core.expression import expression_envelope
 
 FPS = 25.0
+# 0.4 s of silence, 1.2 s of speech, a 0.8 s pause, 1.2 s of speech, 1 s of silence (4.6 s).
+LINE = [("_", 0.0, 0.4), ("a", 0.4, 1.6), ("_", 1.6, 2.4), ("a", 2.4, 3.6), ("_", 3.6, 4.6)]
+LINE_FRAMES = int(4.6 * FPS)
+
+
+def syllables(frames: int, period: int = 6) -> np.ndarray:
+    """Loudness of a syllable every ``period`` frames (loud half, quiet half). Shapes: -> (frames,)."""
+    return (np.arange(frames) % period < period // 2).astype(float)
 
 
 def test_every_emotion_class_has_a_style_on_channels_the_face_model_has(face) -> None:
@@ -28,20 +39,69 @@ def test_every_emotion_class_has_a_style_on_channels_the_face_model_has(face) ->
 
 
 @pytest.mark.parametrize("emotion", [e for e in EMOTIONS if STYLES[e].face])
-def test_style_reaches_its_weights_after_the_onset_within_the_class_variation(face, emotion) -> None:
-    frames = int(2 * FPS)
-    curves = emotion_curves(face.names, emotion, 0.8, frames, FPS, np.random.default_rng(0))
-    settled = curves[int(ONSET_SECONDS * FPS) + 1]
+def test_the_expression_reaches_its_apex_while_speaking_and_only_on_its_own_channels(face, emotion) -> None:
+    energy = np.ones(LINE_FRAMES)
+    curves = emotion_curves(face.names, emotion, 0.8, LINE, energy, FPS, np.random.default_rng(0))
+    apex = curves[int(1.5 * FPS)]  # well into the first stretch of speech, every syllable loud
     for channel, weight in STYLES[emotion].face.items():
-        value = settled[face.names.index(channel)]
-        assert 0.8 * weight * (1 - VARIATION) - 1e-6 <= value <= 0.8 * weight * (1 + VARIATION) + 1e-6
-    assert np.abs(curves[0]).max() < np.abs(settled).max() / 10  # it builds up from rest
+        value = apex[face.names.index(channel)]
+        assert 0.95 * 0.8 * weight * (1 - VARIATION) <= value <= min(1.0, 0.8 * weight * (1 + VARIATION)) + 1e-6
     others = [i for i, n in enumerate(face.names) if n not in STYLES[emotion].face]
     assert not curves[:, others].any()
 
 
-def test_intensity_zero_is_no_style(face) -> None:
-    assert not emotion_curves(face.names, "angry", 0.0, 30, FPS, np.random.default_rng(1)).any()
+def test_every_signature_is_on_its_emotions_channels_at_full_strength() -> None:
+    for emotion, channels in SIGNATURES.items():
+        assert all(STYLES[emotion].face[channel] >= 0.8 for channel in channels)
+    assert STYLES["fear"].face["mouthStretchLeft"] >= 0.5 and STYLES["fear"].face["browDownLeft"] >= 0.5
+    assert "mouthStretchLeft" not in STYLES["surprised"].face and "browDownLeft" not in STYLES["surprised"].face
+    assert not any(channel.endswith("Right") for channel in SIGNATURES["contempt"] + tuple(
+        c for c in STYLES["contempt"].face if c.startswith("mouth")))
+
+
+def test_the_expression_rises_into_the_line_eases_in_pauses_and_after_it(face) -> None:
+    speaking = speaking_frames(LINE, LINE_FRAMES, FPS)
+    assert not speaking[: int(0.4 * FPS)].any() and speaking[int(0.5 * FPS): int(1.5 * FPS)].all()
+    envelope = expression_envelope(speaking, 0.4, FPS)
+    assert envelope[0] < 0.05  # from the neutral face
+    assert envelope[int(0.3 * FPS)] > envelope[0]  # it starts just before the first word
+    assert envelope[int(1.5 * FPS)] > 0.95  # apex while speaking
+    pause = envelope[int(2.3 * FPS)]
+    assert 0.4 < pause < 0.85  # eased towards the hold level in the pause
+    assert envelope[int(3.5 * FPS)] > 0.95  # and back for the second stretch
+    assert envelope[-1] < 0.6  # relaxed after the line
+    assert np.all(np.abs(np.diff(envelope)) < 0.3)  # no jumps
+
+
+def test_short_pauses_keep_the_apex(face) -> None:
+    line = [("a", 0.0, 1.0), ("_", 1.0, 1.2), ("a", 1.2, 2.0)]
+    assert speaking_frames(line, int(2.0 * FPS), FPS).all()
+
+
+def test_loud_syllables_accent_the_expression(face) -> None:
+    energy = syllables(LINE_FRAMES)
+    curves = emotion_curves(face.names, "surprised", 1.0, LINE, energy, FPS, np.random.default_rng(1))
+    brow = curves[int(0.9 * FPS): int(1.6 * FPS), face.names.index("browOuterUpLeft")]
+    loud = energy[int(0.9 * FPS): int(1.6 * FPS)] > 0.5
+    assert brow[loud].mean() > 1.15 * brow[~loud].mean()
+    signature = curves[:, [face.names.index(c) for c in SIGNATURES["surprised"]]].mean(axis=1)
+    assert np.percentile(signature, 90) - np.percentile(signature, 10) >= 0.25  # it moves with the line
+
+
+def test_intensity_scales_the_expression_and_zero_is_none(face) -> None:
+    energy = syllables(LINE_FRAMES)
+    full = emotion_curves(face.names, "sad", 1.0, LINE, energy, FPS, np.random.default_rng(2))
+    half = emotion_curves(face.names, "sad", 0.5, LINE, energy, FPS, np.random.default_rng(2))
+    np.testing.assert_allclose(half, 0.5 * full, atol=1e-6)
+    assert not emotion_curves(face.names, "angry", 0.0, LINE, energy, FPS, np.random.default_rng(1)).any()
+
+
+def test_the_hold_level_is_drawn_per_utterance(face) -> None:
+    silent_end = [("a", 0.0, 0.6), ("_", 0.6, 6.0)]
+    ends = [emotion_curves(face.names, "happy", 1.0, silent_end, np.ones(150), FPS, np.random.default_rng(seed))[
+        -1, face.names.index("mouthSmileLeft")] for seed in range(20)]
+    assert np.ptp(ends) > 0.05
+    assert min(ends) >= HOLD_RANGE[0] * 0.95 * (1 - VARIATION) * (1 - 0.2) - 1e-6
 
 
 def blink_events(closure: np.ndarray) -> list[int]:
@@ -113,7 +173,7 @@ def test_prosody_draws_stay_in_the_emotion_ranges_and_repeat_with_the_seed() -> 
 
 def test_unknown_emotions_and_missing_channels_are_named(face) -> None:
     with pytest.raises(PerformanceError, match="bored"):
-        emotion_curves(face.names, "bored", 1.0, 5, FPS, np.random.default_rng(0))
+        emotion_curves(face.names, "bored", 1.0, LINE, np.ones(5), FPS, np.random.default_rng(0))
     with pytest.raises(BlinkError, match="eyeBlinkLeft"):
         blink_curves(["jawOpen"], "talk", 5, FPS, np.random.default_rng(0))
     with pytest.raises(BlinkError, match="bored"):

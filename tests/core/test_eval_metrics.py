@@ -61,7 +61,7 @@ def performance(face: FaceModel, emotion: str, seed: int, seconds: float = 3.0) 
     phones = random_phones(rng, seconds)
     frames = frames_of(phones)
     exp = (lips(face, phones)
-           + emotion_curves(face.names, emotion, rng.uniform(0.5, 1.0), frames, FPS, rng)
+           + emotion_curves(face.names, emotion, rng.uniform(0.5, 1.0), phones, np.ones(frames), FPS, rng)
            + blink_curves(face.names, emotion, frames, FPS, rng))
     return np.clip(exp, 0.0, 1.0)
 
@@ -226,7 +226,7 @@ def takes(face: FaceModel, seeds: list[int], frames: int = 100) -> tuple[np.ndar
     energy = np.clip(np.sin(np.arange(frames) / 4.0), 0.0, 1.0)
     for seed in seeds:
         rng = np.random.default_rng(seed)
-        exps.append(emotion_curves(face.names, "sad", 0.8, frames, FPS, rng)
+        exps.append(emotion_curves(face.names, "sad", 0.8, [("a", 0.0, frames / FPS)], energy, FPS, rng)
                     + blink_curves(face.names, "fear", frames, FPS, rng))
         poses.append(head_motion(energy, "sad", FPS, rng))
     return np.stack(exps), np.stack(poses)

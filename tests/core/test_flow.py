@@ -19,6 +19,7 @@ from core.flow import (
     StandardGaussian,
     StudentTMixture,
     Transform,
+    class_rows,
     flow_step,
     standard_gamma,
     t_noise,
@@ -252,6 +253,19 @@ def test_multi_actnorm_depends_on_label_and_requires_one() -> None:
         transform(x)
     with pytest.raises(ValueError):
         transform.inverse(x)
+
+
+def test_class_weights_pick_or_mix_the_class_rows() -> None:
+    """One-hot weights act exactly as the class index; a 70/30 mix of two classes gives the mixed
+    rows (a blend of emotions), in both directions of the flow."""
+    transform = perturbed("multi_actnorm")
+    x, _, _ = inputs()
+    one_hot = torch.eye(CLASSES)[torch.full((BATCH,), 1)]
+    torch.testing.assert_close(transform(x, label=one_hot)[0], transform(x, label=torch.full((BATCH,), 1))[0])
+    mix = torch.tensor([0.7, 0.0, 0.3]).expand(BATCH, -1)
+    torch.testing.assert_close(class_rows(transform.mu, mix), (0.7 * transform.mu[0] + 0.3 * transform.mu[2]).expand(BATCH, -1))
+    z, _ = transform(x, label=mix)
+    torch.testing.assert_close(transform.inverse(z, label=mix), x)
 
 
 # ---------------------------------------------------------------- priors

@@ -120,6 +120,22 @@ def test_sequences_round_trip_sorted_by_name(root, face):
         assert archive["emotion"].ndim == 0 and archive["emotion"].dtype.kind == "U"
 
 
+def test_a_sequences_intensity_round_trips_and_defaults_to_full(root, face):
+    written = random_sequence("soft", 5, len(face.names), seed=1)
+    written.intensity = 0.25
+    write_sequence(root, "train", written)
+    plain = random_sequence("plain", 5, len(face.names), seed=2)
+    path = write_sequence(root, "train", plain)
+    with np.load(path) as archive:  # a sequence file written without the optional key
+        arrays = {key: archive[key] for key in archive.files if key != "intensity"}
+    np.savez(path, **arrays)
+    loaded = {seq.name: seq.intensity for seq in load_split(root, "train")}
+    assert loaded == pytest.approx({"soft": 0.25, "plain": 1.0})
+    written.intensity = 1.5
+    with pytest.raises(DatasetError, match="intensity"):
+        write_sequence(root, "train", written)
+
+
 def test_missing_split_is_an_error_unless_not_required(root, face):
     with pytest.raises(DatasetError, match="val"):
         load_split(root, "val")

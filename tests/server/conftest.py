@@ -29,6 +29,32 @@ def speech_wav(seconds: float) -> bytes:
     return buffer.getvalue()
 
 
+def take_object(info: dict[str, Any], seconds: float, fps: float, seed: int = 0) -> dict[str, Any]:
+    """A take (wire format) of ``seconds`` at ``fps`` on the server's face model (``info``: its
+    ``GET /v1/info``): seeded random curves with Blender's precision, float32 values as float64, as
+    the add-on samples them before it rounds them. Shapes: exp (T, D), pose (T, 6)."""
+    frames = round(seconds * fps)
+    rng = np.random.default_rng(seed)
+    exp = rng.random((frames, info["dim"]), dtype=np.float32).astype(np.float64)
+    pose = (0.1 * rng.standard_normal((frames, len(info["pose_columns"])))).astype(np.float32).astype(np.float64)
+    return {"take": 0, "seed": seed, "emotion": "talk", "fps": fps, "frames": frames, "names": info["names"],
+            "exp": exp.tolist(), "pose": pose.tolist(), "face_model": info["face_model"]}
+
+
+def render(url: str, take: dict[str, Any] | str, size: int = 64) -> requests.Response:
+    """``POST /v1/render`` of a take (an object, or JSON text sent as it is) at ``size`` pixels."""
+    text = take if isinstance(take, str) else json.dumps(take)
+    return requests.post(f"{url}/v1/render", data={"take": text, "settings": json.dumps({"render_size": size})},
+                         timeout=HTTP_TIMEOUT)
+
+
+def cancel(url: str, job_id: str) -> dict[str, Any]:
+    """``POST /v1/jobs/{id}/cancel`` (must answer 200); the job object."""
+    response = requests.post(f"{url}/v1/jobs/{job_id}/cancel", timeout=HTTP_TIMEOUT)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def submit(url: str, audio: bytes, settings: dict[str, Any] | None = None, portrait: bytes | None = None,
            **kwargs: Any) -> requests.Response:
     """``POST /v1/jobs`` with the multipart parts of docs/api.md."""

@@ -64,9 +64,11 @@ def test_bad_audio_is_refused_with_its_code(url, kind):
 
 BAD_SETTINGS = {
     "unknown_emotion": ({"emotion": "joyful"}, "unknown_emotion", "settings.emotion"),
+    "unknown_blend": ({"emotion": "sad", "blend": "joyful"}, "unknown_emotion", "settings.blend"),
+    "blend_weight_over_one": ({"blend": "angry", "blend_weight": 1.5}, "invalid_settings", "settings.blend_weight"),
     "too_many_takes": ({"takes": 999}, "invalid_settings", "settings.takes"),
     "negative_seed": ({"seed": -1}, "invalid_settings", "settings.seed"),
-    "intensity_over_one": ({"intensity": 1.5}, "invalid_settings", "settings.intensity"),
+    "intensity_over_the_maximum": ({"intensity": 1.6}, "invalid_settings", "settings.intensity"),
     "unknown_key": ({"temprature": 0.5}, "invalid_settings", "settings.temprature"),
     "string_for_number": ({"temperature": "hot"}, "invalid_settings", "settings.temperature"),
     "render_size_not_multiple_of_8": ({"render_size": 100}, "invalid_settings", "settings.render_size"),
@@ -146,6 +148,7 @@ def test_unknown_or_path_like_job_ids_are_404(url, job_id):
     for suffix in ("", "/takes", "/frames/0/0.png", "/frames/0.zip"):
         assert_error(requests.get(f"{url}/v1/jobs/{job_id}{suffix}", timeout=HTTP_TIMEOUT), 404, code)
     assert_error(requests.delete(f"{url}/v1/jobs/{job_id}", timeout=HTTP_TIMEOUT), 404, code)
+    assert_error(requests.post(f"{url}/v1/jobs/{job_id}/cancel", timeout=HTTP_TIMEOUT), 404, code)
 
 
 def test_other_spellings_of_a_real_job_id_are_404(url, clip):
@@ -174,7 +177,7 @@ def raw_response(port: int, request: bytes, body_chunks: list[bytes] = ()) -> tu
 
 
 def test_oversized_upload_is_refused_from_its_content_length(url, server, info):
-    declared = info["limits"]["max_upload_bytes"] + 1
+    declared = info["limits"]["max_body_bytes"] + 1
     request = (f"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: multipart/form-data; "
                f"boundary=x\r\nContent-Length: {declared}\r\n\r\n").encode()
     status, body = raw_response(server.port, request)
@@ -183,7 +186,7 @@ def test_oversized_upload_is_refused_from_its_content_length(url, server, info):
 
 def test_oversized_chunked_upload_is_refused_while_streaming(url, server, info):
     chunk = b"x" * (1 << 20)
-    count = info["limits"]["max_upload_bytes"] // len(chunk) + 2
+    count = info["limits"]["max_body_bytes"] // len(chunk) + 2
     request = (f"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: multipart/form-data; "
                f"boundary=x\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
     part = b'--x\r\nContent-Disposition: form-data; name="audio"; filename="a.wav"\r\n\r\n'

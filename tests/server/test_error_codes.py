@@ -17,6 +17,7 @@ WIRE_CODES = {
     "core.align.AlignmentError": "alignment",
     "core.audio.AudioError": "audio",
     "core.audio.AudioNotFoundError": "audio_not_found",
+    "core.audio.AudioTooLargeError": "audio_too_large",
     "core.audio.AudioTooLongError": "audio_too_long",
     "core.audio.CorruptAudioError": "corrupt_audio",
     "core.audio.EmptyAudioError": "empty_audio",

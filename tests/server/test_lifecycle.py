@@ -14,7 +14,7 @@ import requests
 
 from core.emotions import EMOTIONS
 from core.formats.takes import POSE_COLUMNS, Take
-from tests.server.conftest import HTTP_TIMEOUT, assert_error, job, speech_wav, submit, wait_for
+from tests.server.conftest import HTTP_TIMEOUT, assert_error, cancel, job, speech_wav, submit, wait_for
 
 LONG_CLIP_S = 180.0  # with 16 takes, several seconds of sampling on this CPU: time to cancel it
 
@@ -109,19 +109,21 @@ def test_twenty_concurrent_jobs_all_finish_with_their_own_takes(url, short_clip)
         assert all(np.any(t.pose != 0) == settings["pose"] for t in takes)
 
 
-def test_cancel_mid_job_stops_it_and_serves_no_takes(url, short_clip):
+def test_cancel_mid_job_stops_it_keeps_it_and_serves_no_takes(url, short_clip):
     job_id = submit(url, speech_wav(LONG_CLIP_S), {"takes": 16}).json()["id"]
     queued_id = submit(url, short_clip).json()["id"]
     wait_for(url, job_id, ("running",), min_progress=0.1)
-    queued = requests.delete(f"{url}/v1/jobs/{queued_id}", timeout=HTTP_TIMEOUT)
-    assert queued.status_code == 200  # a queued job is cancelled at once and never starts
-    assert queued.json()["state"] == "cancelled" and queued.json()["started"] is None
-    cancelling = requests.delete(f"{url}/v1/jobs/{job_id}", timeout=HTTP_TIMEOUT)
-    assert cancelling.status_code == 200
+    assert_error(requests.delete(f"{url}/v1/jobs/{job_id}", timeout=HTTP_TIMEOUT), 409, "job_not_finished")
+    queued = cancel(url, queued_id)  # a queued job is cancelled at once and never starts
+    assert queued["state"] == "cancelled" and queued["started"] is None
+    assert cancel(url, job_id)["state"] == "running"  # it stops at the worker's next check
     asked = time.monotonic()
+    assert cancel(url, job_id)["id"] == job_id  # a second click asks again, and deletes nothing
     final = wait_for(url, job_id, timeout=30)[-1]
     assert final["state"] == "cancelled" and final["progress"] < 1.0
     assert time.monotonic() - asked < 10
+    again = cancel(url, job_id)  # a finished job is answered as it is
+    assert (again["state"], again["finished"]) == ("cancelled", final["finished"])
     assert_error(requests.get(f"{url}/v1/jobs/{job_id}/takes", timeout=HTTP_TIMEOUT), 409, "not_ready")
     assert requests.delete(f"{url}/v1/jobs/{job_id}", timeout=HTTP_TIMEOUT).status_code == 204
     assert job(url, queued_id)["started"] is None

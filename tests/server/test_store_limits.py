@@ -26,7 +26,7 @@ def test_a_full_queue_answers_429_until_a_job_is_cancelled(tmp_path):
         assert "2 jobs" in error["message"]
         listed = requests.get(f"{server.url}/v1/jobs", timeout=HTTP_TIMEOUT).json()
         assert sorted(job["id"] for job in listed) == sorted([running, queued])  # none from the refusal
-        assert requests.delete(f"{server.url}/v1/jobs/{running}", timeout=HTTP_TIMEOUT).status_code == 200
+        assert requests.post(f"{server.url}/v1/jobs/{running}/cancel", timeout=HTTP_TIMEOUT).status_code == 200
         wait_for(server.url, running)
         accepted = submit(server.url, speech_wav(1.0))
         assert accepted.status_code == 202, accepted.text
