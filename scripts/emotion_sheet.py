@@ -17,18 +17,13 @@ camera looks at the face from the front and a little above, the head (its mesh's
 to the chin) filling most of the frame. The tiles go into one PNG, three emotions to a row, each an
 (open, closed) pair with the emotion's name under it. The signature channels' keyed values at the
 open frame and their mean over the take are printed and written beside the PNG (same stem, .json).
-
-The ``core``, ``server`` and ``buildtools`` packages are the first on ``sys.path`` (``PYTHONPATH``),
-else this script's repository's; the server runs the same ones.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -40,14 +35,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if any(importlib.util.find_spec(name) is None for name in ("core", "server", "buildtools")):
-    sys.path.insert(0, str(REPO_ROOT))  # only when nothing on the path provides them
-
-import core  # noqa: E402
-from buildtools.demo import PACKAGE, DemoError, import_bpy, install_addon, use_still_output, world_bounds  # noqa: E402
-from core.face.rig import ARKIT_NAMES  # noqa: E402
-from server.process import ServerProcess  # noqa: E402
+from buildtools.demo import PACKAGE, DemoError, import_bpy, install_addon, use_still_output, world_bounds
+from core.face.rig import ARKIT_NAMES
+from server.process import ServerProcess
 
 if TYPE_CHECKING:
     import bpy
@@ -114,13 +104,6 @@ def check_inputs(args: argparse.Namespace) -> None:
             raise SheetError(f"the {what} {path} does not exist")
     if args.size < 64:
         raise SheetError(f"--size {args.size} is too small: 64 pixels at least")
-
-
-def project_env() -> dict[str, str]:
-    """The server's environment: ``PYTHONPATH`` led by the project this script imported, so the
-    server runs the same ``core`` and ``server`` as the add-on builder."""
-    root = str(Path(core.__file__).resolve().parent.parent)
-    return {"PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
 
 
 def server_info(url: str) -> dict:
@@ -369,7 +352,7 @@ def run_sheet(args: argparse.Namespace, home: Path) -> list[dict]:
     """Start the server and Blender, make the sheet (see the module's docstring) and write it and
     its JSON; returns the JSON's emotion entries. The server is stopped before this returns, also
     on error (the message of a failure after it was ready then ends with its log)."""
-    server = ServerProcess(home / "server-data", env=project_env()).start()  # before bpy sets XDG_CACHE_HOME
+    server = ServerProcess(home / "server-data").start()  # before bpy sets XDG_CACHE_HOME
     try:
         bpy = import_bpy(home)
         install_addon(bpy, home / "dist")
