@@ -22,7 +22,7 @@ M-LMD to the best take's (the "equal lip error" check). The flow's row scores it
 seed's own). ``paired_m_lmd`` compares that take's M-LMD with each baseline's, sequence by sequence
 (`core.eval.metrics.paired_difference`: mean difference, bootstrap 95% interval, share of
 sequences where the flow is closer). Per-sequence values are averaged; the
-closure rate pools all bilabials of the split.
+closure rate pools all bilabials of the split, and ``closure_by_emotion`` those of each emotion.
 """
 
 import math
@@ -112,7 +112,8 @@ def sequence_nll(model: CoeffModel, seq: CoeffSequence) -> float:
 
 @dataclass
 class _Scores:
-    """Per-sequence metric lists of one system (``closed``: one entry per scored bilabial)."""
+    """Per-sequence metric lists of one system (``closed``: one entry per scored bilabial, also
+    kept per emotion of the sequence in ``closed_by_emotion``)."""
 
     m_lmd: list[float] = field(default_factory=list)
     f_lmd: list[float] = field(default_factory=list)
@@ -120,6 +121,7 @@ class _Scores:
     opening: list[float] = field(default_factory=list)
     jerk: list[float] = field(default_factory=list)
     correct: list[float] = field(default_factory=list)
+    closed_by_emotion: dict[str, list[float]] = field(default_factory=dict)
 
 
 def _score(scores: _Scores, face: FaceModel, exp: np.ndarray, seq: CoeffSequence, phones: list,
@@ -129,7 +131,9 @@ def _score(scores: _Scores, face: FaceModel, exp: np.ndarray, seq: CoeffSequence
     scores.f_lmd.append(landmark_distance(face, exp, seq.exp, None))
     rate = bilabial_closure_rate(face, exp, phones, fps)
     if not math.isnan(rate):  # weight each sequence's rate by its bilabials: the split's pooled rate
-        scores.closed.extend([rate] * sum(p[0] in BILABIALS for p in phones))
+        weighted = [rate] * sum(p[0] in BILABIALS for p in phones)
+        scores.closed.extend(weighted)
+        scores.closed_by_emotion.setdefault(seq.emotion, []).extend(weighted)
     opening = open_vowel_opening(face, exp, phones, fps)
     if not math.isnan(opening):
         scores.opening.append(opening)
@@ -199,6 +203,8 @@ def evaluate(
         "closed_gap_mm": CLOSED_GAP_MM, "classifier_train_sequences": len(train),
         "classifier_train_accuracy": classifier.accuracy(train_exps, train_labels),
         "systems": report,
+        "closure_by_emotion": {name: {emotion: _mean(rates) for emotion, rates in sorted(scores[name].closed_by_emotion.items())}
+                               for name in SYSTEMS},
         "paired_m_lmd": {name: asdict(paired_difference(scores["flow"].m_lmd, scores[name].m_lmd))
                          for name in BASELINES} if len(sequences) >= 2 else {},  # an interval needs two
     }
@@ -256,6 +262,9 @@ def format_table(report: dict[str, Any]) -> str:
     lines.append(f"{report['sequences']} {settings['split']} sequences ({report['frames']} frames), voices "
                  f"{', '.join(report['voices'])}; flow takes per sequence: {settings['takes']}")
     lines.append("flow takes: " + ", ".join(extra))
+    by_emotion = report.get("closure_by_emotion", {}).get("flow", {})  # reports before it lack it
+    if by_emotion:
+        lines.append("flow closure by emotion: " + ", ".join(f"{e} {r:.0%}" for e, r in by_emotion.items()))
     for name, paired in report.get("paired_m_lmd", {}).items():  # reports before it lack it
         low, high = paired["ci95"]
         lines.append(f"flow - {name} M-LMD: {paired['mean']:+.3f} mm (95% interval {low:+.3f} to {high:+.3f}), "

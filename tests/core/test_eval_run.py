@@ -50,6 +50,20 @@ def test_every_system_gets_every_metric(report) -> None:
     assert math.isfinite(flow["nll"])
 
 
+def test_closure_is_also_split_by_emotion_and_the_split_pools_back_to_the_whole(report) -> None:
+    """Each system's closure per emotion of the sequences (the truth seals every bilabial); the
+    table names the flow's; weighted by each emotion's bilabials they give the pooled rate."""
+    for system in SYSTEMS:
+        by_emotion = report["closure_by_emotion"][system]
+        assert set(by_emotion) <= {"neutral", "happy", "sad"} and by_emotion
+        assert all(0.0 <= rate <= 1.0 for rate in by_emotion.values())
+        assert min(by_emotion.values()) - 1e-9 <= report["systems"][system]["bilabial_closure"] \
+            <= max(by_emotion.values()) + 1e-9
+    assert set(report["closure_by_emotion"]["truth"].values()) == {1.0}
+    line = next(l for l in format_table(report).splitlines() if l.startswith("flow closure by emotion"))
+    assert all(emotion in line for emotion in report["closure_by_emotion"]["flow"])
+
+
 def test_the_val_split_is_evaluated_on_its_own_voices_and_other_splits_are_refused(corpus) -> None:
     """val (held-out sentences of the training voices) is there for choosing settings without
     the test voices; the report names the split and its voices."""
