@@ -232,10 +232,11 @@ def take_styles(
 def emotion_weights(settings: SampleSettings) -> Tensor:
     """The emotion mix of ``settings`` as weights over `EMOTIONS`: one-hot for one emotion,
     1 - w and w for ``emotion`` blended with ``blend`` at ``blend_weight`` w. Shapes: -> (C,)."""
+    share = settings.blend_weight if settings.blend is not None else 0.0
     weights = torch.zeros(len(EMOTIONS))
-    weights[emotion_index(settings.emotion)] += 1.0 - (settings.blend_weight if settings.blend else 0.0)
+    weights[emotion_index(settings.emotion)] += 1.0 - share
     if settings.blend is not None:
-        weights[emotion_index(settings.blend)] += settings.blend_weight
+        weights[emotion_index(settings.blend)] += share
     return weights
 
 
