@@ -29,7 +29,7 @@ T = TypeVar("T")
 SERVER_SETTINGS = {"intensity": "intensity", "temperature": "temperature", "pose_temperature": "pose_temperature",
                    "style_temperature": "style_temperature", "seed": "seed", "takes": "takes", "pose": "use_pose",
                    "pose_amount": "pose_amount", "blinks": "blinks", "render": "render_preview",
-                   "render_size": "render_size", "blend_weight": "blend_weight"}
+                   "render_size": "render_size", "blend_weight": "blend_weight", "closures": "closures"}
 
 
 def scene_fps(scene: bpy.types.Scene) -> float:

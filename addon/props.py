@@ -124,6 +124,11 @@ class FlowVQSettings(bpy.types.PropertyGroup):
     dialogue: StringProperty(name="Dialogue", description=(
         "What the clip says (optional): its phones, aligned to the audio, drive the lips. Words as "
         "spoken, numbers spelled out; a line that cannot be aligned falls back to the audio alone"))
+    closures: EnumProperty(name="Lip Closures", default="phones", description=(
+        "Without dialogue: seal the lips on the /p b m/ a speech recogniser hears in the clip"), items=[
+        ("phones", "Heard Phones", "Phone recognition: fast, catches the most closures"),
+        ("words", "Heard Words", "Word recognition, then alignment: slower, fewer closures where there are none"),
+        ("off", "Off", "The model's lips alone")])
     emotion: EnumProperty(name="Emotion", items=_emotion_enum)
     intensity: FloatProperty(name="Intensity", default=1.0, min=0.0, max=1.5, description=(
         "0 is plain talk, 1 the emotion's full expression; above 1 exaggerates it for stylised characters"))

@@ -30,6 +30,8 @@ def _draw_audio(layout: bpy.types.UILayout, context: bpy.types.Context, props) -
     else:
         box.label(text="The sequencer has no strips", icon="INFO")
     box.prop(props, "dialogue")
+    if not props.dialogue.strip():
+        box.prop(props, "closures")
 
 
 def _draw_style(layout: bpy.types.UILayout, props) -> None:

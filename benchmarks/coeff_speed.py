@@ -6,9 +6,12 @@ but such a model has no latent bank, so manifold projection is off. Each case is
 (audio features, sampling, takes) as best of ``--repeats`` after one warm-up, on the CPU and, when
 available, on CUDA. RTF is the real-time factor: seconds of audio per second of wall time.
 
-Goals: 1 take >= 50x real time; 16 batched takes <= 3x the time of 1 take. With a line's text
-(``--text``), forced alignment runs before sampling; its own line times `core.align.align_text` on
-a real reader's line (tests/data/real/LJ001-0013.flac), not part of the RTF above.
+Goals: 1 take >= 50x real time; 16 batched takes <= 3x the time of 1 take. The cases run with
+``closures="off"``: listening to the clip is timed on its own lines, not part of the RTF above.
+With a line's text (``--text``), forced alignment runs before sampling (`core.align.align_text` on
+a real reader's line, tests/data/real/LJ001-0013.flac); without one, the generator listens for the
+clip's bilabials (`core.recognize.heard_phones`, "phones" by default, "words" on request) on a real
+speaker's 11 s clip (tests/data/real/jfk.flac).
 """
 
 import argparse
@@ -31,6 +34,7 @@ from core.coeff.model import CoeffModel
 from core.coeff.sampler import SampleSettings, take_seeds
 from core.coeff.weights import save_weights
 from core.face import builtin
+from core.recognize import heard_phones
 
 __all__ = ["main", "noise_clip", "time_cases"]
 
@@ -38,6 +42,7 @@ RTF_GOAL = 50.0
 BATCH_RATIO_GOAL = 3.0
 ALIGN_CLIP = Path(__file__).resolve().parents[1] / "tests" / "data" / "real" / "LJ001-0013.flac"
 ALIGN_TEXT = "than in the same operations with ugly ones."
+HEAR_CLIP = Path(__file__).resolve().parents[1] / "tests" / "data" / "real" / "jfk.flac"
 
 
 def noise_clip(seconds: float, seed: int = 0) -> np.ndarray:
@@ -77,6 +82,18 @@ def time_alignment(repeats: int) -> dict:
     return {"clip_s": seconds, "wall_s": wall, "rtf": seconds / wall}
 
 
+def time_hearing(repeats: int) -> list[dict]:
+    """Wall time of each recogniser `GenerateSettings.closures` can name on the real speaker's clip,
+    and its real-time factor."""
+    wave = load_audio(HEAR_CLIP)
+    seconds = len(wave) / SAMPLE_RATE
+    rows = []
+    for hearing in ("phones", "words"):
+        wall = best_of(lambda: heard_phones(wave, hearing), repeats)
+        rows.append({"closures": hearing, "clip_s": seconds, "wall_s": wall, "rtf": seconds / wall})
+    return rows
+
+
 def summary(rows: list[dict]) -> dict:
     """Ratios against the goals for one device's three rows (in `time_cases` order)."""
     one, batched, naive = rows
@@ -90,7 +107,7 @@ def summary(rows: list[dict]) -> dict:
     }
 
 
-def print_table(rows: list[dict], summaries: list[dict], alignment: dict, header: str) -> None:
+def print_table(rows: list[dict], summaries: list[dict], alignment: dict, hearing: list[dict], header: str) -> None:
     print(header)
     print(f"{'device':<8} {'case':<24} {'wall s':>8} {'RTF':>9}")
     for row in rows:
@@ -101,6 +118,9 @@ def print_table(rows: list[dict], summaries: list[dict], alignment: dict, header
               f"batched vs one by one: {s['batched_speedup_over_naive']:.2f}x faster")
     print(f"text alignment (--text, before sampling): {alignment['wall_s']:.3f} s for {alignment['clip_s']:.2f} s "
           f"of speech ({alignment['rtf']:.1f}x real time)")
+    for row in hearing:
+        print(f"closures heard (--closures {row['closures']}, before sampling): {row['wall_s']:.3f} s for "
+              f"{row['clip_s']:.2f} s of speech ({row['rtf']:.1f}x real time)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,19 +148,21 @@ def main(argv: list[str] | None = None) -> int:
         for device in devices:
             generator = CoeffGenerator.load(weights, device=device)
             blend = SampleSettings().manifold_blend if len(generator.model.bank) else 0.0
-            settings = GenerateSettings(sample=SampleSettings(manifold_blend=blend), fps=args.fps)
+            settings = GenerateSettings(sample=SampleSettings(manifold_blend=blend), fps=args.fps, closures="off")
             device_rows = time_cases(generator, audio, args.seconds, settings, args.takes, args.repeats)
             rows += device_rows
             summaries.append(summary(device_rows))
 
     alignment = time_alignment(args.repeats)
+    hearing = time_hearing(args.repeats)
     source = str(args.weights) if args.weights else "PRESETS['default'], random init (speed only)"
     if args.json:
         print(json.dumps({"weights": source, "seconds": args.seconds, "fps": args.fps,
                           "torch_threads": torch.get_num_threads(), "repeats": args.repeats,
-                          "results": rows, "summary": summaries, "alignment": alignment}, indent=1))
+                          "results": rows, "summary": summaries, "alignment": alignment,
+                          "hearing": hearing}, indent=1))
     else:
-        print_table(rows, summaries, alignment, f"{args.seconds:g} s of audio at {args.fps:g} fps; weights: {source}; "
+        print_table(rows, summaries, alignment, hearing, f"{args.seconds:g} s of audio at {args.fps:g} fps; weights: {source}; "
                                      f"torch threads: {torch.get_num_threads()}; best of {args.repeats} after a warm-up")
     return 0
 

@@ -208,11 +208,13 @@ def viseme_curves(
 
 
 def seal_bilabials(
-    curves: np.ndarray, names: Sequence[str], phones: Sequence[tuple[str, float, float]], fps: float
+    curves: np.ndarray, names: Sequence[str], phones: Sequence[tuple[str, float, float]], fps: float,
+    to_end: bool = False,
 ) -> None:
     """Seal the lips around each /p b m/: mouthClose = jawOpen and every `LIP_PARTING` channel 0,
-    from a quarter of the phone's length before its led centre to its acoustic centre, and always
-    on the acoustic centre's frame (`frames_at`; the last frame for a centre past the end). In place.
+    from a quarter of the phone's length before its led centre to its acoustic centre (``to_end``:
+    to its end, for recognised phones whose times may be a frame off), and always on the acoustic
+    centre's frame (`frames_at`; the last frame for a centre past the end). In place.
     Shapes: curves (T, len(names)) with frame centres at (t + 0.5) / fps.
     """
     columns = list(names)
@@ -222,7 +224,7 @@ def seal_bilabials(
     for symbol, start, end in phones:
         if symbol in BILABIALS and len(curves):
             centre, quarter = (start + end) / 2, (end - start) / 4
-            inside = (times >= centre - LEAD - quarter) & (times <= centre)
+            inside = (times >= centre - LEAD - quarter) & (times <= (end if to_end else centre))
             inside[min(int(frames_at(np.array([centre]), fps)[0]), len(times) - 1)] = True
             curves[np.ix_(inside, parting)] = 0.0
             curves[inside, close] = curves[inside, jaw]

@@ -3,7 +3,7 @@ ranges (they give OpenAPI docs and 422s), and the answers' shapes. `core` re-che
 receives (`GenerateSettings.check`), so these models are the first line, not the only one."""
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,6 +11,7 @@ from core.align import MAX_TEXT_CHARS
 from core.audio import MAX_FPS
 from core.coeff.generator import GenerateSettings
 from core.coeff.sampler import MAX_INTENSITY, MAX_MANIFOLD_K, MAX_SEED, SampleSettings
+from core.recognize import HEARING
 from core.render import RENDERER_KINDS
 from server.config import LIMITS
 from server.store import KINDS, STATES
@@ -79,6 +80,10 @@ class JobSettings(RenderSettings):
         None, description="source face expression β₀ [D]; null = the portrait's fit, else neutral")
     text: str | None = Field(None, max_length=MAX_TEXT_CHARS,
                              description="what the clip says; its aligned phones drive the lips (null: audio only)")
+    closures: Literal[HEARING] = Field(
+        GenerateSettings.closures,
+        description="without a text: seal the lips on the /p b m/ a recogniser hears: phones (fast), words "
+                    "(slower, fewer false closures) or off")
     render: bool = Field(False, description="also render preview frames")
 
 
@@ -157,13 +162,18 @@ class SettingView(BaseModel):
     default: Any
     minimum: float | None = None
     maximum: float | None = None
+    choices: list[str] | None = None
 
 
 def setting_ranges() -> dict[str, dict[str, Any]]:
-    """Each job setting with a plain value (number or switch): its default and, for numbers, its
-    inclusive range, read from `JobSettings` itself so clients never copy them by hand."""
+    """Each job setting with a plain value (number, switch or one of a few names): its default and,
+    for numbers, its inclusive range, for names their choices, read from `JobSettings` itself so
+    clients never copy them by hand."""
     ranges = {}
     for name, field in JobSettings.model_fields.items():
+        if get_origin(field.annotation) is Literal:
+            ranges[name] = {"default": field.default, "choices": list(get_args(field.annotation))}
+            continue
         if field.annotation not in (int, float, bool):
             continue
         bounds = {"default": field.default}

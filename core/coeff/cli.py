@@ -17,6 +17,7 @@ from core.coeff.sampler import MAX_INTENSITY, SampleSettings
 from core.device import DEVICES
 from core.errors import FlowVQError
 from core.formats.takes import save_takes
+from core.recognize import HEARING
 
 __all__ = ["add_generate_parser", "run_generate"]
 
@@ -64,6 +65,9 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     text.add_argument("--text", help="what the clip says: its phones, aligned to the audio, drive the lips "
                                      "(words as spoken; numbers spelled out)")
     text.add_argument("--text-file", type=Path, metavar="FILE", help="the same, read from a UTF-8 text file")
+    parser.add_argument("--closures", choices=HEARING, default=GenerateSettings.closures,
+                        help="without a text: seal the lips on the /p b m/ a speech recogniser hears in the "
+                             "clip: phones (fast), words (slower, fewer false closures) or off (default %(default)s)")
     parser.add_argument("--fps", type=float, help="output frame rate (default: the model's)")
     parser.add_argument("--weights", type=Path, metavar="DIR",
                         help="coefficient weights directory (default: the installed default weights)")
@@ -103,6 +107,7 @@ def run_generate(args: argparse.Namespace) -> int:
         fps=args.fps,
         source_exp=source,
         text=_text(args),
+        closures=args.closures,
     )
     takes = generator.generate(args.audio, settings, note=lambda message: print(f"note: {message}", file=sys.stderr))
     save_takes(args.out, takes)

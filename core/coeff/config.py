@@ -98,7 +98,10 @@ class CoeffConfig:
     fps: the model's frame rate (generation resamples to any output fps); audio_before/after: the
     audio window in model frames around each frame (after = look-ahead); audio_width: audio feature
     size; nu: the t-mixture's degrees of freedom; prior_seed: seeds the mixture means;
-    emotion_dim: the emotion embedding in ExpFlow's context. lip_gap: ExpFlow models jawOpen as
+    emotion_dim: the emotion embedding in ExpFlow's context; emotion_dropout: the probability that
+    a training sequence's context carries the talk class's embedding instead of its own (its
+    style, ActNorm rows and prior component stay its own), so the couplings learn the mouth from
+    the audio and the emotion from the style rather than from the embedding. lip_gap: ExpFlow models jawOpen as
     the lip gap jawOpen - mouthClose (`core.flow.Standardize`), which is 0 wherever the lips meet;
     seal_depth: training frames with closed lips (gap 0) are dequantised into gaps below 0, by a
     half-normal of this std in coefficient units, so the flow can put a take's closures on the far
@@ -114,6 +117,7 @@ class CoeffConfig:
     nu: float = 5.0
     prior_seed: int = 0
     emotion_dim: int = 16
+    emotion_dropout: float = 0.0
     lip_gap: bool = True
     seal_depth: float = 0.05
     take_style: bool = True
@@ -144,6 +148,8 @@ class CoeffConfig:
             raise ConfigError(f"audio_width must be a multiple of {N_MELS} (log-mel rows per frame), got {self.audio_width}")
         if self.nu <= 0:
             raise ConfigError(f"nu (degrees of freedom) must be > 0, got {self.nu}")
+        if not 0.0 <= self.emotion_dropout <= 1.0:
+            raise ConfigError(f"emotion_dropout must be in [0, 1], got {self.emotion_dropout}")
         if self.seal_depth < 0:
             raise ConfigError(f"seal_depth must be >= 0, got {self.seal_depth}")
         self.exp.check("exp")

@@ -4,9 +4,11 @@
 turns one clip into ``settings.sample.takes`` takes:
 
     audio (path or bytes) -> log-mel features at the model fps            stage "features"
-    (with the line's text: its phones aligned to the audio, `core.align`)
+    (with the line's text: its phones aligned to the audio, `core.align`; without one, the phones
+    heard in it by ``settings.closures``, `core.recognize.heard_phones`)
     -> `core.coeff.sampler.sample_takes` (all takes in one batch)          stage "sampling"
-    (with aligned phones: the mouth driven by them, `core.coeff.text.text_lips`)
+    (with aligned phones: the mouth driven by them, `core.coeff.text.text_lips`; without a text,
+    the lips sealed on the bilabials a recogniser hears, `core.coeff.text.heard_lips`)
     -> one `core.formats.takes.Take` per take, resampled to the output fps, validated  stage "done"
 
 A text that cannot be aligned (a word outside the dictionary, digits, a text that does not fit the
@@ -31,7 +33,7 @@ from core.align import MAX_TEXT_CHARS, AlignmentError, align_text
 from core.audio import MAX_FPS, SAMPLE_RATE, audio_features
 from core.coeff.model import CoeffModel
 from core.coeff.sampler import CancelFn, SampleSettings, SettingsError, sample_takes, take_seeds
-from core.coeff.text import text_lips
+from core.coeff.text import heard_lips, text_lips
 from core.coeff.weights import default_weights_dir, load_weights
 from core.emotions import EMOTIONS, REFERENCE, emotion_index
 from core.device import resolve_device
@@ -41,6 +43,7 @@ from core.jsonvalues import as_kind
 from core.face import load_face_model
 from core.face.model import FaceModel
 from core.formats.takes import Take, load_takes, resample
+from core.recognize import HEARING, RecognitionError, heard_phones
 
 __all__ = [
     "CoeffGenerator",
@@ -72,24 +75,27 @@ class GenerateSettings:
     seed, takes, pose, pose_amount, manifold_blend, manifold_k, reference); fps: output frame rate,
     None = the model's fps;
     source_exp: β₀, the source face's expression coefficients, None = zeros (the neutral face);
-    text: what the clip says, None = unknown (module docstring). Shapes: source_exp (D,).
+    text: what the clip says, None = unknown (module docstring); closures: without a text, which
+    recogniser's /p b m/ seal the lips (`core.recognize.HEARING`: "phones", "words" or "off").
+    Shapes: source_exp (D,).
     """
 
     sample: SampleSettings = field(default_factory=SampleSettings)
     fps: float | None = None
     source_exp: np.ndarray | None = None
     text: str | None = None
+    closures: str = "phones"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "GenerateSettings":
         """Settings from a flat JSON object: the `SampleSettings` field names plus "fps",
-        "source_exp" and "text"; missing keys take their defaults. Unknown keys and values of the wrong
+        "source_exp", "text" and "closures"; missing keys take their defaults. Unknown keys and values of the wrong
         JSON type raise `SettingsError` naming the key; ranges are checked by `check`.
         """
         if not isinstance(data, Mapping):
             raise SettingsError(f"generation settings must be a JSON object, got {type(data).__name__}")
         sample_keys = {f.name for f in fields(SampleSettings)}
-        known = sample_keys | {"fps", "source_exp", "text"}
+        known = sample_keys | {"fps", "source_exp", "text", "closures"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise SettingsError(f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -106,6 +112,7 @@ class GenerateSettings:
             fps=None if fps is None else _typed("fps", fps, float),
             source_exp=None if data.get("source_exp") is None else _array("source_exp", data["source_exp"]),
             text=None if data.get("text") is None else _typed("text", data["text"], str),
+            closures=cls.closures if data.get("closures") is None else _typed("closures", data["closures"], str),
         )
 
     def check(self, model: CoeffModel) -> None:
@@ -126,6 +133,8 @@ class GenerateSettings:
                 raise SettingsError("source_exp contains NaN or infinite values")
         if self.text is not None and not (isinstance(self.text, str) and len(self.text) <= MAX_TEXT_CHARS):
             raise SettingsError(f"text must be one line of at most {MAX_TEXT_CHARS} characters")
+        if self.closures not in HEARING:
+            raise SettingsError(f"closures must be one of {', '.join(HEARING)}, got {self.closures!r}")
 
     def beta0(self, dim: int) -> np.ndarray:
         """The source expression β₀ as float32, zeros when unset. Shapes: -> (D,)."""
@@ -221,6 +230,7 @@ class CoeffGenerator:
         report("features", 0.0)
         wave, feats = audio_features(audio, self.fps)  # (T, audio_width) at the model fps
         phones = _aligned(wave, settings.text, note or _silent)
+        heard = _heard(wave, settings.closures, note or _silent) if phones is None else ()
         report("sampling", _SAMPLING_START)
         exp, pose = sample_takes(
             self.model, feats, settings.beta0(self.model.dim), sample,
@@ -229,6 +239,8 @@ class CoeffGenerator:
         )  # (N, T, D), (N, T, 6)
         if phones is not None:
             exp = text_lips(exp, phones, self.names, self.fps, settings.beta0(self.model.dim))
+        elif heard:
+            exp = heard_lips(exp, heard, self.names, self.fps)
         emotion = REFERENCE if sample.reference is not None else EMOTIONS[emotion_index(sample.emotion)]
         takes = [self._take(k, seed, emotion, exp[k], pose[k], settings.fps)
                  for k, seed in enumerate(take_seeds(sample))]
@@ -265,6 +277,16 @@ def _aligned(wave: np.ndarray, text: str | None, note: NoteFn) -> list[tuple[str
     except AlignmentError as err:
         note(f"the text was not used, the lips follow the audio alone: {err}")
         return None
+
+
+def _heard(wave: np.ndarray, hearing: str, note: NoteFn) -> tuple[tuple[str, float, float], ...]:
+    """The phones ``hearing`` recognises in the wave; none when the recogniser cannot take the
+    clip (then ``note`` says why the lips follow the flows alone)."""
+    try:
+        return heard_phones(wave, hearing)
+    except RecognitionError as err:
+        note(f"no closures were heard, the lips follow the flows alone: {err}")
+        return ()
 
 
 def reference_from_takes(path: str | Path, names: tuple[str, ...], take: int = 0) -> np.ndarray:

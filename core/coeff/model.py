@@ -207,7 +207,9 @@ class SequenceFlow(nn.Module):
         noise = torch.randn(clean.shape, generator=generator, device=clean.device, dtype=clean.dtype)
         data = clean + settings.noise_std * noise
         label = batch["label"]
-        static = self.static_context(batch["audio"], batch.get("beta0"), label, self.batch_style(batch))
+        static = self.static_context(
+            batch["audio"], batch.get("beta0"), self.context_label(label, generator), self.batch_style(batch)
+        )
         keep = torch.rand((n_batch, length, 1), generator=generator, device=clean.device) >= settings.dropout
         context = self.window_contexts(data, batch["available"], static, keep.to(data.dtype))
         frame_label = label.repeat_interleave(length)
@@ -231,6 +233,11 @@ class SequenceFlow(nn.Module):
     def batch_style(self, batch: dict[str, Tensor]) -> Tensor | None:
         """The take style of a training batch's sequences; None for a flow without one."""
         return None
+
+    def context_label(self, label: Tensor | None, generator: torch.Generator | None) -> Tensor | None:
+        """The labels a training batch's static context is built from (the batch's own here).
+        Shapes: label (B,) -> (B,)."""
+        return label
 
     def press_closed(self, data: Tensor, clean: Tensor, noise: Tensor) -> Tensor:
         """Dequantised targets with every closed-lip frame (gap jawOpen - mouthClose <= 0 in
@@ -307,6 +314,7 @@ class ExpFlow(SequenceFlow):
         extra = dim + config.emotion_dim + len(style)
         super().__init__(dim, config.exp, config, extra, N_CLASSES, seed, gap)
         self.seal_depth = config.seal_depth
+        self.emotion_dropout = config.emotion_dropout
         self.style = style
         self.emotion = nn.Embedding(N_CLASSES, config.emotion_dim)
         self.prior = StudentTMixture(dim, N_CLASSES, config.nu, config.prior_seed)
@@ -359,6 +367,14 @@ class ExpFlow(SequenceFlow):
     def batch_style(self, batch: dict[str, Tensor]) -> Tensor | None:
         """Each training window's sequence style (None without one). Shapes: -> (B, S)."""
         return self.style_of(batch["style"]) if self.style else None
+
+    def context_label(self, label: Tensor | None, generator: torch.Generator | None) -> Tensor | None:
+        """The batch's labels, each replaced by talk with probability ``emotion_dropout`` (the
+        embedding dropout, `CoeffConfig`). Shapes: label (B,) -> (B,)."""
+        if label is None or not self.emotion_dropout:
+            return label
+        dropped = torch.rand(label.shape, generator=generator, device=label.device) < self.emotion_dropout
+        return torch.where(dropped, torch.full_like(label, EMOTIONS.index(TALK)), label)
 
     def set_source_range(self, beta0: Tensor) -> None:
         """Fix the range of source expressions seen in training. Shapes: beta0 (N, D)."""

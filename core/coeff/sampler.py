@@ -7,9 +7,12 @@ flow maps its latent back to coefficients with a context made of the static part
 β₀, emotion, take style), computed once, and the τ frames it generated just before.
 
 Latent centres (ExpFlow):
-* emotion with intensity a: μ_talk + a · (μ_e - μ_talk), so 0 is the neutral speaking style
-  and 1 the emotion's own component (up to `MAX_INTENSITY` goes further along the same line, for
-  stylised characters; takes stay clamped to the face model's range);
+* emotion with intensity a ≤ 1: μ_talk + a · (μ_e - μ_talk), so 0 is the neutral speaking style
+  and 1 the emotion's own component. Above 1 (up to `MAX_INTENSITY`, for stylised characters) the
+  takes are sampled at 1 and their emotion-bearing channels' departure from β₀ is scaled by a
+  (`exaggerate`), clamped to the face model's range: the flows never saw a style past the corpus's
+  apex, and extrapolating their inputs there lowered some channels (surprise's inner brows fell
+  from 0.57 at 1 to 0.48 at 1.5 with this session's weights);
 * a blend of two emotions (``blend`` at ``blend_weight`` w): μ_e is replaced by the weighted
   component means (1 - w) μ_e + w μ_b, and the emotion embedding, the ActNorm rows and the take
   style's line are mixed by the same weights (`emotion_weights`, `core.flow.class_rows`);
@@ -37,7 +40,7 @@ to the training range of poses, then scaled by ``pose_amount`` (or skipped: zero
 import warnings
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -64,6 +67,7 @@ __all__ = [
     "take_seeds",
     "add_blinks",
     "move_with_emotion",
+    "exaggerate",
     "MAX_TAKES",
     "MAX_MANIFOLD_K",
     "REFERENCE_MARGIN",
@@ -394,13 +398,14 @@ def sample_takes(
     windows = torch.as_tensor(frame_windows(audio, config.audio_before, config.audio_after), device=device)
     source = torch.as_tensor(np.asarray(beta0, dtype=np.float32), device=device)
     label = emotion_weights(settings).to(device).expand(n_takes, -1)  # (N, C) class weights
+    apex = replace(settings, intensity=min(settings.intensity, 1.0))  # beyond 1: `exaggerate`
     exp_noise, pose_noise, style_noise = _draw_noise(model, take_seeds(settings), frames)
-    latents = latent_centres(model, settings, source, frames) + settings.temperature * exp_noise.to(device)
+    latents = latent_centres(model, apex, source, frames) + settings.temperature * exp_noise.to(device)
     if settings.manifold_blend > 0:
         projected = project_to_manifold(latents.reshape(-1, model.dim), model.bank, settings.manifold_k,
                                         lambda: _check_cancel(cancel, "during the manifold projection"))
         latents = latents + settings.manifold_blend * (projected.reshape(latents.shape) - latents)
-    styles = take_styles(model, settings, source, style_noise.to(device))
+    styles = take_styles(model, apex, source, style_noise.to(device))
     exp_static = model.exp_flow.static_context(windows[None], source[None], label, styles)  # (N, T, C)
     rollouts = [_Rollout(model.exp_flow, exp_static, latents, label,
                          (model.lower, model.upper), model.lips)]
@@ -413,6 +418,8 @@ def sample_takes(
     exp = rollouts[0].output.cpu().numpy()
     if loudness is not None and settings.reference is None:
         exp = move_with_emotion(exp, model, np.asarray(beta0, np.float32), loudness)
+    if settings.intensity > 1.0 and settings.reference is None:
+        exp = exaggerate(exp, model, np.asarray(beta0, np.float32), settings.intensity)
     pose = (settings.pose_amount * rollouts[1].output.cpu().numpy() if settings.pose
             else np.zeros((n_takes, frames, POSE_DIM), np.float32))
     if settings.blinks and settings.reference is None and settings.temperature > 0:
@@ -433,6 +440,16 @@ def move_with_emotion(exp: np.ndarray, model: CoeffModel, beta0: np.ndarray, lou
     columns = list(style_columns(model.names))
     moved = move_with_the_line(exp, beta0, columns, model.names, loudness, model.config.fps)
     return np.clip(moved, model.lower.cpu().numpy(), model.upper.cpu().numpy()).astype(np.float32)
+
+
+def exaggerate(exp: np.ndarray, model: CoeffModel, beta0: np.ndarray, factor: float) -> np.ndarray:
+    """Takes whose emotion-bearing channels (`core.coeff.model.style_columns`) depart from β₀
+    ``factor`` times as far, clamped to the bounds; the lips and every other channel unchanged.
+    Shapes: exp (N, T, D), beta0 (D,) -> (N, T, D)."""
+    columns = list(style_columns(model.names))
+    out = np.array(exp, dtype=np.float32)
+    out[..., columns] = beta0[columns] + factor * (out[..., columns] - beta0[columns])
+    return np.clip(out, model.lower.cpu().numpy(), model.upper.cpu().numpy()).astype(np.float32)
 
 
 def add_blinks(exp: np.ndarray, model: CoeffModel, settings: SampleSettings) -> np.ndarray:

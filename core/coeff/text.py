@@ -1,4 +1,5 @@
-"""A line of dialogue's text on a take's lips: the aligned phones drive the mouth, the flows the rest.
+"""Known phones on a take's lips: a line's aligned text drives the mouth (`text_lips`), or the
+bilabials a recogniser hears in the clip seal it (`heard_lips`); the flows do the rest.
 
 When the text of the line is known (game and film pipelines have it), `core.align.align_text` gives
 the time of every phone, and `text_lips` rewrites each take's mouth from those phones with the very
@@ -15,6 +16,12 @@ every /p b m/ of the text seals and every vowel opens as its viseme says:
 Everything else (brows, eyes, blinks, cheeks, nose, head motion) stays the flows' own. The flows
 are not conditioned on the phones: this is the phone-driven lip-sync of Rhubarb's dialog option and
 JALI, on top of the flows' emotion and variety.
+
+Without a text, `core.recognize.heard_phones` listens to the clip (phone or word recognition on a
+model trained on real speakers) and `heard_lips` only seals the lips around each /p b m/ it hears,
+keeping everything else of the take: on the real-speaker dev set this catches more of the speakers'
+closures than the flows alone (docs/real-speech.md), where recognised vowels and consonants are too
+unreliable to drive the whole mouth.
 """
 
 from collections.abc import Sequence
@@ -23,7 +30,7 @@ import numpy as np
 
 from core.visemes import MOUTH_CHANNELS, seal_bilabials, viseme_curves
 
-__all__ = ["SPEECH_CHANNELS", "text_lips"]
+__all__ = ["SPEECH_CHANNELS", "text_lips", "heard_lips"]
 
 # The mouth channels only speech moves (the rest of MOUTH_CHANNELS are also emotions' channels).
 SPEECH_CHANNELS: tuple[str, ...] = ("jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthRollLower",
@@ -51,4 +58,14 @@ def text_lips(
         np.clip(take, 0.0, 1.0, out=take)
         seal_bilabials(take, columns, phones, fps)
         take[:, close] = np.minimum(take[:, close], take[:, jaw])
+    return out
+
+
+def heard_lips(exp: np.ndarray, phones: Sequence[tuple[str, float, float]], names: Sequence[str], fps: float) -> np.ndarray:
+    """Each take with its lips sealed around every /p b m/ of ``phones`` through the phone's end
+    (`seal_bilabials`: a recogniser's times may be a frame off), the rest unchanged; a new array.
+    Shapes: exp (N, T, D) at ``fps`` -> (N, T, D) float32."""
+    out = np.array(exp, dtype=np.float32)
+    for take in out:
+        seal_bilabials(take, list(names), phones, fps, to_end=True)
     return out

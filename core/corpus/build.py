@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 
 from core.audio import DEFAULT_FPS, FRAME_FEATURES, SAMPLE_RATE, load_audio, n_video_frames, wave_features
 from core.corpus.augment import augment_wave
@@ -59,15 +58,14 @@ from core.errors import FlowVQError
 from core.expression import frame_energy
 from core.face import builtin
 from core.fileio import write_atomic
-from core.formats.dataset import CoeffSequence, DatasetMeta, write_meta, write_sequence
+from core.formats.dataset import CoeffSequence, DatasetMeta, write_meta, write_sequence, write_wave
 
 __all__ = [
-    "CORPUS_FILE", "AUDIO_DIR", "CorpusError", "CorpusSpec", "CorpusItem", "plan_corpus",
+    "CORPUS_FILE", "CorpusError", "CorpusSpec", "CorpusItem", "plan_corpus",
     "render_item", "build_corpus", "read_manifest",
 ]
 
 CORPUS_FILE = "corpus.json"
-AUDIO_DIR = "audio"
 CORPUS_FORMAT = "flowvq-corpus"
 
 
@@ -247,8 +245,7 @@ def render_item(
 def _write_item(root: Path, item: CorpusItem, names: tuple[str, ...], spec: CorpusSpec) -> dict[str, Any]:
     """Render one item and write its NAME.npz and audio/NAME.wav; returns its manifest record."""
     sequence, wave, record = render_item(item, names, spec)
-    write_atomic(root / AUDIO_DIR / f"{item.name}.wav",
-                 lambda path: sf.write(path, wave, SAMPLE_RATE, subtype="PCM_16", format="WAV"))
+    write_wave(root, item.name, wave)
     write_sequence(root, item.split, sequence)
     return record
 
@@ -273,7 +270,6 @@ def build_corpus(
     root = Path(out)
     _check_output(root)
     face = builtin()
-    (root / AUDIO_DIR).mkdir(parents=True, exist_ok=True)
     write_meta(root, DatasetMeta(fps=spec.fps, face_model=face.id, names=face.names, audio_width=FRAME_FEATURES))
     lines, dropped = align_lines(read_speech_manifest(spec.real_speech)) if spec.real_speech else ([], [])
     items = plan_corpus(spec, lines)

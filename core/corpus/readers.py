@@ -42,7 +42,9 @@ from core.face.bfm import (
     BFM_EXP_DIM, BFM_NAME, BFM_VERSION, BFMError, d3d_to_exp_pose, load_bfm, read_d3d,
     read_sadtalker, split_sadtalker,
 )
-from core.formats.dataset import SPLITS, CoeffSequence, DatasetError, DatasetMeta, write_meta, write_sequence
+from core.formats.dataset import (
+    SPLITS, CoeffSequence, DatasetError, DatasetMeta, write_meta, write_sequence, write_wave,
+)
 
 __all__ = [
     "COEFF_FORMATS", "COEFF_SUFFIXES", "AUDIO_SUFFIXES", "MEAD_EMOTIONS", "FALLBACK_EMOTION",
@@ -169,7 +171,8 @@ class CorpusSummary:
 
 
 class CorpusWriter:
-    """Writes one dataset: meta.json before the first sequence, then each sequence to train/;
+    """Writes one dataset: meta.json before the first sequence, then each sequence to train/ and
+    its speech to audio/ (`core.formats.dataset.write_wave`);
     `finish` moves the sequences `assign_splits` gives to val and test there, so the fractions
     apply to the sequences that were imported, not to files that failed.
 
@@ -191,23 +194,24 @@ class CorpusWriter:
         self._frames: dict[str, int] = {}
 
     def write_all(self, root: Path, files: Sequence[Path], emotion: str | None,
-                  sequence: Callable[[Path, str, str], CoeffSequence]) -> CorpusSummary:
-        """Add ``sequence(path, name, label)`` for each of ``files`` under ``root`` (name from
-        `unique_names`, label from `emotion_for`), record those raising `DatasetError` as failures,
-        and `finish`."""
+                  clip: Callable[[Path, str, str], tuple[CoeffSequence, np.ndarray]]) -> CorpusSummary:
+        """Add the sequence and 16 kHz wave ``clip(path, name, label)`` gives for each of ``files``
+        under ``root`` (name from `unique_names`, label from `emotion_for`), record those raising
+        `DatasetError` as failures, and `finish`."""
         names = unique_names(root, files)
         for path in files:
             try:
-                self.add(sequence(path, names[path], emotion_for(path.relative_to(root), emotion)))
+                self.add(*clip(path, names[path], emotion_for(path.relative_to(root), emotion)))
             except DatasetError as err:
                 self.fail(path, err)
         return self.finish()
 
-    def add(self, seq: CoeffSequence) -> None:
-        """Write ``seq`` to train/ and count it."""
+    def add(self, seq: CoeffSequence, wave: np.ndarray) -> None:
+        """Write ``seq`` to train/ and its speech to audio/, and count it. Shapes: wave (N,) at 16 kHz."""
         if not self._frames:
             write_meta(self.out_dir, self.meta)
         write_sequence(self.out_dir, "train", seq)
+        write_wave(self.out_dir, seq.name, wave)
         self._frames[seq.name] = seq.frames
         self._say(f"{seq.name}: {seq.frames} frames, {seq.emotion}")
 
@@ -386,8 +390,8 @@ def unique_names(root: Path, files: Iterable[Path]) -> dict[Path, str]:
 
 
 def _coeff_sequence(path: Path, name: str, format: str, audio: Path, fps: float,
-                    emotion: str) -> CoeffSequence:
-    """One sequence from a coefficient file and its audio.
+                    emotion: str) -> tuple[CoeffSequence, np.ndarray]:
+    """One sequence from a coefficient file and its audio, with the 16 kHz wave (N,).
 
     beta0 is the first frame's expression: at inference β₀ is the expression fitted on one image of
     the speaker (the source portrait), and the first frame of a MEAD or HDTF clip is such an image,
@@ -405,7 +409,7 @@ def _coeff_sequence(path: Path, name: str, format: str, audio: Path, fps: float,
             f"lasts {seconds:.2f} s; check --fps or the audio file"
         )
     return CoeffSequence(name=name, exp=exp, pose=pose, audio=wave_features(wave, fps, frames),
-                         emotion=emotion, beta0=exp[0])
+                         emotion=emotion, beta0=exp[0]), wave
 
 
 def import_coeffs(

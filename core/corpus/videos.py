@@ -1,6 +1,6 @@
 """Real talking-head videos into the training layout, on the built-in face model.
 
-For every video (`VIDEO_SUFFIXES`) anywhere under a folder, `video_sequence`:
+For every video (`VIDEO_SUFFIXES`) anywhere under a folder, `video_clip`:
 
 1. decodes the frames and the first audio track with PyAV (FFmpeg), in one pass;
 2. detects the 468 FaceMesh landmarks on each frame (`core.face.landmarks.detect_landmarks`) and
@@ -21,7 +21,8 @@ For every video (`VIDEO_SUFFIXES`) anywhere under a folder, `video_sequence`:
    the speaker's resting value of each channel (the identity's own shape shows up as a channel
    that never relaxes) while a few bad fits cannot set it, as a minimum would.
 
-`from_videos` writes the dataset of `core.formats.dataset` (meta.json + train/val/test NAME.npz), with
+`from_videos` writes the dataset of `core.formats.dataset` (meta.json + train/val/test NAME.npz, and
+each video's speech, shifted as in step 5, as audio/NAME.wav), with
 the names, emotion labels (MEAD-style paths or one label) and the seeded split of
 `core.corpus.readers`. A video that fails is skipped and listed in the summary.
 """
@@ -46,7 +47,7 @@ from core.formats.takes import POSE_DIM
 
 __all__ = [
     "VIDEO_SUFFIXES", "MAX_GAP_SECONDS", "MAX_MISSING_FRACTION", "REST_PERCENTILE",
-    "find_videos", "native_fps", "video_sequence", "from_videos",
+    "find_videos", "native_fps", "video_clip", "from_videos",
 ]
 
 VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg")
@@ -175,14 +176,16 @@ def resample_to_16k(times: np.ndarray, values: np.ndarray, grid: np.ndarray) -> 
     return np.stack([np.interp(grid, times, column) for column in values.T], axis=1).astype(np.float32)
 
 
-def video_sequence(path: str | Path, name: str, *, fps: float | None = None, emotion: str = TALK,
-                   model: FaceModel | None = None) -> CoeffSequence:
-    """One training sequence from one video (steps 1-6 of the module docstring).
+def video_clip(path: str | Path, name: str, *, fps: float | None = None, emotion: str = TALK,
+               model: FaceModel | None = None) -> tuple[CoeffSequence, np.ndarray]:
+    """One training sequence from one video (steps 1-6 of the module docstring), and its speech
+    from the first frame on.
 
     ``fps`` is the output frame rate (None: the video's own); ``model`` the FaceMesh-topology face
     model (default the built-in one). Raises `DatasetError` naming the file for a video that cannot
     be read, has no audio track, no face or two faces.
-    Shapes: -> exp (T, D), pose (T, 6), audio (T, 80), beta0 (D,), T = round(duration * fps).
+    Shapes: -> exp (T, D), pose (T, 6), audio (T, 80), beta0 (D,), T = round(duration * fps);
+    wave (N,) at 16 kHz.
     """
     path = Path(path)
     model = model or builtin()
@@ -211,7 +214,7 @@ def video_sequence(path: str | Path, name: str, *, fps: float | None = None, emo
         name=name, exp=exp, pose=resample_to_16k(track.times[found], pose, grid),
         audio=wave_features(wave, fps, len(grid)), emotion=emotion,
         beta0=np.percentile(track.exp[found], REST_PERCENTILE, axis=0).astype(np.float32),
-    )
+    ), wave
 
 
 def _dataset_fps(files: list[Path], fps: float | None) -> float:
@@ -257,5 +260,5 @@ def from_videos(
     meta = DatasetMeta(fps=_dataset_fps(files, fps), face_model=model.id, names=model.names, audio_width=FRAME_FEATURES)
     writer = CorpusWriter(out_dir, meta, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
                           progress=progress)
-    return writer.write_all(video_dir, files, emotion, lambda path, name, label: video_sequence(
+    return writer.write_all(video_dir, files, emotion, lambda path, name, label: video_clip(
         path, name, fps=meta.fps, emotion=label, model=model))

@@ -3,8 +3,9 @@
 
     flowvq eval [--corpus data/corpus] [--weights DIR] [--regressor DIR] [--takes 4]
                 [--temperature T] [--pose-temperature T] [--style-temperature T] [--seed 0] [--limit N]
-                [--split test|val] [--json] [--out REPORT.json]
-    flowvq eval --real DIR [--weights DIR] [--previous DIR] [--seed 0] [--json] [--out REPORT.json]
+                [--split test|val] [--closures phones|words|off] [--json] [--out REPORT.json]
+    flowvq eval --real DIR [--weights DIR] [--previous DIR] [--seed 0] [--closures phones|words|off]
+                [--json] [--out REPORT.json]
     flowvq eval --emotions CLIP [--weights DIR] [--previous DIR] [--json] [--out REPORT.json]
 
 prints the comparison table (``--real``: the flows, the previous weights and a loudness baseline
@@ -28,6 +29,7 @@ from core.errors import FlowVQError
 from core.face import builtin
 from core.fileio import write_atomic
 from core.progress import progress_bar
+from core.recognize import HEARING
 from core.formats.dataset import load_split
 
 __all__ = ["add_eval_parser", "run_eval", "add_regressor_parser", "run_train_regressor"]
@@ -56,6 +58,9 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser.add_argument("--split", choices=EVAL_SPLITS, default=EvalSettings.split,
                         help="test: voices training never heard; val: held-out sentences of the "
                              "training voices, for choosing settings (default %(default)s)")
+    parser.add_argument("--closures", choices=HEARING, default=EvalSettings.closures,
+                        help="which recogniser's /p b m/ seal the flow takes' lips, as generation does "
+                             "(off: the flows alone; default %(default)s)")
     parser.add_argument("--real", type=Path, metavar="DIR",
                         help="instead: score lip gap and closures against real speakers, DIR holding talking-face "
                              "videos or a `flowvq corpus from-videos` dataset")
@@ -75,7 +80,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.real is not None:
         with progress_bar("fit", "video") as progress:
             report = evaluate_real(args.real, weights=args.weights, previous=args.previous, seed=args.seed,
-                                   progress=progress)
+                                   closures=args.closures, progress=progress)
         _emit(args, report, format_real_table(report))
         return 0
     if args.emotions is not None:
@@ -87,7 +92,8 @@ def run_eval(args: argparse.Namespace) -> int:
     settings = EvalSettings(takes=args.takes, temperature=args.temperature,
                             pose_temperature=args.pose_temperature,
                             style_temperature=args.style_temperature, seed=args.seed,
-                            manifold_blend=args.manifold_blend, limit=args.limit, split=args.split)
+                            manifold_blend=args.manifold_blend, limit=args.limit, split=args.split,
+                            closures=args.closures)
     with progress_bar("eval", "seq") as progress:
         report = evaluate(args.corpus, settings, weights=args.weights, regressor=args.regressor,
                           progress=progress)

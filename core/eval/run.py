@@ -6,7 +6,9 @@ training voices, for choosing settings without looking at the test voices):
 
     flow        the coefficient flows (default weights unless given): ``takes`` seeded takes at
                 the given temperatures, the sequence's own emotion at its own intensity (stored with
-                it by the corpus; 1 for recordings)
+                it by the corpus; 1 for recordings), their lips sealed on the bilabials ``closures``
+                hears in the clip as generation does (`core.coeff.text.heard_lips`; "off": the flows
+                alone)
     regressor   `core.eval.regressor.MSERegressor`: the same conditioner trained with MSE (the
                 shipped baseline weights unless given); deterministic, one take
     rhubarb     `core.eval.rhubarb`: pocketsphinx phone recognition without the transcript ->
@@ -37,8 +39,9 @@ import torch
 from core.audio import SAMPLE_RATE, frame_windows, load_audio
 from core.coeff.model import CoeffModel
 from core.coeff.sampler import SampleSettings, sample_takes
+from core.coeff.text import heard_lips
 from core.coeff.weights import load_weights
-from core.corpus.build import AUDIO_DIR, read_manifest
+from core.corpus.build import read_manifest
 from core.visemes import BILABIALS
 from core.emotions import emotion_index
 from core.expression import frame_energy
@@ -51,7 +54,8 @@ from core.eval.regressor import MSERegressor, load_regressor
 from core.eval.rhubarb import rhubarb_curves
 from core.face import builtin
 from core.face.model import FaceModel
-from core.formats.dataset import CoeffSequence, load_split, read_meta
+from core.formats.dataset import CoeffSequence, load_split, read_meta, wave_file
+from core.recognize import heard_phones
 
 __all__ = ["SYSTEMS", "BASELINES", "EVAL_SPLITS", "EvalSettings", "default_regressor_dir", "sequence_nll",
            "evaluate", "format_table"]
@@ -74,7 +78,8 @@ _COLUMNS: tuple[tuple[str, str, str], ...] = (
 class EvalSettings:
     """What `evaluate` runs: flow takes per sequence, their expression, head-motion and style
     temperatures (the sampler's defaults unless given), first seed and manifold projection blend, and an
-    optional limit on the number of sequences (the first N by name), and the split evaluated."""
+    optional limit on the number of sequences (the first N by name), the split evaluated, and which
+    recogniser's bilabials seal the flow takes' lips (`core.recognize.HEARING`)."""
 
     takes: int = 4
     temperature: float = SampleSettings.temperature
@@ -84,6 +89,7 @@ class EvalSettings:
     manifold_blend: float = 1.0
     limit: int | None = None
     split: str = "test"
+    closures: str = "phones"
 
 
 def default_regressor_dir() -> Path:
@@ -185,7 +191,7 @@ def evaluate(
     nll: list[float] = []
     for done, seq in enumerate(sequences, 1):
         phones = [tuple(p) for p in records[seq.name]["phones"]]
-        wave = load_audio(corpus / AUDIO_DIR / f"{seq.name}.wav")
+        wave = load_audio(wave_file(corpus, seq.name))
         outputs = _system_outputs(model, baseline, seq, wave, meta.fps, settings)
         flow_takes, flow_pose = outputs.pop("flow")
         for name, exp in {"flow": flow_takes[0], **outputs, "truth": seq.exp}.items():
@@ -222,8 +228,10 @@ def _system_outputs(
                             takes=settings.takes, manifold_blend=settings.manifold_blend)
     exp, pose = sample_takes(model, seq.audio, seq.beta0, sample,
                              loudness=frame_energy(wave, SAMPLE_RATE, fps, len(seq.audio)))
-    frames = len(seq.exp)
-    lips = rhubarb_curves(wave, model.names, fps, frames)
+    heard = heard_phones(wave, settings.closures)
+    if heard:
+        exp = heard_lips(exp, heard, model.names, fps)
+    lips = rhubarb_curves(wave, model.names, fps, len(seq.exp))
     return {
         "flow": (exp, pose),
         "regressor": baseline.predict(seq.audio, seq.beta0, seq.emotion),

@@ -7,6 +7,8 @@ The layout is exactly::
       meta.json   {"format": "flowvq-coeff-dataset", "version": 2, "fps": 25.0,
                    "face_model": "builtin-arkit52@1", "names": [D expression names], "audio_width": 320}
       train/NAME.npz   one sequence per file; also val/ and test/ (optional splits)
+      audio/NAME.wav   optional: the sequence's speech, 16 kHz mono 16-bit (`write_wave`; the corpus
+                       builder and the importers write it, `flowvq eval` and `eval --real` listen to it)
     NAME.npz keys: exp (T, D) float32; pose (T, 6) float32 (pitch, yaw, roll rad, tx, ty, tz model units);
                    audio (T, audio_width) float32 = per-video-frame normalised log-mel sub-rows, i.e. the second output of
                    core.audio.audio_features(wav, fps); emotion: 0-d unicode array, one of core.emotions.EMOTIONS;
@@ -33,7 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 import torch
+
+from core.audio import SAMPLE_RATE
 
 from core.emotions import EMOTIONS, UnknownEmotionError, emotion_index
 from core.errors import FlowVQError
@@ -42,8 +47,8 @@ from core.formats.takes import POSE_DIM
 
 __all__ = [
     "DATASET_FORMAT", "DATASET_VERSION", "META_FILE", "SPLITS", "SEQUENCE_KEYS",
-    "NAME_PATTERN", "INTENSITY_KEY", "DatasetError", "CoeffSequence", "DatasetMeta", "write_meta", "read_meta",
-    "write_sequence", "read_sequence", "load_split", "WindowSampler", "frame_batches",
+    "NAME_PATTERN", "INTENSITY_KEY", "AUDIO_DIR", "DatasetError", "CoeffSequence", "DatasetMeta", "write_meta", "read_meta",
+    "write_sequence", "read_sequence", "load_split", "wave_file", "write_wave", "WindowSampler", "frame_batches",
 ]
 
 DATASET_FORMAT = "flowvq-coeff-dataset"
@@ -52,6 +57,7 @@ META_FILE = "meta.json"
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SEQUENCE_KEYS: tuple[str, ...] = ("exp", "pose", "audio", "emotion", "beta0")
 INTENSITY_KEY = "intensity"  # optional: how strongly the sequence shows its emotion (default 1)
+AUDIO_DIR = "audio"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 _META_KEYS = frozenset({"format", "version", "fps", "face_model", "names", "audio_width"})
@@ -275,6 +281,23 @@ def write_sequence(root: str | Path, split: str, seq: CoeffSequence) -> Path:
         INTENSITY_KEY: np.array(seq.intensity, np.float32),
     }
     _write(path, lambda temporary: _savez(temporary, arrays))
+    return path
+
+
+def wave_file(root: str | Path, name: str) -> Path:
+    """Where sequence ``name``'s speech lies in the dataset at ``root`` (it may not exist)."""
+    return Path(root) / AUDIO_DIR / f"{name}.wav"
+
+
+def write_wave(root: str | Path, name: str, wave: np.ndarray) -> Path:
+    """Write sequence ``name``'s speech to ``root/audio/NAME.wav`` atomically, 16-bit at 16 kHz;
+    returns the path. Shapes: wave (N,) float in [-1, 1] at 16 kHz."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise DatasetError(f"sequence name {name!r} is not a safe file stem")
+    path = wave_file(root, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write(path, lambda temporary: sf.write(temporary, np.clip(wave, -1.0, 1.0), SAMPLE_RATE,
+                                            subtype="PCM_16", format="WAV"))
     return path
 
 

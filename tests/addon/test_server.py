@@ -186,7 +186,7 @@ def test_a_target_removed_while_generating_fails_and_its_downloaded_frames_are_r
 
 
 # Job settings the panel deliberately does not offer (the server's defaults apply).
-NOT_IN_PANEL = {"manifold_blend", "manifold_k"}
+NOT_IN_PANEL = {"manifold_blend", "manifold_k", "renderer"}
 
 
 def test_the_panels_settings_agree_with_the_servers_published_defaults_and_ranges(connected, server):
@@ -198,6 +198,10 @@ def test_the_panels_settings_agree_with_the_servers_published_defaults_and_range
     rna = bpy.context.scene.flowvq.bl_rna.properties
     for name, prop in panel.items():
         published, own = info["settings"][name], rna[prop]
+        if published.get("choices") is not None:
+            assert own.default == published["default"], name
+            assert [item.identifier for item in own.enum_items] == published["choices"], name
+            continue
         assert own.default == pytest.approx(published["default"]), name
         if published.get("minimum") is not None:
             assert own.hard_min == pytest.approx(published["minimum"]), name

@@ -15,6 +15,7 @@ from core.coeff.sampler import (
     GenerationCancelled,
     SampleSettings,
     SettingsError,
+    exaggerate,
     latent_centres,
     sample_takes,
     take_styles,
@@ -219,6 +220,24 @@ def test_data_dropout_of_one_removes_the_history_from_training(face: FaceModel) 
 
     assert loss_with(1.0, 1.0) == pytest.approx(loss_with(1.0, 0.2), abs=1e-5)
     assert loss_with(0.0, 1.0) != pytest.approx(loss_with(0.0, 0.2), abs=1e-3)
+
+
+def test_emotion_dropout_of_one_trains_every_context_on_the_talk_embedding(face: FaceModel) -> None:
+    """With emotion_dropout 1 the loss cannot depend on a class's own embedding row (only talk's);
+    with 0 it does; the prior component and ActNorm rows stay the class's own either way."""
+    def loss_with(dropout: float, row_scale: float) -> float:
+        fresh = CoeffModel(replace(TINY, emotion_dropout=dropout), face.names, face.id, face.lower, face.upper, seed=0)
+        fresh.load_state_dict(perturbed_model(face, seed=4).state_dict())
+        batch = window_batch(face, seed=7)
+        batch["label"] = torch.full_like(batch["label"], emotion_index("sad"))
+        with torch.no_grad():
+            fresh.exp_flow.emotion.weight[emotion_index("sad")] *= row_scale
+        return float(fresh.exp_flow.window_loss(batch, torch.Generator().manual_seed(0))["nll"])
+
+    assert loss_with(1.0, 1.0) == pytest.approx(loss_with(1.0, 5.0), abs=1e-5)
+    assert loss_with(0.0, 1.0) != pytest.approx(loss_with(0.0, 5.0), abs=1e-3)
+    with pytest.raises(ConfigError, match=r"emotion_dropout must be in \[0, 1\]"):
+        replace(TINY, emotion_dropout=1.5).check()
 
 
 def test_consistency_loss_needs_frame_pairs(face: FaceModel) -> None:
@@ -491,6 +510,23 @@ def test_intensity_moves_the_latent_centre_from_talk_to_the_emotion(model: Coeff
     for intensity in (0.0, 0.5, 1.0):
         centres = latent_centres(model, SampleSettings(emotion="happy", intensity=intensity), source, 4)
         torch.testing.assert_close(centres, (talk + intensity * (happy - talk)).expand(4, -1))
+
+
+def test_intensity_above_one_exaggerates_the_apex_take_in_the_emotion_channels_only(model: CoeffModel) -> None:
+    """Above 1 the flows run at the apex (inputs they were trained on) and the emotion-bearing
+    channels depart from β₀ further, clamped to the rig; the lips and blinks keep the apex take's."""
+    audio, source = audio_features(seed=3), np.full(model.dim, 0.05, np.float32)
+    apex = sample_takes(model, audio, source, SampleSettings(emotion="fear", intensity=1.0, seed=4, blinks=False, manifold_blend=0.0))[0]
+    over = sample_takes(model, audio, source, SampleSettings(emotion="fear", intensity=1.5, seed=4, blinks=False, manifold_blend=0.0))[0]
+    np.testing.assert_array_equal(over, exaggerate(apex, model, source, 1.5))
+    names = list(model.names)
+    style = [names.index(n) for n in names if n.startswith(STYLE_PREFIXES)]
+    other = [i for i in range(model.dim) if i not in style]
+    np.testing.assert_array_equal(over[..., other], apex[..., other])
+    assert np.abs(over[..., style] - apex[..., style]).max() > 0.01
+    expected = np.clip(source[style] + 1.5 * (apex[..., style] - source[style]),
+                       model.lower.numpy()[style], model.upper.numpy()[style])
+    np.testing.assert_allclose(over[..., style], expected, atol=1e-6)
 
 
 def test_a_blend_mixes_two_emotions_in_the_latent_space_and_its_ends_are_single_emotions(model: CoeffModel) -> None:

@@ -12,7 +12,7 @@ from core.audio import SAMPLE_RATE, wave_features
 from core.cli import main
 from core.corpus.augment import AUGMENT_PROBABILITY, augment_wave
 from core.corpus.build import (
-    AUDIO_DIR, CorpusError, CorpusItem, CorpusSpec, build_corpus, plan_corpus,
+    CorpusError, CorpusItem, CorpusSpec, build_corpus, plan_corpus,
     read_manifest, render_item,
 )
 from core.corpus.speech import SENTENCES, VOICES, available_voices, phone_symbols
@@ -21,7 +21,7 @@ from core.expression import frame_energy
 from core.visemes import PHONE_VISEMES
 from core.emotions import EMOTIONS
 from core.eval.metrics import bilabial_closure_rate
-from core.formats.dataset import load_split, read_meta
+from core.formats.dataset import AUDIO_DIR, load_split, read_meta
 
 MBROLA = [v for v in VOICES if v in available_voices()]
 needs_voices = pytest.mark.skipif(

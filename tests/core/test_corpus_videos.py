@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from skimage.data import astronaut
 
-from core.audio import FRAME_FEATURES
+from core.audio import FRAME_FEATURES, load_audio, wave_features
 from core.corpus.readers import assign_splits
-from core.corpus.videos import from_videos, video_sequence
+from core.corpus.videos import from_videos, video_clip
 from core.face import builtin
-from core.formats.dataset import DatasetError, load_split, read_meta
+from core.formats.dataset import DatasetError, load_split, read_meta, wave_file
 
 FPS = 25
 SIZE = 256  # frames are the 512 px photo at half size: FaceMesh needs no more
@@ -142,9 +142,18 @@ def test_rolling_portrait_frames_pose_and_audio(corpus) -> None:
     assert np.all(seq.beta0 <= np.percentile(seq.exp, 50, axis=0) + 1e-6)
 
 
+def test_each_video_s_speech_is_stored_beside_its_sequence(corpus) -> None:
+    out, _, _ = corpus
+    for name, seq in all_sequences(out).items():
+        wave = load_audio(wave_file(out, name))  # what `flowvq eval --real` listens to
+        difference = np.abs(wave_features(wave, FPS, seq.frames) - seq.audio)  # 16-bit samples on disk
+        assert difference.mean() < 0.005 and difference.max() < 0.1, (difference.mean(), difference.max())
+    assert not wave_file(out, "silent_film").exists()
+
+
 def test_output_fps_resamples_the_frames(corpus) -> None:
     _, root, _ = corpus
-    seq = video_sequence(root / "M003_front_happy_level_1_002.mp4", "clip", fps=10.0)
+    seq, _ = video_clip(root / "M003_front_happy_level_1_002.mp4", "clip", fps=10.0)
     assert seq.frames == round(0.6 * 10) and seq.audio.shape == (6, FRAME_FEATURES)
 
 
@@ -159,7 +168,7 @@ def test_video_without_face_is_refused_by_name(tmp_path: Path) -> None:
 def test_video_without_audio_is_refused_by_name(tmp_path: Path) -> None:
     path = write_video(tmp_path / "mute.mov", [np.zeros((SIZE, SIZE, 3), np.uint8)] * 2, None)
     with pytest.raises(DatasetError, match=r"mute\.mov has no audio track"):
-        video_sequence(path, "mute")
+        video_clip(path, "mute")
 
 
 def test_unreadable_and_missing_inputs(tmp_path: Path) -> None:
@@ -172,7 +181,7 @@ def test_unreadable_and_missing_inputs(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"clip\.mp4 is not a readable video file"):
         from_videos(tmp_path / "broken", tmp_path / "out", fps=25)
     with pytest.raises(DatasetError, match="frame rate 0 is not usable"):  # refused before decoding
-        video_sequence(broken, "clip", fps=0)
+        video_clip(broken, "clip", fps=0)
     with pytest.raises(DatasetError, match="unknown emotion"):
         from_videos(tmp_path / "broken", tmp_path / "out", emotion="bored")
 
@@ -182,14 +191,14 @@ def test_short_face_gaps_are_interpolated_and_long_ones_refused(tmp_path: Path) 
     frames = portrait_frames(angles)
     blank = np.full((SIZE, SIZE, 3), 128, np.uint8)
     short = write_video(tmp_path / "short_gap.mp4", frames[:5] + [blank] + frames[6:], speech_like(12 / FPS))
-    seq = video_sequence(short, "short_gap")
+    seq, _ = video_clip(short, "short_gap")
     roll = seq.pose[:, 2] - seq.pose[0, 2]
     expected = np.radians(angles - angles[0])
     assert abs(roll[5] - (roll[4] + roll[6]) / 2) < 1e-5  # the missing frame: midway between neighbours
     assert np.abs(roll - expected).max() < np.radians(2.0)
     long = write_video(tmp_path / "long_gap.mp4", frames[:4] + [blank] * 6 + frames[10:], speech_like(12 / FPS))
     with pytest.raises(DatasetError, match=r"long_gap\.mp4: no face found in 6 of 12 frames.*frames 4\.\.9"):
-        video_sequence(long, "long_gap")
+        video_clip(long, "long_gap")
 
 
 def test_two_faces_refuse_the_video(tmp_path: Path) -> None:
@@ -199,4 +208,4 @@ def test_two_faces_refuse_the_video(tmp_path: Path) -> None:
     pair[half // 2:half // 2 + half] = np.concatenate([face, face], axis=1)  # two heads side by side
     path = write_video(tmp_path / "duet.mp4", [pair] * 2, speech_like(0.1))
     with pytest.raises(DatasetError, match=r"duet\.mp4, frame 0 \(0\.00 s\): 2 faces found"):
-        video_sequence(path, "duet")
+        video_clip(path, "duet")

@@ -154,7 +154,7 @@ def loudness_speaker(face, name: str, seed: int, frames: int = 150) -> CoeffSequ
 
 def test_a_speaker_who_moves_like_the_loudness_baseline_gives_it_a_perfect_score(tmp_path, face) -> None:
     folder = write_real_dataset(tmp_path / "real", face, [loudness_speaker(face, f"clip{i}", i) for i in range(3)])
-    report = evaluate_real(folder, seed=0)
+    report = evaluate_real(folder, seed=0, closures="off")  # features without speech: nothing to hear
     assert [c["clip"] for c in report["clips"]] == ["clip0", "clip1", "clip2"]
     loud = report["means"]["loudness"]
     # every sealed frame of the take is a closed frame of the speaker; a few of the speaker's dips stop
@@ -173,11 +173,18 @@ def test_a_speaker_who_moves_like_the_flow_ranks_the_flow_first(tmp_path, face) 
         exp = sample_takes(model, audio, beta0, SampleSettings(seed=0, pose=False))[0][0]
         clips.append(CoeffSequence(name=f"flowlike{i}", exp=exp, pose=np.zeros((150, 6)), audio=audio,
                                    emotion="talk", beta0=beta0))
-    report = evaluate_real(write_real_dataset(tmp_path / "real", face, clips), seed=0)
+    report = evaluate_real(write_real_dataset(tmp_path / "real", face, clips), seed=0, closures="off")
     assert report["means"]["flow"]["gap_correlation"] > 0.999
     assert report["wins"]["flow"] == 2
     table = format_real_table(report)
     assert "| flowlike0 |" in table and "flow beats loudness on correlation in 2 of 2 clips" in table
+    assert "the flows alone (closures off)" in table
+
+
+def test_a_dataset_without_its_speech_is_refused_unless_closures_are_off(tmp_path, face) -> None:
+    folder = write_real_dataset(tmp_path / "real", face, [loudness_speaker(face, "quiet", 0)])
+    with pytest.raises(RealEvalError, match=r"1 clip\(s\) have no speech stored \(quiet.*--closures off"):
+        evaluate_real(folder, seed=0)
 
 
 def test_a_dataset_at_another_frame_rate_is_refused_with_the_fix(tmp_path, face) -> None:
@@ -196,7 +203,7 @@ def test_cli_prints_the_table_and_writes_the_report_with_previous_weights_side_b
     folder = write_real_dataset(tmp_path / "real", face, [loudness_speaker(face, f"c{i}", i) for i in range(2)])
     out = tmp_path / "report.json"
     result = subprocess.run([str(FLOWVQ), "eval", "--real", str(folder), "--previous", str(default_weights_dir()),
-                             "--out", str(out)], capture_output=True, text=True, timeout=300)
+                             "--closures", "off", "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "flow corr" in result.stdout and "previous corr" in result.stdout and "loudness corr" in result.stdout
     report = json.loads(out.read_text())
@@ -219,6 +226,7 @@ def test_a_real_speaker_on_camera_is_scored_and_the_flows_follow_his_lips() -> N
     lips close once for the /b/ of "blue"; the shipped flows follow his lip gap (0.74 when measured)
     better than chance and better than the loudness baseline."""
     report = evaluate_real(GRID, seed=0)
+    assert report["closures"] == "phones"  # what generation does: the clip's speech is heard
     (clip,) = report["clips"]
     assert clip["clip"] == "grid_lbax4n" and clip["seconds"] == pytest.approx(3.0, abs=0.05)
     flow, loud = clip["systems"]["flow"], clip["systems"]["loudness"]

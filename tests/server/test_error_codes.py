@@ -46,7 +46,7 @@ WIRE_CODES = {
     "core.eval.metrics.EvalError": "eval",
     "core.eval.real.RealEvalError": "real_eval",
     "core.eval.regressor.RegressorError": "regressor",
-    "core.eval.rhubarb.RhubarbError": "rhubarb",
+    "core.recognize.RecognitionError": "recognition",
     "core.face.bfm.BFMError": "bfm",
     "core.face.fit.FitError": "fit",
     "core.face.landmarks.FaceDetectionError": "face_detection",

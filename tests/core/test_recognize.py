@@ -1,5 +1,6 @@
-"""core.eval.rhubarb: transcript-free phone recognition on real synthetic speech, measured against
-the exact phone timings the MBROLA voices rendered it with.
+"""core.recognize and the Rhubarb-style baseline (core.eval.rhubarb): transcript-free recognition on
+real-voice diphone speech, measured against the exact phone timings the MBROLA voices rendered it
+with, and on a real speaker.
 
 Measured on the 12 clips here (3 sentences x us1/us2/us3/en1): speech/silence agrees with the truth
 on 96% of 10 ms frames (89% at worst), the viseme class on 60% (39% at worst), the jawOpen curve
@@ -8,16 +9,19 @@ fall within 30 ms of a recognised /p b m/. On the 40 clips of core.corpus.speech
 four voices: 96%, 65%, r = 0.82 (0.51 at worst) and 91 of 124. The thresholds leave a wide margin.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import pocketsphinx
 
-from core.audio import SAMPLE_RATE
+from core.audio import SAMPLE_RATE, load_audio
 from core.corpus.speech import SILENCE, VOICES, Phone, Utterance, available_voices, synthesize
 from core.visemes import BILABIALS, MOUTH_CHANNELS, PHONE_VISEMES, viseme_curves
 from core.errors import FlowVQError
 from core.align import ARPABET_TO_SAMPA, FRAME_RATE
-from core.eval.rhubarb import RhubarbError, recognize_phones, rhubarb_curves
+from core.eval.rhubarb import rhubarb_curves
+from core.recognize import HEARING, RecognitionError, heard_phones, recognize_phones, recognize_words
 
 SENTENCES = (
     "Maybe Bobby will buy a big map.",
@@ -37,7 +41,12 @@ def spoken() -> list[tuple[Utterance, tuple[Phone, ...]]]:
     if not voices:
         pytest.skip("no MBROLA voices installed: run `bash scripts/setup_speech.sh`")
     utterances = [synthesize(text, voice) for voice in voices for text in SENTENCES]
-    return [(u, recognize_phones(u.wave)) for u in utterances]
+    return [(u, heard(u.wave)) for u in utterances]
+
+
+def heard(wave: np.ndarray) -> tuple[Phone, ...]:
+    """The recognised phones as `Phone`s, like a synthetic utterance's."""
+    return tuple(Phone(*phone) for phone in recognize_phones(wave))
 
 
 def frame_symbols(phones, frames: int) -> np.ndarray:
@@ -118,7 +127,7 @@ def test_jaw_curve_follows_the_curve_of_the_true_phones(face, spoken) -> None:
 @pytest.mark.parametrize("amplitude", [0.0, 1e-3])
 def test_silence_gives_a_resting_mouth(face, amplitude) -> None:
     wave = (amplitude * np.random.default_rng(0).standard_normal(2 * SAMPLE_RATE)).astype(np.float32)
-    phones = recognize_phones(wave)
+    phones = heard(wave)
     assert sum(p.end - p.start for p in phones if p.symbol == SILENCE) >= 0.9 * 2.0, phones
     curves = rhubarb_curves(wave, face.names, FPS, int(2 * FPS))
     assert np.abs(curves).max() < 0.05
@@ -126,7 +135,7 @@ def test_silence_gives_a_resting_mouth(face, amplitude) -> None:
 
 def test_the_same_clip_gives_the_same_phones_and_curves(face, spoken) -> None:
     utterance, phones = spoken[0]
-    assert recognize_phones(utterance.wave.copy()) == phones
+    assert heard(utterance.wave.copy()) == phones
     frames = int(len(utterance.wave) / SAMPLE_RATE * FPS)
     np.testing.assert_array_equal(
         rhubarb_curves(utterance.wave, face.names, FPS, frames),
@@ -146,8 +155,9 @@ def test_the_same_clip_gives_the_same_phones_and_curves(face, spoken) -> None:
     ],
 )
 def test_unusable_audio_is_refused_with_a_reason(wave, sample_rate, message) -> None:
-    with pytest.raises(RhubarbError, match=message) as caught:
-        recognize_phones(wave, sample_rate)
+    for recognise in (recognize_phones, recognize_words):
+        with pytest.raises(RecognitionError, match=message) as caught:
+            recognise(wave, sample_rate)
     assert isinstance(caught.value, FlowVQError)
 
 
@@ -156,3 +166,20 @@ def test_curves_set_only_the_mouth_channels(face, spoken) -> None:
     curves = rhubarb_curves(utterance.wave, face.names, FPS, 40)
     others = [k for k, name in enumerate(face.names) if name not in MOUTH_CHANNELS]
     assert np.all(curves[:, others] == 0.0) and curves.min() >= 0.0 and curves.max() <= 1.0
+
+
+def test_word_recognition_reads_a_real_speakers_line_and_places_its_phones() -> None:
+    """J. F. Kennedy's "And so, my fellow Americans, ask not..." (tests/data/real/CREDITS.md)."""
+    wave = load_audio(Path(__file__).resolve().parents[1] / "data" / "real" / "jfk.flac")
+    words, phones = recognize_words(wave)
+    assert {"my", "fellow", "can", "do", "for", "you"} <= set(words.split()), words  # the recogniser misses some
+    assert phones and all(p[0] in PHONE_VISEMES for p in phones)
+    assert all(a[2] == pytest.approx(b[1]) for a, b in zip(phones, phones[1:]))
+    assert phones[-1][2] == pytest.approx(len(wave) / SAMPLE_RATE, abs=0.02)
+    assert heard_phones(wave, "words") == phones and recognize_words(wave.copy()) == (words, phones)
+
+
+def test_an_unknown_recogniser_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="hearing must be one of phones, words, off"):
+        heard_phones(np.zeros(SAMPLE_RATE, np.float32), "visemes")
+    assert set(HEARING) == {"phones", "words", "off"}

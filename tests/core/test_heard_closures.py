@@ -1,0 +1,100 @@
+"""Closures heard in the audio (`GenerateSettings.closures`, `core.coeff.text.heard_lips`,
+``flowvq generate --closures``): without a text, the lips seal on the /p b m/ a recogniser hears and
+nothing else of the take changes. Real speech: J. F. Kennedy's "ask not..." (tests/data/real/CREDITS.md),
+whose two /m/ ("my fellow Americans") both recognisers hear."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from core.align import align_text
+from core.audio import SAMPLE_RATE, load_audio
+from core.coeff.generator import CoeffGenerator, GenerateSettings
+from core.coeff.sampler import SampleSettings, SettingsError
+from core.coeff.text import heard_lips
+from core.eval.metrics import bilabial_closure_rate
+from core.formats.takes import load_takes
+from core.recognize import heard_phones
+from core.visemes import BILABIALS, LIP_PARTING
+
+CLIP = Path(__file__).resolve().parents[1] / "data" / "real" / "jfk.flac"
+LINE = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
+FLOWVQ = Path(sys.executable).parent / "flowvq"
+
+
+@pytest.fixture(scope="module")
+def generator() -> CoeffGenerator:
+    return CoeffGenerator.load()
+
+
+@pytest.fixture(scope="module")
+def said() -> list[tuple[str, float, float]]:
+    """The /m/ of "my" and "Americans", placed by aligning the known line."""
+    return [p for p in align_text(load_audio(CLIP), LINE) if p[0] in BILABIALS]
+
+
+def settings(closures: str) -> GenerateSettings:
+    return GenerateSettings(sample=SampleSettings(seed=3, takes=2, emotion="sad"), closures=closures)
+
+
+@pytest.mark.parametrize("closures", ["phones", "words"])
+def test_heard_bilabials_of_a_real_speaker_seal_and_nothing_else_changes(generator, face, said, closures) -> None:
+    alone = generator.generate(CLIP, settings("off"))
+    heard = generator.generate(CLIP, settings(closures))
+    assert len(said) == 2
+    names = list(generator.names)
+    sealing = [names.index(c) for c in ("mouthClose", *LIP_PARTING)]
+    others = [i for i in range(len(names)) if i not in sealing]
+    for a, b in zip(alone, heard):
+        assert bilabial_closure_rate(face, b.exp, said, b.fps) == 1.0
+        assert np.array_equal(a.exp[:, others], b.exp[:, others]) and np.array_equal(a.pose, b.pose)
+        changed = np.flatnonzero((a.exp != b.exp).any(axis=1))
+        assert 0 < len(changed) < 0.2 * b.frames  # only around the heard bilabials
+
+
+def test_heard_lips_keep_the_lips_from_passing_through_each_other(face) -> None:
+    names = list(face.names)
+    exp = np.random.default_rng(0).uniform(0, 1, (2, 40, len(names))).astype(np.float32)
+    phones = [("_", 0.0, 0.4), ("b", 0.4, 0.5), ("A", 0.5, 0.9), ("m", 0.9, 1.0), ("_", 1.0, 1.6)]
+    out = heard_lips(exp, phones, names, 25.0)
+    jaw, close = names.index("jawOpen"), names.index("mouthClose")
+    for take in out:
+        assert bilabial_closure_rate(face, take, phones, 25.0) == 1.0
+    sealed = out[:, :, close] == out[:, :, jaw]
+    assert sealed.any() and np.array_equal(out[~sealed], exp[~sealed])  # frames away from /b m/ untouched
+    assert out.dtype == np.float32 and exp is not out
+
+
+def test_off_hears_nothing_and_an_unknown_recogniser_is_refused(generator) -> None:
+    assert heard_phones(load_audio(CLIP), "off") == ()
+    assert GenerateSettings.from_dict({"closures": "words"}).closures == "words"
+    assert GenerateSettings.from_dict({"closures": None}).closures == "phones"
+    with pytest.raises(SettingsError, match="closures must be one of phones, words, off"):
+        GenerateSettings.from_dict({"closures": "visemes"}).check(generator.model)
+    with pytest.raises(SettingsError, match="'closures'"):
+        GenerateSettings.from_dict({"closures": 1})
+
+
+def test_a_clip_too_short_to_recognise_gives_the_flows_lips_and_a_note(generator, tmp_path) -> None:
+    blip = tmp_path / "blip.wav"
+    sf.write(blip, 0.3 * np.sin(np.arange(800) * 2 * np.pi * 220 / SAMPLE_RATE), SAMPLE_RATE)  # 0.05 s
+    notes: list[str] = []
+    takes = generator.generate(blip, settings("phones"), note=notes.append)
+    assert len(notes) == 1 and "no closures were heard" in notes[0] and "at least 0.1 s" in notes[0]
+    assert all(np.array_equal(a.exp, b.exp) for a, b in zip(takes, generator.generate(blip, settings("off"))))
+
+
+def test_cli_generate_listens_for_closures_and_refuses_an_unknown_recogniser(tmp_path, face, said) -> None:
+    out = tmp_path / "takes.json"
+    result = subprocess.run([str(FLOWVQ), "generate", str(CLIP), "--out", str(out), "--closures", "words",
+                             "--no-pose"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    (take,) = load_takes(out)
+    assert bilabial_closure_rate(face, take.exp, said, take.fps) == 1.0
+    bad = subprocess.run([str(FLOWVQ), "generate", str(CLIP), "--out", str(tmp_path / "b.json"),
+                          "--closures", "visemes"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "invalid choice: 'visemes'" in bad.stderr and not (tmp_path / "b.json").exists()
