@@ -124,8 +124,8 @@ class FlowVQSettings(bpy.types.PropertyGroup):
     dialogue: StringProperty(name="Dialogue", description=(
         "What the clip says (optional): its phones, aligned to the audio, drive the lips. Words as "
         "spoken, numbers spelled out; a line that cannot be aligned falls back to the audio alone"))
-    closures: EnumProperty(name="Lip Closures", default="phones", description=(
-        "Without dialogue: seal the lips on the /p b m/ a speech recogniser hears in the clip"), items=[
+    closures: EnumProperty(name="Closures", default="phones", description=(
+        "Lip closures without dialogue: seal the lips on the /p b m/ a speech recogniser hears in the clip"), items=[
         ("phones", "Heard Phones", "Phone recognition: fast, catches the most closures"),
         ("words", "Heard Words", "Word recognition, then alignment: slower, fewer closures where there are none"),
         ("off", "Off", "The model's lips alone")])
