@@ -19,7 +19,8 @@ Output is the dataset of `core.formats.dataset` on the BFM face model: D = 64 ex
 Deep3DFaceRecon units (radians, BFM decimetres). The helpers shared with `core.corpus.videos` live
 here too: sequence names from relative paths (`sequence_name`), emotion labels from MEAD's naming
 (`mead_emotion`, `emotion_for`), the seeded split (`assign_splits`) and `CorpusWriter`, which writes
-meta.json and the sequences (skipping a file that fails, `CorpusWriter.write_all`), splits what was
+meta.json, the sequences and their speech (audio/NAME.wav, 16 kHz; skipping a file that fails,
+`CorpusWriter.write_all`), splits what was
 imported and counts it and the failures (`CorpusSummary`).
 """
 

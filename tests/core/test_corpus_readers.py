@@ -16,13 +16,13 @@ import pytest
 import soundfile as sf
 from scipy.io import savemat
 
-from core.audio import FRAME_FEATURES
+from core.audio import FRAME_FEATURES, load_audio, wave_features
 from core.corpus.cli import add_corpus_parsers
 from core.corpus.readers import (
     assign_splits, emotion_for, import_coeffs, mead_emotion, sequence_name,
 )
 from core.face.bfm import BFM_EXP_DIM, D3D_DIM, D3D_SLICES, SADTALKER_DIM
-from core.formats.dataset import DatasetError, load_split, read_meta
+from core.formats.dataset import DatasetError, load_split, read_meta, wave_file
 from tests.core.test_bfm import bfm_arrays
 
 FPS = 25.0
@@ -120,6 +120,9 @@ def test_d3d_import_shapes_pose_labels_and_audio(mead_d3d) -> None:
     }
     assert seqs["WDA_Speaker_000"].frames == 30 and seqs["WDA_Speaker_000"].audio.shape == (30, FRAME_FEATURES)
     np.testing.assert_array_equal(seqs["WDA_Speaker_000"].exp, mead_d3d["hdtf"][:, D3D_SLICES["exp"]])
+    for name, seq in seqs.items():  # each sequence's speech beside it, what `flowvq eval` listens to
+        difference = np.abs(wave_features(load_audio(wave_file(mead_d3d["out"], name)), FPS, seq.frames) - seq.audio)
+        assert difference.mean() < 0.005 and difference.max() < 0.1, (name, difference.max())
 
 
 def test_audio_features_follow_the_audio_in_time(tmp_path: Path) -> None:
