@@ -19,8 +19,6 @@ normalisation carries over between clips) and dither with a fixed seed (digital 
 samples, otherwise decodes as a long /s/).
 """
 
-from typing import Literal
-
 import numpy as np
 import pocketsphinx
 
@@ -29,12 +27,11 @@ from core.audio import SAMPLE_RATE
 from core.errors import FlowVQError
 
 __all__ = [
-    "RecognitionError", "PHONE_LM", "HEARING", "Hearing", "TimedPhone",
+    "RecognitionError", "PHONE_LM", "HEARING", "TimedPhone",
     "recognize_phones", "recognize_words", "heard_phones",
 ]
 
 PHONE_LM = "en-us/en-us-phone.lm.bin"  # inside pocketsphinx.get_model_path()
-Hearing = Literal["phones", "words", "off"]
 HEARING: tuple[str, ...] = ("phones", "words", "off")
 TimedPhone = tuple[str, float, float]  # (SAMPA symbol, start s, end s)
 _MIN_SECONDS = 0.1  # shorter clips give the recogniser too few frames to decode anything
