@@ -9,7 +9,10 @@ of real speakers, where the flows have mostly heard synthetic voices):
                        then the words force-aligned (`core.align.align_text`) for their phones:
                        about 3x real time here, fewer phones heard that were not said
 
-`heard_phones` picks one by name (`HEARING`). The CMU (ARPABET) phones become the corpus's SAMPA
+`heard_phones` picks one by name (`HEARING`). A clip longer than `MAX_SEGMENT_SECONDS` is
+recognised in segments cut at its quietest 10 ms within the last `CUT_WINDOW_SECONDS` before each
+limit (`segment_bounds`), each decoded on its own, and ``poll()`` runs between segments (the
+generator cancels there); a shorter clip is one segment, decoded whole. The CMU (ARPABET) phones become the corpus's SAMPA
 symbols (`core.align.ARPABET_TO_SAMPA`), silence and noise fillers `SILENCE`, so either result is
 the same kind of phone list as a synthetic utterance's or an aligned text's:
 (symbol, start s, end s), in time order.
@@ -18,6 +21,8 @@ Both are deterministic: a fresh decoder per call (no state such as live cepstral
 normalisation carries over between clips) and dither with a fixed seed (digital silence, all-zero
 samples, otherwise decodes as a long /s/).
 """
+
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pocketsphinx
@@ -28,12 +33,16 @@ from core.errors import FlowVQError
 
 __all__ = [
     "RecognitionError", "PHONE_LM", "HEARING", "TimedPhone",
+    "MAX_SEGMENT_SECONDS", "CUT_WINDOW_SECONDS", "segment_bounds",
     "recognize_phones", "recognize_words", "heard_phones",
 ]
 
 PHONE_LM = "en-us/en-us-phone.lm.bin"  # inside pocketsphinx.get_model_path()
 HEARING: tuple[str, ...] = ("phones", "words", "off")
 TimedPhone = tuple[str, float, float]  # (SAMPA symbol, start s, end s)
+Poll = Callable[[], None]  # called between segments; raises to stop
+MAX_SEGMENT_SECONDS = 30.0
+CUT_WINDOW_SECONDS = 5.0
 _MIN_SECONDS = 0.1  # shorter clips give the recogniser too few frames to decode anything
 _COMMON_OPTIONS: dict[str, float | int | bool | str] = {"dither": True, "seed": 1, "loglevel": "FATAL"}
 # Wide beams and a light phone-LM weight, the settings CMUSphinx's phoneme-recognition tutorial
@@ -85,41 +94,77 @@ def _decode(decoder: pocketsphinx.Decoder, wave: np.ndarray) -> pocketsphinx.Dec
     return decoder
 
 
-def recognize_phones(wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[TimedPhone, ...]:
+def segment_bounds(samples: int, energy: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) sample spans of the segments a clip is recognised in (module docstring), from
+    the energy of each of its 10 ms frames. Shapes: energy (ceil(samples / 160),) -> spans."""
+    hop, limit, window = SAMPLE_RATE // FRAME_RATE, int(MAX_SEGMENT_SECONDS * FRAME_RATE), int(CUT_WINDOW_SECONDS * FRAME_RATE)
+    bounds, start = [], 0  # in 10 ms frames
+    while samples - start * hop > MAX_SEGMENT_SECONDS * SAMPLE_RATE:
+        first = start + limit - window
+        cut = first + int(np.argmin(energy[first:start + limit]))
+        bounds.append((start * hop, cut * hop))
+        start = cut
+    return bounds + [(start * hop, samples)]
+
+
+def _segments(wave: np.ndarray, poll: Poll | None) -> Iterator[tuple[float, np.ndarray]]:
+    """The clip's segments (`segment_bounds`) as (start s, samples), one at a time, with ``poll()``
+    run before every segment after the first. Shapes: wave (N,) -> samples (n,)."""
+    padded = np.pad(wave, (0, -len(wave) % (SAMPLE_RATE // FRAME_RATE)))
+    energy = np.square(padded.reshape(-1, SAMPLE_RATE // FRAME_RATE)).mean(axis=1)
+    for index, (start, end) in enumerate(segment_bounds(len(wave), energy)):
+        if index and poll is not None:
+            poll()
+        yield start / SAMPLE_RATE, wave[start:end]
+
+
+def recognize_phones(wave: np.ndarray, sample_rate: int = SAMPLE_RATE, poll: Poll | None = None) -> tuple[TimedPhone, ...]:
     """The clip's phones by allphone recognition (module docstring), contiguous from the first
-    decoded frame, each spanning whole 10 ms frames. Shapes: wave (N,) float in [-1, 1] at 16 kHz.
-    Raises `RecognitionError` for audio it cannot take."""
+    decoded frame of each segment, each spanning whole 10 ms frames. Shapes: wave (N,) float in
+    [-1, 1] at 16 kHz. Raises `RecognitionError` for audio it cannot take."""
     wave = _check_wave(wave, sample_rate)
-    decoder = pocketsphinx.Decoder(
-        allphone=pocketsphinx.get_model_path(PHONE_LM), lm=None, samprate=SAMPLE_RATE, **_PHONE_OPTIONS
-    )
-    return tuple((_sampa(segment.word), segment.start_frame / FRAME_RATE, (segment.end_frame + 1) / FRAME_RATE)
-                 for segment in _decode(decoder, wave).seg())
+    phones: list[TimedPhone] = []
+    for offset, segment in _segments(wave, poll):
+        decoder = pocketsphinx.Decoder(
+            allphone=pocketsphinx.get_model_path(PHONE_LM), lm=None, samprate=SAMPLE_RATE, **_PHONE_OPTIONS
+        )
+        phones += [(_sampa(found.word), offset + found.start_frame / FRAME_RATE, offset + (found.end_frame + 1) / FRAME_RATE)
+                   for found in _decode(decoder, segment).seg()]
+    return tuple(phones)
 
 
-def recognize_words(wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[str, tuple[TimedPhone, ...]]:
+def recognize_words(
+    wave: np.ndarray, sample_rate: int = SAMPLE_RATE, poll: Poll | None = None
+) -> tuple[str, tuple[TimedPhone, ...]]:
     """The words the clip says by word recognition and, force-aligned, their phones (module
-    docstring); ("", ()) when nothing is recognised or the recognised words cannot be aligned.
+    docstring); a segment whose words are none or cannot be aligned adds neither.
     Shapes: wave (N,) float in [-1, 1] at 16 kHz. Raises `RecognitionError` for audio it cannot take."""
     wave = _check_wave(wave, sample_rate)
-    hypothesis = _decode(pocketsphinx.Decoder(samprate=SAMPLE_RATE, **_COMMON_OPTIONS), wave).hyp()
-    words = hypothesis.hypstr.strip() if hypothesis is not None else ""
-    if not words:
-        return "", ()
-    try:
-        return words, tuple(align_text(wave, words))
-    except AlignmentError:  # the recogniser's own words fit too poorly to trust their timing
-        return "", ()
+    words: list[str] = []
+    phones: list[TimedPhone] = []
+    for offset, segment in _segments(wave, poll):
+        hypothesis = _decode(pocketsphinx.Decoder(samprate=SAMPLE_RATE, **_COMMON_OPTIONS), segment).hyp()
+        said = hypothesis.hypstr.strip() if hypothesis is not None else ""
+        try:
+            aligned = align_text(segment, said) if said else []
+        except AlignmentError:  # the recogniser's own words fit too poorly to trust their timing
+            continue
+        words.append(said)
+        phones += [(symbol, offset + start, offset + end) for symbol, start, end in aligned]
+    return " ".join(w for w in words if w), tuple(phones)
 
 
-def heard_phones(wave: np.ndarray, hearing: str, sample_rate: int = SAMPLE_RATE) -> tuple[TimedPhone, ...]:
+def heard_phones(
+    wave: np.ndarray, hearing: str, sample_rate: int = SAMPLE_RATE, poll: Poll | None = None
+) -> tuple[TimedPhone, ...]:
     """The phones ``hearing`` ("phones": `recognize_phones`, "words": `recognize_words`, "off":
-    none) finds in the clip. Shapes: wave (N,) at 16 kHz. Raises `RecognitionError` for audio the
-    recogniser cannot take and ValueError for a name outside `HEARING`."""
+    none) finds in the clip, ``poll()`` run between segments. Shapes: wave (N,) at 16 kHz. Raises
+    `RecognitionError` for audio the recogniser cannot take and ValueError for a name outside
+    `HEARING`."""
     if hearing == "off":
         return ()
     if hearing == "phones":
-        return recognize_phones(wave, sample_rate)
+        return recognize_phones(wave, sample_rate, poll)
     if hearing == "words":
-        return recognize_words(wave, sample_rate)[1]
+        return recognize_words(wave, sample_rate, poll)[1]
     raise ValueError(f"hearing must be one of {', '.join(HEARING)}, got {hearing!r}")

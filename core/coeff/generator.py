@@ -32,7 +32,7 @@ import numpy as np
 from core.align import MAX_TEXT_CHARS, AlignmentError, align_text
 from core.audio import MAX_FPS, SAMPLE_RATE, audio_features
 from core.coeff.model import CoeffModel
-from core.coeff.sampler import CancelFn, SampleSettings, SettingsError, sample_takes, take_seeds
+from core.coeff.sampler import CancelFn, SampleSettings, SettingsError, check_cancel, sample_takes, take_seeds
 from core.coeff.text import heard_lips, text_lips
 from core.coeff.weights import default_weights_dir, load_weights
 from core.emotions import EMOTIONS, REFERENCE, emotion_index
@@ -219,9 +219,10 @@ class CoeffGenerator:
         """``settings.sample.takes`` validated takes for one clip (a path or the file's bytes).
 
         ``progress(stage, fraction)`` gets a stage of `STAGES` and the overall fraction done,
-        non-decreasing and ending at ("done", 1.0); ``cancel()`` is polled every frame and raises
-        `GenerationCancelled`; ``note(message)`` gets what the user should know about the result
-        (a text that could not be used). Shapes: each take exp (T, D), pose (T, 6) with
+        non-decreasing and ending at ("done", 1.0); ``cancel()`` is polled between the 30-s
+        segments closures are listened for in and every frame, and raises `GenerationCancelled`;
+        ``note(message)`` gets what the user should know about the result (a text that could not
+        be used, a clip too short to listen to). Shapes: each take exp (T, D), pose (T, 6) with
         T = round(frames at the model fps × output fps / model fps).
         """
         report = progress if progress is not None else _ignore
@@ -230,7 +231,7 @@ class CoeffGenerator:
         report("features", 0.0)
         wave, feats = audio_features(audio, self.fps)  # (T, audio_width) at the model fps
         phones = _aligned(wave, settings.text, note or _silent)
-        heard = _heard(wave, settings.closures, note or _silent) if phones is None else ()
+        heard = _heard(wave, settings.closures, note or _silent, cancel) if phones is None else ()
         report("sampling", _SAMPLING_START)
         exp, pose = sample_takes(
             self.model, feats, settings.beta0(self.model.dim), sample,
@@ -279,11 +280,14 @@ def _aligned(wave: np.ndarray, text: str | None, note: NoteFn) -> list[tuple[str
         return None
 
 
-def _heard(wave: np.ndarray, hearing: str, note: NoteFn) -> tuple[tuple[str, float, float], ...]:
-    """The phones ``hearing`` recognises in the wave; none when the recogniser cannot take the
-    clip (then ``note`` says why the lips follow the flows alone)."""
+def _heard(
+    wave: np.ndarray, hearing: str, note: NoteFn, cancel: CancelFn | None
+) -> tuple[tuple[str, float, float], ...]:
+    """The phones ``hearing`` recognises in the wave, ``cancel()`` polled between its segments;
+    none when the recogniser cannot take the clip (then ``note`` says why the lips follow the
+    flows alone)."""
     try:
-        return heard_phones(wave, hearing)
+        return heard_phones(wave, hearing, poll=lambda: check_cancel(cancel, "while listening for closures"))
     except RecognitionError as err:
         note(f"no closures were heard, the lips follow the flows alone: {err}")
         return ()

@@ -68,6 +68,7 @@ __all__ = [
     "add_blinks",
     "move_with_emotion",
     "exaggerate",
+    "check_cancel",
     "MAX_TAKES",
     "MAX_MANIFOLD_K",
     "REFERENCE_MARGIN",
@@ -403,7 +404,7 @@ def sample_takes(
     latents = latent_centres(model, apex, source, frames) + settings.temperature * exp_noise.to(device)
     if settings.manifold_blend > 0:
         projected = project_to_manifold(latents.reshape(-1, model.dim), model.bank, settings.manifold_k,
-                                        lambda: _check_cancel(cancel, "during the manifold projection"))
+                                        lambda: check_cancel(cancel, "during the manifold projection"))
         latents = latents + settings.manifold_blend * (projected.reshape(latents.shape) - latents)
     styles = take_styles(model, apex, source, style_noise.to(device))
     exp_static = model.exp_flow.static_context(windows[None], source[None], label, styles)  # (N, T, C)
@@ -477,14 +478,14 @@ def _run(rollouts: list[_Rollout], frames: int, progress: ProgressFn | None, can
     """Step every rollout through all frames, reporting progress about 100 times."""
     report_every = max(1, frames // 100)
     for t in range(frames):
-        _check_cancel(cancel, f"at frame {t} of {frames}")
+        check_cancel(cancel, f"at frame {t} of {frames}")
         for rollout in rollouts:
             rollout.step(t)
         if progress is not None and ((t + 1) % report_every == 0 or t + 1 == frames):
             progress((t + 1) / frames)
 
 
-def _check_cancel(cancel: CancelFn | None, where: str) -> None:
+def check_cancel(cancel: CancelFn | None, where: str) -> None:
     """Raise `GenerationCancelled` (saying ``where``) when ``cancel()`` says so."""
     if cancel is not None and cancel():
         raise GenerationCancelled(f"generation cancelled {where}")

@@ -14,11 +14,11 @@ import soundfile as sf
 from core.align import align_text
 from core.audio import SAMPLE_RATE, load_audio
 from core.coeff.generator import CoeffGenerator, GenerateSettings
-from core.coeff.sampler import SampleSettings, SettingsError
+from core.coeff.sampler import GenerationCancelled, SampleSettings, SettingsError
 from core.coeff.text import heard_lips
 from core.eval.metrics import bilabial_closure_rate
 from core.formats.takes import load_takes
-from core.recognize import heard_phones
+from core.recognize import heard_phones, recognize_phones, segment_bounds
 from core.visemes import BILABIALS, LIP_PARTING
 
 CLIP = Path(__file__).resolve().parents[1] / "data" / "real" / "jfk.flac"
@@ -98,3 +98,28 @@ def test_cli_generate_listens_for_closures_and_refuses_an_unknown_recogniser(tmp
     bad = subprocess.run([str(FLOWVQ), "generate", str(CLIP), "--out", str(tmp_path / "b.json"),
                           "--closures", "visemes"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "invalid choice: 'visemes'" in bad.stderr and not (tmp_path / "b.json").exists()
+
+
+def test_a_long_clip_is_heard_in_segments_and_cancel_stops_between_them(generator, tmp_path) -> None:
+    """77 s of speech: three segments cut at quiet frames near 30 s and 60 s; the phones of a
+    segment are those of the clip heard alone, shifted; cancel stops before the second segment."""
+    line = load_audio(CLIP)
+    long = np.concatenate([line] * 7)
+    energy = np.square(np.pad(long, (0, -len(long) % 160)).reshape(-1, 160)).mean(axis=1)
+    bounds = segment_bounds(len(long), energy)
+    assert len(bounds) == 3 and bounds[0][0] == 0 and bounds[-1][1] == len(long)
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    assert all(25 * SAMPLE_RATE <= end - start <= 30 * SAMPLE_RATE for start, end in bounds[:-1])
+    polls: list[int] = []
+    phones = recognize_phones(long, poll=lambda: polls.append(1))
+    assert len(polls) == 2 and phones[-1][2] == pytest.approx(len(long) / SAMPLE_RATE, abs=0.3)
+    start, end = bounds[1]
+    alone = recognize_phones(long[start:end])
+    shifted = [(s, a + start / SAMPLE_RATE, b + start / SAMPLE_RATE) for s, a, b in alone]
+    assert [p for p in phones if start / SAMPLE_RATE <= p[1] < end / SAMPLE_RATE] == shifted
+    clip = tmp_path / "long.wav"
+    sf.write(clip, long, SAMPLE_RATE)
+    asked: list[int] = []
+    with pytest.raises(GenerationCancelled, match="while listening for closures"):
+        generator.generate(clip, settings("phones"), cancel=lambda: bool(asked.append(1)) or True)
+    assert len(asked) == 1  # the first segment was heard, the flows never started
