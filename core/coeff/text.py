@@ -65,7 +65,7 @@ def heard_lips(exp: np.ndarray, phones: Sequence[tuple[str, float, float]], name
     """Each take with its lips sealed around every /p b m/ of ``phones`` through the phone's end
     (`seal_bilabials`: a recogniser's times may be a frame off), the rest unchanged; a new array.
     Shapes: exp (N, T, D) at ``fps`` -> (N, T, D) float32."""
-    out = np.array(exp, dtype=np.float32)
+    out, columns = np.array(exp, dtype=np.float32), list(names)
     for take in out:
-        seal_bilabials(take, list(names), phones, fps, to_end=True)
+        seal_bilabials(take, columns, phones, fps, to_end=True)
     return out

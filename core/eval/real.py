@@ -184,8 +184,7 @@ def real_clips(folder: str | Path, fps: float, progress: Callable[[int, int], No
         sequences = [seq for split in SPLITS for seq in load_split(folder, split, required=False)]
         if not sequences:
             raise RealEvalError(f"{folder} holds no sequences")
-        return [(seq, load_audio(wave_file(folder, seq.name)) if wave_file(folder, seq.name).is_file() else None)
-                for seq in sorted(sequences, key=lambda seq: seq.name)]
+        return [(seq, _stored_speech(folder, seq.name)) for seq in sorted(sequences, key=lambda seq: seq.name)]
     try:
         videos = find_videos(folder)
     except DatasetError as err:
@@ -203,25 +202,29 @@ def real_clips(folder: str | Path, fps: float, progress: Callable[[int, int], No
     return clips
 
 
+def _stored_speech(folder: Path, name: str) -> np.ndarray | None:
+    """A dataset sequence's 16 kHz speech from its audio/ folder, None when it has none."""
+    path = wave_file(folder, name)
+    return load_audio(path) if path.is_file() else None
+
+
 @dataclass(frozen=True)
 class _System:
-    """A named way to turn a clip into an expression take. Shapes: make(clip) -> (T, D)."""
+    """A named way to turn a clip, and the phones heard in it, into an expression take.
+    Shapes: make(seq, heard) -> (T, D)."""
 
     name: str
-    make: Callable[[RealClip], np.ndarray]
+    make: Callable[[CoeffSequence, tuple[tuple[str, float, float], ...]], np.ndarray]
 
 
-def _flow_system(name: str, model: CoeffModel, seed: int, closures: str) -> _System:
+def _flow_system(name: str, model: CoeffModel, seed: int) -> _System:
     """A flow model's first take at the sampler's defaults, emotion talk, no head motion, its lips
-    sealed on the bilabials ``closures`` hears (`core.recognize.HEARING`)."""
+    sealed on the bilabials heard in the clip."""
     settings = SampleSettings(seed=seed, pose=False, manifold_blend=SampleSettings.manifold_blend if len(model.bank) else 0.0)
 
-    def make(clip: RealClip) -> np.ndarray:
-        seq, wave = clip
+    def make(seq: CoeffSequence, heard: tuple[tuple[str, float, float], ...]) -> np.ndarray:
         takes = sample_takes(model, seq.audio, seq.beta0, settings)[0]  # (1, T, D)
-        if closures != "off":
-            takes = heard_lips(takes, heard_phones(wave, closures), model.names, model.config.fps)
-        return takes[0]
+        return heard_lips(takes, heard, model.names, model.config.fps)[0] if heard else takes[0]
 
     return _System(name, make)
 
@@ -249,17 +252,17 @@ def evaluate_real(
     ``wins``: clips where the system's correlation beats the loudness baseline's)."""
     face = builtin()
     model = load_weights(weights, face)
-    systems = [_flow_system("flow", model, seed, closures)]
+    systems = [_flow_system("flow", model, seed)]
     if previous is not None:
-        systems.append(_flow_system("previous", load_weights(previous, face), seed, closures))
-    systems.append(_System("loudness", lambda clip: loudness_jaw(clip[0].audio, clip[0].beta0, face.names)))
+        systems.append(_flow_system("previous", load_weights(previous, face), seed))
+    systems.append(_System("loudness", lambda seq, heard: loudness_jaw(seq.audio, seq.beta0, face.names)))
     clips = real_clips(folder, model.config.fps, progress)
     _check_speech(clips, closures)
     per_clip = []
-    for clip in clips:
-        seq = clip[0]
+    for seq, wave in clips:
         real_mm = gap_track_mm(face, seq.exp)
-        scores = {s.name: asdict(lip_scores(real_mm, gap_track_mm(face, s.make(clip)))) for s in systems}
+        heard = heard_phones(wave, closures)  # once, for every flow system ("off": none)
+        scores = {s.name: asdict(lip_scores(real_mm, gap_track_mm(face, s.make(seq, heard)))) for s in systems}
         per_clip.append({"clip": seq.name, "seconds": len(seq.exp) / model.config.fps,
                          "real_gap_p95_mm": float(np.percentile(real_mm, 95)), "systems": scores})
     names = [s.name for s in systems]

@@ -22,20 +22,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from core.audio import SAMPLE_RATE
-from core.recognize import recognize_phones
 from core.visemes import viseme_curves
 
 __all__ = ["rhubarb_curves"]
 
 
 def rhubarb_curves(
-    wave: np.ndarray, names: Sequence[str], fps: float, frames: int, sample_rate: int = SAMPLE_RATE
+    phones: Sequence[tuple[str, float, float]], names: Sequence[str], fps: float, frames: int
 ) -> np.ndarray:
-    """Baseline lip-sync curves: the recognised phones through `viseme_curves`.
+    """Baseline lip-sync curves: a clip's recognised phones (`core.recognize.recognize_phones`)
+    through `viseme_curves`.
 
-    Shapes: wave (N,) at 16 kHz -> (frames, len(names)) float32 in [0, 1]; only the mouth channels
-    are set. Raises `core.recognize.RecognitionError` for unusable audio, `core.visemes.VisemeError` when
-    ``names`` lacks a mouth channel.
+    Shapes: phones [(SAMPA, start s, end s)] -> (frames, len(names)) float32 in [0, 1]; only the
+    mouth channels are set. Raises `core.visemes.VisemeError` when ``names`` lacks a mouth channel.
     """
-    return viseme_curves(list(recognize_phones(wave, sample_rate)), names, fps, frames)
+    return viseme_curves(list(phones), names, fps, frames)

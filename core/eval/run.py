@@ -55,7 +55,7 @@ from core.eval.rhubarb import rhubarb_curves
 from core.face import builtin
 from core.face.model import FaceModel
 from core.formats.dataset import CoeffSequence, load_split, read_meta, wave_file
-from core.recognize import heard_phones
+from core.recognize import heard_phones, recognize_phones
 
 __all__ = ["SYSTEMS", "BASELINES", "EVAL_SPLITS", "EvalSettings", "default_regressor_dir", "sequence_nll",
            "evaluate", "format_table"]
@@ -228,10 +228,11 @@ def _system_outputs(
                             takes=settings.takes, manifold_blend=settings.manifold_blend)
     exp, pose = sample_takes(model, seq.audio, seq.beta0, sample,
                              loudness=frame_energy(wave, SAMPLE_RATE, fps, len(seq.audio)))
-    heard = heard_phones(wave, settings.closures)
+    recognised = recognize_phones(wave)  # the baseline's phones, which the default closures hear too
+    heard = recognised if settings.closures == "phones" else heard_phones(wave, settings.closures)
     if heard:
         exp = heard_lips(exp, heard, model.names, fps)
-    lips = rhubarb_curves(wave, model.names, fps, len(seq.exp))
+    lips = rhubarb_curves(recognised, model.names, fps, len(seq.exp))
     return {
         "flow": (exp, pose),
         "regressor": baseline.predict(seq.audio, seq.beta0, seq.emotion),

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.audio import FRAME_FEATURES
+from core.audio import FRAME_FEATURES, load_audio, wave_features
 from core.coeff.sampler import SampleSettings, sample_takes
 from core.coeff.weights import default_weights_dir, load_weights
 from core.eval.metrics import CLOSED_GAP_MM
@@ -22,9 +22,10 @@ from core.eval.real import (
     lip_scores, loudness_jaw, real_clips,
 )
 from core.face import builtin
-from core.formats.dataset import CoeffSequence, DatasetMeta, write_meta, write_sequence
+from core.formats.dataset import CoeffSequence, DatasetMeta, write_meta, write_sequence, write_wave
 
 FLOWVQ = Path(sys.executable).parent / "flowvq"
+JFK = Path(__file__).resolve().parents[1] / "data" / "real" / "jfk.flac"
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +180,23 @@ def test_a_speaker_who_moves_like_the_flow_ranks_the_flow_first(tmp_path, face) 
     table = format_real_table(report)
     assert "| flowlike0 |" in table and "flow beats loudness on correlation in 2 of 2 clips" in table
     assert "the flows alone (closures off)" in table
+
+
+def test_the_flows_are_scored_with_the_closures_heard_in_the_stored_speech(tmp_path, face) -> None:
+    """A dataset clip with its speech beside it (J. F. Kennedy, tests/data/real/CREDITS.md): the
+    default scores the flows with the /p b m/ phone recognition hears sealed, as generation does;
+    ``closures="off"`` the same takes unsealed; the loudness baseline is the same either way."""
+    wave = load_audio(JFK)
+    audio = wave_features(wave, 25.0)
+    beta0 = np.zeros(face.n_expressions, np.float32)
+    speaker = CoeffSequence(name="jfk", exp=loudness_jaw(audio, beta0, face.names), pose=np.zeros((len(audio), 6)),
+                            audio=audio, emotion="talk", beta0=beta0)
+    folder = write_real_dataset(tmp_path / "real", face, [speaker])
+    write_wave(folder, "jfk", wave)
+    heard, alone = evaluate_real(folder, seed=0), evaluate_real(folder, seed=0, closures="off")
+    (heard_clip,), (alone_clip,) = heard["clips"], alone["clips"]
+    assert heard_clip["systems"]["flow"]["take_closures"] > alone_clip["systems"]["flow"]["take_closures"]
+    assert heard_clip["systems"]["loudness"] == alone_clip["systems"]["loudness"]
 
 
 def test_a_dataset_without_its_speech_is_refused_unless_closures_are_off(tmp_path, face) -> None:

@@ -64,6 +64,18 @@ def test_closure_is_also_split_by_emotion_and_the_split_pools_back_to_the_whole(
     assert all(emotion in line for emotion in report["closure_by_emotion"]["flow"])
 
 
+def test_the_flow_is_scored_with_the_closures_generation_hears_and_off_is_the_flows_alone(corpus, report) -> None:
+    """The default flow row seals the bilabials phone recognition hears, as `flowvq generate`
+    does; ``closures="off"`` scores the same takes unsealed: never more closures, other systems equal."""
+    alone = evaluate(corpus, EvalSettings(takes=3, closures="off"))
+    assert report["settings"]["closures"] == "phones" and alone["settings"]["closures"] == "off"
+    heard, flows = report["systems"]["flow"], alone["systems"]["flow"]
+    assert heard["bilabial_closure"] > flows["bilabial_closure"]
+    assert heard["m_lmd_mm"] != flows["m_lmd_mm"]
+    for system in ("regressor", "rhubarb", "truth"):
+        assert report["systems"][system] == alone["systems"][system]
+
+
 def test_the_val_split_is_evaluated_on_its_own_voices_and_other_splits_are_refused(corpus) -> None:
     """val (held-out sentences of the training voices) is there for choosing settings without
     the test voices; the report names the split and its voices."""
