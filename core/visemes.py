@@ -38,8 +38,11 @@ __all__ = [
     "BILABIALS",
     "LEAD",
     "LIP_PARTING",
+    "VISEME_CLASSES",
+    "UNKNOWN_VISEME",
     "frames_at",
     "viseme_of",
+    "frame_visemes",
     "viseme_curves",
     "seal_bilabials",
 ]
@@ -137,6 +140,10 @@ PHONE_VISEMES: dict[str, tuple[str, ...]] = {
     "R": ("approximant_r",), "L": ("alveolar",), "dj": ("alveolar",), "tj": ("alveolar",),
     "J": ("velar",), "x": ("velar",),
 }
+# The per-frame phone input of the flows (`frame_visemes`): class 0 is "not known" (no text, nothing
+# heard, or a frame no phone covers), then every viseme in table order.
+VISEME_CLASSES: tuple[str, ...] = ("unknown", *VISEMES)
+UNKNOWN_VISEME = 0
 MOUTH_CHANNELS: tuple[str, ...] = tuple(sorted({"mouthClose"} | {c for v in VISEMES.values() for c in v.targets}))
 _DIPHTHONG_POINTS = (0.3, 0.75)
 
@@ -154,6 +161,24 @@ def viseme_of(symbol: str) -> tuple[Viseme, ...]:
     if names is None:
         raise VisemeError(f"no viseme for phone {symbol!r}; known phones: {' '.join(sorted(PHONE_VISEMES))}")
     return tuple(VISEMES[name] for name in names)
+
+
+def frame_visemes(phones: Sequence[tuple[str, float, float]], fps: float, frames: int) -> np.ndarray:
+    """The viseme class (index in `VISEME_CLASSES`) of each frame centre (t + 0.5) / fps: the class of
+    the phone whose [start, end) holds it (a diphthong's onset viseme in its first half, its offset
+    in the second), `UNKNOWN_VISEME` where no phone does. `VisemeError` for a symbol without a
+    viseme. Shapes: -> (frames,) uint8."""
+    classes = np.full(frames, UNKNOWN_VISEME, np.uint8)
+    times = (np.arange(frames) + 0.5) / fps
+    for symbol, start, end in phones:
+        inside = (times >= start) & (times < end)
+        if not inside.any():
+            continue
+        visemes = viseme_of(symbol)
+        later = times >= (start + end) / 2
+        for half, viseme in zip((~later, later), (visemes[0], visemes[-1])):
+            classes[inside & half] = VISEME_CLASSES.index(viseme.name)
+    return classes
 
 
 @dataclass(frozen=True)

@@ -60,15 +60,17 @@ def build_latent_bank(
 ) -> int:
     """Fill ``model.bank``/``bank_labels`` with ExpFlow latents of (a random ``size``-subset of)
     the frames in ``batches`` (window-1 batches of `core.formats.dataset.frame_batches`), each mapped
-    with its full context: β₀, audio, emotion and every previous frame that exists. Returns the
-    bank size.
+    with its full context: β₀, audio, emotion, every previous frame that exists and, for a model with
+    phone input, the phones a recogniser heard in the frame's speech (what generation reads without
+    a text). Returns the bank size.
     """
     flow = model.exp_flow
     latents, labels = [], []
     device = model.lower.device
     for batch in batches:
         batch = {key: value.to(device) for key, value in batch.items()}
-        static = flow.static_context(batch["audio"], batch["beta0"], batch["label"], flow.batch_style(batch))
+        static = flow.static_context(batch["audio"], batch["beta0"], batch["label"], flow.batch_style(batch),
+                                     batch.get("heard"))
         latents.append(flow.encode_windows(batch["exp"], batch["available"], static, batch["label"]))
         labels.append(batch["label"])
     z_all, label_all = torch.cat(latents), torch.cat(labels)

@@ -108,6 +108,12 @@ class CoeffConfig:
     side of the limit that sampling clamps gaps to (mouthClose <= jawOpen) and seal them exactly.
     take_style: ExpFlow's context holds the take's style, its mean emotion-bearing expression
     (`core.face.rig.STYLE_PREFIXES`) relative to β₀, which sampling draws once per take.
+    phone_dim: the width of the phone embedding in ExpFlow's context (0: no phone input): each
+    frame's window of viseme classes (`core.visemes.frame_visemes`, the audio window's frames) from
+    the line's aligned text or the phones a recogniser hears. In training a window reads no phones
+    with probability phone_dropout (so the audio-only path is trained too), else the recogniser's
+    phones of its speech with probability heard_share (the dataset's "heard") and the exact phones
+    otherwise.
     """
 
     fps: float = DEFAULT_FPS
@@ -121,6 +127,9 @@ class CoeffConfig:
     lip_gap: bool = True
     seal_depth: float = 0.05
     take_style: bool = True
+    phone_dim: int = 0
+    phone_dropout: float = 0.5
+    heard_share: float = 0.5
     exp: FlowConfig = field(default_factory=_exp_default)
     pose: FlowConfig = field(default_factory=_pose_default)
 
@@ -150,6 +159,11 @@ class CoeffConfig:
             raise ConfigError(f"nu (degrees of freedom) must be > 0, got {self.nu}")
         if not 0.0 <= self.emotion_dropout <= 1.0:
             raise ConfigError(f"emotion_dropout must be in [0, 1], got {self.emotion_dropout}")
+        if self.phone_dim < 0:
+            raise ConfigError(f"phone_dim must be >= 0 (0: no phone input), got {self.phone_dim}")
+        for key in ("phone_dropout", "heard_share"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"{key} must be in [0, 1], got {getattr(self, key)}")
         if self.seal_depth < 0:
             raise ConfigError(f"seal_depth must be >= 0, got {self.seal_depth}")
         self.exp.check("exp")

@@ -6,7 +6,8 @@ turns one clip into ``settings.sample.takes`` takes:
     audio (path or bytes) -> log-mel features at the model fps            stage "features"
     (with the line's text: its phones aligned to the audio, `core.align`; without one, the phones
     heard in it by ``settings.closures``, `core.recognize.heard_phones`)
-    -> `core.coeff.sampler.sample_takes` (all takes in one batch)          stage "sampling"
+    -> `core.coeff.sampler.sample_takes` (all takes in one batch; a model with phone input reads
+    those phones' visemes frame by frame, `core.visemes.frame_visemes`)    stage "sampling"
     (with aligned phones: the mouth driven by them, `core.coeff.text.text_lips`; without a text,
     the lips sealed on the bilabials a recogniser hears, `core.coeff.text.heard_lips`)
     -> one `core.formats.takes.Take` per take, resampled to the output fps, validated  stage "done"
@@ -44,6 +45,7 @@ from core.face import load_face_model
 from core.face.model import FaceModel
 from core.formats.takes import Take, load_takes, resample
 from core.recognize import HEARING, RecognitionError, heard_phones
+from core.visemes import frame_visemes
 
 __all__ = [
     "CoeffGenerator",
@@ -237,6 +239,7 @@ class CoeffGenerator:
             self.model, feats, settings.beta0(self.model.dim), sample,
             progress=lambda done: report("sampling", _SAMPLING_START + (_SAMPLING_END - _SAMPLING_START) * done),
             cancel=cancel, loudness=frame_energy(wave, SAMPLE_RATE, self.fps, len(feats)),
+            visemes=frame_visemes(phones if phones is not None else heard, self.fps, len(feats)),
         )  # (N, T, D), (N, T, 6)
         if phones is not None:
             exp = text_lips(exp, phones, self.names, self.fps, settings.beta0(self.model.dim))

@@ -25,9 +25,15 @@ chosen intensity (`ExpFlow.style_distribution`): intensity 1 is the corpus's ful
 class's average strength. A blend of emotions mixes the classes' lines, embeddings and ActNorm
 rows by its weights (`core.flow.class_rows`).
 
+With ``phone_dim`` (not in the paper), ExpFlow's static context also reads the phones of the line,
+one viseme class per frame over the audio window's frames (`PhoneEncoder`): at generation those
+of the line's aligned text or the phones a recogniser hears in the clip, in training the corpus's
+exact phones or the recogniser's, and none at all in a share of the windows so the audio alone
+still drives the mouth (`ExpFlow.training_phones`).
+
 Training batches are the dicts of `core.formats.dataset.WindowSampler`: "exp" (B, τ_b+L, D), "pose"
-(B, τ_b+L, 6), "available" (B, τ_b+L) bool, "audio" (B, L, W, F), "label" (B,), "beta0" (B, D),
-"style" (B, D): the sequence's mean of exp - β₀.
+(B, τ_b+L, 6), "available" (B, τ_b+L) bool, "audio" (B, L, W, F), "phones" and "heard" (B, L, W)
+int64 viseme classes, "label" (B,), "beta0" (B, D), "style" (B, D): the sequence's mean of exp - β₀.
 """
 
 from collections.abc import Sequence
@@ -45,13 +51,15 @@ from core.flow import (
 )
 from core.face.rig import LIP_CHANNELS, STYLE_PREFIXES
 from core.formats.takes import POSE_DIM
+from core.visemes import UNKNOWN_VISEME, VISEME_CLASSES
 
 __all__ = [
-    "AudioEncoder", "SequenceFlow", "ExpFlow", "PoseFlow", "CoeffModel",
+    "AudioEncoder", "PhoneEncoder", "SequenceFlow", "ExpFlow", "PoseFlow", "CoeffModel",
     "lip_columns", "limit_lips", "style_columns",
 ]
 
 N_CLASSES = len(EMOTIONS)
+_VISEME_DIM = 8  # the embedding of one frame's viseme class in `PhoneEncoder`
 
 
 def lip_columns(names: Sequence[str]) -> tuple[int, int] | None:
@@ -105,6 +113,20 @@ class AudioEncoder(nn.Module):
         return self.read(mixed.flatten(1)).reshape(*lead, -1)
 
 
+class PhoneEncoder(nn.Module):
+    """One frame's window of viseme classes (`core.visemes.VISEME_CLASSES`, 0: unknown) embedded
+    class by class, read by a linear layer. Shapes: (..., W) int64 -> (..., out_dim)."""
+
+    def __init__(self, window: int, out_dim: int) -> None:
+        super().__init__()
+        self.classes = nn.Embedding(len(VISEME_CLASSES), _VISEME_DIM)
+        self.read = nn.Sequential(nn.Linear(window * _VISEME_DIM, out_dim), nn.GELU())
+
+    def forward(self, windows: Tensor) -> Tensor:
+        """Shapes: (..., W) -> (..., out_dim)."""
+        return self.read(self.classes(windows).flatten(-2))
+
+
 class SequenceFlow(nn.Module):
     """A conditional flow over one vector per frame with an autoregressive context (module doc).
 
@@ -132,6 +154,7 @@ class SequenceFlow(nn.Module):
         ]
         located = [ContextAffine(dim, flow.context_dim, flow.max_log_scale)] if steps else []
         self.flow = Composite([Standardize(dim, gap), *located, *steps])
+        self.phone_encoder: PhoneEncoder | None = None  # the subclass's, when it reads phones
 
     @property
     def located(self) -> ContextAffine:
@@ -158,17 +181,22 @@ class SequenceFlow(nn.Module):
         raise NotImplementedError
 
     def static_context(
-        self, audio: Tensor, beta0: Tensor | None, label: Tensor | None, style: Tensor | None = None
+        self, audio: Tensor, beta0: Tensor | None, label: Tensor | None, style: Tensor | None = None,
+        phones: Tensor | None = None,
     ) -> Tensor:
         """The non-autoregressive part of the context, for every frame at once. One clip's audio
-        (B = 1) serves a batch of takes: it is encoded once and shared.
+        (B = 1) serves a batch of takes: it is encoded once and shared. ``phones``: each frame's
+        window of viseme classes for a flow with a `PhoneEncoder` (None: all unknown).
 
-        Shapes: audio (B or 1, T, W, F), beta0 (B, D), label (B,), style (B, S) -> (B, T, context_dim).
+        Shapes: audio (B or 1, T, W, F), beta0 (B, D), label (B,), style (B, S), phones (B or 1, T, W)
+        -> (B, T, context_dim).
         """
-        extras = self.static_extras(beta0, label, style, audio.shape[1])
-        encoded = self.audio(audio)
-        batch = max([len(encoded), *(len(part) for part in extras)])
-        return self.static(torch.cat([encoded.expand(batch, -1, -1), *extras], dim=-1))
+        parts = [self.audio(audio), *self.static_extras(beta0, label, style, audio.shape[1])]
+        if self.phone_encoder is not None:  # last, so a regressor's static layer starts the others
+            known = audio.new_full(audio.shape[:3], UNKNOWN_VISEME, dtype=torch.long) if phones is None else phones
+            parts.append(self.phone_encoder(known))
+        batch = max(len(part) for part in parts)
+        return self.static(torch.cat([part.expand(batch, -1, -1) for part in parts], dim=-1))
 
     def frame_context(self, static: Tensor, previous: Tensor, present: Tensor) -> Tensor:
         """The full context of one frame from its static part and the τ previous frames.
@@ -208,7 +236,8 @@ class SequenceFlow(nn.Module):
         data = clean + settings.noise_std * noise
         label = batch["label"]
         static = self.static_context(
-            batch["audio"], batch.get("beta0"), self.context_label(label, generator), self.batch_style(batch)
+            batch["audio"], batch.get("beta0"), self.context_label(label, generator), self.batch_style(batch),
+            self.training_phones(batch, generator),
         )
         keep = torch.rand((n_batch, length, 1), generator=generator, device=clean.device) >= settings.dropout
         context = self.window_contexts(data, batch["available"], static, keep.to(data.dtype))
@@ -238,6 +267,10 @@ class SequenceFlow(nn.Module):
         """The labels a training batch's static context is built from (the batch's own here).
         Shapes: label (B,) -> (B,)."""
         return label
+
+    def training_phones(self, batch: dict[str, Tensor], generator: torch.Generator | None) -> Tensor | None:
+        """The viseme windows a training batch's static context reads (none here)."""
+        return None
 
     def press_closed(self, data: Tensor, clean: Tensor, noise: Tensor) -> Tensor:
         """Dequantised targets with every closed-lip frame (gap jawOpen - mouthClose <= 0 in
@@ -296,7 +329,7 @@ class SequenceFlow(nn.Module):
 
 
 class ExpFlow(SequenceFlow):
-    """Expression coefficients β_e; context [β₀, audio, β_pre, e, s]; Student's-t mixture prior.
+    """Expression coefficients β_e; context [β₀, audio, β_pre, e, s, phones]; Student's-t mixture prior.
     ``gap``: the (jawOpen, mouthClose) columns when the flow models the lip gap (`lip_columns`);
     ``style``: the columns of the take style s (`style_columns`; empty: no style in the context).
 
@@ -311,10 +344,13 @@ class ExpFlow(SequenceFlow):
         self, dim: int, config: CoeffConfig, seed: int, gap: tuple[int, int] | None = None,
         style: tuple[int, ...] = (),
     ) -> None:
-        extra = dim + config.emotion_dim + len(style)
+        extra = dim + config.emotion_dim + len(style) + config.phone_dim
         super().__init__(dim, config.exp, config, extra, N_CLASSES, seed, gap)
         self.seal_depth = config.seal_depth
         self.emotion_dropout = config.emotion_dropout
+        self.phone_dropout, self.heard_share = config.phone_dropout, config.heard_share
+        if config.phone_dim:
+            self.phone_encoder = PhoneEncoder(config.audio_window, config.phone_dim)
         self.style = style
         self.emotion = nn.Embedding(N_CLASSES, config.emotion_dim)
         self.prior = StudentTMixture(dim, N_CLASSES, config.nu, config.prior_seed)
@@ -375,6 +411,19 @@ class ExpFlow(SequenceFlow):
             return label
         dropped = torch.rand(label.shape, generator=generator, device=label.device) < self.emotion_dropout
         return torch.where(dropped, torch.full_like(label, EMOTIONS.index(TALK)), label)
+
+    def training_phones(self, batch: dict[str, Tensor], generator: torch.Generator | None) -> Tensor | None:
+        """Per training window: no phones with probability ``phone_dropout``, else the recogniser's
+        ("heard") with probability ``heard_share`` and the exact ones ("phones") otherwise (`CoeffConfig`);
+        None for a flow without phone input or a batch without phones.
+        Shapes: batch "phones", "heard" (B, L, W) -> (B, L, W)."""
+        if self.phone_encoder is None or "phones" not in batch:
+            return None
+        exact, heard = batch["phones"], batch["heard"]
+        draw = torch.rand(len(exact), generator=generator, device=exact.device)[:, None, None]
+        reads = 1.0 - self.phone_dropout
+        chosen = torch.where(draw < reads * self.heard_share, heard, exact)
+        return torch.where(draw < reads, chosen, torch.full_like(exact, UNKNOWN_VISEME))
 
     def set_source_range(self, beta0: Tensor) -> None:
         """Fix the range of source expressions seen in training. Shapes: beta0 (N, D)."""

@@ -49,6 +49,7 @@ from torch import Tensor, nn
 from core.audio import frame_windows
 from core.blinks import BLINK_CHANNELS, blink_curves
 from core.coeff.bank import project_to_manifold
+from core.coeff.config import CoeffConfig
 from core.coeff.model import CoeffModel, SequenceFlow, limit_lips, style_columns
 from core.emotions import EMOTIONS, TALK, emotion_index
 from core.errors import FlowVQError
@@ -380,6 +381,7 @@ def sample_takes(
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
     loudness: np.ndarray | None = None,
+    visemes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Generate ``settings.takes`` takes at the model's fps.
 
@@ -388,8 +390,9 @@ def sample_takes(
     frames complete; ``cancel()`` is polled between chunks of the manifold projection and every
     frame, and raises `GenerationCancelled`. With the clip's ``loudness`` per frame
     (`core.expression.frame_energy`) and no reference, the takes' emotion moves with the line
-    (`move_with_emotion`).
-    Shapes: audio (T, F), beta0 (D,), loudness (T,) -> exp (N, T, D), pose (N, T, 6) float32.
+    (`move_with_emotion`). ``visemes``: each frame's viseme class from the line's known or heard
+    phones (`core.visemes.frame_visemes`), read by a model with phone input (None: not known).
+    Shapes: audio (T, F), beta0 (D,), loudness (T,), visemes (T,) -> exp (N, T, D), pose (N, T, 6) float32.
     """
     settings.check(model)
     config, device = model.config, model.lower.device
@@ -407,7 +410,9 @@ def sample_takes(
                                         lambda: check_cancel(cancel, "during the manifold projection"))
         latents = latents + settings.manifold_blend * (projected.reshape(latents.shape) - latents)
     styles = take_styles(model, apex, source, style_noise.to(device))
-    exp_static = model.exp_flow.static_context(windows[None], source[None], label, styles)  # (N, T, C)
+    exp_static = model.exp_flow.static_context(
+        windows[None], source[None], label, styles, _viseme_windows(visemes, frames, config, device)
+    )  # (N, T, C)
     rollouts = [_Rollout(model.exp_flow, exp_static, latents, label,
                          (model.lower, model.upper), model.lips)]
     if settings.pose:
@@ -426,6 +431,19 @@ def sample_takes(
     if settings.blinks and settings.reference is None and settings.temperature > 0:
         exp = add_blinks(exp, model, settings)
     return exp, pose
+
+
+def _viseme_windows(
+    visemes: np.ndarray | None, frames: int, config: CoeffConfig, device: torch.device
+) -> Tensor | None:
+    """Each frame's window of viseme classes over the audio window's frames, or None when not known.
+    Shapes: visemes (T,) -> (1, T, W) int64."""
+    if visemes is None:
+        return None
+    if np.shape(visemes) != (frames,):
+        raise SettingsError(f"visemes must hold one class per frame ({frames}), got shape {np.shape(visemes)}")
+    rows = frame_windows(np.asarray(visemes, np.int64)[:, None], config.audio_before, config.audio_after)[..., 0]
+    return torch.as_tensor(rows, device=device)[None]
 
 
 def move_with_emotion(exp: np.ndarray, model: CoeffModel, beta0: np.ndarray, loudness: np.ndarray) -> np.ndarray:

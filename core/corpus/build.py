@@ -13,6 +13,9 @@ Every utterance is one (voice, sentence, emotion, repeat):
               `CorpusSpec.intensity` (from subtle to full) and stored with the sequence
     pose      `performance.head_motion` driven by the clean wave's per-frame loudness
     beta0     `performance.resting_expression`: a random source face's resting expression
+    phones    each frame's viseme class from the exact phones (`core.visemes.frame_visemes`), and
+    heard     the same from the phones the recogniser hears in the augmented wave
+              (`core.recognize.recognize_phones`), for a model with phone input
 
 Real recorded lines (``CorpusSpec.real_speech``, a speech manifest, `core.corpus.realspeech`) join
 as extra utterances: their own audio and force-aligned phones instead of a synthetic voice's, each
@@ -30,6 +33,8 @@ The output folder holds the dataset of `core.formats.dataset` (meta.json, train/
 ``audio/NAME.wav`` (the augmented 16 kHz wave each sequence's features came from) and
 ``corpus.json``: the spec, the size (utterances and hours per split) and one record per sequence
 (split, voice, text, emotion, intensity, prosody, augmentation, phones as [symbol, start, end]).
+`add_phones` (``flowvq corpus phones``) writes the phones and heard classes into a corpus built
+before they were part of it.
 """
 
 import json
@@ -52,17 +57,20 @@ from core.corpus.realspeech import AlignedLine, align_lines, read_speech_manifes
 from core.corpus.performance import emotion_curves, head_motion, prosody_values, resting_expression
 from core.corpus.speech import FOREIGN_VOICES, SENTENCES, Prosody, available_voices, synthesize
 from core.corpus.text import template_sentences
-from core.visemes import seal_bilabials, viseme_curves
+from core.recognize import RecognitionError, recognize_phones
+from core.visemes import frame_visemes, seal_bilabials, viseme_curves
 from core.emotions import EMOTIONS
 from core.errors import FlowVQError
 from core.expression import frame_energy
 from core.face import builtin
 from core.fileio import write_atomic
-from core.formats.dataset import CoeffSequence, DatasetMeta, write_meta, write_sequence, write_wave
+from core.formats.dataset import (
+    CoeffSequence, DatasetMeta, read_meta, read_sequence, wave_file, write_meta, write_sequence, write_wave,
+)
 
 __all__ = [
     "CORPUS_FILE", "CorpusError", "CorpusSpec", "CorpusItem", "plan_corpus",
-    "render_item", "build_corpus", "read_manifest",
+    "render_item", "build_corpus", "read_manifest", "heard_visemes", "add_phones",
 ]
 
 CORPUS_FILE = "corpus.json"
@@ -230,7 +238,8 @@ def render_item(
     seal_bilabials(exp, names, phones, spec.fps)  # the emotion's style must not part sealed lips
     pose = head_motion(energy, item.emotion, spec.fps, rng)
     sequence = CoeffSequence(item.name, np.clip(exp, 0.0, 1.0), pose, audio, item.emotion, beta0,
-                             round(intensity, 4))
+                             round(intensity, 4), phones=frame_visemes(phones, spec.fps, frames),
+                             heard=heard_visemes(wave, spec.fps, frames))
     record = {
         "name": item.name, "split": item.split, "voice": item.voice, "text": item.text,
         "emotion": item.emotion, "intensity": round(intensity, 4),
@@ -240,6 +249,44 @@ def render_item(
         "phones": [[s, round(a, 4), round(b, 4)] for s, a, b in phones],
     }
     return sequence, wave, record
+
+
+def heard_visemes(wave: np.ndarray, fps: float, frames: int) -> np.ndarray | None:
+    """Each frame's viseme class from the phones the recogniser hears in ``wave``; None when it
+    cannot take the clip. Shapes: wave (N,) at 16 kHz -> (frames,) uint8."""
+    try:
+        return frame_visemes(recognize_phones(wave), fps, frames)
+    except RecognitionError:
+        return None
+
+
+def _add_item_phones(root: Path, record: dict[str, Any], fps: float) -> None:
+    """Write one manifest record's sequence again with its phones and heard classes."""
+    meta = read_meta(root)
+    sequence = read_sequence(root / record["split"] / f"{record['name']}.npz", meta)
+    if sequence.phones is None:
+        sequence.phones = frame_visemes([tuple(p) for p in record["phones"]], fps, sequence.frames)
+    if sequence.heard is None:
+        wave = load_audio(wave_file(root, record["name"]))
+        sequence.heard = heard_visemes(wave, fps, sequence.frames)
+    write_sequence(root, record["split"], sequence)
+
+
+def add_phones(
+    root: str | Path, *, workers: int = 1, progress: Callable[[int, int], None] | None = None
+) -> int:
+    """Give every sequence of the corpus at ``root`` that lacks them its phones (from the
+    manifest's exact phones) and heard classes (recognised in its audio/NAME.wav), in place;
+    returns the number of sequences. ``progress(done, total)`` after each."""
+    root = Path(root)
+    manifest = read_manifest(root)
+    records = manifest["sequences"]
+    add = partial(_add_item_phones, root, fps=float(manifest["spec"]["fps"]))
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else nullcontext() as pool:
+        for done, _ in enumerate(pool.map(add, records) if pool else map(add, records), 1):
+            if progress:
+                progress(done, len(records))
+    return len(records)
 
 
 def _write_item(root: Path, item: CorpusItem, names: tuple[str, ...], spec: CorpusSpec) -> dict[str, Any]:

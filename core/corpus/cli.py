@@ -6,6 +6,8 @@
   [--seed S] [--workers W] [--no-augment] [--real-speech MANIFEST.tsv [--real-val-speakers S ...]
   [--real-repeats R]]``: the emotional-speech corpus (`core.corpus.build`), synthetic voices and
   optionally real recorded lines (`core.corpus.realspeech`); prints its size as one JSON line;
+* ``corpus phones DIR [--workers W]``: writes each frame's viseme classes (exact and heard phones)
+  into a corpus built before they were part of it (`core.corpus.build.add_phones`);
 
 * ``corpus from-videos DIR --out OUT [--fps F] [--emotion E] [--val-fraction V] [--test-fraction T]
   [--seed S]``: talking-head videos, fitted frame by frame (`core.corpus.videos.from_videos`);
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from core.audio import DEFAULT_FPS
-from core.corpus.build import CorpusSpec, build_corpus
+from core.corpus.build import CorpusSpec, add_phones, build_corpus
 from core.corpus.toy import write_toy_dataset
 from core.corpus.readers import COEFF_FORMATS, import_coeffs
 from core.corpus.videos import from_videos
@@ -34,7 +36,7 @@ from core.emotions import EMOTIONS
 from core.face import builtin
 from core.progress import progress_bar
 
-__all__ = ["add_corpus_parser", "add_corpus_parsers", "run_corpus_toy", "run_corpus_build", "run_from_videos",
+__all__ = ["add_corpus_parser", "add_corpus_parsers", "run_corpus_toy", "run_corpus_build", "run_corpus_phones", "run_from_videos",
            "run_import_coeffs"]
 
 
@@ -73,9 +75,16 @@ def run_corpus_toy(args: argparse.Namespace) -> int:
 
 
 def add_corpus_parsers(corpus_subparsers: argparse._SubParsersAction) -> None:
-    """Add ``build``, ``from-videos`` and ``import-coeffs`` to the ``corpus`` subparsers; each parsed
-    namespace carries ``func`` (`run_corpus_build`, `run_from_videos` or `run_import_coeffs`)."""
+    """Add ``build``, ``phones``, ``from-videos`` and ``import-coeffs`` to the ``corpus`` subparsers; each
+    parsed namespace carries ``func`` (`run_corpus_build`, `run_corpus_phones`, `run_from_videos` or
+    `run_import_coeffs`)."""
     _add_build_parser(corpus_subparsers)
+    phones = corpus_subparsers.add_parser(
+        "phones", help="add each frame's viseme classes (exact and heard phones) to a corpus built without them")
+    phones.add_argument("dir", type=Path, help="a folder written by `flowvq corpus build`")
+    phones.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes (default: the CPU count, %(default)s)")
+    phones.set_defaults(func=run_corpus_phones)
     videos = corpus_subparsers.add_parser(
         "from-videos", help="fit the built-in face model to every frame of real talking-head videos"
     )
@@ -174,4 +183,12 @@ def run_corpus_build(args: argparse.Namespace) -> int:
         summary = build_corpus(args.out, spec, workers=args.workers, progress=progress)
     keys = ("utterances", "hours", "total_hours", "voices", "real_speech")
     print(json.dumps({k: _brief(k, summary[k]) for k in keys if k in summary}))
+    return 0
+
+
+def run_corpus_phones(args: argparse.Namespace) -> int:
+    """Add the phones to a built corpus and print the number of sequences as one JSON line; returns 0."""
+    with progress_bar("corpus phones", "utt") as progress:
+        count = add_phones(args.dir, workers=args.workers, progress=progress)
+    print(json.dumps({"sequences": count}))
     return 0

@@ -3,7 +3,7 @@
 
     flowvq eval [--corpus data/corpus] [--weights DIR] [--regressor DIR] [--takes 4]
                 [--temperature T] [--pose-temperature T] [--style-temperature T] [--seed 0] [--limit N]
-                [--split test|val] [--closures phones|words|off] [--json] [--out REPORT.json]
+                [--split test|val] [--closures phones|words|off] [--text] [--json] [--out REPORT.json]
     flowvq eval --real DIR [--weights DIR] [--previous DIR] [--seed 0] [--closures phones|words|off]
                 [--json] [--out REPORT.json]
     flowvq eval --emotions CLIP [--weights DIR] [--previous DIR] [--json] [--out REPORT.json]
@@ -61,6 +61,9 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser.add_argument("--closures", choices=HEARING, default=EvalSettings.closures,
                         help="which recogniser's /p b m/ seal the flow takes' lips, as generation does "
                              "(off: the flows alone; default %(default)s)")
+    parser.add_argument("--text", action="store_true",
+                        help="each sequence's line (the corpus's text) aligned to its audio drives the flow takes' "
+                             "mouth, as `generate --text` does")
     parser.add_argument("--real", type=Path, metavar="DIR",
                         help="instead: score lip gap and closures against real speakers, DIR holding talking-face "
                              "videos or a `flowvq corpus from-videos` dataset")
@@ -93,7 +96,7 @@ def run_eval(args: argparse.Namespace) -> int:
                             pose_temperature=args.pose_temperature,
                             style_temperature=args.style_temperature, seed=args.seed,
                             manifold_blend=args.manifold_blend, limit=args.limit, split=args.split,
-                            closures=args.closures)
+                            closures=args.closures, text=args.text)
     with progress_bar("eval", "seq") as progress:
         report = evaluate(args.corpus, settings, weights=args.weights, regressor=args.regressor,
                           progress=progress)

@@ -63,6 +63,7 @@ from core.face.measure import lip_gap
 from core.face.model import FaceModel
 from core.formats.dataset import SPLITS, CoeffSequence, DatasetError, load_split, read_meta, wave_file
 from core.recognize import heard_phones
+from core.visemes import frame_visemes
 
 __all__ = [
     "MAX_OFFSET_FRAMES", "SHORT_CLOSURE_FRAMES", "CLOSURE_TOLERANCE_FRAMES", "LOUDNESS_JAW_MAX",
@@ -218,12 +219,13 @@ class _System:
 
 
 def _flow_system(name: str, model: CoeffModel, seed: int) -> _System:
-    """A flow model's first take at the sampler's defaults, emotion talk, no head motion, its lips
-    sealed on the bilabials heard in the clip."""
+    """A flow model's first take at the sampler's defaults, emotion talk, no head motion, reading the
+    visemes of the phones heard in the clip (with phone input) and its lips sealed on their bilabials."""
     settings = SampleSettings(seed=seed, pose=False, manifold_blend=SampleSettings.manifold_blend if len(model.bank) else 0.0)
 
     def make(seq: CoeffSequence, heard: tuple[tuple[str, float, float], ...]) -> np.ndarray:
-        takes = sample_takes(model, seq.audio, seq.beta0, settings)[0]  # (1, T, D)
+        visemes = frame_visemes(heard, model.config.fps, len(seq.audio))
+        takes = sample_takes(model, seq.audio, seq.beta0, settings, visemes=visemes)[0]  # (1, T, D)
         return heard_lips(takes, heard, model.names, model.config.fps)[0] if heard else takes[0]
 
     return _System(name, make)

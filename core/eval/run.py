@@ -8,7 +8,10 @@ training voices, for choosing settings without looking at the test voices):
                 the given temperatures, the sequence's own emotion at its own intensity (stored with
                 it by the corpus; 1 for recordings), their lips sealed on the bilabials ``closures``
                 hears in the clip as generation does (`core.coeff.text.heard_lips`; "off": the flows
-                alone)
+                alone); a model with phone input reads those phones' visemes. With ``text``: the
+                sequence's line (the corpus's text) aligned to its audio instead, its visemes read
+                and its mouth driven by it as ``generate --text`` does (`core.coeff.text.text_lips`;
+                a line that cannot be aligned falls back to the heard phones and is counted)
     regressor   `core.eval.regressor.MSERegressor`: the same conditioner trained with MSE (the
                 shipped baseline weights unless given); deterministic, one take
     rhubarb     `core.eval.rhubarb`: pocketsphinx phone recognition without the transcript ->
@@ -39,10 +42,11 @@ import torch
 from core.audio import SAMPLE_RATE, frame_windows, load_audio
 from core.coeff.model import CoeffModel
 from core.coeff.sampler import SampleSettings, sample_takes
-from core.coeff.text import heard_lips
+from core.align import AlignmentError, align_text
+from core.coeff.text import heard_lips, text_lips
 from core.coeff.weights import load_weights
 from core.corpus.build import read_manifest
-from core.visemes import BILABIALS
+from core.visemes import BILABIALS, frame_visemes
 from core.emotions import emotion_index
 from core.expression import frame_energy
 from core.errors import FlowVQError
@@ -79,7 +83,8 @@ class EvalSettings:
     """What `evaluate` runs: flow takes per sequence, their expression, head-motion and style
     temperatures (the sampler's defaults unless given), first seed and manifold projection blend, and an
     optional limit on the number of sequences (the first N by name), the split evaluated, and which
-    recogniser's bilabials seal the flow takes' lips (`core.recognize.HEARING`)."""
+    recogniser's bilabials seal the flow takes' lips (`core.recognize.HEARING`), or whether each
+    sequence's text drives them instead (``text``)."""
 
     takes: int = 4
     temperature: float = SampleSettings.temperature
@@ -90,6 +95,7 @@ class EvalSettings:
     limit: int | None = None
     split: str = "test"
     closures: str = "phones"
+    text: bool = False
 
 
 def default_regressor_dir() -> Path:
@@ -189,11 +195,14 @@ def evaluate(
     scores = {name: _Scores() for name in SYSTEMS}
     take_scores: list[dict[str, float]] = []
     nll: list[float] = []
+    unaligned = 0
     for done, seq in enumerate(sequences, 1):
         phones = [tuple(p) for p in records[seq.name]["phones"]]
         wave = load_audio(wave_file(corpus, seq.name))
-        outputs = _system_outputs(model, baseline, seq, wave, meta.fps, settings)
+        outputs = _system_outputs(model, baseline, seq, wave, records[seq.name]["text"], meta.fps, settings)
         flow_takes, flow_pose = outputs.pop("flow")
+        used_text = outputs.pop("aligned")
+        unaligned += int(settings.text and not used_text)
         for name, exp in {"flow": flow_takes[0], **outputs, "truth": seq.exp}.items():
             _score(scores[name], face, exp, seq, phones, meta.fps, classifier.predict([exp - seq.beta0])[0])
         take_scores.append(_take_report(face, flow_takes, flow_pose, seq))
@@ -206,7 +215,7 @@ def evaluate(
     return {
         "corpus": str(corpus), "voices": manifest["voices"][settings.split], "sequences": len(sequences),
         "frames": int(sum(len(s.exp) for s in sequences)), "settings": asdict(settings),
-        "closed_gap_mm": CLOSED_GAP_MM, "classifier_train_sequences": len(train),
+        "closed_gap_mm": CLOSED_GAP_MM, "classifier_train_sequences": len(train), "text_not_aligned": unaligned,
         "classifier_train_accuracy": classifier.accuracy(train_exps, train_labels),
         "systems": report,
         "closure_by_emotion": {name: {emotion: _mean(rates) for emotion, rates in sorted(scores[name].closed_by_emotion.items())}
@@ -216,25 +225,37 @@ def evaluate(
     }
 
 
+def _aligned(wave: np.ndarray, text: str) -> list[tuple[str, float, float]] | None:
+    """The line's phones aligned to the wave, None when it cannot be aligned."""
+    try:
+        return align_text(wave, text)
+    except AlignmentError:
+        return None
+
+
 def _system_outputs(
-    model: CoeffModel, baseline: MSERegressor, seq: CoeffSequence, wave: np.ndarray, fps: float,
+    model: CoeffModel, baseline: MSERegressor, seq: CoeffSequence, wave: np.ndarray, text: str, fps: float,
     settings: EvalSettings,
 ) -> dict[str, Any]:
-    """Each system's expression for one test sequence: "flow" -> (takes (K, T, D), poses (K, T, 6)),
-    "regressor" and "rhubarb" -> (T, D)."""
+    """Each system's expression for one test sequence saying ``text``: "flow" -> (takes (K, T, D),
+    poses (K, T, 6)), "regressor" and "rhubarb" -> (T, D); "aligned": whether the text was used."""
     sample = SampleSettings(emotion=seq.emotion, intensity=seq.intensity, temperature=settings.temperature,
                             pose_temperature=settings.pose_temperature,
                             style_temperature=settings.style_temperature, seed=settings.seed,
                             takes=settings.takes, manifold_blend=settings.manifold_blend)
-    exp, pose = sample_takes(model, seq.audio, seq.beta0, sample,
-                             loudness=frame_energy(wave, SAMPLE_RATE, fps, len(seq.audio)))
     recognised = recognize_phones(wave)  # the baseline's phones, which the default closures hear too
     heard = recognised if settings.closures == "phones" else heard_phones(wave, settings.closures)
-    if heard:
+    aligned = _aligned(wave, text) if settings.text else None
+    exp, pose = sample_takes(model, seq.audio, seq.beta0, sample,
+                             loudness=frame_energy(wave, SAMPLE_RATE, fps, len(seq.audio)),
+                             visemes=frame_visemes(heard if aligned is None else aligned, fps, len(seq.audio)))
+    if aligned is not None:
+        exp = text_lips(exp, aligned, model.names, fps, seq.beta0)
+    elif heard:
         exp = heard_lips(exp, heard, model.names, fps)
     lips = rhubarb_curves(recognised, model.names, fps, len(seq.exp))
     return {
-        "flow": (exp, pose),
+        "flow": (exp, pose), "aligned": aligned is not None,
         "regressor": baseline.predict(seq.audio, seq.beta0, seq.emotion),
         "rhubarb": np.clip(lips + seq.beta0[None], 0.0, 1.0),
     }
@@ -271,6 +292,8 @@ def format_table(report: dict[str, Any]) -> str:
     lines.append(f"{report['sequences']} {settings['split']} sequences ({report['frames']} frames), voices "
                  f"{', '.join(report['voices'])}; flow takes per sequence: {settings['takes']}")
     lines.append("flow takes: " + ", ".join(extra))
+    if settings.get("text"):  # reports before it lack it
+        lines.append(f"flow mouth driven by each line's text ({report['text_not_aligned']} not aligned: heard phones)")
     by_emotion = report.get("closure_by_emotion", {}).get("flow", {})  # reports before it lack it
     if by_emotion:
         lines.append("flow closure by emotion: " + ", ".join(f"{e} {r:.0%}" for e, r in by_emotion.items()))

@@ -14,7 +14,12 @@ The layout is exactly::
                    core.audio.audio_features(wav, fps); emotion: 0-d unicode array, one of core.emotions.EMOTIONS;
                    beta0 (D,) float32 the source (identity) expression coefficients;
                    optional intensity: 0-d float32, how strongly the sequence shows its emotion in [0, 1]
-                   (absent: 1, a recorded sequence shows its label in full).
+                   (absent: 1, a recorded sequence shows its label in full);
+                   optional phones (T,) uint8: each frame's viseme class (index in
+                   core.visemes.VISEME_CLASSES, `core.visemes.frame_visemes`) from the phones the speech
+                   was made from (the corpus's exact timings), 0 where unknown;
+                   optional heard (T,) uint8: the same from the phones a recogniser hears in the speech
+                   (`core.recognize.recognize_phones`). Absent: every frame unknown.
 
 NAME is a safe file stem (`NAME_PATTERN`: letters, digits, ``.``, ``_``, ``-``, not starting with a
 dot); files starting with a dot are ignored when a split is read (they are unfinished writes).
@@ -44,10 +49,11 @@ from core.emotions import EMOTIONS, UnknownEmotionError, emotion_index
 from core.errors import FlowVQError
 from core.fileio import write_atomic
 from core.formats.takes import POSE_DIM
+from core.visemes import VISEME_CLASSES
 
 __all__ = [
     "DATASET_FORMAT", "DATASET_VERSION", "META_FILE", "SPLITS", "SEQUENCE_KEYS",
-    "NAME_PATTERN", "INTENSITY_KEY", "AUDIO_DIR", "DatasetError", "CoeffSequence", "DatasetMeta", "write_meta", "read_meta",
+    "NAME_PATTERN", "INTENSITY_KEY", "PHONE_KEYS", "AUDIO_DIR", "DatasetError", "CoeffSequence", "DatasetMeta", "write_meta", "read_meta",
     "write_sequence", "read_sequence", "load_split", "wave_file", "write_wave", "WindowSampler", "frame_batches",
 ]
 
@@ -57,6 +63,7 @@ META_FILE = "meta.json"
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SEQUENCE_KEYS: tuple[str, ...] = ("exp", "pose", "audio", "emotion", "beta0")
 INTENSITY_KEY = "intensity"  # optional: how strongly the sequence shows its emotion (default 1)
+PHONE_KEYS: tuple[str, ...] = ("phones", "heard")  # optional per-frame viseme classes (module docstring)
 AUDIO_DIR = "audio"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
@@ -85,7 +92,9 @@ class CoeffSequence:
     Shapes: exp (T, D) float32; pose (T, 6) float32 (pitch, yaw, roll radians, tx, ty, tz model
     units); audio (T, audio_width) float32 normalised log-mel, one row per video frame; beta0 (D,)
     float32 identity coefficients. ``emotion`` is one of `core.emotions.EMOTIONS`; ``intensity``
-    in [0, 1] how strongly it shows (the corpus draws one per utterance; 1 for recordings).
+    in [0, 1] how strongly it shows (the corpus draws one per utterance; 1 for recordings);
+    ``phones`` and ``heard`` (T,) uint8: each frame's viseme class from the speech's exact phones
+    and from the phones a recogniser hears in it (`PHONE_KEYS`; None: not known).
     """
 
     name: str
@@ -95,9 +104,15 @@ class CoeffSequence:
     emotion: str
     beta0: np.ndarray
     intensity: float = 1.0
+    phones: np.ndarray | None = None
+    heard: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         where = f"sequence {self.name!r}"
+        for key in PHONE_KEYS:
+            value = getattr(self, key)
+            if value is not None:
+                setattr(self, key, _viseme_classes(value, key, where))
         for key in ("exp", "pose", "audio", "beta0"):
             try:
                 value = np.asarray(getattr(self, key), dtype=np.float32)
@@ -156,6 +171,10 @@ class CoeffSequence:
         _emotion_label(self.emotion, where)
         if not 0.0 <= self.intensity <= 1.0:  # also refuses NaN
             raise DatasetError(f"{where}: key 'intensity' must be in [0, 1], got {self.intensity!r}")
+        for key in PHONE_KEYS:
+            value = getattr(self, key)
+            if value is not None:
+                _check_shape(value, (lengths["exp"],), key, where)
 
 
 @dataclass(frozen=True)
@@ -279,6 +298,7 @@ def write_sequence(root: str | Path, split: str, seq: CoeffSequence) -> Path:
         "exp": seq.exp, "pose": seq.pose, "audio": seq.audio,
         "emotion": np.array(EMOTIONS[seq.label]), "beta0": seq.beta0,
         INTENSITY_KEY: np.array(seq.intensity, np.float32),
+        **{key: getattr(seq, key) for key in PHONE_KEYS if getattr(seq, key) is not None},
     }
     _write(path, lambda temporary: _savez(temporary, arrays))
     return path
@@ -313,6 +333,7 @@ def read_sequence(path: str | Path, meta: DatasetMeta) -> CoeffSequence:
                 )
             arrays = {key: archive[key] for key in SEQUENCE_KEYS}
             intensity = _intensity(archive[INTENSITY_KEY], path) if INTENSITY_KEY in archive.files else 1.0
+            arrays.update({key: archive[key] for key in PHONE_KEYS if key in archive.files})
     except DatasetError:
         raise
     except Exception as err:  # zipfile/numpy raise many kinds for damaged files
@@ -367,7 +388,8 @@ class _Bank:
     Shapes: exp/pose (sum_i (tau + T_i), D or 6), with tau zero rows before each sequence (so frame
     t of sequence i is row exp_start[i] + t, and t >= -tau always exists); audio
     (sum_i (before + T_i + after), F), each sequence edge-padded so that rows
-    audio_start[i] + t + k, k = 0 .. W-1, are its window for frame t (= `frame_windows`).
+    audio_start[i] + t + k, k = 0 .. W-1, are its window for frame t (= `frame_windows`); phones
+    and heard (sum_i (before + T_i + after),) uint8 in the same rows (zeros where a sequence lacks them).
     """
 
     def __init__(self, sequences: Sequence[CoeffSequence], tau: int, before: int, after: int) -> None:
@@ -390,6 +412,8 @@ class _Bank:
         self.audio = np.concatenate(
             [np.pad(s.audio, ((before, after), (0, 0)), mode="edge") for s in sequences]
         )
+        self.classes = {key: np.concatenate([_padded_classes(s, key, before, after) for s in sequences])
+                        for key in PHONE_KEYS}
         self.exp_start = np.cumsum(self.lengths + tau) - self.lengths  # row of frame 0
         self.audio_start = np.cumsum(self.lengths + before + after) - (self.lengths + before + after)
         self.labels = np.array([s.label for s in sequences], dtype=np.int64)
@@ -410,6 +434,8 @@ class _Bank:
             "pose": torch.from_numpy(self.pose[rows]),  # (B, tau+window, 6)
             "available": torch.from_numpy(frames >= 0),  # (B, tau+window)
             "audio": torch.from_numpy(self.audio[audio_rows]),  # (B, window, W, audio_width)
+            **{key: torch.from_numpy(classes[audio_rows].astype(np.int64))  # (B, window, W)
+               for key, classes in self.classes.items()},
             "label": torch.from_numpy(self.labels[seq]),  # (B,)
             "beta0": torch.from_numpy(self.beta0[seq]),  # (B, D)
             "style": torch.from_numpy(self.offset[seq]),  # (B, D)
@@ -429,6 +455,8 @@ class WindowSampler:
         available (B, tau + window) bool         False exactly for frame indices < 0
         audio     (B, window, W, audio_width) float32 frame_windows(seq.audio, audio_before, audio_after)[t]
                                                  for the window target frames t = t0 .. t0 + window - 1
+        phones    (B, window, W) int64           the same windows of seq.phones (0 where it is None)
+        heard     (B, window, W) int64           the same windows of seq.heard (0 where it is None)
         label     (B,) int64                     emotion index in core.emotions.EMOTIONS
         beta0     (B, D) float32
         style     (B, D) float32                 the sequence's `CoeffSequence.offset` (its take style)
@@ -499,6 +527,25 @@ def _emotion_label(emotion: str, where: str) -> int:
         return emotion_index(emotion)
     except UnknownEmotionError as err:
         raise DatasetError(f"{where}: key 'emotion': {err}") from err
+
+
+def _padded_classes(seq: CoeffSequence, key: str, before: int, after: int) -> np.ndarray:
+    """A sequence's ``key`` classes edge-padded like its audio rows in `_Bank`, zeros when it has
+    none. Shapes: -> (before + T + after,) uint8."""
+    classes = getattr(seq, key)
+    if classes is None:
+        return np.zeros(before + seq.frames + after, np.uint8)
+    return np.pad(classes, (before, after), mode="edge")
+
+
+def _viseme_classes(value: Any, key: str, where: str) -> np.ndarray:
+    """A per-frame viseme class array as uint8; `DatasetError` unless it holds integers that index
+    `core.visemes.VISEME_CLASSES`."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "iu" or (array.size and not (0 <= array.min() and array.max() < len(VISEME_CLASSES))):
+        raise DatasetError(f"{where}: key {key!r} must hold viseme class indices in [0, {len(VISEME_CLASSES)}), "
+                           f"got dtype {array.dtype}")
+    return array.astype(np.uint8)
 
 
 def _check_shape(array: np.ndarray, shape: tuple[int | None, ...], key: str, where: str) -> None:

@@ -24,13 +24,14 @@ from core.coeff.weights import WeightsError, load_weights, save_weights
 from core.emotions import EMOTIONS, UnknownEmotionError, emotion_index
 from core.eval.metrics import blink_count
 from core.face.model import FaceModel
+from core.visemes import VISEME_CLASSES
 
 TINY = PRESETS["tiny"]
 FRAMES = 30
 AUDIO_WIDTH = TINY.audio_width
 
 
-def perturbed_model(face: FaceModel, seed: int = 0) -> CoeffModel:
+def perturbed_model(face: FaceModel, seed: int = 0, config: CoeffConfig = TINY) -> CoeffModel:
     """A tiny model with every parameter moved off its (identity-coupling) initial value.
 
     The 1×1 linears' triangular factors move less: random 52×52 unit-triangular factors with
@@ -41,7 +42,7 @@ def perturbed_model(face: FaceModel, seed: int = 0) -> CoeffModel:
     Its style prior is fitted to random sequence offsets (a spread of 0.1 per channel) at random
     intensities.
     """
-    model = CoeffModel(TINY, face.names, face.id, face.lower, face.upper, seed=seed)
+    model = CoeffModel(config, face.names, face.id, face.lower, face.upper, seed=seed)
     generator = torch.Generator().manual_seed(seed + 1)
     offsets = 0.1 * torch.rand(90, face.n_expressions, generator=generator)
     intensities = 0.1 + 0.9 * torch.rand(90, generator=generator)
@@ -240,6 +241,52 @@ def test_emotion_dropout_of_one_trains_every_context_on_the_talk_embedding(face:
         replace(TINY, emotion_dropout=1.5).check()
 
 
+PHONES = replace(TINY, phone_dim=4)
+
+
+def phone_batch(face: FaceModel, exact_seed: int, heard_seed: int) -> dict[str, torch.Tensor]:
+    """`window_batch` with random exact and heard viseme windows."""
+    batch = window_batch(face, seed=7)
+    shape = batch["audio"].shape[:3]
+    for key, seed in (("phones", exact_seed), ("heard", heard_seed)):
+        batch[key] = torch.randint(0, len(VISEME_CLASSES), shape, generator=torch.Generator().manual_seed(seed))
+    return batch
+
+
+def test_phone_input_enters_expflows_context_and_unknown_phones_are_no_phones(face: FaceModel) -> None:
+    model = perturbed_model(face, 4, PHONES)
+    flow = model.exp_flow
+    audio = torch.randn(1, FRAMES, TINY.audio_window, AUDIO_WIDTH, generator=torch.Generator().manual_seed(2))
+    source, label = torch.zeros(1, model.dim), torch.tensor([emotion_index("talk")])
+    phones = torch.randint(1, len(VISEME_CLASSES), (1, FRAMES, TINY.audio_window), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        told = flow.static_context(audio, source, label, phones=phones)
+        unknown = flow.static_context(audio, source, label, phones=torch.zeros_like(phones))
+        torch.testing.assert_close(flow.static_context(audio, source, label), unknown)
+    assert (told - unknown).abs().mean() > 0.05
+    assert not any("phone" in key for key in perturbed_model(face).state_dict())  # phone_dim 0: no phone input
+
+
+@pytest.mark.parametrize("dropout, heard_share, reads", [(1.0, 0.5, ()), (0.0, 1.0, ("heard",)), (0.0, 0.0, ("phones",))])
+def test_training_reads_no_phones_the_heard_or_the_exact_ones_as_configured(
+    face: FaceModel, dropout: float, heard_share: float, reads: tuple[str, ...]
+) -> None:
+    """The window loss depends on exactly the phones the config makes it read (`ExpFlow.training_phones`)."""
+    model = perturbed_model(face, 4, replace(PHONES, phone_dropout=dropout, heard_share=heard_share))
+
+    def nll(exact_seed: int, heard_seed: int) -> float:
+        batch = phone_batch(face, exact_seed, heard_seed)
+        return float(model.exp_flow.window_loss(batch, torch.Generator().manual_seed(0))["nll"])
+
+    base = nll(1, 2)
+    assert (nll(3, 2) != pytest.approx(base, abs=1e-4)) == ("phones" in reads)
+    assert (nll(1, 3) != pytest.approx(base, abs=1e-4)) == ("heard" in reads)
+    with pytest.raises(ConfigError, match=r"phone_dropout must be in \[0, 1\]"):
+        replace(PHONES, phone_dropout=-0.1).check()
+    with pytest.raises(ConfigError, match="phone_dim must be >= 0"):
+        replace(PHONES, phone_dim=-1).check()
+
+
 def test_consistency_loss_needs_frame_pairs(face: FaceModel) -> None:
     """L_con compares frame-to-frame differences: a window of one frame has none, a longer one does."""
     model = perturbed_model(face, seed=2)
@@ -307,6 +354,21 @@ def test_the_same_seed_gives_the_same_take(model: CoeffModel) -> None:
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
     assert not np.allclose(first[0][0], first[0][1])
+
+
+def test_takes_follow_the_visemes_they_are_given_and_the_same_seed_gives_the_same_take(face: FaceModel) -> None:
+    model = perturbed_model(face, 4, PHONES)
+    settings = SampleSettings(takes=2, seed=11, manifold_blend=0.0)
+    visemes = np.random.default_rng(0).integers(1, len(VISEME_CLASSES), FRAMES).astype(np.uint8)
+    told = sample_takes(model, audio_features(), zeros_source(model), settings, visemes=visemes)[0]
+    np.testing.assert_array_equal(told, sample_takes(model, audio_features(), zeros_source(model), settings,
+                                                     visemes=visemes)[0])
+    unknown = sample_takes(model, audio_features(), zeros_source(model), settings,
+                           visemes=np.zeros(FRAMES, np.uint8))[0]
+    np.testing.assert_array_equal(unknown, sample_takes(model, audio_features(), zeros_source(model), settings)[0])
+    assert np.abs(told - unknown).mean() > 1e-3
+    with pytest.raises(SettingsError, match="one class per frame"):
+        sample_takes(model, audio_features(), zeros_source(model), settings, visemes=visemes[:-1])
 
 
 def test_a_take_does_not_depend_on_the_batch_it_was_generated_in(model: CoeffModel) -> None:

@@ -3,6 +3,7 @@ its size, and its curves follow the phones and the emotion; `flowvq corpus build
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -18,10 +19,10 @@ from core.corpus.build import (
 from core.corpus.speech import SENTENCES, VOICES, available_voices, phone_symbols
 from core.corpus.text import TextError, WORDS, template_sentences
 from core.expression import frame_energy
-from core.visemes import PHONE_VISEMES
+from core.visemes import PHONE_VISEMES, frame_visemes
 from core.emotions import EMOTIONS
 from core.eval.metrics import bilabial_closure_rate
-from core.formats.dataset import AUDIO_DIR, load_split, read_meta
+from core.formats.dataset import AUDIO_DIR, PHONE_KEYS, load_split, read_meta
 
 MBROLA = [v for v in VOICES if v in available_voices()]
 needs_voices = pytest.mark.skipif(
@@ -127,6 +128,39 @@ def test_audio_features_come_from_the_stored_wave(corpus) -> None:
     feats = wave_features(wave, 25.0, len(seq.exp))
     # the wav is the same wave stored as 16-bit PCM: the features agree closely
     assert np.corrcoef(feats.ravel(), seq.audio.ravel())[0, 1] > 0.99
+
+
+@needs_voices
+def test_every_sequence_carries_its_exact_and_heard_visemes(corpus) -> None:
+    """The exact classes are the manifest's phones frame by frame; the recogniser, which hears the
+    augmented wave, agrees with them on most frames (it is trained on real speech, not on these voices)."""
+    root, _ = corpus
+    records = {r["name"]: r for r in read_manifest(root)["sequences"]}
+    agreement = []
+    for seq in load_split(root, "train"):
+        exact = frame_visemes([tuple(p) for p in records[seq.name]["phones"]], 25.0, seq.frames)
+        np.testing.assert_array_equal(seq.phones, exact)
+        assert seq.heard is not None and seq.heard.shape == (seq.frames,)
+        agreement.append(np.mean(seq.heard == seq.phones))
+    assert 0.3 < np.mean(agreement) < 1.0
+
+
+@needs_voices
+def test_corpus_phones_adds_the_same_classes_to_a_corpus_built_without_them(corpus, tmp_path, capsys) -> None:
+    root, _ = corpus
+    copy = tmp_path / "old"
+    shutil.copytree(root, copy)
+    for path in (copy / "val").glob("*.npz"):  # as a corpus from before the phones were stored
+        with np.load(path) as archive:
+            arrays = {key: archive[key] for key in archive.files if key not in PHONE_KEYS}
+        np.savez(path, **arrays)
+    assert all(seq.phones is None and seq.heard is None for seq in load_split(copy, "val"))
+    assert main(["corpus", "phones", str(copy), "--workers", "1"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"sequences": len(read_manifest(root)["sequences"])}
+    for built, added in zip(load_split(root, "val"), load_split(copy, "val")):
+        np.testing.assert_array_equal(added.phones, built.phones)
+        assert np.mean(added.heard == built.heard) > 0.9  # the recogniser hears the stored 16-bit wave
+        np.testing.assert_array_equal(added.exp, built.exp)
 
 
 @needs_voices

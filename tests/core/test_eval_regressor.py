@@ -65,6 +65,21 @@ def test_a_flow_started_from_the_regressor_locates_every_frame_at_its_prediction
     assert log_scale.abs().max() == 0  # the spread is left to flow training
 
 
+def test_a_flow_with_phone_input_starts_from_the_regressor_ignoring_the_phones(trained, toy, face) -> None:
+    """The phone embedding enters the static layer last, at zero: the started flow's context is
+    the regressor's whatever the phones, until training gives them weight."""
+    model, _ = trained
+    flow = ExpFlow(len(face.names), dataclasses.replace(TINY, phone_dim=4), seed=3)
+    model.initialise_flow(flow)
+    seq = load_split(toy, "val")[0]
+    windows = torch.as_tensor(frame_windows(seq.audio, TINY.audio_before, TINY.audio_after))[None]
+    source, label = torch.as_tensor(seq.beta0)[None], torch.tensor([emotion_index(seq.emotion)])
+    phones = torch.randint(1, 22, windows.shape[:3], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(flow.static_context(windows, source, label, phones=phones),
+                                   model.conditioner.static_context(windows, source, label))
+
+
 def test_a_flow_of_another_width_is_refused(trained, face) -> None:
     model, _ = trained
     wider = dataclasses.replace(TINY, exp=dataclasses.replace(TINY.exp, context_dim=2 * TINY.exp.context_dim))

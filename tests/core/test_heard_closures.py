@@ -7,15 +7,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from core.align import align_text
 from core.audio import SAMPLE_RATE, load_audio
+from core.coeff.config import PRESETS
 from core.coeff.generator import CoeffGenerator, GenerateSettings
+from core.coeff.model import CoeffModel
 from core.coeff.sampler import GenerationCancelled, SampleSettings, SettingsError
 from core.coeff.text import heard_lips
+from core.coeff.weights import save_weights
 from core.eval.metrics import bilabial_closure_rate
 from core.formats.takes import load_takes
 from core.recognize import heard_phones, recognize_phones, segment_bounds
@@ -54,6 +60,37 @@ def test_heard_bilabials_of_a_real_speaker_seal_and_nothing_else_changes(generat
         assert np.array_equal(a.exp[:, others], b.exp[:, others]) and np.array_equal(a.pose, b.pose)
         changed = np.flatnonzero((a.exp != b.exp).any(axis=1))
         assert 0 < len(changed) < 0.2 * b.frames  # only around the heard bilabials
+
+
+@pytest.fixture(scope="module")
+def phone_generator(tmp_path_factory, face) -> CoeffGenerator:
+    """A tiny model with phone input, its parameters nudged off their start (saved as real weights)."""
+    model = CoeffModel(replace(PRESETS["tiny"], phone_dim=8), face.names, face.id, face.lower, face.upper, seed=0)
+    nudge = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=nudge))
+        model.exp_flow.phone_encoder.classes.weight.mul_(20.0)
+    return CoeffGenerator.load(save_weights(tmp_path_factory.mktemp("phones"), model))
+
+
+def test_a_model_with_phone_input_reads_the_heard_or_the_texts_phones_across_the_take(phone_generator) -> None:
+    """Heard phones (and a line's aligned phones) enter the flows' context, so the whole take moves,
+    not only the sealed frames; with closures off nothing is heard and the take is the audio's alone."""
+    alone = phone_generator.generate(CLIP, replace(settings("off"), sample=alone_sample()))
+    heard = phone_generator.generate(CLIP, replace(settings("phones"), sample=alone_sample()))
+    told = phone_generator.generate(CLIP, replace(settings("off"), text=LINE, sample=alone_sample()))
+    frames = alone[0].frames
+    for other in (heard, told):
+        moved = np.flatnonzero((np.abs(other[0].exp - alone[0].exp) > 1e-4).any(axis=1))
+        assert len(moved) > 0.5 * frames
+    assert np.abs(told[0].exp - heard[0].exp).mean() > 1e-4  # the text's phones are not the heard ones
+    again = phone_generator.generate(CLIP, replace(settings("phones"), sample=alone_sample()))
+    assert all(np.array_equal(a.exp, b.exp) for a, b in zip(heard, again))
+
+
+def alone_sample() -> SampleSettings:
+    return SampleSettings(seed=3, takes=2, manifold_blend=0.0)
 
 
 def test_heard_lips_keep_the_lips_from_passing_through_each_other(face) -> None:

@@ -1,5 +1,6 @@
 """Tests for `core.formats.dataset` (dataset layout, validation, batches) and `core.corpus.toy`."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -136,6 +137,31 @@ def test_a_sequences_intensity_round_trips_and_defaults_to_full(root, face):
         write_sequence(root, "train", written)
 
 
+def test_a_sequences_phone_classes_round_trip_and_are_optional(root, face):
+    frames = 6
+    written = random_sequence("spoken", frames, len(face.names), seed=1)
+    written.phones = np.array([1, 1, 2, 2, 12, 0], np.int64)
+    written.heard = np.array([1, 2, 2, 2, 13, 13], np.uint8)
+    write_sequence(root, "train", written)
+    write_sequence(root, "train", random_sequence("silent", frames, len(face.names), seed=2))
+    loaded = {seq.name: seq for seq in load_split(root, "train")}
+    assert loaded["spoken"].phones.tolist() == [1, 1, 2, 2, 12, 0] and loaded["spoken"].phones.dtype == np.uint8
+    assert loaded["spoken"].heard.tolist() == [1, 2, 2, 2, 13, 13]
+    assert loaded["silent"].phones is None and loaded["silent"].heard is None
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("phones", np.array([1, 2, 99, 1, 1, 1]), "viseme class indices"),
+    ("heard", np.array([0.5] * 6), "viseme class indices"),
+    ("phones", np.array([1, 2, 3]), r"shape \(3,\), expected \(6\)"),
+])
+def test_bad_phone_classes_are_refused_naming_the_key(root, face, key, value, message):
+    with pytest.raises(DatasetError, match=f"key '{key}'.*{message}"):
+        seq = dataclasses.replace(random_sequence("bad", 6, len(face.names)), **{key: value})
+        write_sequence(root, "train", seq)
+    assert not (root / "train" / "bad.npz").exists()
+
+
 def test_missing_split_is_an_error_unless_not_required(root, face):
     with pytest.raises(DatasetError, match="val"):
         load_split(root, "val")
@@ -236,8 +262,11 @@ TAU, WINDOW, BEFORE, AFTER, BATCH = 3, 8, 2, 4, 16
 def sequences():
     dim = 5
     lengths = [20, 8, 31, 5]  # the last is shorter than WINDOW and must never be drawn
-    return [random_sequence(f"s{i}", n, dim, seed=10 + i, emotion=EMOTIONS[i])
-            for i, n in enumerate(lengths)]
+    made = [random_sequence(f"s{i}", n, dim, seed=10 + i, emotion=EMOTIONS[i]) for i, n in enumerate(lengths)]
+    rng = np.random.default_rng(5)
+    made[0].phones, made[0].heard = rng.integers(0, 22, (2, lengths[0]), dtype=np.uint8)
+    made[2].phones = rng.integers(0, 22, lengths[2], dtype=np.uint8)  # phones without heard ones
+    return made
 
 
 def sampler(sequences) -> WindowSampler:
@@ -255,6 +284,8 @@ def test_window_sampler_batch_shapes_and_dtypes(sequences):
         "label": ((BATCH,), torch.int64),
         "beta0": ((BATCH, 5), torch.float32),
         "style": ((BATCH, 5), torch.float32),
+        "phones": ((BATCH, WINDOW, width), torch.int64),
+        "heard": ((BATCH, WINDOW, width), torch.int64),
     }
     for key, (shape, dtype) in expected.items():
         assert tuple(batch[key].shape) == shape, key
@@ -279,6 +310,13 @@ def test_window_sampler_content_matches_the_source_sequences(sequences):
             assert not batch["exp"][b].numpy()[~valid].any() and not batch["pose"][b].numpy()[~valid].any()
             windows = frame_windows(seq.audio, BEFORE, AFTER)[t0:t0 + WINDOW]
             np.testing.assert_array_equal(batch["audio"][b].numpy(), windows)
+            for key in ("phones", "heard"):
+                classes = getattr(seq, key)
+                if classes is None:
+                    assert not batch[key][b].any(), key
+                else:
+                    rows = frame_windows(classes[:, None], BEFORE, AFTER)[t0:t0 + WINDOW, :, 0]
+                    np.testing.assert_array_equal(batch[key][b].numpy(), rows)
             assert int(batch["label"][b]) == emotion_index(seq.emotion)
             np.testing.assert_array_equal(batch["beta0"][b].numpy(), seq.beta0)
             offset = (seq.exp - seq.beta0).mean(axis=0)

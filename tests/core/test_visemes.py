@@ -11,7 +11,10 @@ from core.visemes import (
     LIP_PARTING,
     MOUTH_CHANNELS,
     PHONE_VISEMES,
+    UNKNOWN_VISEME,
+    VISEME_CLASSES,
     VisemeError,
+    frame_visemes,
     frames_at,
     seal_bilabials,
     viseme_curves,
@@ -182,3 +185,20 @@ def test_synthesized_speech_closes_the_lips_on_every_bilabial_in_every_voice(fac
             values = viseme_curves(phones, face.names, fps, int(np.ceil(phones[-1][2] * fps)))
             gaps = [gap_mm(face, values[frame_at(p.centre, fps)]) for p in lip_phones]
             assert max(gaps) < 1.5, (voice, fps, gaps)
+
+
+def test_each_frame_takes_the_viseme_class_of_the_phone_that_holds_its_centre() -> None:
+    """Frame centres (t + 0.5) / fps: a diphthong gives its onset viseme to its first half and its
+    offset viseme to the second; frames past the last phone are unknown."""
+    phones = [("_", 0.0, 0.1), ("m", 0.1, 0.2), ("aI", 0.2, 0.4)]
+    classes = frame_visemes(phones, 25.0, 12)  # centres 0.02, 0.06, ..., 0.46
+    expected = ["rest"] * 2 + ["bilabial"] * 3 + ["open"] * 3 + ["close_spread"] * 2
+    assert classes.dtype == np.uint8
+    assert [VISEME_CLASSES[c] for c in classes[:10]] == expected
+    assert classes[10:].tolist() == [UNKNOWN_VISEME] * 2
+    assert frame_visemes([], 25.0, 4).tolist() == [UNKNOWN_VISEME] * 4
+
+
+def test_frame_visemes_names_a_phone_without_a_viseme() -> None:
+    with pytest.raises(VisemeError, match="'QQ'"):
+        frame_visemes([("QQ", 0.0, 0.5)], 25.0, 10)
