@@ -5,7 +5,7 @@
                 [--temperature T] [--pose-temperature T] [--style-temperature T] [--seed 0] [--limit N]
                 [--split test|val] [--closures phones|words|off] [--text] [--json] [--out REPORT.json]
     flowvq eval --real DIR [--weights DIR] [--previous DIR] [--seed 0] [--closures phones|words|off]
-                [--json] [--out REPORT.json]
+                [--texts LINES.tsv] [--json] [--out REPORT.json]
     flowvq eval --emotions CLIP [--weights DIR] [--previous DIR] [--json] [--out REPORT.json]
 
 prints the comparison table (``--real``: the flows, the previous weights and a loudness baseline
@@ -67,6 +67,9 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser.add_argument("--real", type=Path, metavar="DIR",
                         help="instead: score lip gap and closures against real speakers, DIR holding talking-face "
                              "videos or a `flowvq corpus from-videos` dataset")
+    parser.add_argument("--texts", type=Path, metavar="FILE",
+                        help="with --real: the clips' lines (NAME, a tab, the text, one clip per line), aligned "
+                             "and driving the flow takes' mouths as `generate --text` does")
     parser.add_argument("--emotions", type=Path, metavar="CLIP",
                         help="instead: each emotion's signature channels on one take of CLIP at intensity 1 "
                              "and 0.5 (strength, movement over the line, other emotions' channels)")
@@ -83,7 +86,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.real is not None:
         with progress_bar("fit", "video") as progress:
             report = evaluate_real(args.real, weights=args.weights, previous=args.previous, seed=args.seed,
-                                   closures=args.closures, progress=progress)
+                                   closures=args.closures, texts=args.texts, progress=progress)
         _emit(args, report, format_real_table(report))
         return 0
     if args.emotions is not None:
@@ -92,6 +95,8 @@ def run_eval(args: argparse.Namespace) -> int:
         return 0
     if args.previous is not None:
         raise FlowVQError("--previous compares weights side by side: use it with --real DIR or --emotions CLIP")
+    if args.texts is not None:
+        raise FlowVQError("--texts gives real clips' lines: use it with --real DIR (the corpus's lines: --text)")
     settings = EvalSettings(takes=args.takes, temperature=args.temperature,
                             pose_temperature=args.pose_temperature,
                             style_temperature=args.style_temperature, seed=args.seed,

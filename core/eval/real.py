@@ -15,7 +15,11 @@ Systems, each given the clip's audio features and the speaker's resting face β�
     flow        the coefficient flows (``--weights``, default the shipped ones), take ``seed``,
                 emotion "talk", the sampler's default temperatures, the lips sealed on the
                 bilabials ``closures`` hears in the clip, as generation does
-                (`core.coeff.text.heard_lips`; "off": the flows alone)
+                (`core.coeff.text.heard_lips`; "off": the flows alone); a model with phone input
+                reads those phones' visemes. A clip whose line ``texts`` gives (``--texts FILE``:
+                lines of NAME, a tab, the text) gets the line aligned to its speech instead, read
+                and driving the mouth as ``generate --text`` does (`core.coeff.text.text_lips`);
+                a line that cannot be aligned falls back to the heard phones and is counted
     previous    other flow weights (``--previous DIR``), the same way, when given
     loudness    a loudness -> jaw baseline (`loudness_jaw`): the per-frame mean of the clip's
                 normalised log-mel features, mapped linearly from its 10th percentile (jaw shut) to
@@ -53,7 +57,8 @@ import numpy as np
 from core.coeff.model import CoeffModel
 from core.audio import load_audio
 from core.coeff.sampler import SampleSettings, sample_takes
-from core.coeff.text import heard_lips
+from core.align import AlignmentError, align_text
+from core.coeff.text import heard_lips, text_lips
 from core.coeff.weights import load_weights
 from core.corpus.videos import find_videos, video_clip
 from core.errors import FlowVQError
@@ -69,7 +74,7 @@ __all__ = [
     "MAX_OFFSET_FRAMES", "SHORT_CLOSURE_FRAMES", "CLOSURE_TOLERANCE_FRAMES", "LOUDNESS_JAW_MAX",
     "REAL_CLOSED_FRACTION", "real_closed_level",
     "RealEvalError", "LipScores", "gap_track_mm", "closure_runs", "best_offset_correlation",
-    "lip_scores", "loudness_jaw", "real_clips", "evaluate_real", "format_real_table",
+    "lip_scores", "loudness_jaw", "real_clips", "read_lines", "evaluate_real", "format_real_table",
 ]
 
 MAX_OFFSET_FRAMES = 3
@@ -210,34 +215,79 @@ def _stored_speech(folder: Path, name: str) -> np.ndarray | None:
 
 
 @dataclass(frozen=True)
+class _Phones:
+    """What is known of a clip's phones: those heard in it and its line's aligned ones (None without
+    a line, or one that could not be aligned)."""
+
+    heard: tuple[tuple[str, float, float], ...]
+    aligned: list[tuple[str, float, float]] | None
+
+
+@dataclass(frozen=True)
 class _System:
-    """A named way to turn a clip, and the phones heard in it, into an expression take.
-    Shapes: make(seq, heard) -> (T, D)."""
+    """A named way to turn a clip, and what is known of its phones, into an expression take.
+    Shapes: make(seq, phones) -> (T, D)."""
 
     name: str
-    make: Callable[[CoeffSequence, tuple[tuple[str, float, float], ...]], np.ndarray]
+    make: Callable[[CoeffSequence, _Phones], np.ndarray]
 
 
 def _flow_system(name: str, model: CoeffModel, seed: int) -> _System:
-    """A flow model's first take at the sampler's defaults, emotion talk, no head motion, reading the
-    visemes of the phones heard in the clip (with phone input) and its lips sealed on their bilabials."""
+    """A flow model's first take at the sampler's defaults, emotion talk, no head motion: with the
+    clip's aligned line, reading its visemes (with phone input) and its mouth driven by it; without,
+    reading the visemes of the phones heard in the clip and its lips sealed on their bilabials."""
     settings = SampleSettings(seed=seed, pose=False, manifold_blend=SampleSettings.manifold_blend if len(model.bank) else 0.0)
+    fps = model.config.fps
 
-    def make(seq: CoeffSequence, heard: tuple[tuple[str, float, float], ...]) -> np.ndarray:
-        visemes = frame_visemes(heard, model.config.fps, len(seq.audio))
-        takes = sample_takes(model, seq.audio, seq.beta0, settings, visemes=visemes)[0]  # (1, T, D)
-        return heard_lips(takes, heard, model.names, model.config.fps)[0] if heard else takes[0]
+    def make(seq: CoeffSequence, phones: _Phones) -> np.ndarray:
+        known = phones.heard if phones.aligned is None else phones.aligned
+        takes = sample_takes(model, seq.audio, seq.beta0, settings,
+                             visemes=frame_visemes(known, fps, len(seq.audio)))[0]  # (1, T, D)
+        if phones.aligned is not None:
+            return text_lips(takes, phones.aligned, model.names, fps, seq.beta0)[0]
+        return heard_lips(takes, phones.heard, model.names, fps)[0] if phones.heard else takes[0]
 
     return _System(name, make)
 
 
-def _check_speech(clips: list[RealClip], closures: str) -> None:
-    """Refuse clips without their speech when ``closures`` must listen to it."""
+def read_lines(path: str | Path, names: list[str]) -> dict[str, str]:
+    """The clips' lines from a text file of ``NAME<tab>TEXT`` lines (blank lines and ``#`` comments
+    skipped); `RealEvalError` for a file that cannot be read, a line without a tab or a name that is
+    not one of ``names``."""
+    try:
+        rows = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise RealEvalError(f"cannot read the clips' lines from {path}: {err}") from err
+    lines = {}
+    for number, row in enumerate(rows, 1):
+        if not row.strip() or row.startswith("#"):
+            continue
+        name, tab, text = row.partition("\t")
+        if not tab or not text.strip():
+            raise RealEvalError(f"{path} line {number}: write the clip's name, a tab, then what it says")
+        if name not in names:
+            raise RealEvalError(f"{path} line {number}: no clip is named {name!r}; the clips: {', '.join(sorted(names))}")
+        lines[name] = text.strip()
+    return lines
+
+
+def _aligned(wave: np.ndarray | None, text: str | None) -> list[tuple[str, float, float]] | None:
+    """A clip's line aligned to its speech; None without either, or when it cannot be aligned."""
+    if wave is None or text is None:
+        return None
+    try:
+        return align_text(wave, text)
+    except AlignmentError:
+        return None
+
+
+def _check_speech(clips: list[RealClip], listening: bool) -> None:
+    """Refuse clips without their speech when the closures or the lines must be heard in it."""
     missing = [seq.name for seq, wave in clips if wave is None]
-    if closures != "off" and missing:
+    if listening and missing:
         raise RealEvalError(f"{len(missing)} clip(s) have no speech stored ({missing[0]}, ...): rebuild the dataset "
                             "with `flowvq corpus from-videos` (it writes audio/NAME.wav), point --real at the "
-                            "videos, or score the flows alone with --closures off")
+                            "videos, or score the flows alone with --closures off and no --texts")
 
 
 def evaluate_real(
@@ -247,30 +297,36 @@ def evaluate_real(
     previous: str | Path | None = None,
     seed: int = 0,
     closures: str = "phones",
+    texts: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Score the systems on every real clip of ``folder``; returns the JSON report
-    (``clips``: per clip and system the `LipScores`; ``means``: per system the means over clips;
-    ``wins``: clips where the system's correlation beats the loudness baseline's)."""
+    (``clips``: per clip and system the `LipScores` and whether its line was used; ``means``: per
+    system the means over clips; ``wins``: clips where the system's correlation beats the loudness
+    baseline's; ``texts``: clips given a line, ``text_not_aligned``: those whose line could not be
+    aligned)."""
     face = builtin()
     model = load_weights(weights, face)
     systems = [_flow_system("flow", model, seed)]
     if previous is not None:
         systems.append(_flow_system("previous", load_weights(previous, face), seed))
-    systems.append(_System("loudness", lambda seq, heard: loudness_jaw(seq.audio, seq.beta0, face.names)))
+    systems.append(_System("loudness", lambda seq, phones: loudness_jaw(seq.audio, seq.beta0, face.names)))
     clips = real_clips(folder, model.config.fps, progress)
-    _check_speech(clips, closures)
+    lines = read_lines(texts, [seq.name for seq, _ in clips]) if texts is not None else {}
+    _check_speech(clips, closures != "off" or bool(lines))
     per_clip = []
     for seq, wave in clips:
         real_mm = gap_track_mm(face, seq.exp)
-        heard = heard_phones(wave, closures)  # once, for every flow system ("off": none)
-        scores = {s.name: asdict(lip_scores(real_mm, gap_track_mm(face, s.make(seq, heard)))) for s in systems}
+        phones = _Phones(heard_phones(wave, closures), _aligned(wave, lines.get(seq.name)))  # once, for every flow system
+        scores = {s.name: asdict(lip_scores(real_mm, gap_track_mm(face, s.make(seq, phones)))) for s in systems}
         per_clip.append({"clip": seq.name, "seconds": len(seq.exp) / model.config.fps,
-                         "real_gap_p95_mm": float(np.percentile(real_mm, 95)), "systems": scores})
+                         "real_gap_p95_mm": float(np.percentile(real_mm, 95)), "text": phones.aligned is not None,
+                         "systems": scores})
     names = [s.name for s in systems]
     return {
         "folder": str(folder), "weights": str(weights or "shipped"), "previous": str(previous) if previous else None,
-        "seed": seed, "closures": closures, "fps": model.config.fps, "closed_gap_mm": CLOSED_GAP_MM, "clips": per_clip,
+        "seed": seed, "closures": closures, "texts": len(lines),
+        "text_not_aligned": sum(not c["text"] for c in per_clip if c["clip"] in lines), "fps": model.config.fps, "closed_gap_mm": CLOSED_GAP_MM, "clips": per_clip,
         "means": {name: _means([c["systems"][name] for c in per_clip]) for name in names},
         "wins": {name: sum(c["systems"][name]["gap_correlation"] > c["systems"]["loudness"]["gap_correlation"]
                            for c in per_clip) for name in names if name != "loudness"},
@@ -316,6 +372,9 @@ def format_real_table(report: dict[str, Any]) -> str:
                  f"±{CLOSURE_TOLERANCE_FRAMES} frames; "
                  + ("the flows alone (closures off)" if report["closures"] == "off"
                     else f"the flows' lips sealed on the /p b m/ that {report['closures']} recognition hears"))
+    if report.get("texts"):  # reports before it lack it
+        lines.append(f"{report['texts'] - report['text_not_aligned']} clips' lines drive the flows' mouths "
+                     f"({report['text_not_aligned']} of {report['texts']} given could not be aligned)")
     lines += [f"{name} beats loudness on correlation in {wins} of {len(report['clips'])} clips"
               for name, wins in report["wins"].items()]
     return "\n".join(lines)

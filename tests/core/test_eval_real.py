@@ -19,7 +19,7 @@ from core.coeff.weights import default_weights_dir, load_weights
 from core.eval.metrics import CLOSED_GAP_MM
 from core.eval.real import (
     RealEvalError, best_offset_correlation, closure_runs, evaluate_real, format_real_table, gap_track_mm,
-    lip_scores, loudness_jaw, real_clips,
+    lip_scores, loudness_jaw, read_lines, real_clips,
 )
 from core.face import builtin
 from core.formats.dataset import CoeffSequence, DatasetMeta, write_meta, write_sequence, write_wave
@@ -250,3 +250,35 @@ def test_a_real_speaker_on_camera_is_scored_and_the_flows_follow_his_lips() -> N
     flow, loud = clip["systems"]["flow"], clip["systems"]["loudness"]
     assert flow["real_closures"] >= 1
     assert flow["gap_correlation"] > 0.5 and flow["gap_correlation"] > loud["gap_correlation"]
+
+
+def test_a_clips_line_drives_the_flows_mouth_and_seals_the_speakers_closure(tmp_path) -> None:
+    """With the GRID clip's line (``--texts``), the aligned /b/ of "blue" seals the take where the
+    speaker's lips close (one of his two short closures; the heard phones catch neither), as
+    `generate --text` does, and the take closes nowhere else; the loudness baseline is unchanged."""
+    lines = tmp_path / "lines.tsv"
+    lines.write_text("# name<tab>what the clip says\ngrid_lbax4n\tlay blue at x four now\n")
+    told, heard = evaluate_real(GRID, seed=0, texts=lines), evaluate_real(GRID, seed=0)
+    assert told["texts"] == 1 and told["text_not_aligned"] == 0 and told["clips"][0]["text"]
+    flow = told["clips"][0]["systems"]["flow"]
+    assert flow["closures"] > heard["clips"][0]["systems"]["flow"]["closures"]
+    assert flow["closed_while_open"] == 0.0
+    assert told["clips"][0]["systems"]["loudness"] == heard["clips"][0]["systems"]["loudness"]
+    assert "1 clips' lines drive the flows' mouths (0 of 1 given could not be aligned)" in format_real_table(told)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("grid_lbax4n lay blue at x four now\n", "line 1: write the clip's name, a tab, then what it says"),
+    ("nobody\tlay blue\n", "line 1: no clip is named 'nobody'; the clips: grid_lbax4n"),
+])
+def test_a_lines_file_that_cannot_be_used_is_refused_naming_the_line(tmp_path, text, message) -> None:
+    lines = tmp_path / "lines.tsv"
+    lines.write_text(text)
+    with pytest.raises(RealEvalError, match=message):
+        read_lines(lines, ["grid_lbax4n"])
+
+
+def test_cli_refuses_texts_without_real(tmp_path) -> None:
+    result = subprocess.run([str(FLOWVQ), "eval", "--texts", str(tmp_path / "lines.tsv")], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0 and "use it with --real" in result.stderr

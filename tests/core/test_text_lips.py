@@ -101,3 +101,18 @@ def test_cli_generate_with_text_and_text_file(tmp_path, face) -> None:
     missing = subprocess.run([str(FLOWVQ), "generate", str(CLIP), "--out", str(tmp_path / "c.json"),
                               "--text-file", str(tmp_path / "nope.txt")], capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "cannot read the text file" in missing.stderr
+
+
+def test_aligned_bilabials_seal_through_their_end(face) -> None:
+    """An aligner's phone times can be a frame or two off the lips (the synthetic test voices' /m/
+    lands 27 ms late or 13 ms early in the median): the lips stay sealed from just before an aligned
+    /p b m/ through its end, not only to its centre."""
+    names = list(face.names)
+    phones = [("_", 0.0, 0.4), ("m", 0.4, 0.6), ("A", 0.6, 1.0)]
+    open_mouth = np.zeros((1, 25, len(names)), np.float32)
+    open_mouth[..., names.index("jawOpen")] = 0.5
+    out = text_lips(open_mouth, phones, names, 25.0, np.zeros(len(names), np.float32))[0]
+    sealed = out[:, names.index("mouthClose")] >= out[:, names.index("jawOpen")] - 1e-6
+    centres = (np.arange(25) + 0.5) / 25.0
+    assert sealed[(centres > 0.5) & (centres < 0.6)].all()  # after the centre, before the end
+    assert not sealed[centres > 0.64].any() and not sealed[centres < 0.3].any()
