@@ -79,7 +79,7 @@ class JobSettings(RenderSettings):
     source_exp: list[float] | None = Field(
         None, description="source face expression β₀ [D]; null = the portrait's fit, else neutral")
     text: str | None = Field(None, max_length=MAX_TEXT_CHARS,
-                             description="what the clip says; its aligned phones drive the lips (null: audio only)")
+                             description="what the clip says; its aligned phones seal the lips on every /p b m/ (null: the closures heard in the audio)")
     closures: Literal[HEARING] = Field(
         GenerateSettings.closures,
         description="without a text: seal the lips on the /p b m/ a recogniser hears: phones (fast), words "

@@ -113,7 +113,8 @@ class CoeffConfig:
     the line's aligned text or the phones a recogniser hears. In training a window reads no phones
     with probability phone_dropout (so the audio-only path is trained too), else the recogniser's
     phones of its speech with probability heard_share (the dataset's "heard") and the exact phones
-    otherwise.
+    otherwise; audio_dropout: the probability that a window reading phones reads no audio (zeros, the
+    features' mean), so the flow learns to shape the mouth from the phones alone too.
     """
 
     fps: float = DEFAULT_FPS
@@ -130,6 +131,7 @@ class CoeffConfig:
     phone_dim: int = 0
     phone_dropout: float = 0.5
     heard_share: float = 0.5
+    audio_dropout: float = 0.0
     exp: FlowConfig = field(default_factory=_exp_default)
     pose: FlowConfig = field(default_factory=_pose_default)
 
@@ -161,7 +163,7 @@ class CoeffConfig:
             raise ConfigError(f"emotion_dropout must be in [0, 1], got {self.emotion_dropout}")
         if self.phone_dim < 0:
             raise ConfigError(f"phone_dim must be >= 0 (0: no phone input), got {self.phone_dim}")
-        for key in ("phone_dropout", "heard_share"):
+        for key in ("phone_dropout", "heard_share", "audio_dropout"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ConfigError(f"{key} must be in [0, 1], got {getattr(self, key)}")
         if self.seal_depth < 0:

@@ -8,12 +8,13 @@ turns one clip into ``settings.sample.takes`` takes:
     heard in it by ``settings.closures``, `core.recognize.heard_phones`)
     -> `core.coeff.sampler.sample_takes` (all takes in one batch; a model with phone input reads
     those phones' visemes frame by frame, `core.visemes.frame_visemes`)    stage "sampling"
-    (with aligned phones: the mouth driven by them, `core.coeff.text.text_lips`; without a text,
-    the lips sealed on the bilabials a recogniser hears, `core.coeff.text.heard_lips`)
+    (the lips sealed on the bilabials of the aligned text, or without one of those a recogniser
+    hears, `core.coeff.text.seal_lips`)
     -> one `core.formats.takes.Take` per take, resampled to the output fps, validated  stage "done"
 
 A text that cannot be aligned (a word outside the dictionary, digits, a text that does not fit the
-audio) does not fail the generation: the takes come from the audio alone and ``note`` says why.
+audio) does not fail the generation: the takes come from the audio and the phones heard in it, as
+without a text, and ``note`` says why.
 
 Take k carries seed ``settings.sample.seed + k`` and is the same whether it is generated alone or
 in a batch. Audio errors (`core.audio.AudioError`) and settings errors (`SettingsError`,
@@ -34,7 +35,7 @@ from core.align import MAX_TEXT_CHARS, AlignmentError, align_text
 from core.audio import MAX_FPS, SAMPLE_RATE, audio_features
 from core.coeff.model import CoeffModel
 from core.coeff.sampler import CancelFn, SampleSettings, SettingsError, check_cancel, sample_takes, take_seeds
-from core.coeff.text import heard_lips, text_lips
+from core.coeff.text import seal_lips
 from core.coeff.weights import default_weights_dir, load_weights
 from core.emotions import EMOTIONS, REFERENCE, emotion_index
 from core.device import resolve_device
@@ -233,18 +234,15 @@ class CoeffGenerator:
         report("features", 0.0)
         wave, feats = audio_features(audio, self.fps)  # (T, audio_width) at the model fps
         phones = _aligned(wave, settings.text, note or _silent)
-        heard = _heard(wave, settings.closures, note or _silent, cancel) if phones is None else ()
+        known = phones if phones is not None else _heard(wave, settings.closures, note or _silent, cancel)
         report("sampling", _SAMPLING_START)
         exp, pose = sample_takes(
             self.model, feats, settings.beta0(self.model.dim), sample,
             progress=lambda done: report("sampling", _SAMPLING_START + (_SAMPLING_END - _SAMPLING_START) * done),
             cancel=cancel, loudness=frame_energy(wave, SAMPLE_RATE, self.fps, len(feats)),
-            visemes=frame_visemes(phones if phones is not None else heard, self.fps, len(feats)),
+            visemes=frame_visemes(known, self.fps, len(feats)),
         )  # (N, T, D), (N, T, 6)
-        if phones is not None:
-            exp = text_lips(exp, phones, self.names, self.fps, settings.beta0(self.model.dim))
-        elif heard:
-            exp = heard_lips(exp, heard, self.names, self.fps)
+        exp = seal_lips(exp, known, self.names, self.fps)
         emotion = REFERENCE if sample.reference is not None else EMOTIONS[emotion_index(sample.emotion)]
         takes = [self._take(k, seed, emotion, exp[k], pose[k], settings.fps)
                  for k, seed in enumerate(take_seeds(sample))]
@@ -273,13 +271,13 @@ def _silent(message: str) -> None:
 
 def _aligned(wave: np.ndarray, text: str | None, note: NoteFn) -> list[tuple[str, float, float]] | None:
     """The text's phones in the wave, or None without a text or when it cannot be aligned (then
-    ``note`` says why and that the takes follow the audio alone)."""
+    ``note`` says why and that the takes follow the heard phones)."""
     if text is None or not text.strip():
         return None
     try:
         return align_text(wave, text)
     except AlignmentError as err:
-        note(f"the text was not used, the lips follow the audio alone: {err}")
+        note(f"the text was not used, the lips follow the audio and the closures heard in it: {err}")
         return None
 
 

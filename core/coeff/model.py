@@ -29,7 +29,7 @@ With ``phone_dim`` (not in the paper), ExpFlow's static context also reads the p
 one viseme class per frame over the audio window's frames (`PhoneEncoder`): at generation those
 of the line's aligned text or the phones a recogniser hears in the clip, in training the corpus's
 exact phones or the recogniser's, and none at all in a share of the windows so the audio alone
-still drives the mouth (`ExpFlow.training_phones`).
+still drives the mouth (`ExpFlow.training_inputs`).
 
 Training batches are the dicts of `core.formats.dataset.WindowSampler`: "exp" (B, τ_b+L, D), "pose"
 (B, τ_b+L, 6), "available" (B, τ_b+L) bool, "audio" (B, L, W, F), "phones" and "heard" (B, L, W)
@@ -235,9 +235,9 @@ class SequenceFlow(nn.Module):
         noise = torch.randn(clean.shape, generator=generator, device=clean.device, dtype=clean.dtype)
         data = clean + settings.noise_std * noise
         label = batch["label"]
+        audio, phones = self.training_inputs(batch, generator)
         static = self.static_context(
-            batch["audio"], batch.get("beta0"), self.context_label(label, generator), self.batch_style(batch),
-            self.training_phones(batch, generator),
+            audio, batch.get("beta0"), self.context_label(label, generator), self.batch_style(batch), phones
         )
         keep = torch.rand((n_batch, length, 1), generator=generator, device=clean.device) >= settings.dropout
         context = self.window_contexts(data, batch["available"], static, keep.to(data.dtype))
@@ -268,9 +268,10 @@ class SequenceFlow(nn.Module):
         Shapes: label (B,) -> (B,)."""
         return label
 
-    def training_phones(self, batch: dict[str, Tensor], generator: torch.Generator | None) -> Tensor | None:
-        """The viseme windows a training batch's static context reads (none here)."""
-        return None
+    def training_inputs(self, batch: dict[str, Tensor], generator: torch.Generator | None) -> tuple[Tensor, Tensor | None]:
+        """The audio and viseme windows a training batch's static context reads (its audio, no phones
+        here). Shapes: -> (B, L, W, F), (B, L, W) or None."""
+        return batch["audio"], None
 
     def press_closed(self, data: Tensor, clean: Tensor, noise: Tensor) -> Tensor:
         """Dequantised targets with every closed-lip frame (gap jawOpen - mouthClose <= 0 in
@@ -348,7 +349,7 @@ class ExpFlow(SequenceFlow):
         super().__init__(dim, config.exp, config, extra, N_CLASSES, seed, gap)
         self.seal_depth = config.seal_depth
         self.emotion_dropout = config.emotion_dropout
-        self.phone_dropout, self.heard_share = config.phone_dropout, config.heard_share
+        self.phone_dropout, self.heard_share, self.audio_dropout = config.phone_dropout, config.heard_share, config.audio_dropout
         if config.phone_dim:
             self.phone_encoder = PhoneEncoder(config.audio_window, config.phone_dim)
         self.style = style
@@ -412,18 +413,25 @@ class ExpFlow(SequenceFlow):
         dropped = torch.rand(label.shape, generator=generator, device=label.device) < self.emotion_dropout
         return torch.where(dropped, torch.full_like(label, EMOTIONS.index(TALK)), label)
 
-    def training_phones(self, batch: dict[str, Tensor], generator: torch.Generator | None) -> Tensor | None:
+    def training_inputs(self, batch: dict[str, Tensor], generator: torch.Generator | None) -> tuple[Tensor, Tensor | None]:
         """Per training window: no phones with probability ``phone_dropout``, else the recogniser's
-        ("heard") with probability ``heard_share`` and the exact ones ("phones") otherwise (`CoeffConfig`);
-        None for a flow without phone input or a batch without phones.
-        Shapes: batch "phones", "heard" (B, L, W) -> (B, L, W)."""
+        ("heard") with probability ``heard_share`` and the exact ones ("phones") otherwise; a window
+        that reads phones has its audio replaced by zeros (the features' mean) with probability
+        ``audio_dropout`` (`CoeffConfig`). The batch's audio and no phones for a flow without phone
+        input or a batch without phones.
+        Shapes: batch "audio" (B, L, W, F), "phones", "heard" (B, L, W) -> (B, L, W, F), (B, L, W)."""
+        audio = batch["audio"]
         if self.phone_encoder is None or "phones" not in batch:
-            return None
+            return audio, None
         exact, heard = batch["phones"], batch["heard"]
         draw = torch.rand(len(exact), generator=generator, device=exact.device)[:, None, None]
         reads = 1.0 - self.phone_dropout
         chosen = torch.where(draw < reads * self.heard_share, heard, exact)
-        return torch.where(draw < reads, chosen, torch.full_like(exact, UNKNOWN_VISEME))
+        phones = torch.where(draw < reads, chosen, torch.full_like(exact, UNKNOWN_VISEME))
+        if not self.audio_dropout:
+            return audio, phones
+        deaf = (draw[..., 0] < reads) & (torch.rand(draw.shape[:2], generator=generator, device=audio.device) < self.audio_dropout)
+        return torch.where(deaf[..., None, None], torch.zeros_like(audio), audio), phones
 
     def set_source_range(self, beta0: Tensor) -> None:
         """Fix the range of source expressions seen in training. Shapes: beta0 (N, D)."""

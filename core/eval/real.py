@@ -15,11 +15,11 @@ Systems, each given the clip's audio features and the speaker's resting face Î²â
     flow        the coefficient flows (``--weights``, default the shipped ones), take ``seed``,
                 emotion "talk", the sampler's default temperatures, the lips sealed on the
                 bilabials ``closures`` hears in the clip, as generation does
-                (`core.coeff.text.heard_lips`; "off": the flows alone); a model with phone input
+                (`core.coeff.text.seal_lips`; "off": the flows alone); a model with phone input
                 reads those phones' visemes. A clip whose line ``texts`` gives (``--texts FILE``:
-                lines of NAME, a tab, the text) gets the line aligned to its speech instead, read
-                and driving the mouth as ``generate --text`` does (`core.coeff.text.text_lips`);
-                a line that cannot be aligned falls back to the heard phones and is counted
+                lines of NAME, a tab, the text) gets the line's aligned phones instead, as
+                ``generate --text`` does; a line that cannot be aligned falls back to the heard
+                phones and is counted
     previous    other flow weights (``--previous DIR``), the same way, when given
     loudness    a loudness -> jaw baseline (`loudness_jaw`): the per-frame mean of the clip's
                 normalised log-mel features, mapped linearly from its 10th percentile (jaw shut) to
@@ -58,7 +58,7 @@ from core.coeff.model import CoeffModel
 from core.audio import load_audio
 from core.coeff.sampler import SampleSettings, sample_takes
 from core.align import AlignmentError, align_text
-from core.coeff.text import heard_lips, text_lips
+from core.coeff.text import seal_lips
 from core.coeff.weights import load_weights
 from core.corpus.videos import find_videos, video_clip
 from core.errors import FlowVQError
@@ -233,9 +233,9 @@ class _System:
 
 
 def _flow_system(name: str, model: CoeffModel, seed: int) -> _System:
-    """A flow model's first take at the sampler's defaults, emotion talk, no head motion: with the
-    clip's aligned line, reading its visemes (with phone input) and its mouth driven by it; without,
-    reading the visemes of the phones heard in the clip and its lips sealed on their bilabials."""
+    """A flow model's first take at the sampler's defaults, emotion talk, no head motion, reading the
+    visemes of the clip's aligned line or, without one, of the phones heard in it (with phone input),
+    its lips sealed on their bilabials."""
     settings = SampleSettings(seed=seed, pose=False, manifold_blend=SampleSettings.manifold_blend if len(model.bank) else 0.0)
     fps = model.config.fps
 
@@ -243,9 +243,7 @@ def _flow_system(name: str, model: CoeffModel, seed: int) -> _System:
         known = phones.heard if phones.aligned is None else phones.aligned
         takes = sample_takes(model, seq.audio, seq.beta0, settings,
                              visemes=frame_visemes(known, fps, len(seq.audio)))[0]  # (1, T, D)
-        if phones.aligned is not None:
-            return text_lips(takes, phones.aligned, model.names, fps, seq.beta0)[0]
-        return heard_lips(takes, phones.heard, model.names, fps)[0] if phones.heard else takes[0]
+        return seal_lips(takes, known, model.names, fps)[0]
 
     return _System(name, make)
 

@@ -7,11 +7,11 @@ training voices, for choosing settings without looking at the test voices):
     flow        the coefficient flows (default weights unless given): ``takes`` seeded takes at
                 the given temperatures, the sequence's own emotion at its own intensity (stored with
                 it by the corpus; 1 for recordings), their lips sealed on the bilabials ``closures``
-                hears in the clip as generation does (`core.coeff.text.heard_lips`; "off": the flows
+                hears in the clip as generation does (`core.coeff.text.seal_lips`; "off": the flows
                 alone); a model with phone input reads those phones' visemes. With ``text``: the
-                sequence's line (the corpus's text) aligned to its audio instead, its visemes read
-                and its mouth driven by it as ``generate --text`` does (`core.coeff.text.text_lips`;
-                a line that cannot be aligned falls back to the heard phones and is counted)
+                sequence's line (the corpus's text) aligned to its audio instead, as ``generate
+                --text`` does (a line that cannot be aligned falls back to the heard phones and is
+                counted)
     regressor   `core.eval.regressor.MSERegressor`: the same conditioner trained with MSE (the
                 shipped baseline weights unless given); deterministic, one take
     rhubarb     `core.eval.rhubarb`: pocketsphinx phone recognition without the transcript ->
@@ -43,7 +43,7 @@ from core.audio import SAMPLE_RATE, frame_windows, load_audio
 from core.coeff.model import CoeffModel
 from core.coeff.sampler import SampleSettings, sample_takes
 from core.align import AlignmentError, align_text
-from core.coeff.text import heard_lips, text_lips
+from core.coeff.text import seal_lips
 from core.coeff.weights import load_weights
 from core.corpus.build import read_manifest
 from core.visemes import BILABIALS, frame_visemes
@@ -246,13 +246,11 @@ def _system_outputs(
     recognised = recognize_phones(wave)  # the baseline's phones, which the default closures hear too
     heard = recognised if settings.closures == "phones" else heard_phones(wave, settings.closures)
     aligned = _aligned(wave, text) if settings.text else None
+    known = heard if aligned is None else aligned
     exp, pose = sample_takes(model, seq.audio, seq.beta0, sample,
                              loudness=frame_energy(wave, SAMPLE_RATE, fps, len(seq.audio)),
-                             visemes=frame_visemes(heard if aligned is None else aligned, fps, len(seq.audio)))
-    if aligned is not None:
-        exp = text_lips(exp, aligned, model.names, fps, seq.beta0)
-    elif heard:
-        exp = heard_lips(exp, heard, model.names, fps)
+                             visemes=frame_visemes(known, fps, len(seq.audio)))
+    exp = seal_lips(exp, known, model.names, fps)
     lips = rhubarb_curves(recognised, model.names, fps, len(seq.exp))
     return {
         "flow": (exp, pose), "aligned": aligned is not None,

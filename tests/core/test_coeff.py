@@ -271,7 +271,7 @@ def test_phone_input_enters_expflows_context_and_unknown_phones_are_no_phones(fa
 def test_training_reads_no_phones_the_heard_or_the_exact_ones_as_configured(
     face: FaceModel, dropout: float, heard_share: float, reads: tuple[str, ...]
 ) -> None:
-    """The window loss depends on exactly the phones the config makes it read (`ExpFlow.training_phones`)."""
+    """The window loss depends on exactly the phones the config makes it read (`ExpFlow.training_inputs`)."""
     model = perturbed_model(face, 4, replace(PHONES, phone_dropout=dropout, heard_share=heard_share))
 
     def nll(exact_seed: int, heard_seed: int) -> float:
@@ -285,6 +285,25 @@ def test_training_reads_no_phones_the_heard_or_the_exact_ones_as_configured(
         replace(PHONES, phone_dropout=-0.1).check()
     with pytest.raises(ConfigError, match="phone_dim must be >= 0"):
         replace(PHONES, phone_dim=-1).check()
+
+
+@pytest.mark.parametrize("phone_dropout, audio_dropout, hears", [(0.0, 1.0, False), (0.0, 0.0, True), (1.0, 1.0, True)])
+def test_audio_dropout_makes_windows_that_read_phones_learn_from_the_phones_alone(
+    face: FaceModel, phone_dropout: float, audio_dropout: float, hears: bool
+) -> None:
+    """Windows reading phones read zeros for audio with probability ``audio_dropout``; windows
+    without phones always hear their audio."""
+    config = replace(PHONES, phone_dropout=phone_dropout, heard_share=0.0, audio_dropout=audio_dropout)
+    model = perturbed_model(face, 4, config)
+
+    def nll(audio_scale: float) -> float:
+        batch = phone_batch(face, 1, 2)
+        batch["audio"] = audio_scale * batch["audio"]
+        return float(model.exp_flow.window_loss(batch, torch.Generator().manual_seed(0))["nll"])
+
+    assert (nll(1.0) != pytest.approx(nll(3.0), abs=1e-4)) == hears
+    with pytest.raises(ConfigError, match=r"audio_dropout must be in \[0, 1\]"):
+        replace(PHONES, audio_dropout=2.0).check()
 
 
 def test_consistency_loss_needs_frame_pairs(face: FaceModel) -> None:

@@ -1,13 +1,12 @@
-"""Closures heard in the audio (`GenerateSettings.closures`, `core.coeff.text.heard_lips`,
+"""Closures heard in the audio (`GenerateSettings.closures`, `core.coeff.text.seal_lips`,
 ``flowvq generate --closures``): without a text, the lips seal on the /p b m/ a recogniser hears and
 nothing else of the take changes. Real speech: J. F. Kennedy's "ask not..." (tests/data/real/CREDITS.md),
 whose two /m/ ("my fellow Americans") both recognisers hear."""
 
 import subprocess
 import sys
-from pathlib import Path
-
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from core.coeff.config import PRESETS
 from core.coeff.generator import CoeffGenerator, GenerateSettings
 from core.coeff.model import CoeffModel
 from core.coeff.sampler import GenerationCancelled, SampleSettings, SettingsError
-from core.coeff.text import heard_lips
+from core.coeff.text import seal_lips
 from core.coeff.weights import save_weights
 from core.eval.metrics import bilabial_closure_rate
 from core.formats.takes import load_takes
@@ -93,11 +92,11 @@ def alone_sample() -> SampleSettings:
     return SampleSettings(seed=3, takes=2, manifold_blend=0.0)
 
 
-def test_heard_lips_keep_the_lips_from_passing_through_each_other(face) -> None:
+def test_seal_lips_keep_the_lips_from_passing_through_each_other(face) -> None:
     names = list(face.names)
     exp = np.random.default_rng(0).uniform(0, 1, (2, 40, len(names))).astype(np.float32)
     phones = [("_", 0.0, 0.4), ("b", 0.4, 0.5), ("A", 0.5, 0.9), ("m", 0.9, 1.0), ("_", 1.0, 1.6)]
-    out = heard_lips(exp, phones, names, 25.0)
+    out = seal_lips(exp, phones, names, 25.0)
     jaw, close = names.index("jawOpen"), names.index("mouthClose")
     for take in out:
         assert bilabial_closure_rate(face, take, phones, 25.0) == 1.0

@@ -1,6 +1,6 @@
 """A line's text on the lips (`core.coeff.text`, `GenerateSettings.text`, ``flowvq generate --text``):
-the aligned phones seal every bilabial and the flows keep the rest; a text that cannot be aligned
-falls back to the audio alone and says so. Real speech: LJ Speech and a GRID speaker
+the aligned phones seal every bilabial on the flows' mouth and the flows keep the rest; a text that cannot be aligned
+falls back to the heard closures and says so. Real speech: LJ Speech and a GRID speaker
 (tests/data/real/CREDITS.md)."""
 
 import subprocess
@@ -14,10 +14,10 @@ from core.align import align_text
 from core.audio import load_audio
 from core.coeff.generator import CoeffGenerator, GenerateSettings
 from core.coeff.sampler import SampleSettings, SettingsError
-from core.coeff.text import SPEECH_CHANNELS, text_lips
+from core.coeff.text import seal_lips
 from core.eval.metrics import bilabial_closure_rate
 from core.formats.takes import load_takes
-from core.visemes import BILABIALS
+from core.visemes import BILABIALS, LIP_PARTING
 
 REAL = Path(__file__).resolve().parents[1] / "data" / "real"
 CLIP, LINE = REAL / "LJ001-0013.flac", "than in the same operations with ugly ones."
@@ -41,17 +41,21 @@ def test_with_the_text_every_bilabial_of_a_real_reader_seals(generator, face) ->
         assert bilabial_closure_rate(face, take.exp, phones, take.fps) == 1.0
 
 
-def test_the_text_changes_only_the_mouth_and_keeps_the_flows_brows_blinks_and_head(generator) -> None:
-    plain = generator.generate(CLIP, settings())
+def test_the_text_seals_the_flows_mouth_and_keeps_everything_else(generator) -> None:
+    """The shipped flows read no phones: the text's takes are the audio's with the lips sealed
+    around the aligned /p b m/ only (mouthClose and the lip-parting channels change, nothing else)."""
+    plain = generator.generate(CLIP, settings(closures="off"))
     spoken = generator.generate(CLIP, settings(text=LINE))
     names = list(generator.names)
-    upper = [i for i, n in enumerate(names) if n.startswith(("brow", "eye", "cheek", "nose"))]
+    sealing = [names.index(c) for c in ("mouthClose", *LIP_PARTING)]
+    others = [i for i in range(len(names)) if i not in sealing]
     for a, b in zip(plain, spoken):
-        assert np.array_equal(a.exp[:, upper], b.exp[:, upper]) and np.array_equal(a.pose, b.pose)
-        assert not np.array_equal(a.exp[:, names.index("jawOpen")], b.exp[:, names.index("jawOpen")])
+        assert np.array_equal(a.exp[:, others], b.exp[:, others]) and np.array_equal(a.pose, b.pose)
+        changed = np.flatnonzero((a.exp != b.exp).any(axis=1))
+        assert 0 < len(changed) < 0.2 * b.frames
 
 
-def test_a_smile_survives_the_phones_and_the_lips_never_pass_through_each_other(face) -> None:
+def test_a_smile_and_a_dropped_jaw_survive_the_sealed_bilabials(face) -> None:
     names = list(face.names)
     frames = 50
     exp = np.zeros((1, frames, len(names)), np.float32)
@@ -59,14 +63,11 @@ def test_a_smile_survives_the_phones_and_the_lips_never_pass_through_each_other(
     exp[0][:, smile] = 0.6
     exp[0][:, names.index("jawOpen")] = 0.3  # a surprised take's dropped jaw
     phones = [("_", 0.0, 0.4), ("m", 0.4, 0.5), ("A", 0.5, 0.9), ("p", 0.9, 1.0), ("_", 1.0, 2.0)]
-    out = text_lips(exp, phones, names, 25.0, np.zeros(len(names), np.float32))
-    assert (out[0][:, smile] >= 0.6).all()
+    out = seal_lips(exp, phones, names, 25.0)
     jaw, close = names.index("jawOpen"), names.index("mouthClose")
-    assert np.median(out[0][:, jaw]) == pytest.approx(0.3, abs=0.02)  # the dropped jaw stays, on average
-    assert out[0][:, jaw].std() > 0.05  # and the phones move it
-    assert (out[0][:, close] <= out[0][:, jaw] + 1e-7).all() and out.min() >= 0 and out.max() <= 1
+    assert (out[0][:, smile] == 0.6).all() and (out[0][:, jaw] == 0.3).all()
+    assert (out[0][:, close] <= out[0][:, jaw] + 1e-7).all()
     assert bilabial_closure_rate(face, out[0], phones, 25.0) == 1.0
-    assert set(SPEECH_CHANNELS) <= set(names)
 
 
 def test_a_text_that_cannot_be_aligned_gives_the_audio_takes_and_a_note(generator) -> None:
@@ -111,7 +112,7 @@ def test_aligned_bilabials_seal_through_their_end(face) -> None:
     phones = [("_", 0.0, 0.4), ("m", 0.4, 0.6), ("A", 0.6, 1.0)]
     open_mouth = np.zeros((1, 25, len(names)), np.float32)
     open_mouth[..., names.index("jawOpen")] = 0.5
-    out = text_lips(open_mouth, phones, names, 25.0, np.zeros(len(names), np.float32))[0]
+    out = seal_lips(open_mouth, phones, names, 25.0)[0]
     sealed = out[:, names.index("mouthClose")] >= out[:, names.index("jawOpen")] - 1e-6
     centres = (np.arange(25) + 0.5) / 25.0
     assert sealed[(centres > 0.5) & (centres < 0.6)].all()  # after the centre, before the end
