@@ -62,14 +62,14 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
                         help="which recogniser's /p b m/ seal the flow takes' lips, as generation does "
                              "(off: the flows alone; default %(default)s)")
     parser.add_argument("--text", action="store_true",
-                        help="each sequence's line (the corpus's text) aligned to its audio drives the flow takes' "
-                             "mouth, as `generate --text` does")
+                        help="each sequence's line (the corpus's text), aligned to its audio, seals the flow takes' "
+                             "lips on its /p b m/ as `generate --text` does")
     parser.add_argument("--real", type=Path, metavar="DIR",
                         help="instead: score lip gap and closures against real speakers, DIR holding talking-face "
                              "videos or a `flowvq corpus from-videos` dataset")
     parser.add_argument("--texts", type=Path, metavar="FILE",
                         help="with --real: the clips' lines (NAME, a tab, the text, one clip per line), aligned "
-                             "and driving the flow takes' mouths as `generate --text` does")
+                             "and sealing the flow takes' lips on their /p b m/ as `generate --text` does")
     parser.add_argument("--emotions", type=Path, metavar="CLIP",
                         help="instead: each emotion's signature channels on one take of CLIP at intensity 1 "
                              "and 0.5 (strength, movement over the line, other emotions' channels)")

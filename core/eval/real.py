@@ -371,7 +371,7 @@ def format_real_table(report: dict[str, Any]) -> str:
                  + ("the flows alone (closures off)" if report["closures"] == "off"
                     else f"the flows' lips sealed on the /p b m/ that {report['closures']} recognition hears"))
     if report.get("texts"):  # reports before it lack it
-        lines.append(f"{report['texts'] - report['text_not_aligned']} clips' lines drive the flows' mouths "
+        lines.append(f"{report['texts'] - report['text_not_aligned']} clips' aligned lines seal the flows' lips "
                      f"({report['text_not_aligned']} of {report['texts']} given could not be aligned)")
     lines += [f"{name} beats loudness on correlation in {wins} of {len(report['clips'])} clips"
               for name, wins in report["wins"].items()]

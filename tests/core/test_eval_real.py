@@ -264,7 +264,7 @@ def test_a_clips_line_seals_the_take_where_the_speakers_lips_close(tmp_path) -> 
     flow, alone = told["clips"][0]["systems"]["flow"], heard["clips"][0]["systems"]["flow"]
     assert flow["closures"] > alone["closures"] and flow["closed_while_open"] < alone["closed_while_open"]
     assert told["clips"][0]["systems"]["loudness"] == heard["clips"][0]["systems"]["loudness"]
-    assert "1 clips' lines drive the flows' mouths (0 of 1 given could not be aligned)" in format_real_table(told)
+    assert "1 clips' aligned lines seal the flows' lips (0 of 1 given could not be aligned)" in format_real_table(told)
 
 
 @pytest.mark.parametrize("text, message", [

@@ -76,9 +76,9 @@ def test_the_flow_is_scored_with_the_closures_generation_hears_and_off_is_the_fl
         assert report["systems"][system] == alone["systems"][system]
 
 
-def test_with_text_each_line_drives_the_flow_takes_mouth_and_seals_its_bilabials(corpus, report) -> None:
-    """``text``: the corpus's line of each sequence, aligned, drives the mouth as `generate --text`
-    does, and seals every closure of the truth. The held-out voice
+def test_with_text_each_lines_aligned_bilabials_seal_the_flow_takes(corpus, report) -> None:
+    """``text``: the corpus's line of each sequence, aligned, seals the takes' lips as `generate --text`
+    does, every closure of the truth. The held-out voice
     is a Polish one reading English: some of its lines fit the English model too poorly to align,
     fall back to the heard phones, and are counted."""
     told = evaluate(corpus, EvalSettings(takes=3, text=True))
@@ -86,7 +86,7 @@ def test_with_text_each_line_drives_the_flow_takes_mouth_and_seals_its_bilabials
     assert told["systems"]["flow"]["bilabial_closure"] == 1.0
     assert told["systems"]["flow"]["m_lmd_mm"] != report["systems"]["flow"]["m_lmd_mm"]
     assert told["systems"]["rhubarb"] == report["systems"]["rhubarb"]
-    assert f"driven by each line's text ({told['text_not_aligned']} not aligned" in format_table(told)
+    assert f"sealed on each line's aligned /p b m/ ({told['text_not_aligned']} not aligned" in format_table(told)
 
 
 def test_the_val_split_is_evaluated_on_its_own_voices_and_other_splits_are_refused(corpus) -> None:
