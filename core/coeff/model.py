@@ -349,7 +349,8 @@ class ExpFlow(SequenceFlow):
         super().__init__(dim, config.exp, config, extra, N_CLASSES, seed, gap)
         self.seal_depth = config.seal_depth
         self.emotion_dropout = config.emotion_dropout
-        self.phone_dropout, self.heard_share, self.audio_dropout = config.phone_dropout, config.heard_share, config.audio_dropout
+        self.phone_dropout, self.heard_share = config.phone_dropout, config.heard_share
+        self.audio_dropout = config.audio_dropout
         if config.phone_dim:
             self.phone_encoder = PhoneEncoder(config.audio_window, config.phone_dim)
         self.style = style
@@ -430,7 +431,8 @@ class ExpFlow(SequenceFlow):
         phones = torch.where(draw < reads, chosen, torch.full_like(exact, UNKNOWN_VISEME))
         if not self.audio_dropout:
             return audio, phones
-        deaf = (draw[..., 0] < reads) & (torch.rand(draw.shape[:2], generator=generator, device=audio.device) < self.audio_dropout)
+        muted = torch.rand(draw.shape[:2], generator=generator, device=audio.device) < self.audio_dropout
+        deaf = (draw[..., 0] < reads) & muted  # (B, 1)
         return torch.where(deaf[..., None, None], torch.zeros_like(audio), audio), phones
 
     def set_source_range(self, beta0: Tensor) -> None:
