@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from core.align import MAX_TEXT_CHARS, AlignmentError, align_text
+from core.align import MAX_TEXT_CHARS
 from core.audio import MAX_FPS, SAMPLE_RATE, audio_features
 from core.coeff.model import CoeffModel
 from core.coeff.sampler import CancelFn, SampleSettings, SettingsError, check_cancel, sample_takes, take_seeds
-from core.coeff.text import seal_lips
+from core.coeff.text import line_phones, seal_lips
 from core.coeff.weights import default_weights_dir, load_weights
 from core.emotions import EMOTIONS, REFERENCE, emotion_index
 from core.device import resolve_device
@@ -233,7 +233,7 @@ class CoeffGenerator:
         settings.check(self.model)
         report("features", 0.0)
         wave, feats = audio_features(audio, self.fps)  # (T, audio_width) at the model fps
-        phones = _aligned(wave, settings.text, note or _silent)
+        phones = line_phones(wave, settings.text, note)
         known = phones if phones is not None else _heard(wave, settings.closures, note or _silent, cancel)
         report("sampling", _SAMPLING_START)
         exp, pose = sample_takes(
@@ -267,18 +267,6 @@ def _ignore(stage: str, fraction: float) -> None:
 
 def _silent(message: str) -> None:
     """The note callback used when the caller passes none."""
-
-
-def _aligned(wave: np.ndarray, text: str | None, note: NoteFn) -> list[tuple[str, float, float]] | None:
-    """The text's phones in the wave, or None without a text or when it cannot be aligned (then
-    ``note`` says why and that the takes follow the heard phones)."""
-    if text is None or not text.strip():
-        return None
-    try:
-        return align_text(wave, text)
-    except AlignmentError as err:
-        note(f"the text was not used, the lips follow the audio and the closures heard in it: {err}")
-        return None
 
 
 def _heard(

@@ -18,13 +18,30 @@ same closures sealed (gap correlation 0.50 against 0.59, speaker closures caught
 docs/real-speech.md).
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from core.align import AlignmentError, align_text
 from core.visemes import seal_bilabials
 
-__all__ = ["seal_lips"]
+__all__ = ["line_phones", "seal_lips"]
+
+
+def line_phones(
+    wave: np.ndarray, text: str | None, note: Callable[[str], None] | None = None
+) -> list[tuple[str, float, float]] | None:
+    """The line's phones aligned to the wave; None without a text (None or blank) or when it cannot
+    be aligned (then ``note`` gets why, worded for the user: the takes follow the heard closures).
+    Shapes: wave (N,) at 16 kHz."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return align_text(wave, text)
+    except AlignmentError as err:
+        if note is not None:
+            note(f"the text was not used, the lips follow the audio and the closures heard in it: {err}")
+        return None
 
 
 def seal_lips(exp: np.ndarray, phones: Sequence[tuple[str, float, float]], names: Sequence[str], fps: float) -> np.ndarray:

@@ -260,15 +260,14 @@ def heard_visemes(wave: np.ndarray, fps: float, frames: int) -> np.ndarray | Non
         return None
 
 
-def _add_item_phones(root: Path, record: dict[str, Any], fps: float) -> None:
+def _add_item_phones(root: Path, record: dict[str, Any], meta: DatasetMeta) -> None:
     """Write one manifest record's sequence again with its phones and heard classes."""
-    meta = read_meta(root)
     sequence = read_sequence(root / record["split"] / f"{record['name']}.npz", meta)
     if sequence.phones is None:
-        sequence.phones = frame_visemes([tuple(p) for p in record["phones"]], fps, sequence.frames)
+        sequence.phones = frame_visemes([tuple(p) for p in record["phones"]], meta.fps, sequence.frames)
     if sequence.heard is None:
         wave = load_audio(wave_file(root, record["name"]))
-        sequence.heard = heard_visemes(wave, fps, sequence.frames)
+        sequence.heard = heard_visemes(wave, meta.fps, sequence.frames)
     write_sequence(root, record["split"], sequence)
 
 
@@ -281,7 +280,7 @@ def add_phones(
     root = Path(root)
     manifest = read_manifest(root)
     records = manifest["sequences"]
-    add = partial(_add_item_phones, root, fps=float(manifest["spec"]["fps"]))
+    add = partial(_add_item_phones, root, meta=read_meta(root))
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else nullcontext() as pool:
         for done, _ in enumerate(pool.map(add, records) if pool else map(add, records), 1):
             if progress:

@@ -57,8 +57,7 @@ import numpy as np
 from core.coeff.model import CoeffModel
 from core.audio import load_audio
 from core.coeff.sampler import SampleSettings, sample_takes
-from core.align import AlignmentError, align_text
-from core.coeff.text import seal_lips
+from core.coeff.text import line_phones, seal_lips
 from core.coeff.weights import load_weights
 from core.corpus.videos import find_videos, video_clip
 from core.errors import FlowVQError
@@ -269,16 +268,6 @@ def read_lines(path: str | Path, names: list[str]) -> dict[str, str]:
     return lines
 
 
-def _aligned(wave: np.ndarray | None, text: str | None) -> list[tuple[str, float, float]] | None:
-    """A clip's line aligned to its speech; None without either, or when it cannot be aligned."""
-    if wave is None or text is None:
-        return None
-    try:
-        return align_text(wave, text)
-    except AlignmentError:
-        return None
-
-
 def _check_speech(clips: list[RealClip], listening: bool) -> None:
     """Refuse clips without their speech when the closures or the lines must be heard in it."""
     missing = [seq.name for seq, wave in clips if wave is None]
@@ -315,7 +304,7 @@ def evaluate_real(
     per_clip = []
     for seq, wave in clips:
         real_mm = gap_track_mm(face, seq.exp)
-        phones = _Phones(heard_phones(wave, closures), _aligned(wave, lines.get(seq.name)))  # once, for every flow system
+        phones = _Phones(heard_phones(wave, closures), line_phones(wave, lines.get(seq.name)))  # once, for every flow system
         scores = {s.name: asdict(lip_scores(real_mm, gap_track_mm(face, s.make(seq, phones)))) for s in systems}
         per_clip.append({"clip": seq.name, "seconds": len(seq.exp) / model.config.fps,
                          "real_gap_p95_mm": float(np.percentile(real_mm, 95)), "text": phones.aligned is not None,

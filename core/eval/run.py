@@ -42,8 +42,7 @@ import torch
 from core.audio import SAMPLE_RATE, frame_windows, load_audio
 from core.coeff.model import CoeffModel
 from core.coeff.sampler import SampleSettings, sample_takes
-from core.align import AlignmentError, align_text
-from core.coeff.text import seal_lips
+from core.coeff.text import line_phones, seal_lips
 from core.coeff.weights import load_weights
 from core.corpus.build import read_manifest
 from core.visemes import BILABIALS, frame_visemes
@@ -225,14 +224,6 @@ def evaluate(
     }
 
 
-def _aligned(wave: np.ndarray, text: str) -> list[tuple[str, float, float]] | None:
-    """The line's phones aligned to the wave, None when it cannot be aligned."""
-    try:
-        return align_text(wave, text)
-    except AlignmentError:
-        return None
-
-
 def _system_outputs(
     model: CoeffModel, baseline: MSERegressor, seq: CoeffSequence, wave: np.ndarray, text: str, fps: float,
     settings: EvalSettings,
@@ -245,7 +236,7 @@ def _system_outputs(
                             takes=settings.takes, manifold_blend=settings.manifold_blend)
     recognised = recognize_phones(wave)  # the baseline's phones, which the default closures hear too
     heard = recognised if settings.closures == "phones" else heard_phones(wave, settings.closures)
-    aligned = _aligned(wave, text) if settings.text else None
+    aligned = line_phones(wave, text) if settings.text else None
     known = heard if aligned is None else aligned
     exp, pose = sample_takes(model, seq.audio, seq.beta0, sample,
                              loudness=frame_energy(wave, SAMPLE_RATE, fps, len(seq.audio)),
