@@ -47,7 +47,7 @@ closure NaN on "closed while open". ``wins`` counts the clips where a system bea
 baseline on correlation.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -214,21 +214,12 @@ def _stored_speech(folder: Path, name: str) -> np.ndarray | None:
 
 
 @dataclass(frozen=True)
-class _Phones:
-    """What is known of a clip's phones: those heard in it and its line's aligned ones (None without
-    a line, or one that could not be aligned)."""
-
-    heard: tuple[tuple[str, float, float], ...]
-    aligned: list[tuple[str, float, float]] | None
-
-
-@dataclass(frozen=True)
 class _System:
-    """A named way to turn a clip, and what is known of its phones, into an expression take.
-    Shapes: make(seq, phones) -> (T, D)."""
+    """A named way to turn a clip, and the phones known in it (its aligned line's, else those heard
+    in it), into an expression take. Shapes: make(seq, phones) -> (T, D)."""
 
     name: str
-    make: Callable[[CoeffSequence, _Phones], np.ndarray]
+    make: Callable[[CoeffSequence, Sequence[tuple[str, float, float]]], np.ndarray]
 
 
 def _flow_system(name: str, model: CoeffModel, seed: int) -> _System:
@@ -238,8 +229,7 @@ def _flow_system(name: str, model: CoeffModel, seed: int) -> _System:
     settings = SampleSettings(seed=seed, pose=False, manifold_blend=SampleSettings.manifold_blend if len(model.bank) else 0.0)
     fps = model.config.fps
 
-    def make(seq: CoeffSequence, phones: _Phones) -> np.ndarray:
-        known = phones.heard if phones.aligned is None else phones.aligned
+    def make(seq: CoeffSequence, known: Sequence[tuple[str, float, float]]) -> np.ndarray:
         takes = sample_takes(model, seq.audio, seq.beta0, settings,
                              visemes=frame_visemes(known, fps, len(seq.audio)))[0]  # (1, T, D)
         return seal_lips(takes, known, model.names, fps)[0]
@@ -304,10 +294,11 @@ def evaluate_real(
     per_clip = []
     for seq, wave in clips:
         real_mm = gap_track_mm(face, seq.exp)
-        phones = _Phones(heard_phones(wave, closures), line_phones(wave, lines.get(seq.name)))  # once, for every flow system
-        scores = {s.name: asdict(lip_scores(real_mm, gap_track_mm(face, s.make(seq, phones)))) for s in systems}
+        aligned = line_phones(wave, lines.get(seq.name))  # once, for every flow system; heard only without it
+        known = heard_phones(wave, closures) if aligned is None else aligned
+        scores = {s.name: asdict(lip_scores(real_mm, gap_track_mm(face, s.make(seq, known)))) for s in systems}
         per_clip.append({"clip": seq.name, "seconds": len(seq.exp) / model.config.fps,
-                         "real_gap_p95_mm": float(np.percentile(real_mm, 95)), "text": phones.aligned is not None,
+                         "real_gap_p95_mm": float(np.percentile(real_mm, 95)), "text": aligned is not None,
                          "systems": scores})
     names = [s.name for s in systems]
     return {

@@ -235,9 +235,11 @@ def _system_outputs(
                             style_temperature=settings.style_temperature, seed=settings.seed,
                             takes=settings.takes, manifold_blend=settings.manifold_blend)
     recognised = recognize_phones(wave)  # the baseline's phones, which the default closures hear too
-    heard = recognised if settings.closures == "phones" else heard_phones(wave, settings.closures)
     aligned = line_phones(wave, text) if settings.text else None
-    known = heard if aligned is None else aligned
+    if aligned is not None:
+        known = aligned
+    else:
+        known = recognised if settings.closures == "phones" else heard_phones(wave, settings.closures)
     exp, pose = sample_takes(model, seq.audio, seq.beta0, sample,
                              loudness=frame_energy(wave, SAMPLE_RATE, fps, len(seq.audio)),
                              visemes=frame_visemes(known, fps, len(seq.audio)))
