@@ -6,6 +6,9 @@ but such a model has no latent bank, so manifold projection is off. Each case is
 (audio features, sampling, takes) as best of ``--repeats`` after one warm-up, on the CPU and, when
 available, on CUDA. RTF is the real-time factor: seconds of audio per second of wall time.
 
+The fourth case is the baseline for the sampler's parallel flows: 1 take with one intra-op thread,
+where the expression and pose flows step one after the other (`core.coeff.sampler._run`).
+
 Goals: 1 take >= 50x real time; 16 batched takes <= 3x the time of 1 take. The cases run with
 ``closures="off"``: listening to the clip is timed on its own lines, not part of the RTF above.
 With a line's text (``--text``), forced alignment runs before sampling (`core.align.align_text` on
@@ -17,6 +20,7 @@ speaker's 11 s clip (tests/data/real/jfk.flac).
 import argparse
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -65,6 +69,7 @@ def time_cases(
         ("1 take", 1, lambda: generator.generate(audio, one)),
         (f"{takes} takes batched", takes, lambda: generator.generate(audio, batched)),
         (f"{takes} takes one by one", takes, naive),
+        ("1 take, 1 thread", 1, lambda: one_thread(lambda: generator.generate(audio, one))),
     ]
     rows = []
     for name, count, run in cases:
@@ -72,6 +77,16 @@ def time_cases(
         rows.append({"device": str(generator.device), "case": name, "takes": count,
                      "wall_s": wall, "rtf": seconds / wall})
     return rows
+
+
+def one_thread(run: Callable[[], object]) -> None:
+    """``run()`` with one intra-op thread (the flows then step one after the other), restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run()
+    finally:
+        torch.set_num_threads(before)
 
 
 def time_alignment(repeats: int) -> dict:
@@ -95,8 +110,8 @@ def time_hearing(repeats: int) -> list[dict]:
 
 
 def summary(rows: list[dict]) -> dict:
-    """Ratios against the goals for one device's three rows (in `time_cases` order)."""
-    one, batched, naive = rows
+    """Ratios against the goals and the baselines for one device's rows (in `time_cases` order)."""
+    one, batched, naive, single = rows
     return {
         "device": one["device"],
         "batched_over_one": batched["wall_s"] / one["wall_s"],
@@ -104,6 +119,7 @@ def summary(rows: list[dict]) -> dict:
         "one_take_rtf": one["rtf"],
         "one_take_rtf_goal": RTF_GOAL,
         "batched_speedup_over_naive": naive["wall_s"] / batched["wall_s"],
+        "speedup_over_one_thread": single["wall_s"] / one["wall_s"],
     }
 
 
@@ -115,7 +131,8 @@ def print_table(rows: list[dict], summaries: list[dict], alignment: dict, hearin
     for s in summaries:
         print(f"{s['device']}: batched / 1 take = {s['batched_over_one']:.2f}x (goal <= {BATCH_RATIO_GOAL:g}x); "
               f"1-take RTF = {s['one_take_rtf']:.1f}x (goal >= {RTF_GOAL:g}x); "
-              f"batched vs one by one: {s['batched_speedup_over_naive']:.2f}x faster")
+              f"batched vs one by one: {s['batched_speedup_over_naive']:.2f}x faster; "
+              f"1 take vs 1 thread: {s['speedup_over_one_thread']:.2f}x faster")
     print(f"text alignment (--text, before sampling): {alignment['wall_s']:.3f} s for {alignment['clip_s']:.2f} s "
           f"of speech ({alignment['rtf']:.1f}x real time)")
     for row in hearing:

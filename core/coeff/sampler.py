@@ -37,9 +37,11 @@ jawOpen (`core.coeff.model.limit_lips`: the lips meet, never pass through); head
 to the training range of poses, then scaled by ``pose_amount`` (or skipped: zeros).
 """
 
+import threading
 import warnings
 import weakref
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -493,7 +495,53 @@ def add_blinks(exp: np.ndarray, model: CoeffModel, settings: SampleSettings) -> 
 
 
 def _run(rollouts: list[_Rollout], frames: int, progress: ProgressFn | None, cancel: CancelFn | None) -> None:
-    """Step every rollout through all frames, reporting progress about 100 times."""
+    """Step every rollout through all frames, reporting progress about 100 times.
+
+    The rollouts are independent (each reads only its own previous frames), so with two or more
+    intra-op threads the first (the expression) steps on this thread with one thread fewer while
+    the others (the pose) step on a worker thread with one: a frame's operations are too small to
+    gain much from sharing out, and the traced steps release the GIL. `benchmarks/coeff_speed.py`,
+    one take of 10 s on this project's 2-core CPU, in one session: 54.6x real time in parallel,
+    46.0x one after the other. With one thread they run one after the other. A cancel, or an
+    error on either thread, stops both.
+    """
+    threads = torch.get_num_threads()
+    if len(rollouts) == 1 or threads == 1:
+        _step_all(rollouts, frames, progress, cancel)
+        return
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowvq-rollout") as pool:
+        others = pool.submit(_step_with_threads, 1, rollouts[1:], frames, None, stop.is_set)
+        try:
+            _step_with_threads(threads - 1, rollouts[:1], frames, progress, lambda: should_stop(cancel, others))
+        except BaseException:
+            stop.set()
+            failure = others.exception()  # once the worker has stopped
+            if failure is not None and not isinstance(failure, GenerationCancelled):
+                raise failure
+            raise
+        others.result()
+
+
+def should_stop(cancel: CancelFn | None, worker: Future[None]) -> bool:
+    """Whether to stop this thread's rollout: ``cancel()`` says so, or the worker's rollout failed."""
+    return (cancel is not None and cancel()) or (worker.done() and worker.exception() is not None)
+
+
+def _step_with_threads(
+    threads: int, rollouts: list[_Rollout], frames: int, progress: ProgressFn | None, cancel: CancelFn | None
+) -> None:
+    """`_step_all` with ``threads`` intra-op threads on the calling thread, restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _step_all(rollouts, frames, progress, cancel)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _step_all(rollouts: list[_Rollout], frames: int, progress: ProgressFn | None, cancel: CancelFn | None) -> None:
+    """Step ``rollouts`` through all frames on the calling thread, reporting progress about 100 times."""
     report_every = max(1, frames // 100)
     for t in range(frames):
         check_cancel(cancel, f"at frame {t} of {frames}")

@@ -1,6 +1,7 @@
 """core.coeff: ExpFlow/PoseFlow contexts and losses, batched seeded sampling, emotion intensity and
 transfer, manifold projection, weights on disk."""
 
+import threading
 from dataclasses import replace
 
 import numpy as np
@@ -14,6 +15,8 @@ from core.face.rig import STYLE_PREFIXES
 from core.coeff.sampler import (
     GenerationCancelled,
     SampleSettings,
+    _Rollout,
+    _run,
     SettingsError,
     exaggerate,
     latent_centres,
@@ -686,6 +689,55 @@ def test_progress_reaches_one_in_order_and_cancel_stops_generation(model: CoeffM
     with pytest.raises(GenerationCancelled, match="frame 5"):
         sample_takes(model, audio_features(), zeros_source(model), SampleSettings(manifold_blend=0.0),
                      cancel=lambda: calls.append(1) or len(calls) > 5)
+
+
+def test_the_flows_step_in_parallel_like_one_after_the_other_and_leave_the_thread_count(model: CoeffModel) -> None:
+    """With two threads the pose flow steps on a worker thread beside the expression flow; with
+    one they step one after the other. Only the reductions' thread count differs between them."""
+    settings = SampleSettings(takes=2, seed=5, manifold_blend=0.0)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = sample_takes(model, audio_features(), zeros_source(model), settings)
+        torch.set_num_threads(2)
+        parallel = sample_takes(model, audio_features(), zeros_source(model), settings)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(serial, parallel):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert np.abs(parallel[1]).max() > 1e-3  # the worker's pose is there, not zeros
+
+
+def rollout_threads() -> list[str]:
+    return [thread.name for thread in threading.enumerate() if thread.name.startswith("flowvq-rollout")]
+
+
+def test_a_cancel_or_a_failing_flow_stops_both_parallel_rollouts(model: CoeffModel) -> None:
+    before = torch.get_num_threads()
+    calls = []
+    try:
+        torch.set_num_threads(2)
+        with pytest.raises(GenerationCancelled, match="frame 5"):
+            sample_takes(model, audio_features(), zeros_source(model), SampleSettings(manifold_blend=0.0),
+                         cancel=lambda: calls.append(1) or len(calls) > 5)
+        assert rollout_threads() == []
+        expression = _Rollout(model.exp_flow, torch.zeros(1, 200, model.exp_flow.settings.context_dim),
+                              torch.zeros(1, 200, model.dim), torch.ones(1, len(EMOTIONS)) / len(EMOTIONS),
+                              None, None)
+
+        class FailingPose:
+            def step(self, t: int) -> None:
+                if t == 3:
+                    raise RuntimeError("CUDA out of memory")
+
+        done = []
+        with pytest.raises(RuntimeError, match="out of memory"):
+            _run([expression, FailingPose()], 200, done.append, None)
+        assert rollout_threads() == [] and (not done or done[-1] < 1.0)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize(
