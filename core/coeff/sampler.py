@@ -500,10 +500,11 @@ def _run(rollouts: list[_Rollout], frames: int, progress: ProgressFn | None, can
     The rollouts are independent (each reads only its own previous frames), so with two or more
     intra-op threads the first (the expression) steps on this thread with one thread fewer while
     the others (the pose) step on a worker thread with one: a frame's operations are too small to
-    gain much from sharing out, and the traced steps release the GIL. `benchmarks/coeff_speed.py`,
-    one take of 10 s on this project's 2-core CPU, in one session: 54.6x real time in parallel,
-    46.0x one after the other. With one thread they run one after the other. A cancel, or an
-    error on either thread, stops both.
+    gain much from sharing out, and the traced steps release the GIL. One take of 10 s on this
+    project's 2-core CPU, in one session: 49.5x real time against 47.0x on one thread
+    (`benchmarks/coeff_speed.py`, a quiet run); best of 12 interleaved runs in a busy hour, 50.7x
+    against 40.1x one after the other on two threads. With one thread they run one after the
+    other. A cancel, or an error on either thread, stops both.
     """
     threads = torch.get_num_threads()
     if len(rollouts) == 1 or threads == 1:
