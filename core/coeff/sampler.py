@@ -498,9 +498,10 @@ def _run(rollouts: list[_Rollout], frames: int, progress: ProgressFn | None, can
     """Step every rollout through all frames, reporting progress about 100 times.
 
     The rollouts are independent (each reads only its own previous frames), so with two or more
-    intra-op threads the first (the expression) steps on this thread with one thread fewer while
-    the others (the pose) step on a worker thread with one: a frame's operations are too small to
-    gain much from sharing out, and the traced steps release the GIL. One take of 10 s on this
+    intra-op threads the first (the expression) steps on this thread while the others (the pose)
+    step on a worker thread, side by side, with one intra-op thread each (the count is
+    process-wide, and restored once both are done): a frame's operations are too small to gain
+    much from sharing out, and the traced steps release the GIL. One take of 10 s on this
     project's 2-core CPU, in one session: 49.5x real time against 47.0x on one thread
     (`benchmarks/coeff_speed.py`, a quiet run); best of 12 interleaved runs in a busy hour, 50.7x
     against 40.1x one after the other on two threads. With one thread they run one after the
@@ -511,34 +512,26 @@ def _run(rollouts: list[_Rollout], frames: int, progress: ProgressFn | None, can
         _step_all(rollouts, frames, progress, cancel)
         return
     stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowvq-rollout") as pool:
-        others = pool.submit(_step_with_threads, 1, rollouts[1:], frames, None, stop.is_set)
-        try:
-            _step_with_threads(threads - 1, rollouts[:1], frames, progress, lambda: should_stop(cancel, others))
-        except BaseException:
-            stop.set()
-            failure = others.exception()  # once the worker has stopped
-            if failure is not None and not isinstance(failure, GenerationCancelled):
-                raise failure
-            raise
-        others.result()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowvq-rollout") as pool:
+            others = pool.submit(_step_all, rollouts[1:], frames, None, stop.is_set)
+            try:
+                _step_all(rollouts[:1], frames, progress, lambda: should_stop(cancel, others))
+            except BaseException:
+                stop.set()
+                failure = others.exception()  # once the worker has stopped
+                if failure is not None and not isinstance(failure, GenerationCancelled):
+                    raise failure
+                raise
+            others.result()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def should_stop(cancel: CancelFn | None, worker: Future[None]) -> bool:
     """Whether to stop this thread's rollout: ``cancel()`` says so, or the worker's rollout failed."""
     return (cancel is not None and cancel()) or (worker.done() and worker.exception() is not None)
-
-
-def _step_with_threads(
-    threads: int, rollouts: list[_Rollout], frames: int, progress: ProgressFn | None, cancel: CancelFn | None
-) -> None:
-    """`_step_all` with ``threads`` intra-op threads on the calling thread, restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        _step_all(rollouts, frames, progress, cancel)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _step_all(rollouts: list[_Rollout], frames: int, progress: ProgressFn | None, cancel: CancelFn | None) -> None:

@@ -701,12 +701,21 @@ def test_the_flows_step_in_parallel_like_one_after_the_other_and_leave_the_threa
         serial = sample_takes(model, audio_features(), zeros_source(model), settings)
         torch.set_num_threads(2)
         parallel = sample_takes(model, audio_features(), zeros_source(model), settings)
-        assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 2 and count_in_a_new_thread() == 2
     finally:
         torch.set_num_threads(before)
     for a, b in zip(serial, parallel):
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert np.abs(parallel[1]).max() > 1e-3  # the worker's pose is there, not zeros
+
+
+def count_in_a_new_thread() -> int:
+    """The intra-op thread count a thread started now gets (the count is process-wide)."""
+    seen = []
+    reader = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    reader.start()
+    reader.join()
+    return seen[0]
 
 
 def rollout_threads() -> list[str]:
@@ -735,7 +744,7 @@ def test_a_cancel_or_a_failing_flow_stops_both_parallel_rollouts(model: CoeffMod
         with pytest.raises(RuntimeError, match="out of memory"):
             _run([expression, FailingPose()], 200, done.append, None)
         assert rollout_threads() == [] and (not done or done[-1] < 1.0)
-        assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 2 and count_in_a_new_thread() == 2
     finally:
         torch.set_num_threads(before)
 
