@@ -5,7 +5,7 @@
                 [--temperature T] [--pose-temperature T] [--style-temperature T] [--seed 0] [--limit N]
                 [--split test|val] [--closures phones|words|off] [--text] [--json] [--out REPORT.json]
     flowvq eval --real DIR [--weights DIR] [--previous DIR] [--seed 0] [--closures phones|words|off]
-                [--texts LINES.tsv] [--json] [--out REPORT.json]
+                [--texts LINES.tsv [--texts-score-only]] [--json] [--out REPORT.json]
     flowvq eval --emotions CLIP [--weights DIR] [--previous DIR] [--json] [--out REPORT.json]
 
 prints the comparison table (``--real``: the flows, the previous weights and a loudness baseline
@@ -69,7 +69,11 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
                              "videos or a `flowvq corpus from-videos` dataset")
     parser.add_argument("--texts", type=Path, metavar="FILE",
                         help="with --real: the clips' lines (NAME, a tab, the text, one clip per line), aligned "
-                             "and sealing the flow takes' lips on their /p b m/ as `generate --text` does")
+                             "and sealing the flow takes' lips on their /p b m/ as `generate --text` does; the "
+                             "speakers' closures at those /p b m/ are counted on their own line")
+    parser.add_argument("--texts-score-only", action="store_true",
+                        help="with --texts: the flows hear the audio only, as without a line; the lines only mark "
+                             "the /p b m/ whose closures are counted")
     parser.add_argument("--emotions", type=Path, metavar="CLIP",
                         help="instead: each emotion's signature channels on one take of CLIP at intensity 1 "
                              "and 0.5 (strength, movement over the line, other emotions' channels)")
@@ -84,9 +88,12 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 def run_eval(args: argparse.Namespace) -> int:
     """Run the evaluation (``--real``: `core.eval.real`); returns 0."""
     if args.real is not None:
+        if args.texts_score_only and args.texts is None:
+            raise FlowVQError("--texts-score-only says how to use the clips' lines: give them with --texts FILE")
         with progress_bar("fit", "video") as progress:
             report = evaluate_real(args.real, weights=args.weights, previous=args.previous, seed=args.seed,
-                                   closures=args.closures, texts=args.texts, progress=progress)
+                                   closures=args.closures, texts=args.texts,
+                                   texts_used=not args.texts_score_only, progress=progress)
         _emit(args, report, format_real_table(report))
         return 0
     if args.emotions is not None:
@@ -97,6 +104,8 @@ def run_eval(args: argparse.Namespace) -> int:
         raise FlowVQError("--previous compares weights side by side: use it with --real DIR or --emotions CLIP")
     if args.texts is not None:
         raise FlowVQError("--texts gives real clips' lines: use it with --real DIR (the corpus's lines: --text)")
+    if args.texts_score_only:
+        raise FlowVQError("--texts-score-only changes how --real's --texts are used: give it with --real DIR --texts FILE")
     settings = EvalSettings(takes=args.takes, temperature=args.temperature,
                             pose_temperature=args.pose_temperature,
                             style_temperature=args.style_temperature, seed=args.seed,

@@ -34,7 +34,13 @@ Metrics per clip (`lip_scores`):
   `CLOSURE_TOLERANCE_FRAMES` frames, the system's gap drops below `CLOSED_GAP_MM` (sealed lips on
   the built-in face);
 - **closed while open**: of the system's closures (runs below `CLOSED_GAP_MM`), the share with no
-  real closed frame within ±`CLOSURE_TOLERANCE_FRAMES` frames.
+  real closed frame within ±`CLOSURE_TOLERANCE_FRAMES` frames;
+- **bilabial closures** (clips with an aligned line only): of the speaker's short closures at the
+  line's aligned /p b m/ (a run overlapping a frame of one, `bilabial_frames`), how many the system
+  catches as above. The speaker's short closures also count dips at other phones (/r/, /n/, /T/,
+  close vowels, ...) whose lips part; this count keeps the ones a lip-sync must seal.
+  ``texts_used=False`` (``--texts-score-only``) leaves the flows hearing the audio only, the lines
+  marking only the /p b m/ to count.
 
 The speaker's closed level is relative, not 2 mm: the face model fitted to FaceMesh seldom seals
 its inner lips (on the dev clips a speaker's closed lips measure 1-7 mm, their resting frames
@@ -67,13 +73,13 @@ from core.face.measure import lip_gap
 from core.face.model import FaceModel
 from core.formats.dataset import SPLITS, CoeffSequence, DatasetError, load_split, read_meta, wave_file
 from core.recognize import heard_phones
-from core.visemes import frame_visemes
+from core.visemes import BILABIALS, frame_visemes
 
 __all__ = [
     "MAX_OFFSET_FRAMES", "SHORT_CLOSURE_FRAMES", "CLOSURE_TOLERANCE_FRAMES", "LOUDNESS_JAW_MAX",
     "REAL_CLOSED_FRACTION", "real_closed_level",
     "RealEvalError", "LipScores", "gap_track_mm", "closure_runs", "best_offset_correlation",
-    "lip_scores", "loudness_jaw", "real_clips", "read_lines", "evaluate_real", "format_real_table",
+    "bilabial_frames", "lip_scores", "loudness_jaw", "real_clips", "read_lines", "evaluate_real", "format_real_table",
 ]
 
 MAX_OFFSET_FRAMES = 3
@@ -100,6 +106,8 @@ class LipScores:
     closed_while_open: float
     real_closures: int
     take_closures: int
+    real_bilabial_closures: int = 0
+    bilabial_closures_caught: int = 0
 
 
 def gap_track_mm(face: FaceModel, exp: np.ndarray) -> np.ndarray:
@@ -142,8 +150,21 @@ def real_closed_level(real_mm: np.ndarray) -> float:
     return float(low + REAL_CLOSED_FRACTION * (high - low))
 
 
-def lip_scores(real_mm: np.ndarray, take_mm: np.ndarray, take_closed_mm: float = CLOSED_GAP_MM) -> LipScores:
-    """A take's lip gap against the speaker's (module docstring). Shapes: real_mm, take_mm (T,)."""
+def bilabial_frames(phones: Sequence[tuple[str, float, float]], fps: float, frames: int) -> np.ndarray:
+    """Whether each frame's span [t / fps, (t + 1) / fps) overlaps a /p b m/ (`BILABIALS`) of ``phones``.
+    Shapes: -> (frames,) bool."""
+    marked = np.zeros(frames, bool)
+    for symbol, start, end in phones:
+        if symbol in BILABIALS:
+            marked[max(0, int(np.floor(start * fps))): max(0, int(np.ceil(end * fps)))] = True
+    return marked
+
+
+def lip_scores(
+    real_mm: np.ndarray, take_mm: np.ndarray, take_closed_mm: float = CLOSED_GAP_MM, bilabials: np.ndarray | None = None
+) -> LipScores:
+    """A take's lip gap against the speaker's (module docstring); ``bilabials`` marks the frames of
+    a line's aligned /p b m/ (`bilabial_frames`; None: no line). Shapes: real_mm, take_mm, bilabials (T,)."""
     if real_mm.shape != take_mm.shape:
         raise RealEvalError(f"real and generated gaps differ in length: {real_mm.shape} vs {take_mm.shape}")
     correlation, offset = best_offset_correlation(real_mm, take_mm)
@@ -153,11 +174,14 @@ def lip_scores(real_mm: np.ndarray, take_mm: np.ndarray, take_closed_mm: float =
     take_runs = closure_runs(take_mm, take_closed_mm)
     caught = _near(real_runs, take_mm < take_closed_mm, CLOSURE_TOLERANCE_FRAMES)
     supported = _near(take_runs, real_mm < real_closed, CLOSURE_TOLERANCE_FRAMES)
+    at_bilabials = [hit for hit, (start, end) in zip(caught, real_runs)
+                    if bilabials is not None and bilabials[start:end].any()]
     return LipScores(
         gap_correlation=correlation, offset_frames=offset,
         closures=float(np.mean(caught)) if caught else float("nan"),
         closed_while_open=float(1.0 - np.mean(supported)) if supported else float("nan"),
         real_closures=len(real_runs), take_closures=len(take_runs),
+        real_bilabial_closures=len(at_bilabials), bilabial_closures_caught=sum(at_bilabials),
     )
 
 
@@ -275,13 +299,16 @@ def evaluate_real(
     seed: int = 0,
     closures: str = "phones",
     texts: str | Path | None = None,
+    texts_used: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Score the systems on every real clip of ``folder``; returns the JSON report
-    (``clips``: per clip and system the `LipScores` and whether its line was used; ``means``: per
+    (``clips``: per clip and system the `LipScores` and whether its line was aligned; ``means``: per
     system the means over clips; ``wins``: clips where the system's correlation beats the loudness
     baseline's; ``texts``: clips given a line, ``text_not_aligned``: those whose line could not be
-    aligned)."""
+    aligned; ``texts_used``: whether the flows took the aligned lines (False: they heard the audio
+    only); ``bilabials``: per system the speakers' short closures at aligned /p b m/ and how many
+    were caught, summed over clips)."""
     face = builtin()
     model = load_weights(weights, face)
     systems = [_flow_system("flow", model, seed)]
@@ -295,19 +322,23 @@ def evaluate_real(
     for seq, wave in clips:
         real_mm = gap_track_mm(face, seq.exp)
         aligned = line_phones(wave, lines.get(seq.name))  # once, for every flow system; heard only without it
-        known = heard_phones(wave, closures) if aligned is None else aligned
-        scores = {s.name: asdict(lip_scores(real_mm, gap_track_mm(face, s.make(seq, known)))) for s in systems}
+        known = heard_phones(wave, closures) if aligned is None or not texts_used else aligned
+        marked = None if aligned is None else bilabial_frames(aligned, model.config.fps, len(real_mm))
+        scores = {s.name: asdict(lip_scores(real_mm, gap_track_mm(face, s.make(seq, known)), bilabials=marked))
+                  for s in systems}
         per_clip.append({"clip": seq.name, "seconds": len(seq.exp) / model.config.fps,
                          "real_gap_p95_mm": float(np.percentile(real_mm, 95)), "text": aligned is not None,
                          "systems": scores})
     names = [s.name for s in systems]
     return {
         "folder": str(folder), "weights": str(weights or "shipped"), "previous": str(previous) if previous else None,
-        "seed": seed, "closures": closures, "texts": len(lines),
+        "seed": seed, "closures": closures, "texts": len(lines), "texts_used": texts_used,
         "text_not_aligned": sum(not c["text"] for c in per_clip if c["clip"] in lines), "fps": model.config.fps, "closed_gap_mm": CLOSED_GAP_MM, "clips": per_clip,
         "means": {name: _means([c["systems"][name] for c in per_clip]) for name in names},
         "wins": {name: sum(c["systems"][name]["gap_correlation"] > c["systems"]["loudness"]["gap_correlation"]
                            for c in per_clip) for name in names if name != "loudness"},
+        "bilabials": {name: {key: sum(c["systems"][name][key] for c in per_clip)
+                             for key in ("real_bilabial_closures", "bilabial_closures_caught")} for name in names},
     }
 
 
@@ -351,8 +382,17 @@ def format_real_table(report: dict[str, Any]) -> str:
                  + ("the flows alone (closures off)" if report["closures"] == "off"
                     else f"the flows' lips sealed on the /p b m/ that {report['closures']} recognition hears"))
     if report.get("texts"):  # reports before it lack it
-        lines.append(f"{report['texts'] - report['text_not_aligned']} clips' aligned lines seal the flows' lips "
-                     f"({report['text_not_aligned']} of {report['texts']} given could not be aligned)")
+        aligned = report["texts"] - report["text_not_aligned"]
+        lines.append(f"{aligned} clips' aligned lines "
+                     + ("seal the flows' lips" if report.get("texts_used", True)
+                        else "mark the /p b m/ scored below; the flows hear the audio only")
+                     + f" ({report['text_not_aligned']} of {report['texts']} given could not be aligned)")
+        if "bilabials" in report:
+            counts = [(name, row["bilabial_closures_caught"], row["real_bilabial_closures"])
+                      for name, row in report["bilabials"].items()]
+            lines.append(f"speakers' short closures at those lines' /p b m/ caught: "
+                         + ", ".join(f"{name} {caught} of {total} ({_cell(caught / total if total else float('nan'), True)})"
+                                     for name, caught, total in counts))
     lines += [f"{name} beats loudness on correlation in {wins} of {len(report['clips'])} clips"
               for name, wins in report["wins"].items()]
     return "\n".join(lines)

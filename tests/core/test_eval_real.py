@@ -18,8 +18,8 @@ from core.coeff.sampler import SampleSettings, sample_takes
 from core.coeff.weights import default_weights_dir, load_weights
 from core.eval.metrics import CLOSED_GAP_MM
 from core.eval.real import (
-    RealEvalError, best_offset_correlation, closure_runs, evaluate_real, format_real_table, gap_track_mm,
-    lip_scores, loudness_jaw, read_lines, real_clips,
+    RealEvalError, best_offset_correlation, bilabial_frames, closure_runs, evaluate_real, format_real_table, gap_track_mm,
+    lip_scores, loudness_jaw, read_lines, real_clips, real_closed_level,
 )
 from core.face import builtin
 from core.formats.dataset import CoeffSequence, DatasetMeta, write_meta, write_sequence, write_wave
@@ -113,6 +113,22 @@ def test_long_closures_are_not_counted_as_the_speakers_short_closures() -> None:
     scores = lip_scores(real, np.full(80, 8.0))
     assert scores.real_closures == 0 and np.isnan(scores.closures)
     assert np.isnan(scores.closed_while_open)  # the take never closes
+
+
+def test_bilabial_closures_count_only_the_speakers_closures_at_a_lines_p_b_m() -> None:
+    real = speaking_gap()
+    runs = [r for r in closure_runs(real, real_closed_level(real)) if 1 <= r[1] - r[0] <= 10]
+    (first_start, first_end), (second_start, _) = runs[0], runs[1]
+    phones = [("m", first_start / 25.0, first_end / 25.0), ("s", second_start / 25.0, (second_start + 1) / 25.0)]
+    marked = bilabial_frames(phones, 25.0, len(real))
+    assert marked[first_start:first_end].all() and marked.sum() == first_end - first_start
+    same = lip_scores(real, real * 0.3, bilabials=marked)
+    assert (same.real_bilabial_closures, same.bilabial_closures_caught) == (1, 1)
+    open_lips = np.where(np.arange(len(real)) < first_end + 3, 8.0, real * 0.3)  # misses the first closure only
+    missed = lip_scores(real, open_lips, bilabials=marked)
+    assert (missed.real_bilabial_closures, missed.bilabial_closures_caught) == (1, 0)
+    assert missed.closures > 0.5  # the speaker's other closures are still caught
+    assert lip_scores(real, real * 0.3).real_bilabial_closures == 0  # no line, nothing counted
 
 
 def test_lip_scores_refuse_tracks_of_different_length() -> None:
@@ -263,8 +279,28 @@ def test_a_clips_line_seals_the_take_where_the_speakers_lips_close(tmp_path) -> 
     assert told["texts"] == 1 and told["text_not_aligned"] == 0 and told["clips"][0]["text"]
     flow, alone = told["clips"][0]["systems"]["flow"], heard["clips"][0]["systems"]["flow"]
     assert flow["closures"] > alone["closures"] and flow["closed_while_open"] < alone["closed_while_open"]
-    assert told["clips"][0]["systems"]["loudness"] == heard["clips"][0]["systems"]["loudness"]
+    scores = ("gap_correlation", "closures", "closed_while_open", "real_closures", "take_closures")
+    assert ({k: told["clips"][0]["systems"]["loudness"][k] for k in scores}
+            == {k: heard["clips"][0]["systems"]["loudness"][k] for k in scores})
     assert "1 clips' aligned lines seal the flows' lips (0 of 1 given could not be aligned)" in format_real_table(told)
+
+
+def test_the_closure_at_a_lines_b_is_counted_and_the_flows_can_be_scored_on_the_audio_alone(tmp_path) -> None:
+    """The /b/ of "blue" falls in one of the GRID speaker's short closures: with his line the take
+    catches it; scored with the line but hearing only the audio (``--texts-score-only``), the take
+    is the one generated without a line, and misses it."""
+    lines = tmp_path / "lines.tsv"
+    lines.write_text("grid_lbax4n\tlay blue at x four now\n")
+    told = evaluate_real(GRID, seed=0, texts=lines)
+    heard = evaluate_real(GRID, seed=0, texts=lines, texts_used=False)
+    alone = evaluate_real(GRID, seed=0)
+    assert told["bilabials"]["flow"] == {"real_bilabial_closures": 1, "bilabial_closures_caught": 1}
+    assert heard["bilabials"]["flow"] == {"real_bilabial_closures": 1, "bilabial_closures_caught": 0}
+    assert heard["clips"][0]["systems"]["flow"]["closures"] == alone["clips"][0]["systems"]["flow"]["closures"]
+    assert alone["bilabials"]["flow"] == {"real_bilabial_closures": 0, "bilabial_closures_caught": 0}
+    table = format_real_table(heard)
+    assert "mark the /p b m/ scored below; the flows hear the audio only" in table
+    assert "at those lines' /p b m/ caught: flow 0 of 1 (0%)" in table
 
 
 @pytest.mark.parametrize("text, message", [
@@ -276,6 +312,12 @@ def test_a_lines_file_that_cannot_be_used_is_refused_naming_the_line(tmp_path, t
     lines.write_text(text)
     with pytest.raises(RealEvalError, match=message):
         read_lines(lines, ["grid_lbax4n"])
+
+
+def test_cli_refuses_texts_score_only_without_texts(tmp_path) -> None:
+    result = subprocess.run([str(FLOWVQ), "eval", "--real", str(tmp_path), "--texts-score-only"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0 and "give them with --texts FILE" in result.stderr
 
 
 def test_cli_refuses_texts_without_real(tmp_path) -> None:
