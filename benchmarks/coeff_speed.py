@@ -6,8 +6,9 @@ but such a model has no latent bank, so manifold projection is off. Each case is
 (audio features, sampling, takes) as best of ``--repeats`` after one warm-up, on the CPU and, when
 available, on CUDA. RTF is the real-time factor: seconds of audio per second of wall time.
 
-The fourth case is the baseline for the sampler's parallel flows: 1 take with one intra-op thread,
-where the expression and pose flows step one after the other (`core.coeff.sampler._run`).
+The last two cases are baselines for 1 take: with one intra-op thread, where the expression and
+pose flows step one after the other instead of side by side (`core.coeff.sampler._run`), and frame
+by frame, one call from Python per frame instead of per chunk of `MAX_CHUNK_FRAMES`.
 
 Goals: 1 take >= 50x real time; 16 batched takes <= 3x the time of 1 take. The cases run with
 ``closures="off"``: listening to the clip is timed on its own lines, not part of the RTF above.
@@ -32,6 +33,7 @@ from timing import best_of
 from core.align import align_text
 from core.audio import load_audio
 from core.audio import SAMPLE_RATE
+from core.coeff import sampler
 from core.coeff.config import PRESETS
 from core.coeff.generator import CoeffGenerator, GenerateSettings
 from core.coeff.model import CoeffModel
@@ -70,6 +72,7 @@ def time_cases(
         (f"{takes} takes batched", takes, lambda: generator.generate(audio, batched)),
         (f"{takes} takes one by one", takes, naive),
         ("1 take, 1 thread", 1, lambda: one_thread(lambda: generator.generate(audio, one))),
+        ("1 take, frame by frame", 1, lambda: frame_by_frame(lambda: generator.generate(audio, one))),
     ]
     rows = []
     for name, count, run in cases:
@@ -87,6 +90,16 @@ def one_thread(run: Callable[[], object]) -> None:
         run()
     finally:
         torch.set_num_threads(before)
+
+
+def frame_by_frame(run: Callable[[], object]) -> None:
+    """``run()`` with the sampler's chunks of one frame (one call from Python per frame), restored after."""
+    before = sampler.MAX_CHUNK_FRAMES
+    sampler.MAX_CHUNK_FRAMES = 1
+    try:
+        run()
+    finally:
+        sampler.MAX_CHUNK_FRAMES = before
 
 
 def time_alignment(repeats: int) -> dict:
@@ -111,7 +124,7 @@ def time_hearing(repeats: int) -> list[dict]:
 
 def summary(rows: list[dict]) -> dict:
     """Ratios against the goals and the baselines for one device's rows (in `time_cases` order)."""
-    one, batched, naive, single = rows
+    one, batched, naive, single, by_frame = rows
     return {
         "device": one["device"],
         "batched_over_one": batched["wall_s"] / one["wall_s"],
@@ -120,6 +133,7 @@ def summary(rows: list[dict]) -> dict:
         "one_take_rtf_goal": RTF_GOAL,
         "batched_speedup_over_naive": naive["wall_s"] / batched["wall_s"],
         "speedup_over_one_thread": single["wall_s"] / one["wall_s"],
+        "speedup_over_frame_by_frame": by_frame["wall_s"] / one["wall_s"],
     }
 
 
@@ -132,7 +146,8 @@ def print_table(rows: list[dict], summaries: list[dict], alignment: dict, hearin
         print(f"{s['device']}: batched / 1 take = {s['batched_over_one']:.2f}x (goal <= {BATCH_RATIO_GOAL:g}x); "
               f"1-take RTF = {s['one_take_rtf']:.1f}x (goal >= {RTF_GOAL:g}x); "
               f"batched vs one by one: {s['batched_speedup_over_naive']:.2f}x faster; "
-              f"1 take vs 1 thread: {s['speedup_over_one_thread']:.2f}x faster")
+              f"1 take vs 1 thread: {s['speedup_over_one_thread']:.2f}x faster; "
+              f"vs frame by frame: {s['speedup_over_frame_by_frame']:.2f}x faster")
     print(f"text alignment (--text, before sampling): {alignment['wall_s']:.3f} s for {alignment['clip_s']:.2f} s "
           f"of speech ({alignment['rtf']:.1f}x real time)")
     for row in hearing:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from core.coeff import sampler
 from core.coeff.bank import project_to_manifold
 from core.coeff.config import PRESETS, CoeffConfig, ConfigError
 from core.coeff.model import CoeffModel, limit_lips, lip_columns
@@ -709,6 +710,23 @@ def test_the_flows_step_in_parallel_like_one_after_the_other_and_leave_the_threa
     assert np.abs(parallel[1]).max() > 1e-3  # the worker's pose is there, not zeros
 
 
+def test_a_long_take_runs_in_chunks_that_give_the_frame_by_frame_take_and_report_between_them(
+    model: CoeffModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = SampleSettings(takes=2, seed=3, manifold_blend=0.0)
+    long_audio = audio_features(frames=250)
+    seen: list[float] = []
+    chunked = sample_takes(model, long_audio, zeros_source(model), settings, progress=seen.append)
+    assert len(seen) == 25 and seen == sorted(seen) and seen[-1] == 1.0  # chunks of 10 frames
+    polls = []
+    with pytest.raises(GenerationCancelled, match="at frame 20 of 250"):
+        sample_takes(model, long_audio, zeros_source(model), settings, cancel=lambda: polls.append(1) or len(polls) > 2)
+    monkeypatch.setattr(sampler, "MAX_CHUNK_FRAMES", 1)
+    by_frame = sample_takes(model, long_audio, zeros_source(model), settings)
+    for a, b in zip(chunked, by_frame):
+        np.testing.assert_array_equal(a, b)
+
+
 def count_in_a_new_thread() -> int:
     """The intra-op thread count a thread started now gets (the count is process-wide)."""
     seen = []
@@ -736,8 +754,8 @@ def test_a_cancel_or_a_failing_flow_stops_both_parallel_rollouts(model: CoeffMod
                               None, None)
 
         class FailingPose:
-            def step(self, t: int) -> None:
-                if t == 3:
+            def step(self, start: int, stop: int) -> None:
+                if start >= 30:
                     raise RuntimeError("CUDA out of memory")
 
         done = []
