@@ -223,9 +223,9 @@ class CoeffGenerator:
 
         ``progress(stage, fraction)`` gets a stage of `STAGES` and the overall fraction done,
         non-decreasing and ending at ("done", 1.0); ``cancel()`` is polled between the 30-s
-        segments closures are listened for in and every chunk of frames sampled (up to 10), and raises `GenerationCancelled`;
-        ``note(message)`` gets what the user should know about the result (a text that could not
-        be used, a clip too short to listen to). Shapes: each take exp (T, D), pose (T, 6) with
+        segments closures are listened for in and the chunks of frames sampled (up to 10 each),
+        and raises `GenerationCancelled`; ``note(message)`` gets what the user should know about
+        the result (a text that could not be used, a clip too short to listen to). Shapes: each take exp (T, D), pose (T, 6) with
         T = round(frames at the model fps × output fps / model fps).
         """
         report = progress if progress is not None else _ignore

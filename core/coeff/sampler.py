@@ -358,11 +358,11 @@ def _compiled_chunk(step: _FrameStep, inputs: tuple[Tensor, ...]) -> Callable[..
     tens of seconds per new shape. So the step is traced, with `torch.jit.trace`, and its loop
     scripted, with `torch.jit.script`, which torch 2.13 and 2.14 (the range pyproject pins) mark
     deprecated but keep; their deprecation notices are silenced here only, since there is nothing a
-    user could do about them. The step runs once eagerly
-    first so that the 1×1 linears' inverse weights are cached and enter the trace as constants; the
-    key holds the parameters' `content_key`, so training (or loading new weights) makes the next
-    call trace again. Looping over frames inside TorchScript took one take's sampling from 0.153 s
-    to 0.132 s in one run (the flows side by side, chunks of 10 frames).
+    user could do about them. The step runs once eagerly first so that the 1×1 linears' inverse
+    weights are cached and enter the trace as constants; the key holds the parameters'
+    `content_key`, so training (or loading new weights) makes the next call trace again. Looping
+    over frames inside TorchScript took one take's sampling from 0.153 s to 0.132 s in one run (the
+    flows side by side, chunks of 10 frames).
     """
     flow = step.flow
     shapes = (tuple(tuple(x.shape) for x in inputs), inputs[0].dtype, inputs[0].device,
@@ -372,7 +372,7 @@ def _compiled_chunk(step: _FrameStep, inputs: tuple[Tensor, ...]) -> Callable[..
     if cached is not None and cached[0] == versions:
         return cached[1]
     step(*inputs)
-    with warnings.catch_warnings():  # shape checks frozen into the trace; trace's and script's deprecation notices
+    with warnings.catch_warnings():  # shape checks frozen into the trace; trace's and script's deprecations
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         traced = torch.jit.trace(step, inputs, check_trace=False)
@@ -553,7 +553,7 @@ def _run(rollouts: list[_Rollout], frames: int, progress: ProgressFn | None, can
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowvq-rollout") as pool:
             others = pool.submit(_step_all, rollouts[1:], frames, None, stop.is_set)
             try:
-                _step_all(rollouts[:1], frames, progress, lambda: should_stop(cancel, others))
+                _step_all(rollouts[:1], frames, progress, lambda: _should_stop(cancel, others))
             except BaseException:
                 stop.set()
                 failure = others.exception()  # once the worker has stopped
@@ -565,7 +565,7 @@ def _run(rollouts: list[_Rollout], frames: int, progress: ProgressFn | None, can
         torch.set_num_threads(threads)
 
 
-def should_stop(cancel: CancelFn | None, worker: Future[None]) -> bool:
+def _should_stop(cancel: CancelFn | None, worker: Future[None]) -> bool:
     """Whether to stop this thread's rollout: ``cancel()`` says so, or the worker's rollout failed."""
     return (cancel is not None and cancel()) or (worker.done() and worker.exception() is not None)
 

@@ -390,9 +390,9 @@ def format_real_table(report: dict[str, Any]) -> str:
         if "bilabials" in report:
             counts = [(name, row["bilabial_closures_caught"], row["real_bilabial_closures"])
                       for name, row in report["bilabials"].items()]
-            lines.append(f"speakers' short closures at those lines' /p b m/ caught: "
-                         + ", ".join(f"{name} {caught} of {total} ({_cell(caught / total if total else float('nan'), True)})"
-                                     for name, caught, total in counts))
+            shares = [f"{name} {caught} of {total} ({_cell(caught / total if total else float('nan'), True)})"
+                      for name, caught, total in counts]
+            lines.append("speakers' short closures at those lines' /p b m/ caught: " + ", ".join(shares))
     lines += [f"{name} beats loudness on correlation in {wins} of {len(report['clips'])} clips"
               for name, wins in report["wins"].items()]
     return "\n".join(lines)
