@@ -753,14 +753,18 @@ def test_a_cancel_or_a_failing_flow_stops_both_parallel_rollouts(model: CoeffMod
                               torch.zeros(1, 200, model.dim), torch.ones(1, len(EMOTIONS)) / len(EMOTIONS),
                               None, None)
 
+        stepped_on: list[str] = []
+
         class FailingPose:
             def step(self, start: int, stop: int) -> None:
+                stepped_on.append(threading.current_thread().name)
                 if start >= 30:
                     raise RuntimeError("CUDA out of memory")
 
         done = []
         with pytest.raises(RuntimeError, match="out of memory"):
             _run([expression, FailingPose()], 200, done.append, None)
+        assert stepped_on and all(name.startswith("flowvq-rollout") for name in stepped_on)  # beside, not after
         assert rollout_threads() == [] and (not done or done[-1] < 1.0)
         assert torch.get_num_threads() == 2 and count_in_a_new_thread() == 2
     finally:
