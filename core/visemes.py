@@ -20,6 +20,11 @@ upper lip never holds the lips apart through a /p b m/.
 
 Curves are sampled at frame centres (t + 0.5) / fps, the instants `core.audio.align_to_frames`
 summarises, so they line up with the audio features frame for frame.
+
+The table above makes the corpus's curves, the synthetic truth the flows learn. `jaw_curve` blends
+the jaw alone the same way from other per-viseme jaw targets and timing; its defaults
+(`REAL_SPEAKER_JAW`, `REAL_SPEAKER_TIMING`) are fitted to real speakers' lips, and a line's text
+moves the takes' jaw with them (`core.coeff.text.line_lips`).
 """
 
 from collections.abc import Mapping, Sequence
@@ -40,10 +45,14 @@ __all__ = [
     "LIP_PARTING",
     "VISEME_CLASSES",
     "UNKNOWN_VISEME",
+    "Timing",
+    "REAL_SPEAKER_JAW",
+    "REAL_SPEAKER_TIMING",
     "frames_at",
     "viseme_of",
     "frame_visemes",
     "viseme_curves",
+    "jaw_curve",
     "seal_bilabials",
 ]
 
@@ -56,6 +65,16 @@ BILABIALS = frozenset({"p", "b", "m", "p_h"})
 # `core.eval.metrics` at weight 0.5 (measured one by one on top of mouthClose = jawOpen).
 LIP_PARTING = ("mouthFunnel", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthShrugUpper",
                "mouthUpperUpLeft", "mouthUpperUpRight", "tongueOut")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The dominance blend's timing, seconds: how far a target's centre leads its phone's acoustic
+    centre, and the widths of its dominance before and after that centre."""
+
+    lead: float = LEAD
+    width_before: float = WIDTH_BEFORE
+    width_after: float = WIDTH_AFTER
 
 
 class VisemeError(FlowVQError):
@@ -147,6 +166,20 @@ UNKNOWN_VISEME = 0
 MOUTH_CHANNELS: tuple[str, ...] = tuple(sorted({"mouthClose"} | {c for v in VISEMES.values() for c in v.targets}))
 _DIPHTHONG_POINTS = (0.3, 0.75)
 
+# jawOpen of each viseme fitted to real speakers' lips (the corpus's table above is the start and the
+# prior): the dominance blend of a line's aligned phones, with these jaws and `REAL_SPEAKER_TIMING`,
+# correlated best with the inner-lip gap FaceMesh tracks on the 12 real-speaker dev clips whose lines
+# are known (docs/real-speech.md, "The line's jaw"). Real speakers barely drop the jaw for /f v/, /r/,
+# /u/ or a reduced vowel, and more for /i/ and /E/ than the corpus's table has it. The bilabials and rest
+# keep the corpus's (no jaw target: the lips seal, or the face rests).
+REAL_SPEAKER_JAW: dict[str, float] = {
+    "labiodental": 0.0, "dental": 0.04, "alveolar": 0.1, "sibilant": 0.06, "postalveolar": 0.05,
+    "velar": 0.21, "glottal": 0.19, "approximant_r": 0.0, "approximant_w": 0.02,
+    "open": 0.55, "open_spread": 0.43, "mid": 0.3, "mid_spread": 0.48, "schwa": 0.13,
+    "close_spread": 0.22, "close_rounded": 0.0, "mid_rounded": 0.3, "open_rounded": 0.27, "rhotic_vowel": 0.22,
+}
+REAL_SPEAKER_TIMING = Timing(lead=0.03)  # the corpus's dominance widths: faster ones jerk the jaw
+
 
 def frames_at(times: np.ndarray, fps: float) -> np.ndarray:
     """The frame whose span [t / fps, (t + 1) / fps) holds each time: the frame whose centre is
@@ -190,23 +223,28 @@ class _Targets:
     dominance: np.ndarray
 
 
-def _targets(phones: Sequence[tuple[str, float, float]]) -> _Targets:
-    """One row per viseme target: its centre (led by `LEAD`), channel values and dominances."""
-    centres, values, dominances = [], [], []
+def _targets(
+    phones: Sequence[tuple[str, float, float]], channels: Sequence[str], lead: float,
+    values: Mapping[str, Mapping[str, float]] | None = None,
+) -> _Targets:
+    """One row per viseme target on ``channels``: its centre (led by ``lead`` s), channel values (a
+    viseme's own, or those ``values`` gives it by name) and dominances."""
+    centres, rows, dominances = [], [], []
     for symbol, start, end in phones:
         visemes = viseme_of(symbol)
         points = (0.5,) if len(visemes) == 1 else _DIPHTHONG_POINTS
         for viseme, point in zip(visemes, points):
-            centres.append(start + point * (end - start) - LEAD)
-            values.append([viseme.targets.get(c, 0.0) for c in MOUTH_CHANNELS])
-            dominances.append([viseme.channel_dominance(c) for c in MOUTH_CHANNELS])
-    return _Targets(np.asarray(centres), np.asarray(values), np.asarray(dominances))
+            own = {**viseme.targets, **(values or {}).get(viseme.name, {})}
+            centres.append(start + point * (end - start) - lead)
+            rows.append([own.get(c, 0.0) for c in channels])
+            dominances.append([viseme.channel_dominance(c) for c in channels])
+    return _Targets(np.asarray(centres), np.asarray(rows), np.asarray(dominances))
 
 
-def _blend(targets: _Targets, times: np.ndarray) -> np.ndarray:
+def _blend(targets: _Targets, times: np.ndarray, timing: Timing) -> np.ndarray:
     """Dominance-weighted mean of the targets at each time. Shapes: times (T,) -> (T, C)."""
     offset = times[:, None] - targets.centre[None, :]  # (T, K): > 0 after a target's centre
-    width = np.where(offset < 0, WIDTH_BEFORE, WIDTH_AFTER)
+    width = np.where(offset < 0, timing.width_before, timing.width_after)
     weight = np.exp(-((offset / width) ** 2))[:, :, None] * targets.dominance[None]  # (T, K, C)
     return (weight * targets.value[None]).sum(axis=1) / weight.sum(axis=1)
 
@@ -227,9 +265,26 @@ def viseme_curves(
     if not phones:
         return curves
     times = (np.arange(frames) + 0.5) / fps
-    curves[:, [list(names).index(c) for c in MOUTH_CHANNELS]] = np.clip(_blend(_targets(phones), times), 0.0, 1.0)
+    targets = _targets(phones, MOUTH_CHANNELS, LEAD)
+    curves[:, [list(names).index(c) for c in MOUTH_CHANNELS]] = np.clip(_blend(targets, times, Timing()), 0.0, 1.0)
     seal_bilabials(curves, names, phones, fps)
     return curves
+
+
+def jaw_curve(
+    phones: Sequence[tuple[str, float, float]], fps: float, frames: int,
+    jaw: Mapping[str, float] = REAL_SPEAKER_JAW, timing: Timing = REAL_SPEAKER_TIMING,
+) -> np.ndarray:
+    """The jawOpen of ``frames`` frames at ``fps`` blended from (symbol, start s, end s) phones as
+    `viseme_curves` blends it, each viseme's jaw target taken from ``jaw`` (a viseme it lacks keeps
+    its own) and the blend timed by ``timing``: by default the jaw real speakers make
+    (`REAL_SPEAKER_JAW`). Unsealed: `seal_bilabials` closes the lips at /p b m/ on any jaw.
+    Shapes: -> (frames,) float32 in [0, 1]; zeros without phones."""
+    if not phones:
+        return np.zeros(frames, np.float32)
+    times = (np.arange(frames) + 0.5) / fps
+    targets = _targets(phones, ("jawOpen",), timing.lead, {name: {"jawOpen": value} for name, value in jaw.items()})
+    return np.clip(_blend(targets, times, timing)[:, 0], 0.0, 1.0).astype(np.float32)
 
 
 def seal_bilabials(

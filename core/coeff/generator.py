@@ -8,8 +8,9 @@ turns one clip into ``settings.sample.takes`` takes:
     heard in it by ``settings.closures``, `core.recognize.heard_phones`)
     -> `core.coeff.sampler.sample_takes` (all takes in one batch; a model with phone input reads
     those phones' visemes frame by frame, `core.visemes.frame_visemes`)    stage "sampling"
-    (the lips sealed on the bilabials of the aligned text, or without one of those a recogniser
-    hears, `core.coeff.text.seal_lips`)
+    (with the line: the jaw following its aligned phones as real speakers move it and the lips
+    sealed on its bilabials, `core.coeff.text.line_lips`; without one, the lips sealed on the
+    bilabials a recogniser hears, `core.coeff.text.seal_lips`)
     -> one `core.formats.takes.Take` per take, resampled to the output fps, validated  stage "done"
 
 A text that cannot be aligned (a word outside the dictionary, digits, a text that does not fit the
@@ -35,7 +36,7 @@ from core.align import MAX_TEXT_CHARS
 from core.audio import MAX_FPS, SAMPLE_RATE, audio_features
 from core.coeff.model import CoeffModel
 from core.coeff.sampler import CancelFn, SampleSettings, SettingsError, check_cancel, sample_takes, take_seeds
-from core.coeff.text import line_phones, seal_lips
+from core.coeff.text import emotion_jaw_drop, line_lips, line_phones, seal_lips
 from core.coeff.weights import default_weights_dir, load_weights
 from core.emotions import EMOTIONS, REFERENCE, emotion_index
 from core.device import resolve_device
@@ -242,8 +243,11 @@ class CoeffGenerator:
             cancel=cancel, loudness=frame_energy(wave, SAMPLE_RATE, self.fps, len(feats)),
             visemes=frame_visemes(known, self.fps, len(feats)),
         )  # (N, T, D), (N, T, 6)
-        exp = seal_lips(exp, known, self.names, self.fps)
         emotion = REFERENCE if sample.reference is not None else EMOTIONS[emotion_index(sample.emotion)]
+        if phones is not None:
+            exp = line_lips(exp, phones, self.names, self.fps, emotion_jaw_drop(emotion, sample.intensity))
+        else:
+            exp = seal_lips(exp, known, self.names, self.fps)
         takes = [self._take(k, seed, emotion, exp[k], pose[k], settings.fps)
                  for k, seed in enumerate(take_seeds(sample))]
         report("done", 1.0)

@@ -6,16 +6,23 @@ the time of every phone; without it, `core.recognize.heard_phones` listens to th
 recognition on a model trained on real speakers). Either way the lips seal around each bilabial,
 from just before it through its end (an aligner's or recogniser's times can be a frame or two off
 the lips: on the synthetic test voices the aligned /m/ lands 27 ms late or 13 ms early in the
-median, and sealing only to its centre sealed 84% of the true closures, through its end 94%), and
-everything else of the take stays the flows' own; a model with phone input
-(`core.coeff.config.CoeffConfig.phone_dim`) also reads the same phones' visemes in its context.
+median, and sealing only to its centre sealed 84% of the true closures, through its end 94%); a
+model with phone input (`core.coeff.config.CoeffConfig.phone_dim`) also reads the same phones'
+visemes in its context.
 
-Driving the whole mouth from the aligned phones with the visemes the training curves come from (as
-Rhubarb's dialog option and JALI do) was measured and dropped: on the synthetic test voices, whose
-truth that very viseme generator made, it is far closer (M-LMD 1.16 against 1.75 mm), but on the
-real speakers with known lines it follows their lips less well than the flows' own mouth with the
-same closures sealed (gap correlation 0.50 against 0.59, speaker closures caught 23% against 44%;
-docs/real-speech.md).
+With a line (`line_lips`), the jaw also follows the line's aligned phones as real speakers move it
+(`core.visemes.jaw_curve` with the jaw targets fitted to real speakers' lips,
+`core.visemes.REAL_SPEAKER_JAW`), plus the emotion's own jaw drop (`emotion_jaw_drop`); everything
+else of the take stays the flows' own (smiles, frowns, rounding, the emotion's mouth). On the
+real-speaker test clips whose lines are known it follows their lip gap far better than the flows'
+own jaw (docs/real-speech.md, "The line's jaw"). Recognised phones are too often wrong for that
+(on the real-speaker test set the heard phones' jaw follows the speakers' lips less well than the
+flows' jaw), so without a line only the seal is applied (`seal_lips`).
+
+Driving the whole mouth from the aligned phones with the corpus's own visemes (as Rhubarb's dialog
+option and JALI do) was measured and dropped: on the real speakers with known lines it follows their
+lips less well than the flows' own mouth with the same closures sealed (gap correlation 0.50
+against 0.59, speaker closures caught 23% against 44%; docs/real-speech.md).
 """
 
 from collections.abc import Callable, Sequence
@@ -23,9 +30,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from core.align import AlignmentError, align_text
-from core.visemes import seal_bilabials
+from core.corpus.performance import STYLES
+from core.visemes import jaw_curve, seal_bilabials
 
-__all__ = ["line_phones", "seal_lips"]
+__all__ = ["line_phones", "seal_lips", "emotion_jaw_drop", "line_lips"]
 
 
 def line_phones(
@@ -51,3 +59,26 @@ def seal_lips(exp: np.ndarray, phones: Sequence[tuple[str, float, float]], names
     for take in out:
         seal_bilabials(take, columns, phones, fps, to_end=True)
     return out
+
+
+def emotion_jaw_drop(emotion: str, intensity: float) -> float:
+    """How far ``emotion`` at ``intensity`` drops the jaw beyond speech: its corpus style's jawOpen
+    (fear 0.12, surprised 0.22 at intensity 1, `core.corpus.performance.STYLES`) times ``intensity``;
+    0 for the other emotions and for a reference take's style, which has no name."""
+    style = STYLES.get(emotion)
+    return 0.0 if style is None else intensity * style.face.get("jawOpen", 0.0)
+
+
+def line_lips(
+    exp: np.ndarray, phones: Sequence[tuple[str, float, float]], names: Sequence[str], fps: float, jaw_drop: float = 0.0
+) -> np.ndarray:
+    """Each take with its jaw following a line's aligned ``phones`` as real speakers move it
+    (`core.visemes.jaw_curve`) plus ``jaw_drop`` (`emotion_jaw_drop`), mouthClose kept at or below
+    that jaw (lips that meet do not pass through each other), and the lips sealed around every
+    /p b m/ (`seal_lips`); every other channel unchanged; a new array.
+    Shapes: exp (N, T, D) at ``fps`` -> (N, T, D) float32."""
+    out, columns = np.array(exp, dtype=np.float32), list(names)
+    jaw, close = columns.index("jawOpen"), columns.index("mouthClose")
+    out[..., jaw] = np.clip(jaw_curve(phones, fps, out.shape[1]) + jaw_drop, 0.0, 1.0)
+    out[..., close] = np.minimum(out[..., close], out[..., jaw])
+    return seal_lips(out, phones, names, fps)

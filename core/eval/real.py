@@ -17,9 +17,10 @@ Systems, each given the clip's audio features and the speaker's resting face Î²â
                 bilabials ``closures`` hears in the clip, as generation does
                 (`core.coeff.text.seal_lips`; "off": the flows alone); a model with phone input
                 reads those phones' visemes. A clip whose line ``texts`` gives (``--texts FILE``:
-                lines of NAME, a tab, the text) gets the line's aligned phones instead, as
-                ``generate --text`` does; a line that cannot be aligned falls back to the heard
-                phones and is counted
+                lines of NAME, a tab, the text) gets the line's aligned phones instead, its jaw
+                following them and its lips sealed on them as ``generate --text`` does
+                (`core.coeff.text.line_lips`); a line that cannot be aligned falls back to the
+                heard phones and is counted
     previous    other flow weights (``--previous DIR``), the same way, when given
     loudness    a loudness -> jaw baseline (`loudness_jaw`): the per-frame mean of the clip's
                 normalised log-mel features, mapped linearly from its 10th percentile (jaw shut) to
@@ -63,7 +64,7 @@ import numpy as np
 from core.coeff.model import CoeffModel
 from core.audio import load_audio
 from core.coeff.sampler import SampleSettings, sample_takes
-from core.coeff.text import line_phones, seal_lips
+from core.coeff.text import line_lips, line_phones, seal_lips
 from core.coeff.weights import load_weights
 from core.corpus.videos import find_videos, video_clip
 from core.errors import FlowVQError
@@ -239,24 +240,24 @@ def _stored_speech(folder: Path, name: str) -> np.ndarray | None:
 
 @dataclass(frozen=True)
 class _System:
-    """A named way to turn a clip, and the phones known in it (its aligned line's, else those heard
-    in it), into an expression take. Shapes: make(seq, phones) -> (T, D)."""
+    """A named way to turn a clip, the phones known in it and whether they are its aligned line's
+    (else heard in it) into an expression take. Shapes: make(seq, phones, line) -> (T, D)."""
 
     name: str
-    make: Callable[[CoeffSequence, Sequence[tuple[str, float, float]]], np.ndarray]
+    make: Callable[[CoeffSequence, Sequence[tuple[str, float, float]], bool], np.ndarray]
 
 
 def _flow_system(name: str, model: CoeffModel, seed: int) -> _System:
     """A flow model's first take at the sampler's defaults, emotion talk, no head motion, reading the
     visemes of the clip's aligned line or, without one, of the phones heard in it (with phone input),
-    its lips sealed on their bilabials."""
+    its lips sealed on their bilabials and, on a line, its jaw following the line (`line_lips`)."""
     settings = SampleSettings(seed=seed, pose=False, manifold_blend=SampleSettings.manifold_blend if len(model.bank) else 0.0)
     fps = model.config.fps
 
-    def make(seq: CoeffSequence, known: Sequence[tuple[str, float, float]]) -> np.ndarray:
+    def make(seq: CoeffSequence, known: Sequence[tuple[str, float, float]], line: bool) -> np.ndarray:
         takes = sample_takes(model, seq.audio, seq.beta0, settings,
                              visemes=frame_visemes(known, fps, len(seq.audio)))[0]  # (1, T, D)
-        return seal_lips(takes, known, model.names, fps)[0]
+        return (line_lips(takes, known, model.names, fps) if line else seal_lips(takes, known, model.names, fps))[0]
 
     return _System(name, make)
 
@@ -314,7 +315,7 @@ def evaluate_real(
     systems = [_flow_system("flow", model, seed)]
     if previous is not None:
         systems.append(_flow_system("previous", load_weights(previous, face), seed))
-    systems.append(_System("loudness", lambda seq, phones: loudness_jaw(seq.audio, seq.beta0, face.names)))
+    systems.append(_System("loudness", lambda seq, phones, line: loudness_jaw(seq.audio, seq.beta0, face.names)))
     clips = real_clips(folder, model.config.fps, progress)
     lines = read_lines(texts, [seq.name for seq, _ in clips]) if texts is not None else {}
     _check_speech(clips, closures != "off" or bool(lines))
@@ -322,9 +323,10 @@ def evaluate_real(
     for seq, wave in clips:
         real_mm = gap_track_mm(face, seq.exp)
         aligned = line_phones(wave, lines.get(seq.name))  # once, for every flow system; heard only without it
-        known = heard_phones(wave, closures) if aligned is None or not texts_used else aligned
+        line = aligned is not None and texts_used
+        known = aligned if line else heard_phones(wave, closures)
         marked = None if aligned is None else bilabial_frames(aligned, model.config.fps, len(real_mm))
-        scores = {s.name: asdict(lip_scores(real_mm, gap_track_mm(face, s.make(seq, known)), bilabials=marked))
+        scores = {s.name: asdict(lip_scores(real_mm, gap_track_mm(face, s.make(seq, known, line)), bilabials=marked))
                   for s in systems}
         per_clip.append({"clip": seq.name, "seconds": len(seq.exp) / model.config.fps,
                          "real_gap_p95_mm": float(np.percentile(real_mm, 95)), "text": aligned is not None,
@@ -384,7 +386,7 @@ def format_real_table(report: dict[str, Any]) -> str:
     if report.get("texts"):  # reports before it lack it
         aligned = report["texts"] - report["text_not_aligned"]
         lines.append(f"{aligned} clips' aligned lines "
-                     + ("seal the flows' lips" if report.get("texts_used", True)
+                     + ("set the flows' jaw and seal their lips" if report.get("texts_used", True)
                         else "mark the /p b m/ scored below; the flows hear the audio only")
                      + f" ({report['text_not_aligned']} of {report['texts']} given could not be aligned)")
         if "bilabials" in report:

@@ -9,9 +9,9 @@ training voices, for choosing settings without looking at the test voices):
                 it by the corpus; 1 for recordings), their lips sealed on the bilabials ``closures``
                 hears in the clip as generation does (`core.coeff.text.seal_lips`; "off": the flows
                 alone); a model with phone input reads those phones' visemes. With ``text``: the
-                sequence's line (the corpus's text) aligned to its audio instead, as ``generate
-                --text`` does (a line that cannot be aligned falls back to the heard phones and is
-                counted)
+                sequence's line (the corpus's text) aligned to its audio instead, the jaw following
+                it and the lips sealed on it as ``generate --text`` does (`core.coeff.text.line_lips`;
+                a line that cannot be aligned falls back to the heard phones and is counted)
     regressor   `core.eval.regressor.MSERegressor`: the same conditioner trained with MSE (the
                 shipped baseline weights unless given); deterministic, one take
     rhubarb     `core.eval.rhubarb`: pocketsphinx phone recognition without the transcript ->
@@ -42,7 +42,7 @@ import torch
 from core.audio import SAMPLE_RATE, frame_windows, load_audio
 from core.coeff.model import CoeffModel
 from core.coeff.sampler import SampleSettings, sample_takes
-from core.coeff.text import line_phones, seal_lips
+from core.coeff.text import emotion_jaw_drop, line_lips, line_phones, seal_lips
 from core.coeff.weights import load_weights
 from core.corpus.build import read_manifest
 from core.visemes import BILABIALS, frame_visemes
@@ -243,7 +243,10 @@ def _system_outputs(
     exp, pose = sample_takes(model, seq.audio, seq.beta0, sample,
                              loudness=frame_energy(wave, SAMPLE_RATE, fps, len(seq.audio)),
                              visemes=frame_visemes(known, fps, len(seq.audio)))
-    exp = seal_lips(exp, known, model.names, fps)
+    if aligned is not None:
+        exp = line_lips(exp, aligned, model.names, fps, emotion_jaw_drop(seq.emotion, seq.intensity))
+    else:
+        exp = seal_lips(exp, known, model.names, fps)
     lips = rhubarb_curves(recognised, model.names, fps, len(seq.exp))
     return {
         "flow": (exp, pose), "aligned": aligned is not None,

@@ -1,6 +1,6 @@
 """A line's text on the lips (`core.coeff.text`, `GenerateSettings.text`, ``flowvq generate --text``):
-the aligned phones seal every bilabial on the flows' mouth and the flows keep the rest; a text that cannot be aligned
-falls back to the heard closures and says so. Real speech: LJ Speech and a GRID speaker
+the aligned phones move the jaw as real speakers do and seal every bilabial on the flows' mouth, and the flows keep
+the rest; a text that cannot be aligned falls back to the heard closures and says so. Real speech: LJ Speech and a GRID speaker
 (tests/data/real/CREDITS.md)."""
 
 import subprocess
@@ -14,10 +14,10 @@ from core.align import align_text
 from core.audio import load_audio
 from core.coeff.generator import CoeffGenerator, GenerateSettings
 from core.coeff.sampler import SampleSettings, SettingsError
-from core.coeff.text import seal_lips
+from core.coeff.text import emotion_jaw_drop, line_lips, seal_lips
 from core.eval.metrics import bilabial_closure_rate
 from core.formats.takes import load_takes
-from core.visemes import BILABIALS, LIP_PARTING
+from core.visemes import BILABIALS, LIP_PARTING, jaw_curve
 
 REAL = Path(__file__).resolve().parents[1] / "data" / "real"
 CLIP, LINE = REAL / "LJ001-0013.flac", "than in the same operations with ugly ones."
@@ -41,18 +41,58 @@ def test_with_the_text_every_bilabial_of_a_real_reader_seals(generator, face) ->
         assert bilabial_closure_rate(face, take.exp, phones, take.fps) == 1.0
 
 
-def test_the_text_seals_the_flows_mouth_and_keeps_everything_else(generator) -> None:
-    """The shipped flows read no phones: the text's takes are the audio's with the lips sealed
-    around the aligned /p b m/ only (mouthClose and the lip-parting channels change, nothing else)."""
+def test_the_text_moves_the_jaw_and_seals_the_flows_mouth_and_keeps_everything_else(generator) -> None:
+    """The shipped flows read no phones: the text's takes are the audio's with the jaw following
+    the aligned line as real speakers move it (a happy take has no jaw drop of its own), mouthClose
+    at most that jaw and the lips sealed around the aligned /p b m/; nothing else changes."""
     plain = generator.generate(CLIP, settings(closures="off"))
     spoken = generator.generate(CLIP, settings(text=LINE))
+    phones = align_text(load_audio(CLIP), LINE)
     names = list(generator.names)
-    sealing = [names.index(c) for c in ("mouthClose", *LIP_PARTING)]
-    others = [i for i in range(len(names)) if i not in sealing]
+    jaw, close = names.index("jawOpen"), names.index("mouthClose")
+    lips = [jaw, close, *(names.index(c) for c in LIP_PARTING)]
+    others = [i for i in range(len(names)) if i not in lips]
     for a, b in zip(plain, spoken):
         assert np.array_equal(a.exp[:, others], b.exp[:, others]) and np.array_equal(a.pose, b.pose)
-        changed = np.flatnonzero((a.exp != b.exp).any(axis=1))
-        assert 0 < len(changed) < 0.2 * b.frames
+        assert np.allclose(b.exp[:, jaw], jaw_curve(phones, b.fps, b.frames), atol=1e-6)
+        assert not np.allclose(a.exp[:, jaw], b.exp[:, jaw], atol=0.02)
+        assert (b.exp[:, close] <= b.exp[:, jaw] + 1e-6).all()
+
+
+def test_a_surprised_or_fearful_take_keeps_its_own_jaw_drop_on_the_line(face) -> None:
+    """The line sets the jaw, so the emotion's own jaw drop (the corpus's fear and surprise) is
+    added to it, in proportion to the intensity; the other emotions and a reference's style add none."""
+    assert emotion_jaw_drop("surprised", 1.0) > emotion_jaw_drop("fear", 1.0) > 0.0
+    assert emotion_jaw_drop("surprised", 0.5) == pytest.approx(emotion_jaw_drop("surprised", 1.0) / 2)
+    assert emotion_jaw_drop("talk", 1.0) == emotion_jaw_drop("happy", 1.0) == emotion_jaw_drop("reference", 1.0) == 0.0
+    names = list(face.names)
+    phones = [("_", 0.0, 0.2), ("h", 0.2, 0.28), ("@", 0.28, 0.36), ("l", 0.36, 0.44), ("@U", 0.44, 0.7), ("_", 0.7, 1.0)]
+    exp = np.zeros((1, 25, len(names)), np.float32)
+    calm = line_lips(exp, phones, names, 25.0)[0]
+    surprised = line_lips(exp, phones, names, 25.0, emotion_jaw_drop("surprised", 1.0))[0]
+    jaw = names.index("jawOpen")
+    assert np.allclose(surprised[:, jaw] - calm[:, jaw], emotion_jaw_drop("surprised", 1.0), atol=1e-6)
+
+
+def test_generate_adds_the_takes_emotion_jaw_drop_to_the_lines_jaw(generator) -> None:
+    sample = SampleSettings(seed=0, takes=1, emotion="surprised", intensity=0.8)
+    (take,) = generator.generate(CLIP, GenerateSettings(sample=sample, text=LINE))
+    line_jaw = jaw_curve(align_text(load_audio(CLIP), LINE), take.fps, take.frames)
+    drop = emotion_jaw_drop("surprised", 0.8)
+    assert drop > 0.1 and np.allclose(take.exp[:, take.names.index("jawOpen")], np.clip(line_jaw + drop, 0, 1), atol=1e-6)
+
+
+def test_the_lines_jaw_never_lets_the_flows_lips_pass_through_each_other(face) -> None:
+    """Flows whose lips met on a wider jaw (mouthClose 0.4) keep them met, not crossed, when the
+    line's jaw is lower; the /m/ seals."""
+    names = list(face.names)
+    jaw, close = names.index("jawOpen"), names.index("mouthClose")
+    exp = np.zeros((1, 25, len(names)), np.float32)
+    exp[..., jaw], exp[..., close] = 0.4, 0.4
+    phones = [("_", 0.0, 0.3), ("m", 0.3, 0.4), ("u:", 0.4, 0.7), ("_", 0.7, 1.0)]
+    out = line_lips(exp, phones, names, 25.0)[0]
+    assert (out[:, close] <= out[:, jaw] + 1e-7).all() and out[:, jaw].max() < 0.4
+    assert bilabial_closure_rate(face, out, phones, 25.0) == 1.0
 
 
 def test_a_smile_and_a_dropped_jaw_survive_the_sealed_bilabials(face) -> None:

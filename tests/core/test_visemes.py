@@ -11,11 +11,16 @@ from core.visemes import (
     LIP_PARTING,
     MOUTH_CHANNELS,
     PHONE_VISEMES,
+    REAL_SPEAKER_JAW,
+    REAL_SPEAKER_TIMING,
     UNKNOWN_VISEME,
+    VISEMES,
+    Timing,
     VISEME_CLASSES,
     VisemeError,
     frame_visemes,
     frames_at,
+    jaw_curve,
     seal_bilabials,
     viseme_curves,
     viseme_of,
@@ -202,3 +207,34 @@ def test_each_frame_takes_the_viseme_class_of_the_phone_that_holds_its_centre() 
 def test_frame_visemes_names_a_phone_without_a_viseme() -> None:
     with pytest.raises(VisemeError, match="'QQ'"):
         frame_visemes([("QQ", 0.0, 0.5)], 25.0, 10)
+
+
+def test_the_jaw_curve_with_the_corpus_jaws_is_the_jaw_of_the_corpus_curves(face) -> None:
+    """`jaw_curve` blends the jaw as `viseme_curves` does: given the corpus's own jaw targets and
+    timing it gives the corpus curves' jawOpen frame for frame (the seal never moves the jaw)."""
+    phones = sequence(("b", 0.08), ("aI", 0.2), ("f", 0.1), ("@", 0.05), ("m", 0.09), ("i:", 0.15))
+    corpus = {name: v.targets["jawOpen"] for name, v in VISEMES.items() if "jawOpen" in v.targets}
+    for fps in FPS_VALUES:
+        frames = int(np.ceil(phones[-1][2] * fps))
+        assert np.allclose(jaw_curve(phones, fps, frames, corpus, Timing()),
+                           channel(face, curves(face, phones, fps), "jawOpen"), atol=1e-6)
+
+
+def test_the_real_speakers_jaw_holds_each_long_vowel_at_its_fitted_target() -> None:
+    """A held phone reaches the jaw its viseme has in `REAL_SPEAKER_JAW` at its led centre, and the
+    jaw rests in silence; nothing is outside [0, 1]."""
+    fps = 100.0
+    for symbol, viseme in (("A", "open"), ("E", "mid_spread"), ("u", "close_rounded"), ("f", "labiodental")):
+        phones = sequence(("_", 0.1), (symbol, 0.6), ("_", 0.1))
+        jaw = jaw_curve(phones, fps, int(np.ceil(phones[-1][2] * fps)))
+        centre = frame_at(0.3 + 0.3 - REAL_SPEAKER_TIMING.lead, fps)
+        assert jaw[centre] == pytest.approx(REAL_SPEAKER_JAW[viseme], abs=0.01)
+        assert jaw[0] < 0.01 and jaw[-1] < 0.01 and 0.0 <= jaw.min() and jaw.max() <= 1.0
+
+
+def test_the_jaw_curve_moves_with_the_phones_and_rests_without_any() -> None:
+    phones = sequence(("d", 0.06), ("A", 0.16), ("d", 0.06))
+    shifted = [(symbol, start + 0.04, end + 0.04) for symbol, start, end in phones]
+    first, later = jaw_curve(phones, 25.0, 30), jaw_curve(shifted, 25.0, 30)
+    assert np.allclose(first[:-1], later[1:], atol=1e-6)  # 40 ms later = one frame later at 25 fps
+    assert jaw_curve([], 25.0, 12).shape == (12,) and not jaw_curve([], 25.0, 12).any()
