@@ -36,7 +36,7 @@ from core.align import MAX_TEXT_CHARS
 from core.audio import MAX_FPS, SAMPLE_RATE, audio_features
 from core.coeff.model import CoeffModel
 from core.coeff.sampler import CancelFn, SampleSettings, SettingsError, check_cancel, sample_takes, take_seeds
-from core.coeff.text import emotion_jaw_drop, line_lips, line_phones, seal_lips
+from core.coeff.text import emotion_jaw_drop, known_lips, line_phones
 from core.coeff.weights import default_weights_dir, load_weights
 from core.emotions import EMOTIONS, REFERENCE, emotion_index
 from core.device import resolve_device
@@ -244,10 +244,7 @@ class CoeffGenerator:
             visemes=frame_visemes(known, self.fps, len(feats)),
         )  # (N, T, D), (N, T, 6)
         emotion = REFERENCE if sample.reference is not None else EMOTIONS[emotion_index(sample.emotion)]
-        if phones is not None:
-            exp = line_lips(exp, phones, self.names, self.fps, emotion_jaw_drop(emotion, sample.intensity))
-        else:
-            exp = seal_lips(exp, known, self.names, self.fps)
+        exp = known_lips(exp, known, self.names, self.fps, phones is not None, emotion_jaw_drop(emotion, sample.intensity))
         takes = [self._take(k, seed, emotion, exp[k], pose[k], settings.fps)
                  for k, seed in enumerate(take_seeds(sample))]
         report("done", 1.0)

@@ -33,7 +33,7 @@ from core.align import AlignmentError, align_text
 from core.corpus.performance import STYLES
 from core.visemes import jaw_curve, seal_bilabials
 
-__all__ = ["line_phones", "seal_lips", "emotion_jaw_drop", "line_lips"]
+__all__ = ["line_phones", "seal_lips", "emotion_jaw_drop", "line_lips", "known_lips"]
 
 
 def line_phones(
@@ -82,3 +82,13 @@ def line_lips(
     out[..., jaw] = np.clip(jaw_curve(phones, fps, out.shape[1]) + jaw_drop, 0.0, 1.0)
     out[..., close] = np.minimum(out[..., close], out[..., jaw])
     return seal_lips(out, phones, names, fps)
+
+
+def known_lips(
+    exp: np.ndarray, phones: Sequence[tuple[str, float, float]], names: Sequence[str], fps: float, line: bool,
+    jaw_drop: float = 0.0,
+) -> np.ndarray:
+    """The takes' lips on the phones known in the clip: `line_lips` when they are a line's aligned
+    phones (``line``), else `seal_lips` (heard phones: the seal only, ``jaw_drop`` unused).
+    Shapes: exp (N, T, D) at ``fps`` -> (N, T, D) float32."""
+    return line_lips(exp, phones, names, fps, jaw_drop) if line else seal_lips(exp, phones, names, fps)

@@ -64,7 +64,7 @@ import numpy as np
 from core.coeff.model import CoeffModel
 from core.audio import load_audio
 from core.coeff.sampler import SampleSettings, sample_takes
-from core.coeff.text import line_lips, line_phones, seal_lips
+from core.coeff.text import known_lips, line_phones
 from core.coeff.weights import load_weights
 from core.corpus.videos import find_videos, video_clip
 from core.errors import FlowVQError
@@ -257,7 +257,7 @@ def _flow_system(name: str, model: CoeffModel, seed: int) -> _System:
     def make(seq: CoeffSequence, known: Sequence[tuple[str, float, float]], line: bool) -> np.ndarray:
         takes = sample_takes(model, seq.audio, seq.beta0, settings,
                              visemes=frame_visemes(known, fps, len(seq.audio)))[0]  # (1, T, D)
-        return (line_lips(takes, known, model.names, fps) if line else seal_lips(takes, known, model.names, fps))[0]
+        return known_lips(takes, known, model.names, fps, line)[0]
 
     return _System(name, make)
 

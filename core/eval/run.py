@@ -42,7 +42,7 @@ import torch
 from core.audio import SAMPLE_RATE, frame_windows, load_audio
 from core.coeff.model import CoeffModel
 from core.coeff.sampler import SampleSettings, sample_takes
-from core.coeff.text import emotion_jaw_drop, line_lips, line_phones, seal_lips
+from core.coeff.text import emotion_jaw_drop, known_lips, line_phones
 from core.coeff.weights import load_weights
 from core.corpus.build import read_manifest
 from core.visemes import BILABIALS, frame_visemes
@@ -243,10 +243,7 @@ def _system_outputs(
     exp, pose = sample_takes(model, seq.audio, seq.beta0, sample,
                              loudness=frame_energy(wave, SAMPLE_RATE, fps, len(seq.audio)),
                              visemes=frame_visemes(known, fps, len(seq.audio)))
-    if aligned is not None:
-        exp = line_lips(exp, aligned, model.names, fps, emotion_jaw_drop(seq.emotion, seq.intensity))
-    else:
-        exp = seal_lips(exp, known, model.names, fps)
+    exp = known_lips(exp, known, model.names, fps, aligned is not None, emotion_jaw_drop(seq.emotion, seq.intensity))
     lips = rhubarb_curves(recognised, model.names, fps, len(seq.exp))
     return {
         "flow": (exp, pose), "aligned": aligned is not None,
