@@ -5,7 +5,7 @@ The order is part of trained weights (one prior component per class), so it neve
 
 from core.errors import FlowVQError
 
-__all__ = ["EMOTIONS", "TALK", "REFERENCE", "UnknownEmotionError", "emotion_index"]
+__all__ = ["EMOTIONS", "TALK", "REFERENCE", "JAW_DROPS", "UnknownEmotionError", "emotion_index"]
 
 # Plain speech with no pronounced emotion: the default class, and the label of data without one.
 TALK = "talk"
@@ -15,6 +15,10 @@ EMOTIONS: tuple[str, ...] = (
 
 # The label a take carries when its emotion came from reference coefficients (emotion transfer).
 REFERENCE = "reference"
+
+# jawOpen that an emotion adds beyond speech at full intensity (AU26 jaw drop): the corpus's styles
+# (`core.corpus.performance.STYLES`) animate it and a line's jaw keeps it (`core.coeff.text.line_lips`).
+JAW_DROPS: dict[str, float] = {"fear": 0.12, "surprised": 0.22}
 
 
 class UnknownEmotionError(FlowVQError):

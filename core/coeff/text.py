@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from core.align import AlignmentError, align_text
-from core.corpus.performance import STYLES
+from core.emotions import JAW_DROPS
 from core.visemes import jaw_curve, seal_bilabials
 
 __all__ = ["line_phones", "seal_lips", "emotion_jaw_drop", "line_lips", "known_lips"]
@@ -61,12 +61,15 @@ def seal_lips(exp: np.ndarray, phones: Sequence[tuple[str, float, float]], names
     return out
 
 
-def emotion_jaw_drop(emotion: str, intensity: float) -> float:
-    """How far ``emotion`` at ``intensity`` drops the jaw beyond speech: its corpus style's jawOpen
-    (fear 0.12, surprised 0.22 at intensity 1, `core.corpus.performance.STYLES`) times ``intensity``;
-    0 for the other emotions and for a reference take's style, which has no name."""
-    style = STYLES.get(emotion)
-    return 0.0 if style is None else intensity * style.face.get("jawOpen", 0.0)
+def emotion_jaw_drop(emotion: str, intensity: float, blend: str | None = None, blend_weight: float = 0.0) -> float:
+    """How far ``emotion`` at ``intensity`` drops the jaw beyond speech: its `core.emotions.JAW_DROPS`
+    (fear 0.12, surprised 0.22 at intensity 1, as the corpus's styles animate it) times
+    ``intensity``; 0 for the other emotions and for a reference take's style, which has no name.
+    With a ``blend`` mixed in at ``blend_weight`` w, the two drops mixed 1 - w and w, as the sampler
+    mixes the emotions."""
+    share = blend_weight if blend is not None else 0.0
+    mixed = (1.0 - share) * JAW_DROPS.get(emotion, 0.0) + (share * JAW_DROPS.get(blend, 0.0) if blend is not None else 0.0)
+    return intensity * mixed
 
 
 def line_lips(

@@ -31,7 +31,7 @@ from core.audio import DEFAULT_FPS
 from core.corpus.build import CorpusSpec, add_phones, build_corpus
 from core.corpus.toy import write_toy_dataset
 from core.corpus.readers import COEFF_FORMATS, import_coeffs
-from core.corpus.videos import from_videos
+from core.corpus.videos import VIDEO_SUFFIXES, from_videos
 from core.emotions import EMOTIONS
 from core.face import builtin
 from core.progress import progress_bar
@@ -89,7 +89,7 @@ def add_corpus_parsers(corpus_subparsers: argparse._SubParsersAction) -> None:
         "from-videos", help="fit the built-in face model to every frame of real talking-head videos"
     )
     videos.add_argument("dir", type=Path,
-                        help="folder of .mp4/.mov/.mkv/.avi/.webm videos (searched recursively)")
+                        help=f"folder of {'/'.join(VIDEO_SUFFIXES)} videos (searched recursively)")
     videos.add_argument("--fps", type=float, help="dataset frame rate (default: the first video's)")
     _add_common(videos)
     videos.set_defaults(func=run_from_videos)

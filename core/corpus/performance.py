@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.align import SILENCE
-from core.emotions import EMOTIONS
+from core.emotions import EMOTIONS, JAW_DROPS
 from core.errors import FlowVQError
 from core.expression import accent_depths, bridge_pauses, expression_envelope, low_pass, syllable_accent
 
@@ -98,11 +98,11 @@ STYLES: dict[str, EmotionStyle] = {
                           (1.05, 1.2), (1.0, 1.15), (1.2, 1.6), (1.2, 1.4), 1.3),
     # AU1+2 brow raisers + AU4 brow lowerer + AU5 upper lid raiser + AU20 lip stretcher + AU26 jaw drop
     "fear": EmotionStyle({"browInnerUp": 0.95, **_both("browOuterUp", 0.4), **_both("browDown", 0.55),
-                          **_both("eyeWide", 0.9), **_both("mouthStretch", 0.8), "jawOpen": 0.12},
+                          **_both("eyeWide", 0.9), **_both("mouthStretch", 0.8), "jawOpen": JAW_DROPS["fear"]},
                          (1.1, 1.3), (1.15, 1.3), (0.9, 1.3), (0.8, 1.0), 0.9),
     # AU1+2 brow raisers + AU5 upper lid raiser + AU26 jaw drop; no lowerer, no lip stretch
     "surprised": EmotionStyle({"browInnerUp": 0.9, **_both("browOuterUp", 0.95), **_both("eyeWide", 0.9),
-                               "jawOpen": 0.22},
+                               "jawOpen": JAW_DROPS["surprised"]},
                               (0.95, 1.1), (1.15, 1.35), (1.4, 1.9), (1.0, 1.2), 1.1),
     # AU9 nose wrinkler + AU10 upper lip raiser + AU15 (+ the lowered brows and cheeks AU9 pulls)
     "disgusted": EmotionStyle({**_both("noseSneer", 0.95), **_both("mouthUpperUp", 0.8), **_both("mouthFrown", 0.4),

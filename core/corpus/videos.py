@@ -50,7 +50,7 @@ __all__ = [
     "find_videos", "native_fps", "video_clip", "from_videos",
 ]
 
-VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg")
+VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".flv")
 MAX_GAP_SECONDS = 0.2  # longer runs of frames without a face refuse the video
 MAX_MISSING_FRACTION = 0.1  # at most this share of a video's frames may lack a face
 REST_PERCENTILE = 10.0

@@ -165,6 +165,19 @@ def test_video_without_face_is_refused_by_name(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "meta.json").exists()
 
 
+def test_a_flash_video_is_found_and_read_like_the_others(tmp_path: Path) -> None:
+    """CREMA-D, an emotional talking-face corpus, ships FLV (H.264 + AAC in Flash Video): such a
+    file is found under the folder and gives a sequence and its speech."""
+    still = portrait_frames(np.zeros(15))
+    write_video(tmp_path / "crema" / "1001_DFA_ANG_XX.flv", still, speech_like(0.6, seed=3))
+    summary = from_videos(tmp_path / "crema", tmp_path / "out", val_fraction=0.0, test_fraction=0.0)
+    assert summary.sequences["train"] == 1 and not summary.failures
+    (seq,) = load_split(tmp_path / "out", "train")
+    assert seq.name == "1001_DFA_ANG_XX" and len(seq.exp) == 15 and seq.audio.shape == (15, FRAME_FEATURES)
+    wave = load_audio(wave_file(tmp_path / "out", seq.name))
+    assert np.abs(wave_features(wave, FPS, seq.frames) - seq.audio).mean() < 0.005  # the track's own speech
+
+
 def test_video_without_audio_is_refused_by_name(tmp_path: Path) -> None:
     path = write_video(tmp_path / "mute.mov", [np.zeros((SIZE, SIZE, 3), np.uint8)] * 2, None)
     with pytest.raises(DatasetError, match=r"mute\.mov has no audio track"):

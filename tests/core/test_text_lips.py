@@ -61,10 +61,14 @@ def test_the_text_moves_the_jaw_and_seals_the_flows_mouth_and_keeps_everything_e
 
 def test_a_surprised_or_fearful_take_keeps_its_own_jaw_drop_on_the_line(face) -> None:
     """The line sets the jaw, so the emotion's own jaw drop (the corpus's fear and surprise) is
-    added to it, in proportion to the intensity; the other emotions and a reference's style add none."""
+    added to it, in proportion to the intensity and to its share in a blend; the other emotions and
+    a reference's style add none."""
     assert emotion_jaw_drop("surprised", 1.0) > emotion_jaw_drop("fear", 1.0) > 0.0
     assert emotion_jaw_drop("surprised", 0.5) == pytest.approx(emotion_jaw_drop("surprised", 1.0) / 2)
     assert emotion_jaw_drop("talk", 1.0) == emotion_jaw_drop("happy", 1.0) == emotion_jaw_drop("reference", 1.0) == 0.0
+    assert emotion_jaw_drop("talk", 1.0, "surprised", 0.25) == pytest.approx(emotion_jaw_drop("surprised", 1.0) / 4)
+    assert emotion_jaw_drop("surprised", 0.5, "sad", 0.5) == pytest.approx(emotion_jaw_drop("surprised", 1.0) / 4)
+    assert emotion_jaw_drop("surprised", 1.0, None, 0.9) == emotion_jaw_drop("surprised", 1.0)  # no blend: weight unused
     names = list(face.names)
     phones = [("_", 0.0, 0.2), ("h", 0.2, 0.28), ("@", 0.28, 0.36), ("l", 0.36, 0.44), ("@U", 0.44, 0.7), ("_", 0.7, 1.0)]
     exp = np.zeros((1, 25, len(names)), np.float32)
@@ -74,12 +78,13 @@ def test_a_surprised_or_fearful_take_keeps_its_own_jaw_drop_on_the_line(face) ->
     assert np.allclose(surprised[:, jaw] - calm[:, jaw], emotion_jaw_drop("surprised", 1.0), atol=1e-6)
 
 
-def test_generate_adds_the_takes_emotion_jaw_drop_to_the_lines_jaw(generator) -> None:
-    sample = SampleSettings(seed=0, takes=1, emotion="surprised", intensity=0.8)
+@pytest.mark.parametrize("emotion, blend", [("surprised", None), ("talk", "surprised")])
+def test_generate_adds_the_takes_emotion_jaw_drop_to_the_lines_jaw(generator, emotion, blend) -> None:
+    sample = SampleSettings(seed=0, takes=1, emotion=emotion, intensity=0.8, blend=blend, blend_weight=0.5)
     (take,) = generator.generate(CLIP, GenerateSettings(sample=sample, text=LINE))
     line_jaw = jaw_curve(align_text(load_audio(CLIP), LINE), take.fps, take.frames)
-    drop = emotion_jaw_drop("surprised", 0.8)
-    assert drop > 0.1 and np.allclose(take.exp[:, take.names.index("jawOpen")], np.clip(line_jaw + drop, 0, 1), atol=1e-6)
+    drop = emotion_jaw_drop(emotion, 0.8, blend, 0.5)
+    assert drop > 0.05 and np.allclose(take.exp[:, take.names.index("jawOpen")], np.clip(line_jaw + drop, 0, 1), atol=1e-6)
 
 
 def test_the_lines_jaw_never_lets_the_flows_lips_pass_through_each_other(face) -> None:
