@@ -21,10 +21,12 @@ upper lip never holds the lips apart through a /p b m/.
 Curves are sampled at frame centres (t + 0.5) / fps, the instants `core.audio.align_to_frames`
 summarises, so they line up with the audio features frame for frame.
 
-The table above makes the corpus's curves, the synthetic truth the flows learn. `jaw_curve` blends
-the jaw alone the same way from other per-viseme jaw targets and timing; its defaults
-(`REAL_SPEAKER_JAW`, `REAL_SPEAKER_TIMING`) are fitted to real speakers' lips, and a line's text
-moves the takes' jaw with them (`core.coeff.text.line_lips`).
+The jaw targets are fitted to real speakers' lips (docs/real-speech.md, "The real speakers'
+jaw"): the dominance blend of a line's aligned phones, with them and the jaw's own lead `JAW_LEAD`,
+correlated best with the inner-lip gap FaceMesh tracks on the 12 real-speaker dev clips whose lines
+are known, starting from and pulled toward the hand-written table before them. Real speakers barely
+drop the jaw for /f v/, /r/, /u/ or a reduced vowel, and more for /i/ and /E/. `jaw_curve` is that
+jaw alone: a line's text moves the takes' jaw with it (`core.coeff.text.line_lips`).
 """
 
 from collections.abc import Mapping, Sequence
@@ -45,9 +47,7 @@ __all__ = [
     "LIP_PARTING",
     "VISEME_CLASSES",
     "UNKNOWN_VISEME",
-    "Timing",
-    "REAL_SPEAKER_JAW",
-    "REAL_SPEAKER_TIMING",
+    "JAW_LEAD",
     "frames_at",
     "viseme_of",
     "frame_visemes",
@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 LEAD = 0.04  # s: visible articulation leads the sound
+JAW_LEAD = 0.03  # s: the jaw's lead, fitted with its targets to real speakers (module docstring)
 WIDTH_BEFORE = 0.08  # s: anticipation (dominance width before a target's centre)
 WIDTH_AFTER = 0.05  # s: carry-over (width after it)
 UNNAMED = 0.3  # a consonant's dominance on the channels it does not name (a pull to rest)
@@ -65,16 +66,6 @@ BILABIALS = frozenset({"p", "b", "m", "p_h"})
 # `core.eval.metrics` at weight 0.5 (measured one by one on top of mouthClose = jawOpen).
 LIP_PARTING = ("mouthFunnel", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthShrugUpper",
                "mouthUpperUpLeft", "mouthUpperUpRight", "tongueOut")
-
-
-@dataclass(frozen=True)
-class Timing:
-    """The dominance blend's timing, seconds: how far a target's centre leads its phone's acoustic
-    centre, and the widths of its dominance before and after that centre."""
-
-    lead: float = LEAD
-    width_before: float = WIDTH_BEFORE
-    width_after: float = WIDTH_AFTER
 
 
 class VisemeError(FlowVQError):
@@ -101,26 +92,26 @@ VISEMES: dict[str, Viseme] = {v.name: v for v in (
     Viseme("rest", {}, 1.5, holds_rest=True),
     Viseme("bilabial", {"mouthPressLeft": 0.35, "mouthPressRight": 0.35, "mouthFunnel": 0.0,
                         "mouthPucker": 0.0}, 12.0),
-    Viseme("labiodental", {"jawOpen": 0.06, "mouthRollLower": 0.65, "mouthUpperUpLeft": 0.2,
+    Viseme("labiodental", {"jawOpen": 0.0, "mouthRollLower": 0.65, "mouthUpperUpLeft": 0.2,
                            "mouthUpperUpRight": 0.2, "mouthFunnel": 0.0}, 7.0),
-    Viseme("dental", {"jawOpen": 0.14, "tongueOut": 0.15}, 2.0),
-    Viseme("alveolar", {"jawOpen": 0.12}, 1.0),
+    Viseme("dental", {"jawOpen": 0.04, "tongueOut": 0.15}, 2.0),
+    Viseme("alveolar", {"jawOpen": 0.1}, 1.0),
     Viseme("sibilant", {"jawOpen": 0.06, "mouthStretchLeft": 0.15, "mouthStretchRight": 0.15}, 2.0),
-    Viseme("postalveolar", {"jawOpen": 0.1, "mouthFunnel": 0.4, "mouthPucker": 0.25}, 3.0),
-    Viseme("velar", {"jawOpen": 0.16}, 1.0),
-    Viseme("glottal", {"jawOpen": 0.2}, 0.3),
-    Viseme("approximant_r", {"jawOpen": 0.1, "mouthPucker": 0.3, "mouthFunnel": 0.2}, 2.0),
-    Viseme("approximant_w", {"jawOpen": 0.05, "mouthPucker": 0.7, "mouthFunnel": 0.3}, 4.0),
+    Viseme("postalveolar", {"jawOpen": 0.05, "mouthFunnel": 0.4, "mouthPucker": 0.25}, 3.0),
+    Viseme("velar", {"jawOpen": 0.21}, 1.0),
+    Viseme("glottal", {"jawOpen": 0.19}, 0.3),
+    Viseme("approximant_r", {"jawOpen": 0.0, "mouthPucker": 0.3, "mouthFunnel": 0.2}, 2.0),
+    Viseme("approximant_w", {"jawOpen": 0.02, "mouthPucker": 0.7, "mouthFunnel": 0.3}, 4.0),
     Viseme("open", {"jawOpen": 0.55, "mouthFunnel": 0.0, "mouthPucker": 0.0}, 2.0, holds_rest=True),
-    Viseme("open_spread", {"jawOpen": 0.45, "mouthStretchLeft": 0.25, "mouthStretchRight": 0.25}, 2.0, holds_rest=True),
+    Viseme("open_spread", {"jawOpen": 0.43, "mouthStretchLeft": 0.25, "mouthStretchRight": 0.25}, 2.0, holds_rest=True),
     Viseme("mid", {"jawOpen": 0.3}, 1.5, holds_rest=True),
-    Viseme("mid_spread", {"jawOpen": 0.28, "mouthStretchLeft": 0.18, "mouthStretchRight": 0.18}, 1.5, holds_rest=True),
-    Viseme("schwa", {"jawOpen": 0.2}, 0.8, holds_rest=True),
-    Viseme("close_spread", {"jawOpen": 0.1, "mouthStretchLeft": 0.3, "mouthStretchRight": 0.3,
+    Viseme("mid_spread", {"jawOpen": 0.48, "mouthStretchLeft": 0.18, "mouthStretchRight": 0.18}, 1.5, holds_rest=True),
+    Viseme("schwa", {"jawOpen": 0.13}, 0.8, holds_rest=True),
+    Viseme("close_spread", {"jawOpen": 0.22, "mouthStretchLeft": 0.3, "mouthStretchRight": 0.3,
                             "mouthSmileLeft": 0.1, "mouthSmileRight": 0.1}, 2.0, holds_rest=True),
-    Viseme("close_rounded", {"jawOpen": 0.12, "mouthFunnel": 0.45, "mouthPucker": 0.6}, 3.0, holds_rest=True),
+    Viseme("close_rounded", {"jawOpen": 0.0, "mouthFunnel": 0.45, "mouthPucker": 0.6}, 3.0, holds_rest=True),
     Viseme("mid_rounded", {"jawOpen": 0.3, "mouthFunnel": 0.5, "mouthPucker": 0.25}, 2.5, holds_rest=True),
-    Viseme("open_rounded", {"jawOpen": 0.45, "mouthFunnel": 0.35}, 2.0, holds_rest=True),
+    Viseme("open_rounded", {"jawOpen": 0.27, "mouthFunnel": 0.35}, 2.0, holds_rest=True),
     Viseme("rhotic_vowel", {"jawOpen": 0.22, "mouthFunnel": 0.25, "mouthPucker": 0.2}, 1.5, holds_rest=True),
 )}
 
@@ -166,19 +157,6 @@ UNKNOWN_VISEME = 0
 MOUTH_CHANNELS: tuple[str, ...] = tuple(sorted({"mouthClose"} | {c for v in VISEMES.values() for c in v.targets}))
 _DIPHTHONG_POINTS = (0.3, 0.75)
 
-# jawOpen of each viseme fitted to real speakers' lips (the corpus's table above is the start and the
-# prior): the dominance blend of a line's aligned phones, with these jaws and `REAL_SPEAKER_TIMING`,
-# correlated best with the inner-lip gap FaceMesh tracks on the 12 real-speaker dev clips whose lines
-# are known (docs/real-speech.md, "The line's jaw"). Real speakers barely drop the jaw for /f v/, /r/,
-# /u/ or a reduced vowel, and more for /i/ and /E/ than the corpus's table has it. The bilabials and rest
-# keep the corpus's (no jaw target: the lips seal, or the face rests).
-REAL_SPEAKER_JAW: dict[str, float] = {
-    "labiodental": 0.0, "dental": 0.04, "alveolar": 0.1, "sibilant": 0.06, "postalveolar": 0.05,
-    "velar": 0.21, "glottal": 0.19, "approximant_r": 0.0, "approximant_w": 0.02,
-    "open": 0.55, "open_spread": 0.43, "mid": 0.3, "mid_spread": 0.48, "schwa": 0.13,
-    "close_spread": 0.22, "close_rounded": 0.0, "mid_rounded": 0.3, "open_rounded": 0.27, "rhotic_vowel": 0.22,
-}
-REAL_SPEAKER_TIMING = Timing(lead=0.03)  # the corpus's dominance widths: faster ones jerk the jaw
 
 
 def frames_at(times: np.ndarray, fps: float) -> np.ndarray:
@@ -223,28 +201,24 @@ class _Targets:
     dominance: np.ndarray
 
 
-def _targets(
-    phones: Sequence[tuple[str, float, float]], channels: Sequence[str], lead: float,
-    values: Mapping[str, Mapping[str, float]] | None = None,
-) -> _Targets:
-    """One row per viseme target on ``channels``: its centre (led by ``lead`` s), channel values (a
-    viseme's own, or those ``values`` gives it by name) and dominances."""
-    centres, rows, dominances = [], [], []
+def _targets(phones: Sequence[tuple[str, float, float]], channels: Sequence[str], lead: float) -> _Targets:
+    """One row per viseme target on ``channels``: its centre (led by ``lead`` s), channel values and
+    dominances."""
+    centres, values, dominances = [], [], []
     for symbol, start, end in phones:
         visemes = viseme_of(symbol)
         points = (0.5,) if len(visemes) == 1 else _DIPHTHONG_POINTS
         for viseme, point in zip(visemes, points):
-            own = {**viseme.targets, **(values or {}).get(viseme.name, {})}
             centres.append(start + point * (end - start) - lead)
-            rows.append([own.get(c, 0.0) for c in channels])
+            values.append([viseme.targets.get(c, 0.0) for c in channels])
             dominances.append([viseme.channel_dominance(c) for c in channels])
-    return _Targets(np.asarray(centres), np.asarray(rows), np.asarray(dominances))
+    return _Targets(np.asarray(centres), np.asarray(values), np.asarray(dominances))
 
 
-def _blend(targets: _Targets, times: np.ndarray, timing: Timing) -> np.ndarray:
+def _blend(targets: _Targets, times: np.ndarray) -> np.ndarray:
     """Dominance-weighted mean of the targets at each time. Shapes: times (T,) -> (T, C)."""
     offset = times[:, None] - targets.centre[None, :]  # (T, K): > 0 after a target's centre
-    width = np.where(offset < 0, timing.width_before, timing.width_after)
+    width = np.where(offset < 0, WIDTH_BEFORE, WIDTH_AFTER)
     weight = np.exp(-((offset / width) ** 2))[:, :, None] * targets.dominance[None]  # (T, K, C)
     return (weight * targets.value[None]).sum(axis=1) / weight.sum(axis=1)
 
@@ -265,26 +239,22 @@ def viseme_curves(
     if not phones:
         return curves
     times = (np.arange(frames) + 0.5) / fps
-    targets = _targets(phones, MOUTH_CHANNELS, LEAD)
-    curves[:, [list(names).index(c) for c in MOUTH_CHANNELS]] = np.clip(_blend(targets, times, Timing()), 0.0, 1.0)
+    curves[:, [list(names).index(c) for c in MOUTH_CHANNELS]] = np.clip(
+        _blend(_targets(phones, MOUTH_CHANNELS, LEAD), times), 0.0, 1.0)
+    curves[:, list(names).index("jawOpen")] = jaw_curve(phones, fps, frames)
     seal_bilabials(curves, names, phones, fps)
     return curves
 
 
-def jaw_curve(
-    phones: Sequence[tuple[str, float, float]], fps: float, frames: int,
-    jaw: Mapping[str, float] = REAL_SPEAKER_JAW, timing: Timing = REAL_SPEAKER_TIMING,
-) -> np.ndarray:
-    """The jawOpen of ``frames`` frames at ``fps`` blended from (symbol, start s, end s) phones as
-    `viseme_curves` blends it, each viseme's jaw target taken from ``jaw`` (a viseme it lacks keeps
-    its own) and the blend timed by ``timing``: by default the jaw real speakers make
-    (`REAL_SPEAKER_JAW`). Unsealed: `seal_bilabials` closes the lips at /p b m/ on any jaw.
+def jaw_curve(phones: Sequence[tuple[str, float, float]], fps: float, frames: int) -> np.ndarray:
+    """The jawOpen of ``frames`` frames at ``fps`` from (symbol, start s, end s) phones: the visemes'
+    jaw targets blended as every mouth channel is, led by `JAW_LEAD`; what `viseme_curves` puts in
+    its jawOpen column. Unsealed: `seal_bilabials` closes the lips at /p b m/ on any jaw.
     Shapes: -> (frames,) float32 in [0, 1]; zeros without phones."""
     if not phones:
         return np.zeros(frames, np.float32)
     times = (np.arange(frames) + 0.5) / fps
-    targets = _targets(phones, ("jawOpen",), timing.lead, {name: {"jawOpen": value} for name, value in jaw.items()})
-    return np.clip(_blend(targets, times, timing)[:, 0], 0.0, 1.0).astype(np.float32)
+    return np.clip(_blend(_targets(phones, ("jawOpen",), JAW_LEAD), times)[:, 0], 0.0, 1.0).astype(np.float32)
 
 
 def seal_bilabials(

@@ -11,13 +11,14 @@ model with phone input (`core.coeff.config.CoeffConfig.phone_dim`) also reads th
 visemes in its context.
 
 With a line (`line_lips`), the jaw also follows the line's aligned phones as real speakers move it
-(`core.visemes.jaw_curve` with the jaw targets fitted to real speakers' lips,
-`core.visemes.REAL_SPEAKER_JAW`), plus the emotion's own jaw drop (`emotion_jaw_drop`); everything
-else of the take stays the flows' own (smiles, frowns, rounding, the emotion's mouth). On the
-real-speaker test clips whose lines are known it follows their lip gap far better than the flows'
-own jaw (docs/real-speech.md, "The line's jaw"). Recognised phones are too often wrong for that
-(on the real-speaker test set the heard phones' jaw follows the speakers' lips less well than the
-flows' jaw), so without a line only the seal is applied (`seal_lips`).
+(`core.visemes.jaw_curve`: the visemes' jaw targets, fitted to real speakers' lips, which the
+shipped flows also learned from the audio), plus the emotion's own jaw drop (`emotion_jaw_drop`);
+everything else of the take stays the flows' own (smiles, frowns, rounding, the emotion's mouth).
+On real speakers whose lines are known it catches more of their closures than the flows' own jaw
+and follows their lip gap better on the test and held-out clips (docs/real-speech.md, "A line's
+text on the lips"). Recognised phones are too often wrong for that (the heard phones' jaw follows
+the test speakers' lips less well than the flows' jaw), so without a line only the seal is applied
+(`seal_lips`).
 
 Driving the whole mouth from the aligned phones with the corpus's own visemes (as Rhubarb's dialog
 option and JALI do) was measured and dropped: on the real speakers with known lines it follows their
@@ -67,9 +68,9 @@ def emotion_jaw_drop(emotion: str, intensity: float, blend: str | None = None, b
     ``intensity``; 0 for the other emotions and for a reference take's style, which has no name.
     With a ``blend`` mixed in at ``blend_weight`` w, the two drops mixed 1 - w and w, as the sampler
     mixes the emotions."""
-    share = blend_weight if blend is not None else 0.0
-    mixed = (1.0 - share) * JAW_DROPS.get(emotion, 0.0) + (share * JAW_DROPS.get(blend, 0.0) if blend is not None else 0.0)
-    return intensity * mixed
+    if blend is None:
+        return intensity * JAW_DROPS.get(emotion, 0.0)
+    return intensity * ((1.0 - blend_weight) * JAW_DROPS.get(emotion, 0.0) + blend_weight * JAW_DROPS.get(blend, 0.0))
 
 
 def line_lips(

@@ -270,15 +270,15 @@ def test_a_real_speaker_on_camera_is_scored_and_the_flows_follow_his_lips() -> N
 
 def test_a_clips_line_seals_the_take_where_the_speakers_lips_close(tmp_path) -> None:
     """With the GRID clip's line (``--texts``), the aligned /b/ of "blue" seals the take where the
-    speaker's lips close and the line's jaw shuts them for his other short closure (with the heard
-    phones the take catches neither), as `generate --text` does, so a smaller share of the take's
-    closures comes while his lips are open; the loudness baseline is unchanged."""
+    speaker's lips close, as `generate --text` does: the take catches both his short closures (with
+    the heard phones only the one that is not at the /b/), and no larger share of its closures comes
+    while his lips are open; the loudness baseline is unchanged."""
     lines = tmp_path / "lines.tsv"
     lines.write_text("# name<tab>what the clip says\ngrid_lbax4n\tlay blue at x four now\n")
     told, heard = evaluate_real(GRID, seed=0, texts=lines), evaluate_real(GRID, seed=0)
     assert told["texts"] == 1 and told["text_not_aligned"] == 0 and told["clips"][0]["text"]
     flow, alone = told["clips"][0]["systems"]["flow"], heard["clips"][0]["systems"]["flow"]
-    assert flow["closures"] == 1.0 and alone["closures"] == 0.0 and flow["closed_while_open"] < alone["closed_while_open"]
+    assert flow["closures"] == 1.0 > alone["closures"] and flow["closed_while_open"] <= alone["closed_while_open"]
     scores = ("gap_correlation", "closures", "closed_while_open", "real_closures", "take_closures")
     assert ({k: told["clips"][0]["systems"]["loudness"][k] for k in scores}
             == {k: heard["clips"][0]["systems"]["loudness"][k] for k in scores})

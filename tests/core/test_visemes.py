@@ -11,11 +11,9 @@ from core.visemes import (
     LIP_PARTING,
     MOUTH_CHANNELS,
     PHONE_VISEMES,
-    REAL_SPEAKER_JAW,
-    REAL_SPEAKER_TIMING,
+    JAW_LEAD,
     UNKNOWN_VISEME,
     VISEMES,
-    Timing,
     VISEME_CLASSES,
     VisemeError,
     frame_visemes,
@@ -209,27 +207,32 @@ def test_frame_visemes_names_a_phone_without_a_viseme() -> None:
         frame_visemes([("QQ", 0.0, 0.5)], 25.0, 10)
 
 
-def test_the_jaw_curve_with_the_corpus_jaws_is_the_jaw_of_the_corpus_curves(face) -> None:
-    """`jaw_curve` blends the jaw as `viseme_curves` does: given the corpus's own jaw targets and
-    timing it gives the corpus curves' jawOpen frame for frame (the seal never moves the jaw)."""
+def test_the_corpus_curves_jaw_is_the_jaw_curve_led_by_its_own_lead(face) -> None:
+    """`jaw_curve` is the corpus curves' jawOpen frame for frame (the seal never moves the jaw), and
+    a held phone reaches its viseme's jaw target at its centre led by `JAW_LEAD`; the jaw rests in
+    silence."""
     phones = sequence(("b", 0.08), ("aI", 0.2), ("f", 0.1), ("@", 0.05), ("m", 0.09), ("i:", 0.15))
-    corpus = {name: v.targets["jawOpen"] for name, v in VISEMES.items() if "jawOpen" in v.targets}
     for fps in FPS_VALUES:
         frames = int(np.ceil(phones[-1][2] * fps))
-        assert np.allclose(jaw_curve(phones, fps, frames, corpus, Timing()),
-                           channel(face, curves(face, phones, fps), "jawOpen"), atol=1e-6)
-
-
-def test_the_real_speakers_jaw_holds_each_long_vowel_at_its_fitted_target() -> None:
-    """A held phone reaches the jaw its viseme has in `REAL_SPEAKER_JAW` at its led centre, and the
-    jaw rests in silence; nothing is outside [0, 1]."""
+        assert np.allclose(jaw_curve(phones, fps, frames), channel(face, curves(face, phones, fps), "jawOpen"), atol=1e-6)
     fps = 100.0
     for symbol, viseme in (("A", "open"), ("E", "mid_spread"), ("u", "close_rounded"), ("f", "labiodental")):
-        phones = sequence(("_", 0.1), (symbol, 0.6), ("_", 0.1))
-        jaw = jaw_curve(phones, fps, int(np.ceil(phones[-1][2] * fps)))
-        centre = frame_at(0.3 + 0.3 - REAL_SPEAKER_TIMING.lead, fps)
-        assert jaw[centre] == pytest.approx(REAL_SPEAKER_JAW[viseme], abs=0.01)
+        held = sequence(("_", 0.1), (symbol, 0.6), ("_", 0.1))
+        jaw = jaw_curve(held, fps, int(np.ceil(held[-1][2] * fps)))
+        assert jaw[frame_at(0.3 + 0.3 - JAW_LEAD, fps)] == pytest.approx(VISEMES[viseme].targets["jawOpen"], abs=0.01)
         assert jaw[0] < 0.01 and jaw[-1] < 0.01 and 0.0 <= jaw.min() and jaw.max() <= 1.0
+
+
+def test_real_speakers_jaw_barely_drops_for_f_r_and_u_and_more_for_i_than_for_the_reduced_vowel(face) -> None:
+    """The fitted jaw targets (module docstring): /f/, /r/ and /u/ between two /d/ keep the lips
+    nearly shut, /i/ opens them wider than the reduced vowel /@/, and an open /A/ widest."""
+    fps = 100.0
+    gaps = {}
+    for vowel in ("f", "r", "u", "@", "i", "A"):
+        phones = sequence(("d", 0.06), (vowel, 0.16), ("d", 0.06))
+        values = curves(face, phones, fps)
+        gaps[vowel] = gap_mm(face, values[frame_at(0.2 + 0.06 + 0.08 - JAW_LEAD, fps)])
+    assert max(gaps["f"], gaps["r"], gaps["u"]) < gaps["@"] < gaps["i"] < gaps["A"]
 
 
 def test_the_jaw_curve_moves_with_the_phones_and_rests_without_any() -> None:
