@@ -158,7 +158,6 @@ MOUTH_CHANNELS: tuple[str, ...] = tuple(sorted({"mouthClose"} | {c for v in VISE
 _DIPHTHONG_POINTS = (0.3, 0.75)
 
 
-
 def frames_at(times: np.ndarray, fps: float) -> np.ndarray:
     """The frame whose span [t / fps, (t + 1) / fps) holds each time: the frame whose centre is
     nearest, the later one on a tie. The corpus seals the lips on this frame and the evaluation

@@ -73,8 +73,9 @@ MOUTH = "mouth"  # the region name of M-LMD
 MOUTH_REGIONS: tuple[str, ...] = ("lips", "inner_lips")
 BROWS = "area_brows"  # the built-in face's vertex group of both brows (`region_spread_mm`)
 # Lips count as closed below this gap. The built-in face's sealed lips measure 0.84 mm (the inner
-# contours never quite meet), and the smallest jaw opening of a consonant viseme (jawOpen 0.06)
-# measures about 2.8 mm: 2 mm lies between them, with margin on both sides.
+# contours never quite meet). With the jaw real speakers make (`core.visemes`), a held /f/ (the
+# lower lip tucked, the jaw shut) measures about 1.5 mm and /r/ 1.9 mm, which count as closed, as
+# a speaker's lips look there; /w/ and /u/ about 2.7 mm, every other phone more.
 CLOSED_GAP_MM = 2.0
 # Monophthongs whose one viseme drops the jaw fully ("open", "open_spread"): /A A: V {/.
 OPEN_VOWELS = frozenset(s for s, v in PHONE_VISEMES.items() if v in (("open",), ("open_spread",)))

@@ -86,7 +86,7 @@ def test_with_text_each_lines_aligned_bilabials_seal_the_flow_takes(corpus, repo
     assert told["systems"]["flow"]["bilabial_closure"] == 1.0
     assert told["systems"]["flow"]["m_lmd_mm"] != report["systems"]["flow"]["m_lmd_mm"]
     assert told["systems"]["rhubarb"] == report["systems"]["rhubarb"]
-    assert f"sealed on each line's aligned /p b m/ ({told['text_not_aligned']} not aligned" in format_table(told)
+    assert f"lips sealed on its /p b m/ ({told['text_not_aligned']} not aligned" in format_table(told)
 
 
 def test_the_val_split_is_evaluated_on_its_own_voices_and_other_splits_are_refused(corpus) -> None:

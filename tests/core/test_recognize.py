@@ -120,8 +120,10 @@ def test_jaw_curve_follows_the_curve_of_the_true_phones(face, spoken) -> None:
         found = rhubarb_curves(as_tuples(phones), face.names, FPS, frames)
         assert found.shape == (frames, len(face.names)) and found.dtype == np.float32
         correlations.append(np.corrcoef(truth[:, jaw], found[:, jaw])[0, 1])
-    assert np.mean(correlations) > 0.6, correlations  # measured 0.89
-    assert min(correlations) > 0.3, correlations  # measured 0.74
+    # Measured 0.71 and 0.23 with the jaw real speakers make (core.visemes), whose shut /f r u/ and
+    # open /E i/ make a misheard phone cost more than the hand-written jaw did (0.89 and 0.74).
+    assert np.mean(correlations) > 0.6, correlations
+    assert min(correlations) > 0.15, correlations
 
 
 @pytest.mark.parametrize("amplitude", [0.0, 1e-3])
