@@ -244,7 +244,8 @@ class CoeffGenerator:
             visemes=frame_visemes(known, self.fps, len(feats)),
         )  # (N, T, D), (N, T, 6)
         emotion = REFERENCE if sample.reference is not None else EMOTIONS[emotion_index(sample.emotion)]
-        exp = known_lips(exp, known, self.names, self.fps, phones is not None, emotion_jaw_drop(emotion, sample.intensity, sample.blend, sample.blend_weight))
+        jaw_drop = emotion_jaw_drop(emotion, sample.intensity, sample.blend, sample.blend_weight)
+        exp = known_lips(exp, known, self.names, self.fps, phones is not None, jaw_drop)
         takes = [self._take(k, seed, emotion, exp[k], pose[k], settings.fps)
                  for k, seed in enumerate(take_seeds(sample))]
         report("done", 1.0)

@@ -243,7 +243,8 @@ def _system_outputs(
     exp, pose = sample_takes(model, seq.audio, seq.beta0, sample,
                              loudness=frame_energy(wave, SAMPLE_RATE, fps, len(seq.audio)),
                              visemes=frame_visemes(known, fps, len(seq.audio)))
-    exp = known_lips(exp, known, model.names, fps, aligned is not None, emotion_jaw_drop(seq.emotion, seq.intensity))
+    jaw_drop = emotion_jaw_drop(seq.emotion, seq.intensity)
+    exp = known_lips(exp, known, model.names, fps, aligned is not None, jaw_drop)
     lips = rhubarb_curves(recognised, model.names, fps, len(seq.exp))
     return {
         "flow": (exp, pose), "aligned": aligned is not None,
