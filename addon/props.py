@@ -122,11 +122,12 @@ class FlowVQSettings(bpy.types.PropertyGroup):
     audio_path: StringProperty(name="Speech Clip", subtype="FILE_PATH")
     audio_strip: StringProperty(name="Sound Strip")
     dialogue: StringProperty(name="Dialogue", description=(
-        "What the clip says (optional): its phones, aligned to the audio, move the jaw as real speakers do and seal the "
-        "lips on every p, b and m. Words as spoken, numbers spelled out; a line that cannot be aligned falls back to "
+        "What the clip says (optional): its phones, aligned to the audio, move the jaw as real speakers do, seal the "
+        "lips on every p, b and m and shape them on every f, v and r. Words as spoken, numbers spelled out; a line that cannot be aligned falls back to "
         "the closures heard in the audio"))
     closures: EnumProperty(name="Closures", default="phones", description=(
-        "Lip closures without dialogue: seal the lips on the /p b m/ a speech recogniser hears in the clip"), items=[
+        "Lip closures without dialogue: seal the lips on the p, b and m and shape them on the f, v and r a speech "
+        "recogniser hears in the clip"), items=[
         ("phones", "Heard Phones", "Phone recognition: fast, catches the most closures"),
         ("words", "Heard Words", "Word recognition, then alignment: slower, fewer closures where there are none"),
         ("off", "Off", "The model's lips alone")])

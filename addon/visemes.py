@@ -20,7 +20,7 @@ happens to fit; an exact viseme frame then projects to weight ``1 - sparsity``.
 Seals are collapsed before the comparison. ARKit seals the lips over an open jaw with
 ``mouthClose == jawOpen`` (the corpus seals every /p b m/ that way), but a viseme rig has no shape
 for "lips shut, jaw down": compared as raw displacements, the dropped chin and lower lip of a
-sealed /m/ would be explained by an open vowel (E at 0.66 on a VRM rig) and the rig would open its
+sealed /m/ would be explained by an open vowel (E, on a VRM rig) and the rig would open its
 mouth at every bilabial. So the sealed part of the jaw, ``min(jawOpen, mouthClose)``, is taken off
 both ``jawOpen`` and ``mouthClose`` of every frame and of every viseme vector (`seal_collapsed`):
 a sealed frame reads as closed lips (with its press, it projects onto PP), a half-sealed one as the
@@ -39,8 +39,8 @@ rolls the upper lip, CH and RR add an upper or lower lip shrug to their rounding
 lip) so that no viseme is a scaled copy or a box-bounded mix of others: on the built-in face every
 non-sil viseme has its own direction and an exact viseme frame projects back onto itself alone.
 Mixtures stay ambiguous, though (O's shape is within 1 % of a bounded mix of the others), which is
-what ``sparsity`` is for: with noise of 0.03 on every mouth channel, the right viseme keeps the
-largest weight for O in 0/20 frames at ``sparsity=0`` and 20/20 at 0.05 (E: 1/20 and 10/20).
+what ``sparsity`` is for: with Gaussian noise of 0.03 on every mouth channel, the right viseme keeps
+the largest weight for O in 7/20 frames at ``sparsity=0`` and 20/20 at 0.05 (E: 11/20 and 15/20).
 """
 
 from collections.abc import Mapping, Sequence
@@ -65,7 +65,8 @@ VISEME_IDS: tuple[str, ...] = ("sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", 
 
 # The parsimony `project` uses for takes: a real take's mouth is never exactly one viseme, and
 # without it small mixtures win (on a held-out voice's take, /p b m/ frames kept PP at a median
-# peak of 0.82 while open vowels read 0.06, against 0.96 and 0.48 at 0).
+# peak of 0.82 while open vowels read 0.06, against 0.96 and 0.48 at 0; measured with the table's
+# hand-written jaw, before its refit below).
 TAKE_SPARSITY = 0.05
 
 # Face-model regions whose vertices are "the mouth" for the shape comparison.
@@ -90,23 +91,24 @@ _PAIRED = frozenset({"mouthPress", "mouthUpperUp", "mouthLowerDown", "mouthStret
                      "mouthFrown"})
 
 # Each viseme id as ARKit mouth-channel weights (phones after the Oculus reference; the corpus
-# target it follows in brackets).
+# target it follows in brackets, jawOpen its jaw target fitted to real speakers: an /f v/ frame of a
+# take, lips held on a jaw at 0, keyed PP with the hand-written 0.06 here).
 VISEMES: dict[str, dict[str, float]] = {
     "sil": {},  # rest [rest]
     "PP": _both(jawOpen=0.1, mouthClose=0.1, mouthPress=0.35),  # p b m [bilabial, sealed]
-    "FF": _both(jawOpen=0.06, mouthRollLower=0.65, mouthUpperUp=0.2),  # f v [labiodental]
-    "TH": _both(jawOpen=0.14, tongueOut=0.15),  # th dh [dental]
-    "DD": _both(jawOpen=0.12, mouthUpperUp=0.1),  # t d [alveolar]
-    "kk": _both(jawOpen=0.18, mouthDimple=0.15),  # k g ng [velar]
-    "CH": _both(jawOpen=0.1, mouthFunnel=0.4, mouthPucker=0.25, mouthShrugUpper=0.2),  # ch j sh zh [postalveolar]
+    "FF": _both(mouthRollLower=0.65, mouthUpperUp=0.2),  # f v [labiodental]
+    "TH": _both(jawOpen=0.04, tongueOut=0.15),  # th dh [dental]
+    "DD": _both(jawOpen=0.1, mouthUpperUp=0.1),  # t d [alveolar]
+    "kk": _both(jawOpen=0.21, mouthDimple=0.15),  # k g ng [velar]
+    "CH": _both(jawOpen=0.05, mouthFunnel=0.4, mouthPucker=0.25, mouthShrugUpper=0.2),  # ch j sh zh [postalveolar]
     "SS": _both(jawOpen=0.06, mouthStretch=0.15),  # s z [sibilant]
     "nn": _both(jawOpen=0.1, mouthRollUpper=0.15),  # n l [alveolar]
-    "RR": _both(jawOpen=0.1, mouthPucker=0.3, mouthFunnel=0.2, mouthShrugLower=0.15),  # r [approximant r]
-    "aa": _both(jawOpen=0.6),  # a: ae ah [open]
-    "E": _both(jawOpen=0.3, mouthStretch=0.2, mouthLowerDown=0.15),  # e eh [mid spread]
-    "I": _both(jawOpen=0.1, mouthStretch=0.3, mouthSmile=0.1),  # i: ih [close spread]
+    "RR": _both(mouthPucker=0.3, mouthFunnel=0.2, mouthShrugLower=0.15),  # r [approximant r]
+    "aa": _both(jawOpen=0.55),  # a: ae ah [open]
+    "E": _both(jawOpen=0.48, mouthStretch=0.2, mouthLowerDown=0.15),  # e eh [mid spread]
+    "I": _both(jawOpen=0.22, mouthStretch=0.3, mouthSmile=0.1),  # i: ih [close spread]
     "O": _both(jawOpen=0.3, mouthFunnel=0.5, mouthPucker=0.25),  # o: oh [mid rounded]
-    "U": _both(jawOpen=0.12, mouthFunnel=0.45, mouthPucker=0.6),  # u: w [close rounded]
+    "U": _both(mouthFunnel=0.45, mouthPucker=0.6),  # u: w [close rounded]
 }
 
 

@@ -11,12 +11,14 @@ dominance α_k,c · exp(-((t - c_k) / w)²) that falls off more slowly before it
 before the acoustic centre (the face moves before the sound). The value of a channel at time t is
 the dominance-weighted mean of all targets; a target's dominance is strong on the channels it
 names; elsewhere a consonant is weak (`UNNAMED`) and a vowel or silence holds rest with its full
-dominance (the lips stay neutral through an /a/ unless a neighbour needs them). Bilabial closure is then made
-exact by `seal_bilabials`: around the centre of every /p b m/ (from the led to the acoustic centre, and
+dominance (the lips stay neutral through an /a/ unless a neighbour needs them). The /f v/ and /r/
+then get their own lip shape whatever their neighbours do (`hold_lip_consonants`: real speakers'
+lips are as close together there as at a /p b m/), and bilabial closure is made exact by
+`seal_bilabials`: around the centre of every /p b m/ (from the led to the acoustic centre, and
 always at the frame that holds it), ``mouthClose`` equals ``jawOpen``, which on the rig seals the lips
 whatever the jaw does, and the channels that part the lips on their own (`LIP_PARTING`) are zero. The
-corpus seals again after it adds an emotion's style, so a surprised dropped jaw or a disgusted raised
-upper lip never holds the lips apart through a /p b m/.
+corpus holds and seals again after it adds an emotion's style, so a surprised dropped jaw or a
+disgusted raised upper lip never holds the lips apart through a /p b m/ or an /f v r/.
 
 Curves are sampled at frame centres (t + 0.5) / fps, the instants `core.audio.align_to_frames`
 summarises, so they line up with the audio features frame for frame.
@@ -54,6 +56,8 @@ __all__ = [
     "viseme_curves",
     "jaw_curve",
     "seal_bilabials",
+    "LIP_CONSONANT_PHONES",
+    "hold_lip_consonants",
 ]
 
 LEAD = 0.04  # s: visible articulation leads the sound
@@ -150,6 +154,11 @@ PHONE_VISEMES: dict[str, tuple[str, ...]] = {
     "R": ("approximant_r",), "L": ("alveolar",), "dj": ("alveolar",), "tj": ("alveolar",),
     "J": ("velar",), "x": ("velar",),
 }
+# The phones of the visemes whose lips real speakers bring nearly together, as close as at /p b m/
+# or closer (the median of their FaceMesh-tracked inner-lip gap at an aligned /f v/ lies 4-6% up the
+# clip's range, /r/ 9-16%, /p b m/ 9-10%; docs/real-speech.md): a take known to hold one keeps its
+# shape (`hold_lip_consonants`).
+LIP_CONSONANT_PHONES = frozenset(p for p, v in PHONE_VISEMES.items() if v in (("labiodental",), ("approximant_r",)))
 # The per-frame phone input of the flows (`frame_visemes`): class 0 is "not known" (no text, nothing
 # heard, or a frame no phone covers), then every viseme in table order.
 VISEME_CLASSES: tuple[str, ...] = ("unknown", *VISEMES)
@@ -241,6 +250,7 @@ def viseme_curves(
     curves[:, [list(names).index(c) for c in MOUTH_CHANNELS]] = np.clip(
         _blend(_targets(phones, MOUTH_CHANNELS, LEAD), times), 0.0, 1.0)
     curves[:, list(names).index("jawOpen")] = jaw_curve(phones, fps, frames)
+    hold_lip_consonants(curves, names, phones, fps)
     seal_bilabials(curves, names, phones, fps)
     return curves
 
@@ -256,24 +266,57 @@ def jaw_curve(phones: Sequence[tuple[str, float, float]], fps: float, frames: in
     return np.clip(_blend(_targets(phones, ("jawOpen",), JAW_LEAD), times)[:, 0], 0.0, 1.0).astype(np.float32)
 
 
+def _held_spans(
+    frames: int, phones: Sequence[tuple[str, float, float]], fps: float, to_end: bool, symbols: frozenset[str]
+) -> list[tuple[str, np.ndarray]]:
+    """Each phone of ``symbols`` with the frames its lip shape is held on: from a quarter of its
+    length before its led centre to its acoustic centre (``to_end``: to its end, for recognised or
+    aligned phones whose times may be a frame off) and always the acoustic centre's frame
+    (`frames_at`; the last frame for a centre past the end). Shapes: -> [(symbol, (frames,) bool)]."""
+    if not frames:
+        return []
+    times = (np.arange(frames) + 0.5) / fps
+    spans = []
+    for symbol, start, end in phones:
+        if symbol in symbols:
+            centre, quarter = (start + end) / 2, (end - start) / 4
+            inside = (times >= centre - LEAD - quarter) & (times <= (end if to_end else centre))
+            inside[min(int(frames_at(np.array([centre]), fps)[0]), frames - 1)] = True
+            spans.append((symbol, inside))
+    return spans
+
+
+def _bring_lips_together(curves: np.ndarray, columns: list[str], inside: np.ndarray) -> None:
+    """mouthClose = jawOpen (the rig's lips meet on any jaw) and every `LIP_PARTING` channel 0 on the
+    ``inside`` frames. In place. Shapes: curves (T, len(columns)), inside (T,) bool."""
+    curves[np.ix_(inside, [columns.index(c) for c in LIP_PARTING])] = 0.0
+    curves[inside, columns.index("mouthClose")] = curves[inside, columns.index("jawOpen")]
+
+
 def seal_bilabials(
     curves: np.ndarray, names: Sequence[str], phones: Sequence[tuple[str, float, float]], fps: float,
     to_end: bool = False,
 ) -> None:
-    """Seal the lips around each /p b m/: mouthClose = jawOpen and every `LIP_PARTING` channel 0,
-    from a quarter of the phone's length before its led centre to its acoustic centre (``to_end``:
-    to its end, for recognised phones whose times may be a frame off), and always on the acoustic
-    centre's frame (`frames_at`; the last frame for a centre past the end). In place.
-    Shapes: curves (T, len(names)) with frame centres at (t + 0.5) / fps.
+    """Seal the lips around each /p b m/ (`_bring_lips_together` on its held frames, `_held_spans`).
+    In place. Shapes: curves (T, len(names)) with frame centres at (t + 0.5) / fps.
+    """
+    for _, inside in _held_spans(len(curves), phones, fps, to_end, BILABIALS):
+        _bring_lips_together(curves, list(names), inside)
+
+
+def hold_lip_consonants(
+    curves: np.ndarray, names: Sequence[str], phones: Sequence[tuple[str, float, float]], fps: float,
+    to_end: bool = False,
+) -> None:
+    """Give each /f v/ and /r/ (`LIP_CONSONANT_PHONES`) its viseme's own lip shape on its held frames
+    (`_held_spans`), whatever its neighbours and the jaw do: the lips brought together as a seal
+    brings them (`_bring_lips_together`), then the viseme's lip targets (/f v/: the lower lip rolled
+    in under a slightly raised upper lip, a 1.4 mm gap on the built-in face; /r/: a light pucker,
+    1.6 mm). In place. Shapes: curves (T, len(names)) with frame centres at (t + 0.5) / fps.
     """
     columns = list(names)
-    jaw, close = columns.index("jawOpen"), columns.index("mouthClose")
-    parting = [columns.index(c) for c in LIP_PARTING]
-    times = (np.arange(len(curves)) + 0.5) / fps
-    for symbol, start, end in phones:
-        if symbol in BILABIALS and len(curves):
-            centre, quarter = (start + end) / 2, (end - start) / 4
-            inside = (times >= centre - LEAD - quarter) & (times <= (end if to_end else centre))
-            inside[min(int(frames_at(np.array([centre]), fps)[0]), len(times) - 1)] = True
-            curves[np.ix_(inside, parting)] = 0.0
-            curves[inside, close] = curves[inside, jaw]
+    for symbol, inside in _held_spans(len(curves), phones, fps, to_end, LIP_CONSONANT_PHONES):
+        _bring_lips_together(curves, columns, inside)
+        for channel, value in viseme_of(symbol)[0].targets.items():
+            if channel != "jawOpen":
+                curves[inside, columns.index(channel)] = value

@@ -9,8 +9,8 @@ turns one clip into ``settings.sample.takes`` takes:
     -> `core.coeff.sampler.sample_takes` (all takes in one batch; a model with phone input reads
     those phones' visemes frame by frame, `core.visemes.frame_visemes`)    stage "sampling"
     (with the line: the jaw following its aligned phones as real speakers move it and the lips
-    sealed on its bilabials, `core.coeff.text.line_lips`; without one, the lips sealed on the
-    bilabials a recogniser hears, `core.coeff.text.seal_lips`)
+    sealed on its bilabials and shaped on its /f v r/, `core.coeff.text.line_lips`; without one,
+    the same on the phones a recogniser hears, `core.coeff.text.seal_lips`)
     -> one `core.formats.takes.Take` per take, resampled to the output fps, validated  stage "done"
 
 A text that cannot be aligned (a word outside the dictionary, digits, a text that does not fit the
@@ -80,7 +80,7 @@ class GenerateSettings:
     None = the model's fps;
     source_exp: β₀, the source face's expression coefficients, None = zeros (the neutral face);
     text: what the clip says, None = unknown (module docstring); closures: without a text, which
-    recogniser's /p b m/ seal the lips (`core.recognize.HEARING`: "phones", "words" or "off").
+    recogniser's /p b m/ seal the lips and its /f v r/ shape them (`core.recognize.HEARING`: "phones", "words" or "off").
     Shapes: source_exp (D,).
     """
 

@@ -1,12 +1,16 @@
-"""Known phones on a take's lips: the flows' mouth, sealed around every /p b m/ of a line's aligned
-text or of what a recogniser hears in the clip (`seal_lips`).
+"""Known phones on a take's lips: the flows' mouth, sealed around every /p b m/ and held in the
+/f v/ and /r/ shapes through every /f v r/ of a line's aligned text or of what a recogniser hears in
+the clip (`seal_lips`).
 
 When the text of the line is known (game and film pipelines have it), `core.align.align_text` gives
 the time of every phone; without it, `core.recognize.heard_phones` listens to the clip (phone or word
 recognition on a model trained on real speakers). Either way the lips seal around each bilabial,
 from just before it through its end (an aligner's or recogniser's times can be a frame or two off
 the lips: on the synthetic test voices the aligned /m/ lands 27 ms late or 13 ms early in the
-median, and sealing only to its centre sealed 84% of the true closures, through its end 94%); a
+median, and sealing only to its centre sealed 84% of the true closures, through its end 94%). The
+/f v/ (lower lip under the upper teeth) and /r/ (a light pucker) bring real speakers' lips as close
+together as a /p b m/ does, and the corpus holds them so too (`core.visemes.hold_lip_consonants`):
+the takes hold them the same way through the phone's end. A
 model with phone input (`core.coeff.config.CoeffConfig.phone_dim`) also reads the same phones'
 visemes in its context.
 
@@ -32,7 +36,7 @@ import numpy as np
 
 from core.align import AlignmentError, align_text
 from core.emotions import JAW_DROPS
-from core.visemes import jaw_curve, seal_bilabials
+from core.visemes import hold_lip_consonants, jaw_curve, seal_bilabials
 
 __all__ = ["line_phones", "seal_lips", "emotion_jaw_drop", "line_lips", "known_lips"]
 
@@ -54,10 +58,12 @@ def line_phones(
 
 
 def seal_lips(exp: np.ndarray, phones: Sequence[tuple[str, float, float]], names: Sequence[str], fps: float) -> np.ndarray:
-    """Each take with its lips sealed around every /p b m/ of ``phones`` through the phone's end
+    """Each take with its lips in the /f v/ and /r/ shapes through every such phone of ``phones``
+    (`hold_lip_consonants`) and sealed around every /p b m/ through the phone's end
     (`seal_bilabials`), the rest unchanged; a new array. Shapes: exp (N, T, D) at ``fps`` -> (N, T, D) float32."""
     out, columns = np.array(exp, dtype=np.float32), list(names)
     for take in out:
+        hold_lip_consonants(take, columns, phones, fps, to_end=True)
         seal_bilabials(take, columns, phones, fps, to_end=True)
     return out
 
@@ -79,7 +85,7 @@ def line_lips(
     """Each take with its jaw following a line's aligned ``phones`` as real speakers move it
     (`core.visemes.jaw_curve`) plus ``jaw_drop`` (`emotion_jaw_drop`), mouthClose kept at or below
     that jaw (lips that meet do not pass through each other), and the lips sealed around every
-    /p b m/ (`seal_lips`); every other channel unchanged; a new array.
+    /p b m/ and held in the /f v r/ shapes (`seal_lips`); every other channel unchanged; a new array.
     Shapes: exp (N, T, D) at ``fps`` -> (N, T, D) float32."""
     out, columns = np.array(exp, dtype=np.float32), list(names)
     jaw, close = columns.index("jawOpen"), columns.index("mouthClose")

@@ -58,7 +58,7 @@ from core.corpus.performance import emotion_curves, head_motion, prosody_values,
 from core.corpus.speech import FOREIGN_VOICES, SENTENCES, Prosody, available_voices, synthesize
 from core.corpus.text import template_sentences
 from core.recognize import RecognitionError, recognize_phones
-from core.visemes import frame_visemes, seal_bilabials, viseme_curves
+from core.visemes import frame_visemes, hold_lip_consonants, seal_bilabials, viseme_curves
 from core.emotions import EMOTIONS
 from core.errors import FlowVQError
 from core.expression import frame_energy
@@ -235,7 +235,8 @@ def render_item(
     exp = (viseme_curves(phones, names, spec.fps, frames)
            + emotion_curves(names, item.emotion, intensity, phones, energy, spec.fps, rng)
            + blink_curves(names, item.emotion, frames, spec.fps, rng) + beta0[None, :])
-    seal_bilabials(exp, names, phones, spec.fps)  # the emotion's style must not part sealed lips
+    hold_lip_consonants(exp, names, phones, spec.fps)  # the emotion's style must not part the /f v r/ lips
+    seal_bilabials(exp, names, phones, spec.fps)  # nor the sealed ones
     pose = head_motion(energy, item.emotion, spec.fps, rng)
     sequence = CoeffSequence(item.name, np.clip(exp, 0.0, 1.0), pose, audio, item.emotion, beta0,
                              round(intensity, 4), phones=frame_visemes(phones, spec.fps, frames),

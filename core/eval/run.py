@@ -285,7 +285,7 @@ def format_table(report: dict[str, Any]) -> str:
                  f"{', '.join(report['voices'])}; flow takes per sequence: {settings['takes']}")
     lines.append("flow takes: " + ", ".join(extra))
     if settings.get("text"):  # reports before it lack it
-        lines.append("flow jaw following each line's aligned phones, lips sealed on its /p b m/ "
+        lines.append("flow jaw following each line's aligned phones, lips sealed on its /p b m/ and shaped on its /f v r/ "
                      f"({report['text_not_aligned']} not aligned: heard phones)")
     by_emotion = report.get("closure_by_emotion", {}).get("flow", {})  # reports before it lack it
     if by_emotion:

@@ -62,9 +62,9 @@ def test_the_table_names_every_id_with_arkit_mouth_channels():
 
 def test_viseme_matrix_rows_are_the_table_over_the_models_names():
     names = ["mouthFunnel", "jawOpen", "browInnerUp"]  # a model without mouthPucker
-    matrix = visemes.viseme_matrix(["U", "sil", "U"], names)
+    matrix = visemes.viseme_matrix(["O", "sil", "O"], names)
     assert matrix.shape == (3, 3)
-    np.testing.assert_array_equal(matrix[0], [visemes.VISEMES["U"]["mouthFunnel"], visemes.VISEMES["U"]["jawOpen"], 0])
+    np.testing.assert_array_equal(matrix[0], [visemes.VISEMES["O"]["mouthFunnel"], visemes.VISEMES["O"]["jawOpen"], 0])
     np.testing.assert_array_equal(matrix[1], 0)
     np.testing.assert_array_equal(matrix[0], matrix[2])
     with pytest.raises(ValueError, match="unknown viseme id 'ah'"):
@@ -181,5 +181,32 @@ def test_only_the_mouth_channels_count_even_where_others_move_the_mouth_vertices
     rng = np.random.default_rng(3)
     jaw = rng.normal(size=6)
     operator = np.stack([jaw, rng.normal(size=6), jaw], axis=1)  # the cheek moves the lips like the jaw
-    weights = visemes.project(np.array([[0.0, 0.0, 0.6], [0.6, 0.0, 0.0]]), names, ["aa"], operator)
-    np.testing.assert_allclose(weights, [[0.0], [0.6 / visemes.VISEMES["aa"]["jawOpen"]]], atol=1e-9)
+    weights = visemes.project(np.array([[0.0, 0.0, 0.5], [0.5, 0.0, 0.0]]), names, ["aa"], operator)
+    np.testing.assert_allclose(weights, [[0.0], [0.5 / visemes.VISEMES["aa"]["jawOpen"]]], atol=1e-9)
+
+
+@pytest.mark.parametrize("symbol", ["f", "v"])
+def test_a_takes_held_f_and_v_key_the_ff_viseme_of_an_oculus_rig(face, symbol) -> None:
+    """The generator holds a known /f v/ in its own lip shape on whatever jaw the take has
+    (`core.visemes.hold_lip_consonants`); on a Ready Player Me-style rig with the 15 Oculus
+    visemes, that frame keys FF above every other viseme (not PP, as it did while FF kept the
+    corpus's old /f v/ jaw), and not the open vowel of its jaw."""
+    core_visemes = pytest.importorskip("core.visemes")
+    names, operator = face
+    phones = [("A", 0.0, 0.2), (symbol, 0.2, 0.32), ("A", 0.32, 0.52)]
+    take = np.zeros((13, len(names)), np.float32)
+    take[:, names.index("jawOpen")] = 0.35
+    core_visemes.hold_lip_consonants(take, names, phones, 25.0, to_end=True)
+    weights = visemes.project(take[6:7], names, ALL, operator, sparsity=visemes.TAKE_SPARSITY)[0]
+    assert ALL[int(np.argmax(weights))] == "FF" and weights[ALL.index("aa")] < 0.1
+
+
+def test_each_visemes_jaw_is_its_corpus_targets_fitted_jaw() -> None:
+    """The rig's visemes open the jaw as the corpus's visemes do (core.visemes, fitted to real
+    speakers), so a take's frame at a phone reads as that phone's viseme, not its neighbour's."""
+    core_visemes = pytest.importorskip("core.visemes")
+    corpus = {"FF": "labiodental", "TH": "dental", "DD": "alveolar", "kk": "velar", "CH": "postalveolar",
+              "SS": "sibilant", "nn": "alveolar", "RR": "approximant_r", "aa": "open", "E": "mid_spread",
+              "I": "close_spread", "O": "mid_rounded", "U": "close_rounded"}
+    for viseme, target in corpus.items():
+        assert visemes.VISEMES[viseme].get("jawOpen", 0.0) == core_visemes.VISEMES[target].targets.get("jawOpen", 0.0), viseme

@@ -19,9 +19,10 @@ from core.corpus.build import (
 from core.corpus.speech import SENTENCES, VOICES, available_voices, phone_symbols
 from core.corpus.text import TextError, WORDS, template_sentences
 from core.expression import frame_energy
-from core.visemes import PHONE_VISEMES, frame_visemes
+from core.visemes import LIP_CONSONANT_PHONES, PHONE_VISEMES, frame_visemes, frames_at
 from core.emotions import EMOTIONS
-from core.eval.metrics import bilabial_closure_rate
+from core.eval.metrics import CLOSED_GAP_MM, bilabial_closure_rate
+from core.face.measure import lip_gap
 from core.formats.dataset import AUDIO_DIR, PHONE_KEYS, load_split, read_meta
 
 MBROLA = [v for v in VOICES if v in available_voices()]
@@ -186,6 +187,21 @@ def test_every_emotion_closes_the_lips_on_every_bilabial(face, emotion) -> None:
         item = CorpusItem("s", "train", MBROLA[0], SENTENCES[0], emotion, seed)
         sequence, _, record = render_item(item, face.names, spec)
         assert bilabial_closure_rate(face, sequence.exp, record["phones"], spec.fps) == 1.0, seed
+
+
+@needs_voices
+@pytest.mark.parametrize("emotion", EMOTIONS)
+def test_every_emotion_keeps_the_f_v_and_r_lips_nearly_closed(face, emotion) -> None:
+    """Nor does the style part the lips at the /f v r/ of "Five brave men fought the flood.": at each
+    one's centre frame the truth's lips are in its viseme's shape, under the closure threshold."""
+    spec = small_spec(intensity=(1.0, 1.0))
+    item = CorpusItem("s", "train", MBROLA[0], SENTENCES[2], emotion, 0)
+    sequence, _, record = render_item(item, face.names, spec)
+    held = [(s, a, b) for s, a, b in record["phones"] if s in LIP_CONSONANT_PHONES]
+    assert {s for s, _, _ in held} == {"f", "v", "r"}
+    for symbol, start, end in held:
+        centre = sequence.exp[int(frames_at(np.array([(start + end) / 2]), spec.fps)[0])]
+        assert 1000 * lip_gap(face, face.expression_mesh(centre)) < CLOSED_GAP_MM, (symbol, start)
 
 
 @needs_voices

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.align import align_text
 from core.audio import FRAME_FEATURES, load_audio, wave_features
 from core.coeff.sampler import SampleSettings, sample_takes
 from core.coeff.weights import default_weights_dir, load_weights
@@ -268,17 +269,34 @@ def test_a_real_speaker_on_camera_is_scored_and_the_flows_follow_his_lips() -> N
     assert flow["gap_correlation"] > 0.5 and flow["gap_correlation"] > loud["gap_correlation"]
 
 
+def test_the_speakers_lips_close_as_far_at_the_f_of_four_as_at_the_b_of_blue(face) -> None:
+    """The GRID speaker's two short closures: his fitted lip gap falls into the lowest 20% of its
+    range at the aligned /b/ of "blue" and again at the /f/ of "four", whose lower lip meets his
+    upper teeth (what `core.visemes.hold_lip_consonants` builds on)."""
+    ((seq, wave),) = real_clips(GRID, 25.0)
+    real = gap_track_mm(face, seq.exp)
+    phones = align_text(wave, "lay blue at x four now")
+    short = [r for r in closure_runs(real, real_closed_level(real)) if r[1] - r[0] <= 10]
+    for symbol in ("b", "f"):
+        start, end = next((a, b) for s, a, b in phones if s == symbol)
+        assert any(a < end * 25 and b > start * 25 for a, b in short), symbol
+    assert len(short) == 2
+
+
 def test_a_clips_line_seals_the_take_where_the_speakers_lips_close(tmp_path) -> None:
     """With the GRID clip's line (``--texts``), the aligned /b/ of "blue" seals the take where the
     speaker's lips close, as `generate --text` does: the take catches both his short closures (with
-    the heard phones only the one that is not at the /b/), and no larger share of its closures comes
-    while his lips are open; the loudness baseline is unchanged."""
+    the heard phones only the one at the /f/ of "four": the recogniser hears the /b/ as a /d/); of
+    the closures the line adds, one at most comes while his lips are open (the held /r/ of "four",
+    which he says with open lips); the loudness baseline is unchanged."""
     lines = tmp_path / "lines.tsv"
     lines.write_text("# name<tab>what the clip says\ngrid_lbax4n\tlay blue at x four now\n")
     told, heard = evaluate_real(GRID, seed=0, texts=lines), evaluate_real(GRID, seed=0)
     assert told["texts"] == 1 and told["text_not_aligned"] == 0 and told["clips"][0]["text"]
     flow, alone = told["clips"][0]["systems"]["flow"], heard["clips"][0]["systems"]["flow"]
-    assert flow["closures"] == 1.0 > alone["closures"] and flow["closed_while_open"] <= alone["closed_while_open"]
+    assert flow["closures"] == 1.0 > alone["closures"] and flow["take_closures"] > alone["take_closures"]
+    open_closures = [round(s["take_closures"] * s["closed_while_open"]) for s in (flow, alone)]
+    assert open_closures[0] - open_closures[1] <= 1
     scores = ("gap_correlation", "closures", "closed_while_open", "real_closures", "take_closures")
     assert ({k: told["clips"][0]["systems"]["loudness"][k] for k in scores}
             == {k: heard["clips"][0]["systems"]["loudness"][k] for k in scores})

@@ -66,12 +66,13 @@ def test_closure_is_also_split_by_emotion_and_the_split_pools_back_to_the_whole(
 
 def test_the_flow_is_scored_with_the_closures_generation_hears_and_off_is_the_flows_alone(corpus, report) -> None:
     """The default flow row seals the bilabials phone recognition hears, as `flowvq generate`
-    does; ``closures="off"`` scores the same takes unsealed: never more closures, other systems equal."""
+    does; ``closures="off"`` scores the same takes unsealed: never more closures (the shipped flows
+    alone already seal every bilabial of these few lines), other systems equal."""
     alone = evaluate(corpus, EvalSettings(takes=3, closures="off"))
     assert report["settings"]["closures"] == "phones" and alone["settings"]["closures"] == "off"
     heard, flows = report["systems"]["flow"], alone["systems"]["flow"]
-    assert heard["bilabial_closure"] > flows["bilabial_closure"]
-    assert heard["m_lmd_mm"] != flows["m_lmd_mm"]
+    assert heard["bilabial_closure"] >= flows["bilabial_closure"]
+    assert heard["m_lmd_mm"] != flows["m_lmd_mm"] and heard["open_vowel_gap_mm"] != flows["open_vowel_gap_mm"]
     for system in ("regressor", "rhubarb", "truth"):
         assert report["systems"][system] == alone["systems"][system]
 
@@ -86,7 +87,7 @@ def test_with_text_each_lines_aligned_bilabials_seal_the_flow_takes(corpus, repo
     assert told["systems"]["flow"]["bilabial_closure"] == 1.0
     assert told["systems"]["flow"]["m_lmd_mm"] != report["systems"]["flow"]["m_lmd_mm"]
     assert told["systems"]["rhubarb"] == report["systems"]["rhubarb"]
-    assert f"lips sealed on its /p b m/ ({told['text_not_aligned']} not aligned" in format_table(told)
+    assert f"lips sealed on its /p b m/ and shaped on its /f v r/ ({told['text_not_aligned']} not aligned" in format_table(told)
 
 
 def test_the_val_split_is_evaluated_on_its_own_voices_and_other_splits_are_refused(corpus) -> None:

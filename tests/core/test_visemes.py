@@ -18,12 +18,14 @@ from core.visemes import (
     VisemeError,
     frame_visemes,
     frames_at,
+    hold_lip_consonants,
     jaw_curve,
+    LIP_CONSONANT_PHONES,
     seal_bilabials,
     viseme_curves,
     viseme_of,
 )
-from core.eval.metrics import bilabial_closure_rate
+from core.eval.metrics import CLOSED_GAP_MM, bilabial_closure_rate
 from core.face.measure import lip_gap
 from core.face.model import FaceModel
 
@@ -241,3 +243,36 @@ def test_the_jaw_curve_moves_with_the_phones_and_rests_without_any() -> None:
     first, later = jaw_curve(phones, 25.0, 30), jaw_curve(shifted, 25.0, 30)
     assert np.allclose(first[:-1], later[1:], atol=1e-6)  # 40 ms later = one frame later at 25 fps
     assert jaw_curve([], 25.0, 12).shape == (12,) and not jaw_curve([], 25.0, 12).any()
+
+
+@pytest.mark.parametrize("symbol, viseme", [("f", "labiodental"), ("v", "labiodental"), ("r", "approximant_r")])
+def test_f_v_and_r_keep_their_own_lip_shape_on_an_open_jaw_between_open_vowels(face, symbol, viseme) -> None:
+    """Between two /A/ on a take whose jaw is dropped and whose lower lip is pulled down, a known
+    /f v/ or /r/ brings the lips nearly together in its viseme's shape (under the closure threshold
+    on the built-in face, as real speakers' lips are there), keeps the jaw, and leaves the frames
+    away from it as they were; a /w/, whose lips stay apart on real speakers, is left alone."""
+    fps = 25.0
+    phones = sequence(("A", 0.2), (symbol, 0.12), ("A", 0.2))
+    frames = int(np.ceil(phones[-1][2] * fps))
+    take = np.zeros((frames, len(face.names)), np.float32)
+    take[:, face.names.index("jawOpen")] = 0.4
+    take[:, face.names.index("mouthLowerDownLeft")] = take[:, face.names.index("mouthLowerDownRight")] = 0.3
+    before = take.copy()
+    hold_lip_consonants(take, face.names, phones, fps, to_end=True)
+    centre = frame_at((phones[2][1] + phones[2][2]) / 2, fps)
+    assert gap_mm(face, before[centre]) > 10.0 and gap_mm(face, take[centre]) < CLOSED_GAP_MM
+    for name, value in VISEMES[viseme].targets.items():
+        if name != "jawOpen":
+            assert channel(face, take[centre], name) == pytest.approx(value)
+    np.testing.assert_array_equal(channel(face, take, "jawOpen"), channel(face, before, "jawOpen"))
+    changed = np.flatnonzero(np.any(take != before, axis=1))
+    assert changed.min() >= frame_at(phones[2][1] - LEAD - 0.03, fps) and changed.max() <= frame_at(phones[2][2], fps)
+    untouched = before.copy()
+    hold_lip_consonants(untouched, face.names, sequence(("A", 0.2), ("w", 0.12), ("A", 0.2)), fps, to_end=True)
+    np.testing.assert_array_equal(untouched, before)
+
+
+def test_the_lip_consonants_are_the_f_v_and_r_of_every_voice() -> None:
+    """Every phone symbol whose one viseme is /f v/'s or /r/'s, the foreign voices' uvular R too."""
+    assert LIP_CONSONANT_PHONES == {p for p, v in PHONE_VISEMES.items() if v in (("labiodental",), ("approximant_r",))}
+    assert {"f", "v", "r", "R"} <= LIP_CONSONANT_PHONES and not LIP_CONSONANT_PHONES & ({"w", "u", "3:", "Or"} | BILABIALS)
