@@ -118,11 +118,14 @@ def test_rounded_vowels_funnel_and_pucker_where_spread_vowels_stretch(face) -> N
 
 
 def test_labiodentals_tuck_the_lower_lip(face) -> None:
+    """Between two open vowels the /f/ still rolls its lower lip in and brings the lips under the
+    closure threshold at its centre (`hold_lip_consonants`), where the blend alone left 4.2 mm."""
     fps = 60.0
     values = curves(face, sequence(("A", 0.12), ("f", 0.1), ("A", 0.12)), fps)
     at_f = frame_at(0.2 + 0.12 + 0.05 - LEAD, fps)
     at_a = frame_at(0.2 + 0.06 - LEAD, fps)
     assert channel(face, values[at_f], "mouthRollLower") > 0.45 > channel(face, values[at_a], "mouthRollLower")
+    assert gap_mm(face, values[frame_at(0.2 + 0.12 + 0.05, fps)]) < CLOSED_GAP_MM
 
 
 def test_rounding_is_anticipated_before_the_vowel_sounds(face) -> None:
