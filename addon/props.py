@@ -123,7 +123,8 @@ class FlowVQSettings(bpy.types.PropertyGroup):
     audio_strip: StringProperty(name="Sound Strip")
     dialogue: StringProperty(name="Dialogue", description=(
         "What the clip says (optional): its phones, aligned to the audio, move the jaw as real speakers do, seal the "
-        "lips on every p, b and m and shape them on every f, v and r. Words as spoken, numbers spelled out; a line that cannot be aligned falls back to "
+        "lips on every p, b and m and shape them on every f, v and r. Words as spoken, numbers spelled out; a line "
+        "that cannot be aligned falls back to "
         "the closures heard in the audio"))
     closures: EnumProperty(name="Closures", default="phones", description=(
         "Lip closures without dialogue: seal the lips on the p, b and m and shape them on the f, v and r a speech "

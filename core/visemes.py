@@ -300,8 +300,9 @@ def seal_bilabials(
     """Seal the lips around each /p b m/ (`_bring_lips_together` on its held frames, `_held_spans`).
     In place. Shapes: curves (T, len(names)) with frame centres at (t + 0.5) / fps.
     """
+    columns = list(names)
     for _, inside in _held_spans(len(curves), phones, fps, to_end, BILABIALS):
-        _bring_lips_together(curves, list(names), inside)
+        _bring_lips_together(curves, columns, inside)
 
 
 def hold_lip_consonants(

@@ -79,12 +79,13 @@ class JobSettings(RenderSettings):
     source_exp: list[float] | None = Field(
         None, description="source face expression β₀ [D]; null = the portrait's fit, else neutral")
     text: str | None = Field(None, max_length=MAX_TEXT_CHARS,
-                             description="what the clip says; its aligned phones move the jaw, seal the lips on every /p b m/ "
-                                         "and shape them on every /f v r/ (null: the closures heard in the audio)")
+                             description="what the clip says; its aligned phones move the jaw, seal the lips on "
+                                         "every /p b m/ and shape them on every /f v r/ (null: the closures heard "
+                                         "in the audio)")
     closures: Literal[HEARING] = Field(
         GenerateSettings.closures,
-        description="without a text: seal the lips on the /p b m/ and shape them on the /f v r/ a recogniser hears: phones (fast), words "
-                    "(slower, fewer false closures) or off")
+        description="without a text: seal the lips on the /p b m/ and shape them on the /f v r/ a recogniser "
+                    "hears: phones (fast), words (slower, fewer false closures) or off")
     render: bool = Field(False, description="also render preview frames")
 
 

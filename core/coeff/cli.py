@@ -62,13 +62,14 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
                         help="blend towards the latent bank in [0, 1]; 0 for weights without a bank "
                              "(default %(default)s)")
     text = parser.add_mutually_exclusive_group()
-    text.add_argument("--text", help="what the clip says: its phones, aligned to the audio, move the jaw, seal the lips "
-                                     "on every /p b m/ and shape them on every /f v r/ (words as spoken; numbers "
-                                     "spelled out)")
+    text.add_argument("--text", help="what the clip says: its phones, aligned to the audio, move the jaw, seal the "
+                                     "lips on every /p b m/ and shape them on every /f v r/ (words as spoken; "
+                                     "numbers spelled out)")
     text.add_argument("--text-file", type=Path, metavar="FILE", help="the same, read from a UTF-8 text file")
     parser.add_argument("--closures", choices=HEARING, default=GenerateSettings.closures,
                         help="without a text: seal the lips on the /p b m/ and shape them on the /f v r/ a "
-                             "speech recogniser hears in the clip: phones (fast), words (slower, fewer false closures) or off (default %(default)s)")
+                             "speech recogniser hears in the clip: phones (fast), words (slower, fewer false "
+                             "closures) or off (default %(default)s)")
     parser.add_argument("--fps", type=float, help="output frame rate (default: the model's)")
     parser.add_argument("--weights", type=Path, metavar="DIR",
                         help="coefficient weights directory (default: the installed default weights)")

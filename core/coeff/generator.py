@@ -80,7 +80,8 @@ class GenerateSettings:
     None = the model's fps;
     source_exp: β₀, the source face's expression coefficients, None = zeros (the neutral face);
     text: what the clip says, None = unknown (module docstring); closures: without a text, which
-    recogniser's /p b m/ seal the lips and its /f v r/ shape them (`core.recognize.HEARING`: "phones", "words" or "off").
+    recogniser's /p b m/ seal the lips and its /f v r/ shape them (`core.recognize.HEARING`: "phones",
+    "words" or "off").
     Shapes: source_exp (D,).
     """
 

@@ -382,7 +382,8 @@ def format_real_table(report: dict[str, Any]) -> str:
                  f"offset within ±{MAX_OFFSET_FRAMES} frames; closures of 1-10 frames caught within "
                  f"±{CLOSURE_TOLERANCE_FRAMES} frames; "
                  + ("the flows alone (closures off)" if report["closures"] == "off"
-                    else f"the flows' lips sealed on the /p b m/ and shaped on the /f v r/ that {report['closures']} recognition hears"))
+                    else "the flows' lips sealed on the /p b m/ and shaped on the /f v r/ that "
+                         f"{report['closures']} recognition hears"))
     if report.get("texts"):  # reports before it lack it
         aligned = report["texts"] - report["text_not_aligned"]
         lines.append(f"{aligned} clips' aligned lines "

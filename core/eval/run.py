@@ -285,8 +285,8 @@ def format_table(report: dict[str, Any]) -> str:
                  f"{', '.join(report['voices'])}; flow takes per sequence: {settings['takes']}")
     lines.append("flow takes: " + ", ".join(extra))
     if settings.get("text"):  # reports before it lack it
-        lines.append("flow jaw following each line's aligned phones, lips sealed on its /p b m/ and shaped on its /f v r/ "
-                     f"({report['text_not_aligned']} not aligned: heard phones)")
+        lines.append("flow jaw following each line's aligned phones, lips sealed on its /p b m/ and shaped on its "
+                     f"/f v r/ ({report['text_not_aligned']} not aligned: heard phones)")
     by_emotion = report.get("closure_by_emotion", {}).get("flow", {})  # reports before it lack it
     if by_emotion:
         lines.append("flow closure by emotion: " + ", ".join(f"{e} {r:.0%}" for e, r in by_emotion.items()))
