@@ -74,6 +74,7 @@ __all__ = [
     "from_json",
     "driven_keys",
     "direct_keys",
+    "shown_by_keys",
     "identity_mapping",
     "parse_terms",
     "format_terms",
@@ -346,6 +347,15 @@ def build_mapping(key_names: list[str], model_names: list[str], preset: str | No
 def driven_keys(mapping: Mapping) -> list[str]:
     """Every key the mapping drives: the weighted-sum keys, then the viseme keys."""
     return [*mapping.keys, *(k for k in mapping.visemes if k not in mapping.keys)]
+
+
+def shown_by_keys(mapping: Mapping) -> frozenset[str]:
+    """The model names that keys of ``mapping`` already show as curves of their own (an emotion
+    key's smile, a CC4 rig's ``Mouth_Smile_L``), for `visemes.project` to leave out of the viseme
+    rig's mouth. jawOpen and mouthClose stay in: a mesh with a jaw key drives no visemes
+    (`build_mapping`), so a jaw key beside visemes sits on another mesh (the teeth) and the
+    visemes must still open the mouth it belongs to."""
+    return frozenset(name for terms in mapping.keys.values() for name in terms) - {"jawOpen", "mouthClose"}
 
 
 def direct_keys(mapping: Mapping) -> dict[str, str]:

@@ -141,12 +141,13 @@ def _write_reduced(action: bpy.types.Action, owner: bpy.types.ID, path: str, ind
 
 
 def _key_values(take_exp: np.ndarray, names: list[str], target: TakeTarget) -> dict[str, np.ndarray]:
-    """Each driven shape key's values: the mapping's sums, visemes projected from the mouth.
-    Shapes: take_exp (T, D) -> each (T,)."""
+    """Each driven shape key's values: the mapping's sums, visemes projected from the mouth less
+    what those sums already show (`mapping.shown_by_keys`). Shapes: take_exp (T, D) -> each (T,)."""
     viseme_values = None
     if target.mapping.visemes:
         ids = sorted(set(target.mapping.visemes.values()))
-        weights = visemes.project(take_exp, names, ids, target.viseme_operator, sparsity=visemes.TAKE_SPARSITY)
+        weights = visemes.project(take_exp, names, ids, target.viseme_operator, sparsity=visemes.TAKE_SPARSITY,
+                                  shown=mapping_module.shown_by_keys(target.mapping))
         viseme_values = {vid: weights[:, index] for index, vid in enumerate(ids)}
     return mapping_module.evaluate(target.mapping, names, take_exp, viseme_values)
 

@@ -43,7 +43,7 @@ what ``sparsity`` is for: with Gaussian noise of 0.03 on every mouth channel, th
 the largest weight for O in 7/20 frames at ``sparsity=0`` and 20/20 at 0.05 (E: 11/20 and 15/20).
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -180,11 +180,15 @@ def project(
     operator: np.ndarray,
     *,
     sparsity: float = 0.0,
+    shown: Collection[str] = (),
 ) -> np.ndarray:
     """Per-frame weights of the visemes ``ids`` that best reproduce each frame's mouth shape.
 
     Only the mouth coefficients (`MOUTH_PREFIXES`) of ``exp`` count, seals collapsed
-    (`seal_collapsed`) in the frames and the visemes alike. Weights lie in [0, 1]; a
+    (`seal_collapsed`) in the frames and the visemes alike, less the names in ``shown``: curves
+    the rig already shows through keys of their own (a VRM ``Joy`` key's smile), which a viseme
+    would otherwise show a second time (a happy take's smile read as the I viseme all through
+    its vowels). Weights lie in [0, 1]; a
     viseme that makes no mouth displacement (``sil``, or one whose channels the model lacks) gets 0.
     ``sparsity`` >= 0 is the parsimony term of the module docstring (0: plain bounded least squares).
     Shapes: exp (T, D) with D = len(names), operator (3M, D) from `mouth_operator` -> (T, K) float64,
@@ -204,7 +208,7 @@ def project(
     weights = np.zeros((frames, count))
     if frames == 0 or count == 0:
         return weights
-    mouth = np.array([name.startswith(MOUTH_PREFIXES) for name in names])
+    mouth = np.array([name.startswith(MOUTH_PREFIXES) and name not in shown for name in names])
     exp_mouth = np.where(mouth, seal_collapsed(exp, names), 0.0)
     shapes = operator @ seal_collapsed(viseme_matrix(ids, names), names).T  # (3M, K): landmark displacements
     gram = shapes.T @ shapes  # (K, K)

@@ -1,7 +1,7 @@
 """Characters like the ones animators bring, built with bpy for the tests: an armature with a head
 bone (quaternion rotation, a tilted and rolled rest orientation, a parent chain) deforming a head
 mesh, teeth and two eyes that carry ARKit-named shape keys in mixed casings, placed and turned away
-from the origin; a bust without an armature; a viseme-only mesh."""
+from the origin; a bust without an armature; a viseme-only mesh; a VRM-style vowel mesh."""
 
 import math
 
@@ -179,6 +179,15 @@ def build_viseme_head(bpy):
     """A head mesh whose only mouth keys are the 15 Oculus visemes (plus blinks)."""
     head = _sphere(bpy, "VisemeHead", (0.0, 0.0, 0.0), HEAD_RADIUS)
     _add_keys(head, list(OCULUS_VISEMES) + ["eyeBlinkLeft", "eyeBlinkRight"],
+              lambda name, co: np.where((co[:, 1] < -0.03)[:, None], (0.0, 0.0, -0.01), 0.0))
+    bpy.context.scene.collection.objects.link(head)
+    return head
+
+
+def build_vrm_head(bpy):
+    """A head mesh with a VRM 0.x rig's keys: the vowels ``A I U E O``, ``Blink`` and ``Joy``."""
+    head = _sphere(bpy, "VrmHead", (0.0, 0.0, 0.0), HEAD_RADIUS)
+    _add_keys(head, ["A", "I", "U", "E", "O", "Blink", "Joy"],
               lambda name, co: np.where((co[:, 1] < -0.03)[:, None], (0.0, 0.0, -0.01), 0.0))
     bpy.context.scene.collection.objects.link(head)
     return head

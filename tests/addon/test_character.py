@@ -289,6 +289,30 @@ def test_a_viseme_only_rig_closes_on_bilabials_and_opens_on_open_vowels(bpy_empt
     assert (pp_at_bilabials > 0.3).mean() >= 0.6  # most bilabials are sealed on the rig
 
 
+def test_a_happy_takes_smile_goes_to_the_vrm_joy_key_and_leaves_the_vowels_their_own(bpy_empty, phoned_take, face_npz):
+    """On a VRM rig a happy take's smile is shown by its Joy key; the vowels' projection leaves it
+    out, so an open vowel keys A, not the I that the smile alone would read as."""
+    from .characters import build_vrm_head
+
+    bpy = bpy_empty
+    take, phones = phoned_take
+    exp = np.array(take["exp"], dtype=np.float64)
+    for side in ("mouthSmileLeft", "mouthSmileRight"):
+        exp[:, take["names"].index(side)] = 0.8  # the smile a happy take holds through its words
+    head = build_vrm_head(bpy)
+    find_character(bpy, head, take["names"])
+    rows = {row.name: row.terms for row in bpy.context.scene.flowvq.mapping}
+    assert rows["A"] == "viseme:aa" and "mouthSmileLeft" in rows["Joy"]
+    generate(bpy, [{**take, "exp": exp.tolist()}], face_npz)
+    action = module("keys").assigned_action(head.data.shape_keys)
+    curves = {name: np.array([module("keys").find_curve(action, head.data.shape_keys,
+                                                        f'key_blocks["{name}"].value').evaluate(1.0 + k)
+                              for k in range(take["frames"])]) for name in ("A", "I", "Joy")}
+    vowels = np.concatenate(phone_frames(phones, {"A", "A:", "{", "aI", "aU"}, take["fps"]))
+    assert curves["Joy"].min() > 0.6
+    assert np.median(curves["A"][vowels]) > 2 * max(np.median(curves["I"][vowels]), 0.02)
+
+
 def test_a_mapping_saved_as_a_json_preset_loads_back_and_a_bad_file_changes_nothing(bpy_empty, wire_takes, tmp_path):
     bpy = bpy_empty
     parts = build_character(bpy)

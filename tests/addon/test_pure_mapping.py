@@ -269,3 +269,15 @@ def test_direct_keys_are_the_keys_that_carry_one_name_alone():
     identity = mapping.identity_mapping(ARKIT)
     assert mapping.direct_keys(identity) == {name: name for name in ARKIT}
     assert mapping.from_json(mapping.to_json(identity)) == identity
+
+
+def test_the_curves_a_rigs_own_keys_show_are_named_for_the_viseme_projection():
+    """A VRoid rig's Joy key shows the smile, so its visemes must not show it again; a jaw key on
+    another mesh (the teeth) leaves the visemes' jaw in, or the head's mouth would never open."""
+    vroid = mapping.build_mapping(VROID_KEYS, ARKIT)
+    shown = mapping.shown_by_keys(vroid)
+    assert {"mouthSmileLeft", "mouthSmileRight", "cheekSquintLeft"} <= shown
+    assert not {"mouthFunnel", "mouthPucker", "jawOpen"} & shown
+    with_teeth = mapping.build_character_mapping([VROID_KEYS, ["JawOpen"]], ARKIT)
+    assert with_teeth.visemes and with_teeth.keys["JawOpen"] == {"jawOpen": 1.0}
+    assert "jawOpen" not in mapping.shown_by_keys(with_teeth)
