@@ -103,25 +103,49 @@ def _matrix3(matrix) -> np.ndarray:
     return np.array(matrix, dtype=np.float64)[:3, :3]
 
 
-def _bone_owner(armature: bpy.types.Object, bone: str) -> PoseOwner:
-    """The pose bone's conversions: its rest rotation in armature space (the character faces -Y
-    in its armature's space, as the face model faces -Y in Blender's), and the map from face-frame
-    metres to the bone's rest space (armature scale included)."""
+def _rest_points(obj: bpy.types.Object) -> np.ndarray:
+    """The rest positions of ``obj``'s vertices (its reference key's, when it has shape keys), in
+    its own coordinates. Shapes: -> (V, 3)."""
+    co = np.empty(len(obj.data.vertices) * 3, dtype=np.float64)
+    shape_keys = obj.data.shape_keys
+    (shape_keys.reference_key.data if shape_keys is not None else obj.data.vertices).foreach_get("co", co)
+    return co.reshape(-1, 3)
+
+
+def _face_centre(obj: bpy.types.Object) -> np.ndarray:
+    """The mean rest position of the vertices ``obj``'s shape keys move (`face_vertices`; all of
+    them without shape keys), in ``obj``'s own coordinates. Shapes: -> (3,)."""
+    points = _rest_points(obj)
+    if obj.data.shape_keys is None:
+        return points.mean(axis=0)
+    return points[face_vertices(obj, [block.name for block in obj.data.shape_keys.key_blocks])].mean(axis=0)
+
+
+def _bone_owner(armature: bpy.types.Object, bone: str, face: bpy.types.Object) -> PoseOwner:
+    """The pose bone's conversions: its rest rotation in armature space, turned when the character
+    faces +Y there (`posemath.facing_turn` of ``face``'s keyed vertices seen from the bone's head;
+    the face model faces -Y in Blender's frame), and the map from face-frame metres to the bone's
+    rest space (armature scale included)."""
     rest = _matrix3(armature.data.bones[bone].matrix_local)
     world = _matrix3(armature.matrix_world)
-    to_local = np.linalg.inv(rest) @ np.linalg.inv(world) @ posemath.orthonormal(world)
-    return PoseOwner(armature, bone, posemath.orthonormal(rest), to_local)
+    to_armature = np.linalg.inv(np.array(armature.matrix_world, dtype=np.float64)) @ np.array(face.matrix_world)
+    centre = to_armature[:3, :3] @ _face_centre(face) + to_armature[:3, 3]
+    turn = posemath.facing_turn(centre - np.array(armature.data.bones[bone].head_local))
+    to_local = np.linalg.inv(rest) @ np.linalg.inv(world) @ posemath.orthonormal(world) @ turn
+    return PoseOwner(armature, bone, turn @ posemath.orthonormal(rest), to_local)
 
 
 def _object_owner(obj: bpy.types.Object) -> PoseOwner:
     """The object's delta conversions. Blender applies the delta rotation after the object's own
     (world = parent @ delta @ rotation), so a motion in the object's own axes (the mesh's face
-    looks along its local -Y) is the delta ``rot @ D @ rot.T``: frame = rot.T. The delta location
-    is in the parent's space."""
+    looks along its local -Y, or +Y when its keyed vertices lie on that side of its centre:
+    `posemath.facing_turn`) is the delta ``rot @ turn @ D @ turn @ rot.T``: frame = turn @ rot.T.
+    The delta location is in the parent's space."""
+    turn = posemath.facing_turn(_face_centre(obj) - _rest_points(obj).mean(axis=0))
     own = posemath.orthonormal(_matrix3(obj.matrix_basis))
     parent = _matrix3(obj.parent.matrix_world) if obj.parent is not None else np.eye(3)
-    to_local = np.linalg.inv(parent) @ posemath.orthonormal(parent) @ own
-    return PoseOwner(obj, "", own.T, to_local)
+    to_local = np.linalg.inv(parent) @ posemath.orthonormal(parent) @ own @ turn
+    return PoseOwner(obj, "", turn @ own.T, to_local)
 
 
 def pose_owner(target: bpy.types.Object, bone_hint: str = "") -> PoseOwner:
@@ -132,7 +156,7 @@ def pose_owner(target: bpy.types.Object, bone_hint: str = "") -> PoseOwner:
     if armature is not None:
         bone = find_head_bone(armature, bone_hint)
         if bone:
-            return _bone_owner(armature, bone)
+            return _bone_owner(armature, bone, target)
     if bone_hint:
         raise ValueError(f"'{target.name}' has no armature with a bone '{bone_hint}'")
     if target.rotation_mode == "AXIS_ANGLE":

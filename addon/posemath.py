@@ -28,6 +28,8 @@ __all__ = [
     "value_count",
     "pose_rows",
     "orthonormal",
+    "HALF_TURN",
+    "facing_turn",
 ]
 
 # (3, 3) rotation taking model coordinates to Blender coordinates: (x, y, z) -> (x, -z, y).
@@ -318,3 +320,19 @@ def orthonormal(m: np.ndarray) -> np.ndarray:
     fix = np.ones(det.shape + (3,))
     fix[..., 2] = det
     return (u * fix[..., None, :]) @ vt
+
+
+# (3, 3) a half turn about the vertical (Blender's Z): the face model's frame for a character that
+# faces +Y.
+HALF_TURN = np.diag([-1.0, -1.0, 1.0])
+
+
+def facing_turn(face_offset: np.ndarray) -> np.ndarray:
+    """The turn from the face model's frame (looking along -Y, Z up) to a character's whose face
+    lies ``face_offset`` from the pivot of its head, in the axes the head pose is keyed in: `HALF_TURN`
+    when the face is on the +Y side, more in front than to a side (a VRM 0.x character as Blender's
+    glTF importer brings it in faces +Y), else none (the face model's own way, and any case in doubt).
+    Shapes: face_offset (3,) -> (3, 3).
+    """
+    x, y, _ = np.asarray(face_offset, dtype=np.float64)
+    return HALF_TURN.copy() if y > abs(x) else np.eye(3)

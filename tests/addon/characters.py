@@ -156,6 +156,26 @@ def in_centimetres(bpy, parts: dict) -> None:
     bpy.context.view_layer.update()
 
 
+def turn_around(bpy, objects: list) -> None:
+    """Turn the rest shape of ``objects`` half a turn about their own Z, as a VRM 0.x character comes
+    out of Blender's glTF importer: an armature's bones, a mesh's vertices and shape keys; the
+    objects' own transforms unchanged, so the character now faces +Y in its own space."""
+    import mathutils
+
+    half = mathutils.Matrix.Rotation(math.pi, 4, "Z")
+    for obj in objects:
+        if obj.type == "ARMATURE":
+            bpy.context.view_layer.objects.active = obj
+            bpy.ops.object.mode_set(mode="EDIT")
+            for bone in obj.data.edit_bones:
+                bone.transform(half)
+            bpy.ops.object.mode_set(mode="OBJECT")
+        else:
+            obj.data.transform(half, shape_keys=True)
+            obj.data.update()
+    bpy.context.view_layer.update()
+
+
 def disconnect(bpy, rig, bone: str) -> None:
     """Let ``bone`` move away from its parent (Blender ignores a connected bone's location)."""
     bpy.context.view_layer.objects.active = rig

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from .characters import build_bust, build_character, static_vertices, world_vertices
+from .characters import build_bust, build_character, static_vertices, turn_around, world_vertices
 from .conftest import SPEECH
 from .scenes import write_frames
 from .test_scene import module
@@ -82,15 +82,19 @@ def test_every_matching_mesh_gets_curves_and_the_teeth_follow_the_jaw(rigged):
             column(take, "eyeLookUpLeft")[k], abs=1e-5)
 
 
-def expected_head_rotation(rig, bone: str, pose_row) -> np.ndarray:
+HALF_TURN = np.diag([-1.0, -1.0, 1.0])  # about Z
+
+
+def expected_head_rotation(rig, bone: str, pose_row, faces_plus_y: bool = False) -> np.ndarray:
     """The head bone's world rotation when the take's head pose turns it: the pose as docs/api.md
-    defines it in Blender (Euler XZY of (pitch, -roll, yaw)), turned into the character's frame,
-    applied to the bone's rest. Shapes: -> (3, 3)."""
+    defines it in Blender (Euler XZY of (pitch, -roll, yaw)), turned into the character's frame
+    (the rig's, half a turn more for a character facing +Y in it), applied to the bone's rest.
+    Shapes: -> (3, 3)."""
     import mathutils
 
     pitch, yaw, roll = pose_row[:3]
     turn = np.array(mathutils.Euler((pitch, -roll, yaw), "XZY").to_matrix())
-    facing = np.array(rig.matrix_world.to_3x3().normalized())
+    facing = np.array(rig.matrix_world.to_3x3().normalized()) @ (HALF_TURN if faces_plus_y else np.eye(3))
     rest = np.array((rig.matrix_world @ rig.data.bones[bone].matrix_local).to_3x3().normalized())
     return facing @ turn @ facing.T @ rest
 
@@ -122,6 +126,26 @@ def test_head_pose_turns_the_head_bone_and_the_parts_stay_together(rigged):
         for name, obj in parts.items():
             if name != "before":
                 np.testing.assert_allclose(np.array(obj.matrix_basis), parts["before"][name], atol=1e-9)
+
+
+def test_a_character_facing_plus_y_nods_and_tilts_its_own_way(bpy_empty, wire_takes, face_npz):
+    """A VRM 0.x character comes out of Blender's glTF importer facing +Y in its armature's space;
+    the take's pitch and roll are then the face's own (a nod down tips its face down), not
+    mirrored as they were when every character was taken to face -Y."""
+    bpy = bpy_empty
+    parts = build_character(bpy)
+    turn_around(bpy, [obj for obj in parts.values()])
+    rig, take = parts["rig"], wire_takes[0]
+    find_character(bpy, parts["head"], take["names"])
+    generate(bpy, [take], face_npz)
+    pose = np.asarray(take["pose"])
+    turns = np.degrees(np.abs(pose[:, [0, 2]]).max(axis=1))
+    assert turns.max() > 2.0  # the take does nod or tilt
+    for k in (int(np.argmax(turns)), take["frames"] // 2):
+        bpy.context.scene.frame_set(1 + k)
+        bone = np.array((rig.matrix_world @ rig.pose.bones["Head"].matrix).to_3x3().normalized())
+        assert angle_between(bone, expected_head_rotation(rig, "Head", pose[k], faces_plus_y=True)) < 0.5
+        assert angle_between(bone, expected_head_rotation(rig, "Head", pose[k])) > 1.0
 
 
 def test_the_preview_plane_stands_beside_the_head_in_world_space(rigged):
@@ -215,6 +239,24 @@ def test_a_bust_without_armature_moves_by_its_delta_transforms(bpy_empty, wire_t
         turn = np.array(bust.matrix_world.to_3x3())
         expected = expected_head_rotation_object(pose[k])
         assert angle_between(turn, expected) < 0.5
+
+
+def test_a_bust_facing_plus_y_moves_its_own_way(bpy_empty, wire_takes, face_npz):
+    """A head mesh without armature whose face is on its +Y side: its delta transforms turn and move
+    it as the face model would be, turned half round."""
+    bpy = bpy_empty
+    bust = build_bust(bpy, "QUATERNION", z=1.6)
+    turn_around(bpy, [bust])
+    take = wire_takes[0]
+    find_character(bpy, bust, take["names"])
+    generate(bpy, [take], face_npz)
+    pose = np.asarray(take["pose"])
+    for k in (take["frames"] // 3, take["frames"] - 1):
+        bpy.context.scene.frame_set(1 + k)
+        np.testing.assert_allclose(bust.matrix_world.translation, np.array(bust.location) + HALF_TURN @ np.array(
+            [pose[k, 3], -pose[k, 5], pose[k, 4]]), atol=1e-5)
+        expected = HALF_TURN @ expected_head_rotation_object(pose[k]) @ HALF_TURN
+        assert angle_between(np.array(bust.matrix_world.to_3x3()), expected) < 0.5
 
 
 def expected_head_rotation_object(pose_row) -> np.ndarray:

@@ -239,3 +239,24 @@ def test_rotation_path_and_value_count(mode, path, count):
 def test_unknown_mode_is_a_value_error_naming_it(call):
     with pytest.raises(ValueError, match="'XYX'"):
         call()
+
+
+@pytest.mark.parametrize("offset, turned", [
+    ((0.0, -0.07, -0.05), False),  # the face model's way, and RPM, CC4, Mixamo characters
+    ((0.0, 0.07, -0.05), True),    # a VRM 0.x character after Blender's glTF import
+    ((0.01, 0.08, 0.02), True),
+    ((0.09, 0.02, 0.0), False),    # mostly to the side: in doubt, the face model's way
+    ((0.0, 0.0, 0.1), False),      # straight above
+])
+def test_a_face_on_the_plus_y_side_turns_the_frame_half_round(offset, turned):
+    turn = posemath.facing_turn(np.array(offset))
+    np.testing.assert_array_equal(turn, posemath.HALF_TURN if turned else np.eye(3))
+    # Then a pitch moves the character's mouth (in front of and below the pivot, its own way) up
+    # or down as it moves the face model's: a pitch that tips the model's face down tips its face
+    # down (keyed in the character's own space, here a bone at rest in it).
+    row = np.array([[0.3, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    model_mouth = np.array([0.0, -0.08, -0.05])
+    model_rise = (posemath.model_rotations(row)[0] @ model_mouth - model_mouth)[2]
+    mouth = turn @ model_mouth
+    rise = (posemath.relative_rotations(row, turn)[0] @ mouth - mouth)[2]
+    assert abs(model_rise) > 0.01 and rise == pytest.approx(model_rise)
