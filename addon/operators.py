@@ -12,7 +12,8 @@ import bpy
 from bpy.props import IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import apply, character, jobs, keys, mapping as mapping_module, preview, runner, scene as scene_utils, takes
+from . import apply, character, gltfnames, jobs, keys, mapping as mapping_module, preview, runner, takes
+from . import scene as scene_utils
 from .client import Client, ServerError
 from .face import face_model_for
 from .prefs import connection, preferences
@@ -20,7 +21,7 @@ from .props import NO_BLEND, set_emotions
 from .server_process import LocalServer
 
 __all__ = ["local_server", "snapshot", "settings_dict", "SERVER_SETTINGS", "mapping_of", "fill_character",
-           "target_of", "classes"]
+           "name_keys_from_file", "target_of", "classes"]
 
 local_server = LocalServer()
 T = TypeVar("T")
@@ -317,8 +318,20 @@ def fill_character(props, names: list[str], target: bpy.types.Object) -> None:
         row.name, row.terms = key, mapping_module.format_terms(found, key)
     props.unmatched = ", ".join(k for k in all_keys if k not in driven)
     props.model_names = json.dumps(names)
-    if props.preset == "AUTO":
+    if not driven:
+        props.status = _nothing_driven(all_keys)
+    elif props.preset == "AUTO":
         props.status = f"mapped as {found.preset}"
+
+
+def _nothing_driven(keys: list[str]) -> str:
+    """Why no shape key of the character is driven, and what to do."""
+    unnamed = [key for key in keys if gltfnames.is_unnamed(key)]
+    if unnamed and len(unnamed) == len(keys):
+        return (f"the character's {len(keys)} shape keys have no names ({unnamed[0]}, ...): Blender's glTF "
+                f"importer did not find them; press Name Keys From File and pick the .vrm, .glb or .gltf")
+    return (f"none of the character's {len(keys)} shape keys matches a rig convention: pick one under "
+            f"Convention, or write each key's drive in the mapping rows")
 
 
 class FLOWVQ_OT_find_character(bpy.types.Operator):
@@ -339,6 +352,63 @@ class FLOWVQ_OT_find_character(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         fill_character(props, names, target)
+        if not any(part.driven for part in props.parts):
+            self.report({"WARNING"}, props.status)
+        return {"FINISHED"}
+
+
+def name_keys_from_file(meshes: list[bpy.types.Object], document: dict) -> dict[str, int]:
+    """Name the unnamed shape keys (`gltfnames.is_unnamed`) of ``meshes`` from the glTF/VRM
+    ``document`` they were imported from (`gltfnames.names_for_mesh`): mesh name -> keys named. A
+    key the file has no name for, or whose name the mesh already uses, keeps its own."""
+    named: dict[str, int] = {}
+    for mesh in meshes:
+        blocks = [b for b in mesh.data.shape_keys.key_blocks if b != mesh.data.shape_keys.reference_key]
+        if not any(gltfnames.is_unnamed(b.name) for b in blocks):
+            continue
+        names = gltfnames.names_for_mesh(document, mesh.name, mesh.data.name, len(blocks))
+        if names is None:
+            continue
+        taken = {b.name for b in blocks}
+        for block, name in zip(blocks, names):
+            if name is not None and gltfnames.is_unnamed(block.name) and name not in taken:
+                taken.discard(block.name)
+                block.name = name
+                taken.add(name)
+                named[mesh.name] = named.get(mesh.name, 0) + 1
+    return named
+
+
+class FLOWVQ_OT_name_keys(bpy.types.Operator, ImportHelper):
+    """Name the character's unnamed shape keys (target_0, ...) from the .vrm, .glb or .gltf it was imported from"""
+
+    bl_idname = "flowvq.name_keys"
+    bl_label = "Name Keys From File"
+    bl_options = {"REGISTER", "UNDO"}
+    filter_glob: StringProperty(default="*.vrm;*.glb;*.gltf", options={"HIDDEN"})
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        props = context.scene.flowvq
+        target = target_of(context)
+        if target is None or target.data.shape_keys is None:
+            self.report({"ERROR"}, "choose the character's head mesh (a mesh with shape keys) first")
+            return {"CANCELLED"}
+        try:
+            document = gltfnames.read_document(self.filepath)
+        except gltfnames.GltfNamesError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        meshes = character.character_meshes(target)
+        named = name_keys_from_file(meshes, document)
+        if not named:
+            self.report({"ERROR"}, f"{Path(self.filepath).name} names none of the character's unnamed shape keys: "
+                                   f"no mesh in it has the same name and number of morph targets")
+            return {"CANCELLED"}
+        done = ", ".join(f"{count} on {mesh}" for mesh, count in named.items())
+        if props.model_names:
+            fill_character(props, json.loads(props.model_names), target)
+        props.status = f"named {done} from {Path(self.filepath).name}" + (
+            f"; {props.status}" if props.model_names else "; press Find Character")
         return {"FINISHED"}
 
 
@@ -455,5 +525,5 @@ class FLOWVQ_OT_takes_to_nla(bpy.types.Operator):
 
 
 classes = (FLOWVQ_OT_generate, FLOWVQ_OT_takes_to_nla, FLOWVQ_OT_rerender, FLOWVQ_OT_cancel, FLOWVQ_OT_check_server,
-           FLOWVQ_OT_start_server, FLOWVQ_OT_stop_server, FLOWVQ_OT_find_character, FLOWVQ_OT_save_mapping,
-           FLOWVQ_OT_load_mapping, FLOWVQ_OT_reference_from_pose, FLOWVQ_OT_switch_take)
+           FLOWVQ_OT_start_server, FLOWVQ_OT_stop_server, FLOWVQ_OT_find_character, FLOWVQ_OT_name_keys,
+           FLOWVQ_OT_save_mapping, FLOWVQ_OT_load_mapping, FLOWVQ_OT_reference_from_pose, FLOWVQ_OT_switch_take)

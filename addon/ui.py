@@ -107,7 +107,9 @@ def _draw_target(layout: bpy.types.UILayout, props) -> None:
     box.prop(props, "target_mode", text="")
     if props.target_mode == "SELECTED":
         box.prop(props, "target")
-        box.operator("flowvq.find_character", icon="LINKED")
+        row = box.row(align=True)
+        row.operator("flowvq.find_character", icon="LINKED")
+        row.operator("flowvq.name_keys", text="", icon="SORTALPHA")
         if props.target is not None and props.parts:
             _draw_character(box, props)
     layout.prop(props, "tolerance")

@@ -15,7 +15,8 @@ from pathlib import Path
 ADDON = Path(__file__).resolve().parents[2] / "addon"
 PACKAGE = "flowvq_addon_pure"
 # Modules of addon/ that run without Blender: conversions, mappings, reductions, the HTTP client.
-PURE = ("client", "jobs", "mapping", "posemath", "reduce", "retarget", "server_process", "timing", "visemes")
+PURE = ("client", "gltfnames", "jobs", "mapping", "posemath", "reduce", "retarget", "server_process", "timing",
+        "visemes")
 
 
 def pure_module(name: str) -> types.ModuleType:

@@ -355,6 +355,64 @@ def test_a_happy_takes_smile_goes_to_the_vrm_joy_key_and_leaves_the_vowels_their
     assert np.median(curves["A"][vowels]) > 2 * max(np.median(curves["I"][vowels]), 0.02)
 
 
+def export_as_index_named_vrm(bpy, obj, path) -> None:
+    """Export ``obj`` with Blender's glTF exporter, then lay its morph-target names out as some VRM
+    0.x exporters do: only indices ("0", "1", ...) on the primitive, no names on the mesh (where
+    Blender's importer looks), each key's name kept as the blend-shape group that binds it alone."""
+    import struct
+
+    obj.select_set(True)
+    bpy.ops.export_scene.gltf(filepath=str(path.with_suffix(".glb")), use_selection=True, export_format="GLB")
+    data = path.with_suffix(".glb").read_bytes()
+    length = struct.unpack("<I", data[12:16])[0]
+    document, rest = json.loads(data[20:20 + length]), data[20 + length:]
+    mesh = document["meshes"][0]
+    names = mesh.pop("extras")["targetNames"]
+    mesh["primitives"][0]["extras"] = {"targetNames": [str(i) for i in range(len(names))]}
+    document.setdefault("extensionsUsed", []).append("VRM")
+    document["extensions"] = {"VRM": {"blendShapeMaster": {"blendShapeGroups": [
+        {"name": name, "presetName": name.lower(), "binds": [{"mesh": 0, "index": i, "weight": 100}]}
+        for i, name in enumerate(names)]}}}
+    text = json.dumps(document).encode()
+    text += b" " * (-len(text) % 4)
+    body = struct.pack("<II", len(text), 0x4E4F534A) + text + rest
+    path.write_bytes(b"glTF" + struct.pack("<II", 2, 12 + len(body)) + body)
+
+
+def test_a_vrm_whose_key_names_the_importer_dropped_is_named_from_the_file_and_then_driven(
+        bpy_empty, wire_takes, face_npz, tmp_path):
+    """Blender's glTF importer names a VRM's shape keys target_0, ... when the file keeps their
+    names only in its expressions: Find Character says so and what to do; Name Keys From File
+    reads them back from the .vrm, and the vowels and the Joy key are driven."""
+    from .characters import build_vrm_head
+
+    bpy = bpy_empty
+    head = build_vrm_head(bpy)
+    export_as_index_named_vrm(bpy, head, tmp_path / "hero.vrm")
+    bpy.data.objects.remove(head)
+    (tmp_path / "hero_import.glb").write_bytes((tmp_path / "hero.vrm").read_bytes())
+    assert bpy.ops.import_scene.gltf(filepath=str(tmp_path / "hero_import.glb")) == {"FINISHED"}
+    imported = next(obj for obj in bpy.data.objects if obj.type == "MESH" and obj.data.shape_keys)
+    keys = imported.data.shape_keys.key_blocks
+    assert [b.name for b in keys][1:] == [f"target_{i}" for i in range(7)]  # what users of the plain importer get
+    names = wire_takes[0]["names"]
+    find_character(bpy, imported, names)
+    props = bpy.context.scene.flowvq
+    assert props.parts[0].driven == 0 and "Name Keys From File" in props.status
+
+    (tmp_path / "notes.vrm").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(32))
+    with pytest.raises(RuntimeError, match="not a glTF or VRM file"):
+        bpy.ops.flowvq.name_keys(filepath=str(tmp_path / "notes.vrm"))
+    assert keys[1].name == "target_0"  # nothing renamed by a bad file
+
+    assert bpy.ops.flowvq.name_keys(filepath=str(tmp_path / "hero.vrm")) == {"FINISHED"}
+    assert [b.name for b in keys][1:] == ["A", "I", "U", "E", "O", "Blink", "Joy"]
+    assert props.status.startswith(f"named 7 on {imported.name} from hero.vrm; mapped as vrm")
+    rows = {row.name: row.terms for row in props.mapping}
+    assert rows["A"] == "viseme:aa" and "mouthSmileLeft" in rows["Joy"] and props.parts[0].driven == 7
+    assert generate(bpy, wire_takes[:1], face_npz).startswith("1 take(s) generated")
+
+
 def test_a_mapping_saved_as_a_json_preset_loads_back_and_a_bad_file_changes_nothing(bpy_empty, wire_takes, tmp_path):
     bpy = bpy_empty
     parts = build_character(bpy)

@@ -209,7 +209,8 @@ def test_each_visemes_jaw_is_its_corpus_targets_fitted_jaw() -> None:
               "SS": "sibilant", "nn": "alveolar", "RR": "approximant_r", "aa": "open", "E": "mid_spread",
               "I": "close_spread", "O": "mid_rounded", "U": "close_rounded"}
     for viseme, target in corpus.items():
-        assert visemes.VISEMES[viseme].get("jawOpen", 0.0) == core_visemes.VISEMES[target].targets.get("jawOpen", 0.0), viseme
+        corpus_jaw = core_visemes.VISEMES[target].targets.get("jawOpen", 0.0)
+        assert visemes.VISEMES[viseme].get("jawOpen", 0.0) == corpus_jaw, viseme
 
 
 def test_a_smile_the_rigs_emotion_key_shows_stays_out_of_its_vowels(face) -> None:
@@ -220,7 +221,8 @@ def test_a_smile_the_rigs_emotion_key_shows_stays_out_of_its_vowels(face) -> Non
     smiling = visemes.project(happy_a, names, VOWELS, operator, sparsity=visemes.TAKE_SPARSITY)[0]
     assert VOWELS[int(np.argmax(smiling))] == "I"  # what the smile did before
     shown = {"mouthSmileLeft", "mouthSmileRight"}
-    weights = visemes.project(happy_a, names, VOWELS, operator, sparsity=visemes.TAKE_SPARSITY, shown=shown)[0]
+    weights = visemes.project(happy_a, names, VOWELS, operator, sparsity=visemes.TAKE_SPARSITY,
+                              shown=shown)[0]
     assert VOWELS[int(np.argmax(weights))] == "aa" and weights[VOWELS.index("I")] < 0.1
     plain_a = frame(names, jawOpen=visemes.VISEMES["aa"]["jawOpen"])
     np.testing.assert_allclose(weights, visemes.project(plain_a, names, VOWELS, operator,
