@@ -107,9 +107,9 @@ def _show_frames(scene: bpy.types.Scene, item, frames_dir: Path) -> None:
     head = item.target
     props.preview_plane = preview.ensure_plane(props.preview_plane, head, scene.collection)
     preview.show_sequence(props.preview_plane, preview.load_sequence(frames_dir), item.frame_start, item.frame_count)
-    low, high = character.world_face_bounds(head, character.face_vertices(head, _keyed_shape_keys(item)),
-                                            bpy.context.evaluated_depsgraph_get())
-    preview.place_plane(props.preview_plane, low, high)
+    low, high, faces_plus_y = character.world_face_bounds(
+        head, character.face_vertices(head, _keyed_shape_keys(item)), bpy.context.evaluated_depsgraph_get())
+    preview.place_plane(props.preview_plane, low, high, faces_plus_y)
 
 
 def switch_take(scene: bpy.types.Scene, index: int) -> None:

@@ -183,21 +183,26 @@ def face_vertices(obj: bpy.types.Object, keys: list[str]) -> np.ndarray:
 
 
 def world_face_bounds(obj: bpy.types.Object, vertices: np.ndarray,
-                      depsgraph: bpy.types.Depsgraph) -> tuple[np.ndarray, np.ndarray]:
+                      depsgraph: bpy.types.Depsgraph) -> tuple[np.ndarray, np.ndarray, bool]:
     """(min, max) corners of ``vertices`` of ``obj`` in world space as evaluated now (parents,
-    armature deformation and shape keys included). Shapes: (3,), (3,)."""
+    armature deformation and shape keys included), and whether the face looks towards +Y there
+    (their mean vertex normal). Shapes: (3,), (3,), bool."""
     evaluated = obj.evaluated_get(depsgraph)
     mesh = evaluated.to_mesh()
     try:
         co = np.empty(len(mesh.vertices) * 3, dtype=np.float64)
+        normals = np.empty_like(co)
         mesh.vertices.foreach_get("co", co)
+        mesh.vertices.foreach_get("normal", normals)
     finally:
         evaluated.to_mesh_clear()
-    co = co.reshape(-1, 3)
-    points = co[vertices] if len(co) == len(obj.data.vertices) else co
+    co, normals = co.reshape(-1, 3), normals.reshape(-1, 3)
+    if len(co) == len(obj.data.vertices):
+        co, normals = co[vertices], normals[vertices]
     world = np.array(evaluated.matrix_world, dtype=np.float64)
-    points = points @ world[:3, :3].T + world[:3, 3]
-    return points.min(axis=0), points.max(axis=0)
+    points = co @ world[:3, :3].T + world[:3, 3]
+    front = normals.sum(axis=0) @ np.linalg.inv(world[:3, :3])  # normals map by the inverse transpose
+    return points.min(axis=0), points.max(axis=0), bool(front[1] > 0.0)
 
 
 def follow_selection(props, active: bpy.types.Object | None) -> bool:

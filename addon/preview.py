@@ -6,6 +6,7 @@ beside it, so the folder moves with the file; `before_save` and `after_save` kee
 the .blend is saved for the first time or under another name.
 """
 
+import math
 import tempfile
 from pathlib import Path
 
@@ -134,15 +135,19 @@ def show_sequence(plane: bpy.types.Object, image: bpy.types.Image, frame_start: 
     user.use_auto_refresh = True
 
 
-def place_plane(plane: bpy.types.Object, low: np.ndarray, high: np.ndarray) -> None:
-    """Stand the plane upright beside the world-space box ``low``..``high`` (the face): as tall
-    as the box, with its image's aspect, `PLANE_GAP` of that height to its right (+X), centred on
-    the box's height and depth. The plane has no parent, so these are world coordinates.
+def place_plane(plane: bpy.types.Object, low: np.ndarray, high: np.ndarray, faces_plus_y: bool = False) -> None:
+    """Stand the plane upright beside the world-space box ``low``..``high`` (the face), looking the
+    way the face looks: as tall as the box, with its image's aspect, `PLANE_GAP` of that height to
+    the right as seen from in front (+X for a face looking -Y; for one looking +Y, ``faces_plus_y``,
+    the plane turned half round on -X, so its image is not seen mirrored), centred on the box's
+    height and depth. The plane has no parent, so these are world coordinates.
     Shapes: low (3,), high (3,)."""
     plane.parent = None
     width, height = _texture_node(plane).image.size
     size = max(float(high[2] - low[2]), 1e-3)
-    plane.rotation_euler = (0.0, 0.0, 0.0)
+    plane.rotation_euler = (0.0, 0.0, math.pi if faces_plus_y else 0.0)
     plane.scale = (size * width / max(height, 1), 1.0, size)
     centre = (np.asarray(low) + np.asarray(high)) / 2
-    plane.location = (float(high[0]) + size * PLANE_GAP + plane.scale.x / 2, float(centre[1]), float(centre[2]))
+    offset = size * PLANE_GAP + plane.scale.x / 2
+    x = float(low[0]) - offset if faces_plus_y else float(high[0]) + offset
+    plane.location = (x, float(centre[1]), float(centre[2]))

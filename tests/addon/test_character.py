@@ -162,6 +162,26 @@ def test_the_preview_plane_stands_beside_the_head_in_world_space(rigged):
     assert plane.dimensions.z == pytest.approx(height, rel=0.35)  # sized to the face the keys move
 
 
+def test_the_preview_plane_of_a_character_facing_plus_y_faces_its_viewer_on_its_right(
+        bpy_empty, wire_takes, face_npz, tmp_path):
+    """Seen from in front of a character that looks along +Y, the plane shows its image unmirrored
+    (it is turned half round, its front to +Y) and stands to the viewer's right (-X)."""
+    bpy = bpy_empty
+    parts = build_character(bpy)
+    turn_around(bpy, [obj for obj in parts.values()])
+    take = wire_takes[0]
+    find_character(bpy, parts["head"], take["names"])
+    generate(bpy, [take], face_npz, {0: write_frames(bpy, tmp_path / "take_0", take["frames"])})
+    plane = bpy.context.scene.flowvq.preview_plane
+    bpy.context.view_layer.update()
+    front = np.array(plane.matrix_world.to_3x3()) @ np.array([0.0, -1.0, 0.0])  # the image's side
+    np.testing.assert_allclose(front, [0.0, 1.0, 0.0], atol=1e-6)
+    head = world_vertices(bpy, parts["head"], np.arange(len(parts["head"].data.vertices)))
+    height = head[:, 2].max() - head[:, 2].min()
+    centre = np.array(plane.matrix_world.translation)
+    assert 0.0 < head[:, 0].min() - (centre[0] + plane.scale.x / 2) < height
+
+
 def test_regenerating_keeps_the_edit_the_rows_and_the_artists_longer_range(rigged, wire_takes, face_npz):
     bpy, parts, take = rigged
     scene, props, keys = bpy.context.scene, bpy.context.scene.flowvq, module("keys")
