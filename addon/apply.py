@@ -22,7 +22,7 @@ from .mapping import Mapping, direct_keys, identity_mapping
 from .timing import frame_range_for
 
 __all__ = ["Snapshot", "apply_generate", "apply_render", "switch_take", "takes_to_nla", "prune_takes",
-           "take_owner", "binding_owner", "HEAD_NAME"]
+           "take_owner", "binding_owner", "plays_own_animation", "HEAD_NAME"]
 
 HEAD_NAME = "FlowVQ Head"
 _KEY_PATH = re.compile(r'key_blocks\["(.*)"\]\.value')
@@ -92,6 +92,15 @@ def _keep_artist_action(owner: bpy.types.ID) -> None:
         action.use_fake_user = True
 
 
+def plays_own_animation(binding) -> bool:
+    """Whether a take's head-pose owner (the armature, or a head object) plays an Action that is
+    no take's: the character's own animation (a body idle), which the take must not stop."""
+    if binding.what != "POSE" or binding.obj is None:
+        return False
+    action = keys.assigned_action(binding.obj)
+    return action is not None and takes.TAKE_PROP not in action
+
+
 def _keyed_shape_keys(item) -> list[str]:
     """The names of the head's shape keys that the take keys (its curves on the head's Key)."""
     action = next(b.action for b in item.bindings if b.what == "KEYS" and b.obj == item.target)
@@ -113,12 +122,16 @@ def _show_frames(scene: bpy.types.Scene, item, frames_dir: Path) -> None:
 
 
 def switch_take(scene: bpy.types.Scene, index: int) -> None:
-    """Make take ``index`` drive its character (the Actions it replaces keep a fake user) and show
-    its preview frames."""
+    """Make take ``index`` drive its character and show its preview frames. The Actions it replaces
+    keep a fake user; the character's own animation on the head pose's owner (`plays_own_animation`)
+    is not replaced but moved onto an NLA track beneath the take (`keys.keep_playing_on_nla`), so the
+    body keeps moving while the take turns the head."""
     props = scene.flowvq
     item = props.take_items[index]
     for binding in item.bindings:
         owner = binding_owner(binding)
+        if plays_own_animation(binding):
+            keys.keep_playing_on_nla(owner)
         _keep_artist_action(owner)
         keys.assign(owner, binding.action)
     props.active_take = index

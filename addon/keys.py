@@ -15,7 +15,7 @@ import bpy
 import numpy as np
 
 __all__ = ["LAYERED", "curves_for", "find_curve", "write_curve", "clear_curves", "assign", "assigned_action",
-           "push_to_nla", "remove_empty_strips", "fingerprint", "FINGERPRINT_PROP"]
+           "push_to_nla", "keep_playing_on_nla", "remove_empty_strips", "fingerprint", "FINGERPRINT_PROP"]
 
 FINGERPRINT_PROP = "flowvq_fingerprint"
 # Actions are layered and slotted (one Action, one slot per animated ID) from Blender 4.4.
@@ -102,6 +102,25 @@ def push_to_nla(owner: bpy.types.ID, action: bpy.types.Action, name: str, frame_
     strip = track.strips.new(name, frame_start, action)
     if LAYERED:
         strip.action_slot = _slot_for(action, owner, create=True)
+    return track
+
+
+def keep_playing_on_nla(owner: bpy.types.ID) -> bpy.types.NlaTrack | None:
+    """Move ``owner``'s active Action onto an NLA track of its own (named after it: one strip from
+    the Action's first frame, in the slot it plays), so it keeps playing once another Action is
+    made the active one; None, changing nothing, when there is no active Action or an unmuted NLA
+    strip of ``owner`` already plays it."""
+    anim = owner.animation_data
+    action = anim.action if anim is not None else None
+    if action is None or any(strip.action == action for track in anim.nla_tracks if not track.mute
+                             for strip in track.strips):
+        return None
+    slot = anim.action_slot if LAYERED else None
+    track = anim.nla_tracks.new()
+    track.name = action.name
+    strip = track.strips.new(action.name, int(round(action.frame_range[0])), action)
+    if slot is not None:
+        strip.action_slot = slot
     return track
 
 

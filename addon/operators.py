@@ -492,7 +492,8 @@ class FLOWVQ_OT_switch_take(bpy.types.Operator):
     def invoke(self, context: bpy.types.Context, event) -> set[str]:
         item = context.scene.flowvq.take_items[self.index]
         own = {binding.action for binding in item.bindings}
-        replaced = [keys.assigned_action(apply.binding_owner(b)) for b in item.bindings if b.obj is not None]
+        replaced = [keys.assigned_action(apply.binding_owner(b)) for b in item.bindings
+                    if b.obj is not None and not apply.plays_own_animation(b)]
         if any(action is not None and action not in own and takes.is_edited(action) for action in replaced):
             return context.window_manager.invoke_confirm(self, event)
         return self.execute(context)

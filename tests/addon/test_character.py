@@ -148,6 +148,35 @@ def test_a_character_facing_plus_y_nods_and_tilts_its_own_way(bpy_empty, wire_ta
         assert angle_between(bone, expected_head_rotation(rig, "Head", pose[k])) > 1.0
 
 
+def test_a_body_animation_keeps_playing_beneath_the_take_and_is_moved_only_once(bpy_empty, wire_takes, face_npz):
+    """A character whose armature plays an idle (here the spine sways): the take's Action drives the
+    head bone, and the idle, moved onto an NLA track of its own, still moves the spine on every
+    frame; generating again does not move it a second time."""
+    bpy = bpy_empty
+    parts = build_character(bpy)
+    rig, take = parts["rig"], wire_takes[0]
+    spine = rig.pose.bones["Spine"]
+    spine.rotation_mode = "XYZ"
+    for frame, angle in ((1, 0.0), (15, 0.2), (30, -0.1)):
+        spine.rotation_euler = (angle, 0.0, 0.0)
+        spine.keyframe_insert("rotation_euler", frame=frame)
+    idle = rig.animation_data.action
+    idle.name = "Idle"
+    spine.rotation_euler = (0.0, 0.0, 0.0)
+    find_character(bpy, parts["head"], take["names"])
+    for _ in range(2):
+        generate(bpy, [take], face_npz)
+    anim = rig.animation_data
+    assert anim.action is not idle and module("takes").TAKE_PROP in anim.action
+    playing = [(t.name, s.action) for t in anim.nla_tracks for s in t.strips]
+    assert playing == [("Idle", idle)] and not anim.nla_tracks["Idle"].mute
+    head_curve = module("keys").find_curve(anim.action, rig, 'pose.bones["Head"].rotation_quaternion', 0)
+    for frame, angle in ((15, 0.2), (30, -0.1)):
+        bpy.context.scene.frame_set(frame)
+        assert spine.rotation_euler.x == pytest.approx(angle, abs=1e-6)
+        assert rig.pose.bones["Head"].rotation_quaternion[0] == pytest.approx(head_curve.evaluate(frame), abs=1e-6)
+
+
 def test_the_preview_plane_stands_beside_the_head_in_world_space(rigged):
     bpy, parts, _ = rigged
     plane = bpy.context.scene.flowvq.preview_plane
@@ -277,6 +306,26 @@ def test_a_bust_facing_plus_y_moves_its_own_way(bpy_empty, wire_takes, face_npz)
             [pose[k, 3], -pose[k, 5], pose[k, 4]]), atol=1e-5)
         expected = HALF_TURN @ expected_head_rotation_object(pose[k]) @ HALF_TURN
         assert angle_between(np.array(bust.matrix_world.to_3x3()), expected) < 0.5
+
+
+def test_a_busts_own_animation_keeps_playing_beneath_the_takes_deltas(bpy_empty, wire_takes, face_npz):
+    """A head object that slides along X in an Action of its own keeps sliding; the take's head
+    pose lands on its delta transforms on top."""
+    bpy = bpy_empty
+    bust = build_bust(bpy, "QUATERNION", z=1.6)
+    for frame, x in ((1, 0.5), (20, 0.8)):
+        bust.location.x = x
+        bust.keyframe_insert("location", index=0, frame=frame)
+    slide = bust.animation_data.action
+    take = wire_takes[0]
+    find_character(bpy, bust, take["names"])
+    generate(bpy, [take], face_npz)
+    assert bust.animation_data.action is not slide
+    assert [s.action for t in bust.animation_data.nla_tracks for s in t.strips] == [slide]
+    pose = np.asarray(take["pose"])
+    bpy.context.scene.frame_set(20)
+    assert bust.location.x == pytest.approx(0.8, abs=1e-6)
+    assert bust.matrix_world.translation.x == pytest.approx(0.8 + pose[19, 3], abs=1e-5)
 
 
 def expected_head_rotation_object(pose_row) -> np.ndarray:
