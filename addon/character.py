@@ -29,14 +29,19 @@ def _top(obj: bpy.types.Object) -> bpy.types.Object:
 
 def character_root(obj: bpy.types.Object) -> bpy.types.Object:
     """The root of ``obj``'s character: the top of its armature's parent chain when an armature
-    deforms it, else of its own."""
-    armature = obj.find_armature()
+    deforms or carries it (`armature_of`), else of its own."""
+    armature = armature_of(obj)
     return _top(armature if armature is not None else obj)
 
 
 def armature_of(obj: bpy.types.Object) -> bpy.types.Object | None:
-    """The armature deforming ``obj`` (its parent or its Armature modifier), or None."""
-    return obj.find_armature()
+    """The armature deforming ``obj`` (its parent or its Armature modifier), or carrying it on one
+    of its bones (a rigid head parented to the head bone, as glTF game characters come in), or None."""
+    found = obj.find_armature()
+    parent = obj.parent
+    if found is None and parent is not None and parent.type == "ARMATURE" and obj.parent_type == "BONE":
+        return parent
+    return found
 
 
 def _skinned_to(obj: bpy.types.Object, armatures: set[str]) -> bool:

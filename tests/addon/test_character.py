@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from .characters import build_bust, build_character, static_vertices, turn_around, world_vertices
+from .characters import build_bust, build_character, build_rig, static_vertices, turn_around, world_vertices
 from .conftest import SPEECH
 from .scenes import write_frames
 from .test_scene import module
@@ -306,6 +306,28 @@ def test_a_bust_facing_plus_y_moves_its_own_way(bpy_empty, wire_takes, face_npz)
             [pose[k, 3], -pose[k, 5], pose[k, 4]]), atol=1e-5)
         expected = HALF_TURN @ expected_head_rotation_object(pose[k]) @ HALF_TURN
         assert angle_between(np.array(bust.matrix_world.to_3x3()), expected) < 0.5
+
+
+def test_a_head_mesh_parented_to_the_head_bone_turns_with_the_bone(bpy_empty, wire_takes, face_npz):
+    """Rigid game characters (glTF joints carrying meshes) parent the head mesh to the head bone
+    rather than skinning it: the take turns that bone, and the mesh's own deltas stay untouched."""
+    bpy = bpy_empty
+    rig = build_rig(bpy)
+    bust = build_bust(bpy, "QUATERNION", z=0.0)
+    bust.parent, bust.parent_type, bust.parent_bone = rig, "BONE", "Head"
+    bpy.context.view_layer.update()
+    take = wire_takes[0]
+    find_character(bpy, bust, take["names"])
+    generate(bpy, [take], face_npz)
+    action = rig.animation_data.action
+    assert module("takes").TAKE_PROP in action
+    assert module("keys").find_curve(action, rig, 'pose.bones["Head"].rotation_quaternion', 0) is not None
+    assert bust.animation_data is None or bust.animation_data.action is None
+    pose = np.asarray(take["pose"])
+    k = int(np.argmax(np.abs(pose[:, :3]).max(axis=1)))
+    bpy.context.scene.frame_set(1 + k)
+    bone = np.array((rig.matrix_world @ rig.pose.bones["Head"].matrix).to_3x3().normalized())
+    assert angle_between(bone, expected_head_rotation(rig, "Head", pose[k])) < 0.5
 
 
 def test_a_busts_own_animation_keeps_playing_beneath_the_takes_deltas(bpy_empty, wire_takes, face_npz):
