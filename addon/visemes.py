@@ -185,10 +185,10 @@ def project(
     """Per-frame weights of the visemes ``ids`` that best reproduce each frame's mouth shape.
 
     Only the mouth coefficients (`MOUTH_PREFIXES`) of ``exp`` count, seals collapsed
-    (`seal_collapsed`) in the frames and the visemes alike, less the names in ``shown``: curves
-    the rig already shows through keys of their own (a VRM ``Joy`` key's smile), which a viseme
-    would otherwise show a second time (a happy take's smile read as the I viseme all through
-    its vowels). Weights lie in [0, 1]; a
+    (`seal_collapsed`) in the frames and the visemes alike, less the names in ``shown`` (in the
+    frames and the visemes alike): curves the rig already shows through keys of their own (a VRM
+    ``Joy`` key's smile), which a viseme would otherwise show a second time (a happy take's smile
+    read as the I viseme all through its vowels). Weights lie in [0, 1]; a
     viseme that makes no mouth displacement (``sil``, or one whose channels the model lacks) gets 0.
     ``sparsity`` >= 0 is the parsimony term of the module docstring (0: plain bounded least squares).
     Shapes: exp (T, D) with D = len(names), operator (3M, D) from `mouth_operator` -> (T, K) float64,
@@ -208,9 +208,11 @@ def project(
     weights = np.zeros((frames, count))
     if frames == 0 or count == 0:
         return weights
-    mouth = np.array([name.startswith(MOUTH_PREFIXES) and name not in shown for name in names])
+    kept = np.array([name not in shown for name in names])
+    mouth = np.array([name.startswith(MOUTH_PREFIXES) for name in names]) & kept
     exp_mouth = np.where(mouth, seal_collapsed(exp, names), 0.0)
-    shapes = operator @ seal_collapsed(viseme_matrix(ids, names), names).T  # (3M, K): landmark displacements
+    table = np.where(kept, viseme_matrix(ids, names), 0.0)
+    shapes = operator @ seal_collapsed(table, names).T  # (3M, K): landmark displacements
     gram = shapes.T @ shapes  # (K, K)
     scale = np.trace(gram) / count
     live = np.diag(gram) > 1e-12 * max(scale, 1e-300)

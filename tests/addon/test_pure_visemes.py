@@ -226,4 +226,4 @@ def test_a_smile_the_rigs_emotion_key_shows_stays_out_of_its_vowels(face) -> Non
     assert VOWELS[int(np.argmax(weights))] == "aa" and weights[VOWELS.index("I")] < 0.1
     plain_a = frame(names, jawOpen=visemes.VISEMES["aa"]["jawOpen"])
     np.testing.assert_allclose(weights, visemes.project(plain_a, names, VOWELS, operator,
-                                                        sparsity=visemes.TAKE_SPARSITY)[0], atol=1e-9)
+                                                        sparsity=visemes.TAKE_SPARSITY, shown=shown)[0], atol=1e-9)
