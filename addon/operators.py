@@ -399,6 +399,9 @@ class FLOWVQ_OT_name_keys(bpy.types.Operator, ImportHelper):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         meshes = character.character_meshes(target)
+        if not any(gltfnames.is_unnamed(key) for mesh in meshes for key in _key_names(mesh)):
+            self.report({"ERROR"}, "the character has no unnamed shape keys (target_0, ...): nothing to name")
+            return {"CANCELLED"}
         named = name_keys_from_file(meshes, document)
         if not named:
             self.report({"ERROR"}, f"{Path(self.filepath).name} names none of the character's unnamed shape keys: "

@@ -498,6 +498,8 @@ def test_a_vrm_whose_key_names_the_importer_dropped_is_named_from_the_file_and_t
 
     assert bpy.ops.flowvq.name_keys(filepath=str(tmp_path / "hero.vrm")) == {"FINISHED"}
     assert [b.name for b in keys][1:] == ["A", "I", "U", "E", "O", "Blink", "Joy"]
+    with pytest.raises(RuntimeError, match="no unnamed shape keys"):
+        bpy.ops.flowvq.name_keys(filepath=str(tmp_path / "hero.vrm"))
     assert props.status.startswith(f"named 7 on {imported.name} from hero.vrm; mapped as vrm")
     rows = {row.name: row.terms for row in props.mapping}
     assert rows["A"] == "viseme:aa" and "mouthSmileLeft" in rows["Joy"] and props.parts[0].driven == 7
