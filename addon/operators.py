@@ -334,6 +334,15 @@ def _nothing_driven(keys: list[str]) -> str:
             f"Convention, or write each key's drive in the mapping rows")
 
 
+def _head_mesh(operator: bpy.types.Operator, context: bpy.types.Context) -> bpy.types.Object | None:
+    """The character's head mesh (`target_of`), or None after telling the artist to choose one."""
+    target = target_of(context)
+    if target is None or target.data.shape_keys is None:
+        operator.report({"ERROR"}, "choose the character's head mesh (a mesh with shape keys) first")
+        return None
+    return target
+
+
 class FLOWVQ_OT_find_character(bpy.types.Operator):
     """Find the meshes of the target's character and map their shape keys to the face model's names"""
 
@@ -342,9 +351,8 @@ class FLOWVQ_OT_find_character(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         props = context.scene.flowvq
-        target = target_of(context)
-        if target is None or target.data.shape_keys is None:
-            self.report({"ERROR"}, "choose the character's head mesh (a mesh with shape keys) first")
+        target = _head_mesh(self, context)
+        if target is None:
             return {"CANCELLED"}
         try:
             names = ask_server(context, lambda client: client.info()["names"])
@@ -388,16 +396,15 @@ class FLOWVQ_OT_name_keys(bpy.types.Operator, ImportHelper):
     filter_glob: StringProperty(default="*.vrm;*.glb;*.gltf", options={"HIDDEN"})
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        props = context.scene.flowvq
-        target = target_of(context)
-        if target is None or target.data.shape_keys is None:
-            self.report({"ERROR"}, "choose the character's head mesh (a mesh with shape keys) first")
-            return {"CANCELLED"}
         try:
             document = gltfnames.read_document(self.filepath)
         except gltfnames.GltfNamesError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
+        target = _head_mesh(self, context)
+        if target is None:
+            return {"CANCELLED"}
+        props = context.scene.flowvq
         meshes = character.character_meshes(target)
         if not any(gltfnames.is_unnamed(key) for mesh in meshes for key in _key_names(mesh)):
             self.report({"ERROR"}, "the character has no unnamed shape keys (target_0, ...): nothing to name")
