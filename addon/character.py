@@ -174,17 +174,15 @@ def face_vertices(obj: bpy.types.Object, keys: list[str]) -> np.ndarray:
     """Indices of the vertices that the shape keys ``keys`` of ``obj`` move (the face); every
     vertex when none moves. Shapes: -> (N,)."""
     shape_keys = obj.data.shape_keys
-    count = len(obj.data.vertices)
-    basis = np.empty(count * 3, dtype=np.float32)
-    shape_keys.reference_key.data.foreach_get("co", basis)
-    moved = np.zeros(count, dtype=bool)
-    co = np.empty_like(basis)
+    basis = _rest_points(obj)
+    moved = np.zeros(len(basis), dtype=bool)
+    co = np.empty(basis.size, dtype=np.float64)
     for name in keys:
         block = shape_keys.key_blocks.get(name)
         if block is not None and block != shape_keys.reference_key:
             block.data.foreach_get("co", co)
-            moved |= np.abs((co - basis).reshape(-1, 3)).max(axis=1) > 1e-6
-    return np.flatnonzero(moved) if moved.any() else np.arange(count)
+            moved |= np.abs(co.reshape(-1, 3) - basis).max(axis=1) > 1e-6
+    return np.flatnonzero(moved) if moved.any() else np.arange(len(basis))
 
 
 def world_face_bounds(obj: bpy.types.Object, vertices: np.ndarray,

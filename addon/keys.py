@@ -90,6 +90,18 @@ def assigned_action(owner: bpy.types.ID) -> bpy.types.Action | None:
     return owner.animation_data.action if owner.animation_data else None
 
 
+def _new_track(anim: bpy.types.AnimData, name: str, action: bpy.types.Action, frame_start: int,
+               slot) -> bpy.types.NlaTrack:
+    """A new NLA track ``name`` holding ``action`` as one strip from ``frame_start``, playing
+    ``slot`` (None before Blender 4.4)."""
+    track = anim.nla_tracks.new()
+    track.name = name
+    strip = track.strips.new(name, frame_start, action)
+    if slot is not None:
+        strip.action_slot = slot
+    return track
+
+
 def push_to_nla(owner: bpy.types.ID, action: bpy.types.Action, name: str, frame_start: int) -> bpy.types.NlaTrack:
     """An NLA track ``name`` on ``owner`` holding ``action`` as one strip from ``frame_start``
     (a previous track of that name is replaced)."""
@@ -97,12 +109,7 @@ def push_to_nla(owner: bpy.types.ID, action: bpy.types.Action, name: str, frame_
     old = anim.nla_tracks.get(name)
     if old is not None:
         anim.nla_tracks.remove(old)
-    track = anim.nla_tracks.new()
-    track.name = name
-    strip = track.strips.new(name, frame_start, action)
-    if LAYERED:
-        strip.action_slot = _slot_for(action, owner, create=True)
-    return track
+    return _new_track(anim, name, action, frame_start, _slot_for(action, owner, create=True) if LAYERED else None)
 
 
 def keep_playing_on_nla(owner: bpy.types.ID) -> bpy.types.NlaTrack | None:
@@ -115,13 +122,8 @@ def keep_playing_on_nla(owner: bpy.types.ID) -> bpy.types.NlaTrack | None:
     if action is None or any(strip.action == action for track in anim.nla_tracks if not track.mute
                              for strip in track.strips):
         return None
-    slot = anim.action_slot if LAYERED else None
-    track = anim.nla_tracks.new()
-    track.name = action.name
-    strip = track.strips.new(action.name, int(round(action.frame_range[0])), action)
-    if slot is not None:
-        strip.action_slot = slot
-    return track
+    return _new_track(anim, action.name, action, int(round(action.frame_range[0])),
+                      anim.action_slot if LAYERED else None)
 
 
 def _all_curves(action: bpy.types.Action) -> list[bpy.types.FCurve]:
