@@ -146,6 +146,9 @@ def test_a_character_facing_plus_y_nods_and_tilts_its_own_way(bpy_empty, wire_ta
         bone = np.array((rig.matrix_world @ rig.pose.bones["Head"].matrix).to_3x3().normalized())
         assert angle_between(bone, expected_head_rotation(rig, "Head", pose[k], faces_plus_y=True)) < 0.5
         assert angle_between(bone, expected_head_rotation(rig, "Head", pose[k])) > 1.0
+    # Re-render reads the bone back as the take's own turn, through the same frame.
+    drawn = module("operators")._take_as_drawn(bpy.context.scene.flowvq.take_items[0])
+    np.testing.assert_allclose(np.asarray(drawn["pose"])[:, :3], pose[:, :3], atol=1e-4)
 
 
 def test_a_body_animation_keeps_playing_beneath_the_take_and_is_moved_only_once(bpy_empty, wire_takes, face_npz):
