@@ -117,13 +117,12 @@ def _rest_points(obj: bpy.types.Object) -> np.ndarray:
     return co.reshape(-1, 3)
 
 
-def _face_centre(obj: bpy.types.Object) -> np.ndarray:
-    """The mean rest position of the vertices ``obj``'s shape keys move (`face_vertices`; all of
-    them without shape keys), in ``obj``'s own coordinates. Shapes: -> (3,)."""
-    points = _rest_points(obj)
+def _face_centre(obj: bpy.types.Object, points: np.ndarray) -> np.ndarray:
+    """The mean of ``points`` (``obj``'s `_rest_points`) over the vertices its shape keys move
+    (`face_vertices`; all of them without shape keys). Shapes: points (V, 3) -> (3,)."""
     if obj.data.shape_keys is None:
         return points.mean(axis=0)
-    return points[face_vertices(obj, [block.name for block in obj.data.shape_keys.key_blocks])].mean(axis=0)
+    return points[_moved_vertices(obj, [block.name for block in obj.data.shape_keys.key_blocks], points)].mean(axis=0)
 
 
 def _bone_owner(armature: bpy.types.Object, bone: str, face: bpy.types.Object) -> PoseOwner:
@@ -134,7 +133,7 @@ def _bone_owner(armature: bpy.types.Object, bone: str, face: bpy.types.Object) -
     rest = _matrix3(armature.data.bones[bone].matrix_local)
     world = _matrix3(armature.matrix_world)
     to_armature = np.linalg.inv(np.array(armature.matrix_world, dtype=np.float64)) @ np.array(face.matrix_world)
-    centre = to_armature[:3, :3] @ _face_centre(face) + to_armature[:3, 3]
+    centre = to_armature[:3, :3] @ _face_centre(face, _rest_points(face)) + to_armature[:3, 3]
     turn = posemath.facing_turn(centre - np.array(armature.data.bones[bone].head_local))
     to_local = np.linalg.inv(rest) @ np.linalg.inv(world) @ posemath.orthonormal(world) @ turn
     return PoseOwner(armature, bone, turn @ posemath.orthonormal(rest), to_local)
@@ -146,7 +145,8 @@ def _object_owner(obj: bpy.types.Object) -> PoseOwner:
     looks along its local -Y, or +Y when its keyed vertices lie on that side of its centre:
     `posemath.facing_turn`) is the delta ``rot @ turn @ D @ turn @ rot.T``: frame = turn @ rot.T.
     The delta location is in the parent's space."""
-    turn = posemath.facing_turn(_face_centre(obj) - _rest_points(obj).mean(axis=0))
+    points = _rest_points(obj)
+    turn = posemath.facing_turn(_face_centre(obj, points) - points.mean(axis=0))
     own = posemath.orthonormal(_matrix3(obj.matrix_basis))
     parent = _matrix3(obj.parent.matrix_world) if obj.parent is not None else np.eye(3)
     to_local = np.linalg.inv(parent) @ posemath.orthonormal(parent) @ own @ turn
@@ -173,8 +173,12 @@ def pose_owner(target: bpy.types.Object, bone_hint: str = "") -> PoseOwner:
 def face_vertices(obj: bpy.types.Object, keys: list[str]) -> np.ndarray:
     """Indices of the vertices that the shape keys ``keys`` of ``obj`` move (the face); every
     vertex when none moves. Shapes: -> (N,)."""
+    return _moved_vertices(obj, keys, _rest_points(obj))
+
+
+def _moved_vertices(obj: bpy.types.Object, keys: list[str], basis: np.ndarray) -> np.ndarray:
+    """`face_vertices` against ``basis``, ``obj``'s `_rest_points`. Shapes: basis (V, 3) -> (N,)."""
     shape_keys = obj.data.shape_keys
-    basis = _rest_points(obj)
     moved = np.zeros(len(basis), dtype=bool)
     co = np.empty(basis.size, dtype=np.float64)
     for name in keys:
