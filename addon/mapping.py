@@ -31,7 +31,10 @@ aliases resolved) to terms or viseme ids, for one convention:
 ``vrm``    VRM / VRoid Studio: VRM 0.x blend-shape proxies ``A I U E O`` (visemes aa I U E O),
            ``Blink`` (weighted sum: half of each eyeBlink), ``Blink_L/R``, ``Joy Angry Sorrow Fun
            Surprised`` (weighted sums); VRM 1.0 expressions ``aa ih ou ee oh``, ``blink blinkLeft
-           blinkRight``, ``happy angry sad relaxed surprised`` (the same); and the VRoid mesh keys
+           blinkRight``, ``happy angry sad relaxed surprised`` (the same); the look expressions of
+           either, ``LookUp LookDown LookLeft LookRight`` (weighted sums: up and down half of each
+           eye's, left the left eye's out and the right eye's in, as a VRM looks to its own left at
+           a positive yaw); and the VRoid mesh keys
            they bind to: ``Fcl_MTH_A/I/U/E/O`` (visemes), ``Fcl_EYE_Close`` (weighted sum),
            ``Fcl_EYE_Close_L/R``, ``Fcl_ALL_Joy/Angry/Sorrow/Fun/Surprised``, ``Fcl_BRW_Angry/
            Sorrow/Surprised`` and ``Fcl_EYE_Surprised`` (weighted sums, `_EMOTIONS`).
@@ -241,6 +244,9 @@ _VRM: dict[str, dict[str, float] | str] = {
     "Fcl_EYE_Close_R": {"eyeBlinkRight": 1.0},
     "Blink": _half("eyeBlink"), "Blink_L": {"eyeBlinkLeft": 1.0}, "Blink_R": {"eyeBlinkRight": 1.0},
     "blinkLeft": {"eyeBlinkLeft": 1.0}, "blinkRight": {"eyeBlinkRight": 1.0},
+    "LookUp": _half("eyeLookUp"), "LookDown": _half("eyeLookDown"),
+    "LookLeft": {"eyeLookOutLeft": 0.5, "eyeLookInRight": 0.5},
+    "LookRight": {"eyeLookInLeft": 0.5, "eyeLookOutRight": 0.5},
     **{emotion: terms for emotion, terms in _EMOTIONS.items()},
     **{_VRM1_EMOTION[emotion]: terms for emotion, terms in _EMOTIONS.items()},
     **{f"Fcl_ALL_{emotion}": terms for emotion, terms in _EMOTIONS.items()},

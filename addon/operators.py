@@ -29,7 +29,7 @@ T = TypeVar("T")
 # Job setting (docs/api.md, `GET /v1/info` settings) -> the panel property that holds it.
 SERVER_SETTINGS = {"intensity": "intensity", "temperature": "temperature", "pose_temperature": "pose_temperature",
                    "style_temperature": "style_temperature", "seed": "seed", "takes": "takes", "pose": "use_pose",
-                   "pose_amount": "pose_amount", "blinks": "blinks", "render": "render_preview",
+                   "pose_amount": "pose_amount", "blinks": "blinks", "gaze": "gaze", "render": "render_preview",
                    "render_size": "render_size", "blend_weight": "blend_weight", "closures": "closures"}
 
 

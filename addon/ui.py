@@ -53,6 +53,7 @@ def _draw_style(layout: bpy.types.UILayout, props) -> None:
     for name in ("temperature", "style_temperature", "seed", "takes"):
         col.prop(props, name)
     layout.prop(props, "blinks")
+    layout.prop(props, "gaze")
 
 
 def _draw_pose(layout: bpy.types.UILayout, props) -> None:

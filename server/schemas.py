@@ -72,6 +72,9 @@ class JobSettings(RenderSettings):
     pose: bool = Field(_SAMPLE.pose, description="generate head motion")
     pose_amount: float = Field(_SAMPLE.pose_amount, ge=0.0, le=2.0)
     blinks: bool = Field(_SAMPLE.blinks, description="add random blinks at the emotion's rate (temperature > 0, no reference)")
+    gaze: bool = Field(_SAMPLE.gaze, description=(
+        "add eye movement: saccades to and from the listener, held against the head's quick turns "
+        "(temperature > 0, no reference)"))
     manifold_blend: float = Field(_SAMPLE.manifold_blend, ge=0.0, le=1.0)
     manifold_k: int = Field(_SAMPLE.manifold_k, ge=1, le=MAX_MANIFOLD_K,
                             description="K of the manifold projection (its cost grows with K³ per frame)")

@@ -56,6 +56,8 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument("--no-pose", dest="pose", action="store_false", help="no head motion (pose all zeros)")
     parser.add_argument("--no-blinks", dest="blinks", action="store_false",
                         help="no added blinks (the flows themselves hardly blink; see the README)")
+    parser.add_argument("--no-gaze", dest="gaze", action="store_false",
+                        help="no added eye movement (saccades held against the head's motion; see the README)")
     parser.add_argument("--pose-amount", type=float, default=defaults.pose_amount,
                         help="head-motion scale in [0, 2] (default %(default)s)")
     parser.add_argument("--manifold-blend", type=float, default=defaults.manifold_blend,
@@ -104,7 +106,7 @@ def run_generate(args: argparse.Namespace) -> int:
             pose_temperature=args.pose_temperature, style_temperature=args.style_temperature,
             seed=args.seed, takes=args.takes, pose=args.pose,
             pose_amount=args.pose_amount, manifold_blend=args.manifold_blend, reference=reference,
-            blinks=args.blinks,
+            blinks=args.blinks, gaze=args.gaze,
         ),
         fps=args.fps,
         source_exp=source,

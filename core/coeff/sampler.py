@@ -57,6 +57,7 @@ from core.emotions import EMOTIONS, TALK, emotion_index
 from core.errors import FlowVQError
 from core.expression import move_with_the_line
 from core.flow import content_key, t_noise
+from core.gaze import GAZE_CHANNELS, with_gaze
 from core.formats.takes import POSE_DIM
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "take_styles",
     "take_seeds",
     "add_blinks",
+    "add_gaze",
     "move_with_emotion",
     "exaggerate",
     "check_cancel",
@@ -98,6 +100,7 @@ REFERENCE_MARGIN = 1.0
 MAX_CHUNK_FRAMES = 10
 MIN_PROGRESS_REPORTS = 25
 _BLINK_STREAM = 1  # numpy SeedSequence([take seed, stream]) of a take's blinks (torch draws its latents)
+_GAZE_STREAM = 2  # the same of a take's gaze
 ProgressFn = Callable[[float], None]
 CancelFn = Callable[[], bool]
 
@@ -126,7 +129,8 @@ class SampleSettings:
     seed: take k uses seed + k; takes: how many; pose on/off and pose_amount in [0, 2];
     manifold_blend in [0, 1] and manifold_k in [1, `MAX_MANIFOLD_K`]: manifold projection (needs a latent bank);
     reference: optional (R, D) expression coefficients for emotion transfer; blinks: add seeded
-    blinks (`add_blinks`) to takes drawn with temperature > 0 and no reference.
+    blinks (`add_blinks`) and gaze: seeded saccades held against the head's quick turns (`add_gaze`), to
+    takes drawn with temperature > 0 and no reference.
     """
 
     emotion: str = TALK
@@ -144,6 +148,7 @@ class SampleSettings:
     manifold_k: int = 8
     reference: np.ndarray | None = None
     blinks: bool = True
+    gaze: bool = True
 
     def check(self, model: CoeffModel) -> None:
         """Raise `SettingsError` (or `UnknownEmotionError`) naming the first bad setting."""
@@ -469,6 +474,8 @@ def sample_takes(
             else np.zeros((n_takes, frames, POSE_DIM), np.float32))
     if settings.blinks and settings.reference is None and settings.temperature > 0:
         exp = add_blinks(exp, model, settings)
+    if settings.gaze and settings.reference is None and settings.temperature > 0:
+        exp = add_gaze(exp, pose, model, settings)
     return exp, pose
 
 
@@ -529,6 +536,27 @@ def add_blinks(exp: np.ndarray, model: CoeffModel, settings: SampleSettings) -> 
         for take, seed in zip(exp, take_seeds(settings))
     ]
     return np.stack(blinked).astype(np.float32)
+
+
+def add_gaze(exp: np.ndarray, pose: np.ndarray, model: CoeffModel, settings: SampleSettings) -> np.ndarray:
+    """Each take's eyes moving as a talker's do, drawn from the take's own seed
+    (`core.gaze.with_gaze`: saccades to and from the listener at the emotion's rates, held on their
+    target against the quick turns of the take's head ``pose``), clipped to the bounds.
+
+    The corpus's eyeLook curves carry an emotion's gaze but no saccades, so the flows' eyes stare:
+    every eyeLook curve of a take of J. F. Kennedy's line stays under 0.005. Face models without
+    the eight eyeLook channels get none. Shapes: exp (N, T, D), pose (N, T, 6) -> (N, T, D).
+    """
+    if not set(GAZE_CHANNELS) <= set(model.names):
+        return exp
+    lower, upper = model.lower.cpu().numpy(), model.upper.cpu().numpy()
+    emotion = EMOTIONS[emotion_index(settings.emotion)]
+    moved = [
+        np.clip(with_gaze(take, take_pose, model.names, emotion, model.config.fps,
+                          np.random.default_rng([seed, _GAZE_STREAM])), lower, upper)
+        for take, take_pose, seed in zip(exp, pose, take_seeds(settings))
+    ]
+    return np.stack(moved).astype(np.float32)
 
 
 def _run(rollouts: list[_Rollout], frames: int, progress: ProgressFn | None, cancel: CancelFn | None) -> None:

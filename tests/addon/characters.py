@@ -204,10 +204,11 @@ def build_viseme_head(bpy):
     return head
 
 
-def build_vrm_head(bpy):
-    """A head mesh with a VRM 0.x rig's keys: the vowels ``A I U E O``, ``Blink`` and ``Joy``."""
+def build_vrm_head(bpy, extra: tuple[str, ...] = ()):
+    """A head mesh with a VRM 0.x rig's keys: the vowels ``A I U E O``, ``Blink``, ``Joy`` and
+    the ``extra`` keys."""
     head = _sphere(bpy, "VrmHead", (0.0, 0.0, 0.0), HEAD_RADIUS)
-    _add_keys(head, ["A", "I", "U", "E", "O", "Blink", "Joy"],
+    _add_keys(head, ["A", "I", "U", "E", "O", "Blink", "Joy", *extra],
               lambda name, co: np.where((co[:, 1] < -0.03)[:, None], (0.0, 0.0, -0.01), 0.0))
     bpy.context.scene.collection.objects.link(head)
     return head

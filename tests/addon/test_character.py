@@ -449,6 +449,26 @@ def test_a_happy_takes_smile_goes_to_the_vrm_joy_key_and_leaves_the_vowels_their
     assert np.median(curves["A"][vowels]) > 2 * max(np.median(curves["I"][vowels]), 0.02)
 
 
+def test_a_vrm_heads_look_keys_move_its_eyes_as_the_take_does(bpy_empty, wire_takes, face_npz):
+    """A generated take moves its eyes (the gaze layer), and a VRM head's LookLeft/LookRight keys
+    follow them: LookLeft is the mean of the left eye's out and the right eye's in."""
+    from .characters import build_vrm_head
+
+    bpy = bpy_empty
+    take = wire_takes[0]
+    head = build_vrm_head(bpy, ("LookUp", "LookDown", "LookLeft", "LookRight"))
+    find_character(bpy, head, take["names"])
+    generate(bpy, [take], face_npz)
+    action = module("keys").assigned_action(head.data.shape_keys)
+    curves = {name: np.array([module("keys").find_curve(action, head.data.shape_keys,
+                                                        f'key_blocks["{name}"].value').evaluate(1.0 + k)
+                              for k in range(take["frames"])]) for name in ("LookLeft", "LookRight")}
+    left = 0.5 * (column(take, "eyeLookOutLeft") + column(take, "eyeLookInRight"))
+    np.testing.assert_allclose(curves["LookLeft"], left, atol=1e-4)
+    assert max(curves["LookLeft"].max(), curves["LookRight"].max()) > 0.1  # the eyes turn by degrees
+    assert (np.minimum(curves["LookLeft"], curves["LookRight"]) < 0.01).mean() > 0.9  # one way at a time
+
+
 def export_as_index_named_vrm(bpy, obj, path) -> None:
     """Export ``obj`` with Blender's glTF exporter, then lay its morph-target names out as some VRM
     0.x exporters do: only indices ("0", "1", ...) on the primitive, no names on the mesh (where

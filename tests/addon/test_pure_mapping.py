@@ -174,6 +174,25 @@ def test_a_sum_never_doubles_a_curve_another_key_already_drives():
     assert len(names) == len(set(names))
 
 
+def test_vrm_look_expressions_follow_the_eyes_and_left_is_the_characters_own_left():
+    """VRM 0.x's LookLeft (and VRM 1.0's lookLeft) turn the eyes to the character's own left: the
+    left eye out and the right eye in. A take looking 0.6 that way keys LookLeft 0.6 and LookRight 0."""
+    for keys in (["A", "Blink", "LookUp", "LookDown", "LookLeft", "LookRight"],
+                 VRM1_KEYS + ["lookUp", "lookDown", "lookLeft", "lookRight"]):
+        built = mapping.build_mapping(keys, ARKIT)
+        assert built.preset == "vrm"
+        left, right, up, down = (next(k for k in keys if k.lower() == name) for name in
+                                 ("lookleft", "lookright", "lookup", "lookdown"))
+        assert built.keys[left] == {"eyeLookOutLeft": 0.5, "eyeLookInRight": 0.5}
+        assert built.keys[right] == {"eyeLookInLeft": 0.5, "eyeLookOutRight": 0.5}
+        assert built.keys[up] == {"eyeLookUpLeft": 0.5, "eyeLookUpRight": 0.5}
+        assert built.keys[down] == {"eyeLookDownLeft": 0.5, "eyeLookDownRight": 0.5}
+        exp = np.zeros((1, len(ARKIT)))
+        exp[0, [ARKIT.index("eyeLookOutLeft"), ARKIT.index("eyeLookInRight")]] = 0.6
+        values = mapping.evaluate(built, ARKIT, exp, {v: np.zeros(1) for v in ["aa", "I", "U", "E", "O"]})
+        assert values[left][0] == pytest.approx(0.6) and values[right][0] == 0.0
+
+
 def test_terms_on_names_the_model_lacks_are_dropped():
     model = [name for name in ARKIT if name != "mouthSmileRight"]
     built = mapping.build_mapping(["mouthSmile", "jawOpen", "mouthSmileRight"], model)

@@ -27,6 +27,7 @@ from core.coeff.sampler import (
 from core.coeff.weights import WeightsError, load_weights, save_weights
 from core.emotions import EMOTIONS, UnknownEmotionError, emotion_index
 from core.eval.metrics import blink_count
+from core.gaze import GAZE_CHANNELS, look_angles
 from core.face.model import FaceModel
 from core.visemes import VISEME_CLASSES
 
@@ -466,9 +467,11 @@ def test_each_flow_starts_from_its_own_seed(face: FaceModel) -> None:
 
 
 def test_pose_off_gives_zeros_and_leaves_expressions_unchanged(model: CoeffModel) -> None:
-    on = sample_takes(model, audio_features(), zeros_source(model), SampleSettings(seed=3, manifold_blend=0.0))
+    """Without the gaze layer (whose eyes turn against the head) the head pose touches no expression."""
+    on = sample_takes(model, audio_features(), zeros_source(model),
+                      SampleSettings(seed=3, manifold_blend=0.0, gaze=False))
     off = sample_takes(model, audio_features(), zeros_source(model),
-                       SampleSettings(seed=3, manifold_blend=0.0, pose=False))
+                       SampleSettings(seed=3, manifold_blend=0.0, pose=False, gaze=False))
     np.testing.assert_array_equal(on[0], off[0])
     assert np.abs(on[1]).sum() > 0
     assert not off[1].any()
@@ -487,6 +490,25 @@ def test_takes_blink_on_their_own_seeds_and_blinks_off_leaves_only_the_flow(mode
     counts = [blink_count(take, model.names) for take in on]
     assert min(counts) >= 2 and min(counts) > max(blink_count(take, model.names) for take in off)
     assert not np.allclose(on[0][:, eyes], on[1][:, eyes])
+
+
+def test_takes_move_their_eyes_on_their_own_seeds_and_gaze_off_leaves_the_flow(model: CoeffModel) -> None:
+    """Thirty seconds of a talk take: the gaze layer moves only the eight eyeLook channels, by
+    several degrees, differently per take, and differently with the head still (the eyes turn
+    against the head: `core.gaze.eye_angles`, tested in test_gaze)."""
+    audio = audio_features(3, frames=750)
+    common = dict(takes=2, seed=7, manifold_blend=0.0, blinks=False)
+    on, _ = sample_takes(model, audio, zeros_source(model), SampleSettings(**common))
+    off, _ = sample_takes(model, audio, zeros_source(model), SampleSettings(**common, gaze=False))
+    still, _ = sample_takes(model, audio, zeros_source(model), SampleSettings(**common, pose=False))
+    eyes = [model.names.index(name) for name in GAZE_CHANNELS]
+    others = [k for k in range(model.dim) if k not in eyes]
+    np.testing.assert_array_equal(on[..., others], off[..., others])
+    turn = [look_angles(take[:, eyes]) - look_angles(flat[:, eyes]) for take, flat in zip(on, off)]
+    assert min(np.ptp(angles[:, 0]) for angles in turn) > 5.0  # degrees of left-eye yaw
+    assert not np.allclose(turn[0], turn[1])
+    np.testing.assert_array_equal(still[0][:, others], off[0][:, others])
+    assert not np.allclose(still[0][:, eyes], on[0][:, eyes])
 
 
 def test_pose_amount_scales_the_head_motion(model: CoeffModel) -> None:
@@ -510,7 +532,7 @@ def test_each_temperature_spreads_only_its_own_flow(model: CoeffModel) -> None:
     def takes(temperature: float, pose_temperature: float, style: float = 0.0) -> tuple[np.ndarray, ...]:
         return sample_takes(model, audio_features(), zeros_source(model), SampleSettings(
             takes=2, seed=4, temperature=temperature, pose_temperature=pose_temperature,
-            style_temperature=style, manifold_blend=0.0, blinks=False))
+            style_temperature=style, manifold_blend=0.0, blinks=False, gaze=False))
     still_head, moving_head = takes(0.7, 0.0), takes(0.7, 0.7)
     np.testing.assert_array_equal(still_head[0], moving_head[0])
     np.testing.assert_allclose(still_head[1][0], still_head[1][1], atol=1e-5)
@@ -601,8 +623,9 @@ def test_intensity_above_one_exaggerates_the_apex_take_in_the_emotion_channels_o
     """Above 1 the flows run at the apex (inputs they were trained on) and the emotion-bearing
     channels depart from β₀ further, clamped to the rig; the lips and blinks keep the apex take's."""
     audio, source = audio_features(seed=3), np.full(model.dim, 0.05, np.float32)
-    apex = sample_takes(model, audio, source, SampleSettings(emotion="fear", intensity=1.0, seed=4, blinks=False, manifold_blend=0.0))[0]
-    over = sample_takes(model, audio, source, SampleSettings(emotion="fear", intensity=1.5, seed=4, blinks=False, manifold_blend=0.0))[0]
+    fixed = dict(emotion="fear", seed=4, blinks=False, gaze=False, manifold_blend=0.0)
+    apex = sample_takes(model, audio, source, SampleSettings(intensity=1.0, **fixed))[0]
+    over = sample_takes(model, audio, source, SampleSettings(intensity=1.5, **fixed))[0]
     np.testing.assert_array_equal(over, exaggerate(apex, model, source, 1.5))
     names = list(model.names)
     style = [names.index(n) for n in names if n.startswith(STYLE_PREFIXES)]
@@ -621,7 +644,7 @@ def test_a_blend_mixes_two_emotions_in_the_latent_space_and_its_ends_are_single_
     talk, sad, angry = (emotion_index(name) for name in ("talk", "sad", "angry"))
     source = torch.zeros(model.dim)
     mix = SampleSettings(emotion="sad", blend="angry", blend_weight=0.3, intensity=0.8, style_temperature=0.0,
-                         manifold_blend=0.0, blinks=False)
+                         manifold_blend=0.0, blinks=False, gaze=False)
     expected = means[talk] + 0.8 * (0.7 * means[sad] + 0.3 * means[angry] - means[talk])
     torch.testing.assert_close(latent_centres(model, mix, source, 3), expected.expand(3, -1))
     line = flow.style_mean - 0.2 * flow.style_slope
@@ -829,7 +852,7 @@ def test_manifold_blend_pulls_samples_onto_the_bank(face: FaceModel) -> None:
     model = perturbed_model(face, seed=4)
     model.bank = torch.randn(1, model.dim, generator=torch.Generator().manual_seed(2))
     model.bank_labels = torch.zeros(1, dtype=torch.long)
-    settings = SampleSettings(takes=2, manifold_blend=0.0, style_temperature=0.0)
+    settings = SampleSettings(takes=2, manifold_blend=0.0, style_temperature=0.0, gaze=False)
     free = sample_takes(model, audio_features(), zeros_source(model), settings)[0]
     projected = sample_takes(model, audio_features(), zeros_source(model), replace(settings, manifold_blend=1.0))[0]
     halfway = sample_takes(model, audio_features(), zeros_source(model), replace(settings, manifold_blend=0.5))[0]

@@ -18,9 +18,9 @@ CORE = ROOT / "core"
 # the ones below, never one above.
 LAYERS = {
     # 0: the base every other layer shares: errors, files, the face model, audio, the flow toolkit,
-    # blinks, forced alignment, speech recognition, and the file formats (takes, dataset, weights folders, renderer inputs).
+    # blinks, gaze, forced alignment, speech recognition, and the file formats (takes, dataset, weights folders, renderer inputs).
     "core.errors": 0, "core.fileio": 0, "core.jsonvalues": 0, "core.progress": 0, "core.configparse": 0,
-    "core.device": 0, "core.emotions": 0, "core.audio": 0, "core.align": 0, "core.recognize": 0, "core.visemes": 0, "core.face": 0, "core.flow": 0, "core.blinks": 0, "core.expression": 0,
+    "core.device": 0, "core.emotions": 0, "core.audio": 0, "core.align": 0, "core.recognize": 0, "core.visemes": 0, "core.face": 0, "core.flow": 0, "core.blinks": 0, "core.gaze": 0, "core.expression": 0,
     "core.formats": 0,
     # 1: inference: the coefficient generator, the image generator and the renderers.
     "core.coeff": 1, "core.vq": 1, "core.render": 1,

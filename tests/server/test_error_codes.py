@@ -27,6 +27,7 @@ WIRE_CODES = {
     "core.audio.SampleRateError": "sample_rate",
     "core.audio.SilentAudioError": "silent_audio",
     "core.blinks.BlinkError": "blink",
+    "core.gaze.GazeError": "gaze",
     "core.coeff.config.ConfigError": "config",
     "core.coeff.generator.ReferenceTakeError": "reference_take",
     "core.coeff.sampler.GenerationCancelled": "generation_cancelled",
