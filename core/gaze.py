@@ -17,10 +17,10 @@ layer adds them, as `core.blinks` adds blinks:
   that way too) and hold still against its quick ones: the eyes counter-rotate the nods and bobs;
 - the result is added, as angles, to the eye turn the take's own eyeLook channels already show.
 
-Angles and channels: ``eyeLook*`` = 1 turns the eye by `LOOK_DEGREES` (sideways, vertically), as
-add-ons read them for eye bones. Yaw is positive toward the subject's left (model +X) and pitch
-positive downward, as in the head pose (`core.face.pose`). All randomness comes from the numpy
-Generator passed in.
+Angles and channels: ``eyeLook*`` = 1 turns the eye by `LOOK_DEGREES` (sideways, vertically; ARKit
+states no angle, so this is the layer's own convention, documented for rigs). Yaw is positive
+toward the subject's left (model +X) and pitch positive downward, as in the head pose
+(`core.face.pose`). All randomness comes from the numpy Generator passed in.
 """
 
 from collections.abc import Sequence
@@ -158,8 +158,8 @@ def _fixations(style: GazeStyle, seconds: float, rng: np.random.Generator) -> tu
 
 def gaze_targets(emotion: str, frames: int, fps: float, rng: np.random.Generator) -> np.ndarray:
     """Where the eyes look at each frame centre, relative to the head's slow turns (`eye_angles`):
-    (yaw, pitch) in degrees, (0, 0) on the listener. Each fixation is reached by a saccade of the main sequence's length
-    along a smooth step. Shapes: -> (frames, 2) float64."""
+    (yaw, pitch) in degrees, (0, 0) on the listener. Each fixation is reached by a saccade of the
+    main sequence's length along a smooth step. Shapes: -> (frames, 2) float64."""
     if emotion not in GAZE_STYLES:
         raise GazeError(f"no gaze style for emotion {emotion!r}; known: {', '.join(EMOTIONS)}")
     starts, targets = _fixations(GAZE_STYLES[emotion], frames / fps, rng)
@@ -230,8 +230,8 @@ def with_gaze(
     exp: np.ndarray, pose: np.ndarray, names: Sequence[str], emotion: str, fps: float, rng: np.random.Generator
 ) -> np.ndarray:
     """A take with saccades on its eyeLook channels: the gaze process (`gaze_targets`) held against
-    the quick turns of the take's head ``pose`` (`eye_angles`), added to the eye turn its channels already show
-    (`look_angles`), written back (`look_channels`); the caller clips to the face model's bounds.
+    the quick turns of the take's head ``pose`` (`eye_angles`), added to the eye turn its channels
+    already show (`look_angles`), written back (`look_channels`); the caller clips to the face model's bounds.
     Shapes: exp (T, D), pose (T, 6) -> (T, D) float32."""
     columns = _columns(names)
     if pose.shape != (len(exp), 6):
