@@ -156,8 +156,8 @@ class FlowVQSettings(bpy.types.PropertyGroup):
     blinks: BoolProperty(name="Blinks", default=True, description=(
         "Add random blinks at the emotion's rate to each take (drawn from its seed)"))
     gaze: BoolProperty(name="Eye Gaze", default=True, description=(
-        "Move the eyes as a talker's do: saccades away from and back to the camera, held on their "
-        "target while the head moves (drawn from each take's seed)"))
+        "Move the eyes as a talker's do: saccades away from and back to the camera, steady against "
+        "the head's nods, following its slow turns (drawn from each take's seed)"))
     portrait_path: StringProperty(name="Portrait", subtype="FILE_PATH", description=(
         "The source portrait the preview frames animate"))
     render_preview: BoolProperty(name="Preview Frames", description=(

@@ -57,7 +57,7 @@ def add_generate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument("--no-blinks", dest="blinks", action="store_false",
                         help="no added blinks (the flows themselves hardly blink; see the README)")
     parser.add_argument("--no-gaze", dest="gaze", action="store_false",
-                        help="no added eye movement (saccades held against the head's motion; see the README)")
+                        help="no added eye movement (saccades, steady against the head's nods; see the README)")
     parser.add_argument("--pose-amount", type=float, default=defaults.pose_amount,
                         help="head-motion scale in [0, 2] (default %(default)s)")
     parser.add_argument("--manifold-blend", type=float, default=defaults.manifold_blend,

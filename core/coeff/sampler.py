@@ -57,8 +57,8 @@ from core.emotions import EMOTIONS, TALK, emotion_index
 from core.errors import FlowVQError
 from core.expression import move_with_the_line
 from core.flow import content_key, t_noise
-from core.gaze import GAZE_CHANNELS, with_gaze
 from core.formats.takes import POSE_DIM
+from core.gaze import GAZE_CHANNELS, with_gaze
 
 __all__ = [
     "SampleSettings",
