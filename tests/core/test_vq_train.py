@@ -109,10 +109,16 @@ def test_still_image_folders_read_png_and_jpeg_of_any_size(tmp_path):
 
 
 def test_tiny_codebook_run_lowers_reconstruction_and_code_losses(codebook):
+    """Reconstruction improves while the autoencoder trains alone, and the discriminator, which
+    joins at adv_start and pulls L1 back up a little (by how much differs between CPUs), leaves it
+    below where it started."""
     history = read_history(codebook)
+    config = load_codebook_config(CONFIGS / "codebook-tiny.yaml")
     first, last = history[0], history[-1]
-    assert last["step"] == load_codebook_config(CONFIGS / "codebook-tiny.yaml").steps
-    assert last["l1"] < first["l1"] - 0.03
+    assert last["step"] == config.steps
+    alone = [event["l1"] for event in history if event["step"] <= config.adv_start]
+    assert min(alone) < first["l1"] - 0.03
+    assert last["l1"] < first["l1"]
     assert last["code"] < first["code"] * 0.75
     assert last["adv"] > 0 and last["disc"] > 0  # the discriminator joined at adv_start
     assert (codebook / CODEBOOK_FILE).is_file()
