@@ -3,7 +3,7 @@
 For every video (`VIDEO_SUFFIXES`) anywhere under a folder, `video_clip`:
 
 1. decodes the frames and the first audio track with PyAV (FFmpeg), in one pass;
-2. detects the 468 FaceMesh landmarks on each frame (`core.face.landmarks.detect_landmarks`) and
+2. detects the 468 FaceMesh landmarks on each frame (`core.face.landmarks.LandmarkDetector`) and
    fits the built-in model to them (`core.face.fit.fit`): exp (D,) in [0, 1] and pose (6,);
 3. handles frames where no face is found explicitly: runs of such frames up to `MAX_GAP_SECONDS`
    are linearly interpolated from the frames around them (held at the ends of the video); a video
@@ -40,7 +40,7 @@ from core.corpus.readers import (
 from core.emotions import TALK
 from core.face import builtin
 from core.face.fit import fit
-from core.face.landmarks import MultipleFacesError, NoFaceError, detect_landmarks
+from core.face.landmarks import LandmarkDetector, MultipleFacesError, NoFaceError
 from core.face.model import FaceModel
 from core.formats.dataset import CoeffSequence, DatasetError, DatasetMeta
 from core.formats.takes import POSE_DIM
@@ -79,7 +79,7 @@ def native_fps(path: Path) -> float:
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path)) as container, LandmarkDetector() as detector:
             if not container.streams.video:
                 raise DatasetError(f"{path} has no video stream")
             rate = container.streams.video[0].average_rate or container.streams.video[0].guessed_rate
@@ -90,10 +90,11 @@ def native_fps(path: Path) -> float:
     return float(rate)
 
 
-def _frame_fit(model: FaceModel, rgb: np.ndarray, path: Path, index: int, time: float) -> np.ndarray | None:
+def _frame_fit(model: FaceModel, detector: LandmarkDetector, rgb: np.ndarray, path: Path, index: int,
+               time: float) -> np.ndarray | None:
     """exp | pose of one frame, or None when no face is found. Shapes: (H, W, 3) -> (D + 6,)."""
     try:
-        landmarks = detect_landmarks(rgb)
+        landmarks = detector.detect(rgb)
     except NoFaceError:
         return None
     except MultipleFacesError as err:
@@ -113,7 +114,7 @@ def _decode(path: Path, model: FaceModel) -> _Track:
     chunks: list[np.ndarray] = []
     audio_start: float | None = None
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path)) as container, LandmarkDetector() as detector:
             if not container.streams.video:
                 raise DatasetError(f"{path} has no video stream")
             if not container.streams.audio:
@@ -129,7 +130,7 @@ def _decode(path: Path, model: FaceModel) -> _Track:
                         time = frame.time if frame.time is not None else len(times) / rate
                         times.append(float(time))
                         rgb = frame.to_ndarray(format="rgb24")  # (H, W, 3) uint8
-                        fits.append(_frame_fit(model, rgb, path, len(fits), time))
+                        fits.append(_frame_fit(model, detector, rgb, path, len(fits), time))
                     else:
                         if audio_start is None and frame.time is not None:
                             audio_start = float(frame.time)

@@ -8,6 +8,7 @@ alternate a few times.
 """
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy.optimize import lsq_linear
@@ -52,6 +53,22 @@ def similarity_fit(source: np.ndarray, target: np.ndarray) -> tuple[float, np.nd
     return scale, rot, mu_t - scale * rot @ mu_s
 
 
+@lru_cache(maxsize=8)
+def _expression_solve(model: FaceModel) -> tuple[np.ndarray, np.ndarray]:
+    """The expression step's least squares, reduced once per model.
+
+    The step minimises ``|B exp - residual|^2 + ridge^2 |exp|^2`` within the bounds, B the basis as
+    a (V*3, D) design. With ``[B; ridge I] = Q R`` that is ``|R exp - Q_data^T residual|^2`` plus a
+    constant, Q_data the first V*3 rows of Q: the same minimiser from a (D, D) problem.
+    Shapes: -> Q_data (V*3, D), R (D, D).
+    """
+    design = model.basis.reshape(model.n_expressions, -1).T  # (V*3, D)
+    ridge = np.sqrt(RIDGE) * 1e-3 * np.eye(model.n_expressions)
+    q, r = np.linalg.qr(np.vstack([design, ridge]))
+    return q[:design.shape[0]], r
+
+
+@lru_cache(maxsize=8)
 def _stable_vertices(model: FaceModel) -> np.ndarray:
     """Boolean (V,): vertices no coefficient moves further than `STABLE_MOTION_M` within its range.
 
@@ -75,17 +92,14 @@ def fit(model: FaceModel, landmarks: np.ndarray, iterations: int = 6) -> FitResu
     if not np.isfinite(landmarks).all():
         raise FitError("landmarks contain NaN or infinite values")
     stable = _stable_vertices(model)
+    q_data, r = _expression_solve(model)
     exp = np.clip(np.zeros(model.n_expressions), model.lower, model.upper)
-    design = model.basis.reshape(model.n_expressions, -1).T  # (V*3, D)
-    ridge = np.sqrt(RIDGE) * 1e-3 * np.eye(model.n_expressions)
     for _ in range(iterations):
         mesh = model.expression_mesh(exp)
         scale, rot, trans = similarity_fit(mesh[stable], landmarks[stable])
         in_model = ((landmarks - trans) @ rot) / scale  # (V, 3) landmarks in model space
         residual = (in_model - model.neutral).reshape(-1)
-        solution = lsq_linear(np.vstack([design, ridge]), np.concatenate([residual, np.zeros(model.n_expressions)]),
-                              bounds=(model.lower, model.upper))
-        exp = solution.x
+        exp = lsq_linear(r, q_data.T @ residual, bounds=(model.lower, model.upper)).x
     mesh = model.expression_mesh(exp)
     scale, rot, trans = similarity_fit(mesh, landmarks)
     pose = np.concatenate([angles_from_matrix(rot), trans / scale])

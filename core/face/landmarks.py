@@ -17,6 +17,7 @@ __all__ = [
     "NoFaceError",
     "MultipleFacesError",
     "read_image",
+    "LandmarkDetector",
     "detect_landmarks",
     "tessellation_edges",
 ]
@@ -52,28 +53,53 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def detect_landmarks(image: np.ndarray) -> np.ndarray:
-    """The 468 FaceMesh landmarks of the one face in an RGB image, in model axes and pixels.
+class LandmarkDetector:
+    """One FaceMesh graph for many images (a video's frames), as a context manager.
 
-    Raises `NoFaceError` or `MultipleFacesError` unless exactly one face is found.
+    Every image is still detected on its own (static-image mode, no tracking between frames), so
+    `detect` gives what `detect_landmarks` gives for each image, without building the graph for
+    each one.
+    """
+
+    def __init__(self) -> None:
+        import mediapipe as mp
+
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=2, refine_landmarks=False, min_detection_confidence=0.5
+        )
+
+    def __enter__(self) -> "LandmarkDetector":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._mesh.close()
+
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        """The 468 FaceMesh landmarks of the one face in an RGB image, in model axes and pixels.
+
+        Raises `NoFaceError` or `MultipleFacesError` unless exactly one face is found.
+        Shapes: image (H, W, 3) uint8 -> (468, 3).
+        """
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise FaceDetectionError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
+        height, width = image.shape[:2]
+        result = self._mesh.process(np.ascontiguousarray(image, dtype=np.uint8))
+        faces = result.multi_face_landmarks or []
+        if not faces:
+            raise NoFaceError("no face found in the image: use a photo with one clearly visible, roughly frontal face")
+        if len(faces) > 1:
+            raise MultipleFacesError(f"{len(faces)} faces found in the image: crop it to the one face to animate")
+        raw = np.array([[p.x, p.y, p.z] for p in faces[0].landmark[:N_LANDMARKS]], dtype=np.float64)
+        return np.stack([raw[:, 0] * width, (1.0 - raw[:, 1]) * height, -raw[:, 2] * width], axis=1)
+
+
+def detect_landmarks(image: np.ndarray) -> np.ndarray:
+    """The 468 FaceMesh landmarks of the one face in one RGB image (`LandmarkDetector.detect`).
+
     Shapes: image (H, W, 3) uint8 -> (468, 3).
     """
-    import mediapipe as mp
-
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise FaceDetectionError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
-    height, width = image.shape[:2]
-    with mp.solutions.face_mesh.FaceMesh(
-        static_image_mode=True, max_num_faces=2, refine_landmarks=False, min_detection_confidence=0.5
-    ) as mesh:
-        result = mesh.process(np.ascontiguousarray(image, dtype=np.uint8))
-    faces = result.multi_face_landmarks or []
-    if not faces:
-        raise NoFaceError("no face found in the image: use a photo with one clearly visible, roughly frontal face")
-    if len(faces) > 1:
-        raise MultipleFacesError(f"{len(faces)} faces found in the image: crop it to the one face to animate")
-    raw = np.array([[p.x, p.y, p.z] for p in faces[0].landmark[:N_LANDMARKS]], dtype=np.float64)
-    return np.stack([raw[:, 0] * width, (1.0 - raw[:, 1]) * height, -raw[:, 2] * width], axis=1)
+    with LandmarkDetector() as detector:
+        return detector.detect(image)
 
 
 def tessellation_edges() -> np.ndarray:

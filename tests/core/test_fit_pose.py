@@ -1,10 +1,13 @@
 """Landmark detection, fitting and the head-pose convention (including Blender's axes)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from scipy.optimize import lsq_linear
 
-from core.face.fit import FitError, fit
-from core.face.landmarks import MultipleFacesError, NoFaceError, detect_landmarks
+from core.face.fit import RIDGE, FitError, _expression_solve, fit
+from core.face.landmarks import LandmarkDetector, MultipleFacesError, NoFaceError, detect_landmarks
 from core.face.pose import (
     BLENDER_EULER_ORDER,
     angles_from_matrix,
@@ -100,6 +103,32 @@ def test_fit_on_the_real_smiling_portrait_finds_a_smile_and_open_eyes(face, phot
     assert w["eyeBlinkLeft"] < 0.2 and w["eyeBlinkRight"] < 0.2
     assert result.rms_m < 0.003
     assert abs(result.pose[1]) < 0.3  # a roughly frontal photo
+
+
+def test_the_expression_step_has_the_minimiser_of_the_full_bounded_least_squares(face):
+    """`fit` solves each expression step on the (D, D) reduction of `_expression_solve`; it must
+    land where the stacked (V*3 + D, D) problem with the ridge rows does, bounds active included."""
+    rng = np.random.default_rng(0)
+    d = face.n_expressions
+    true = rng.uniform(-0.3, 1.3, d) * (rng.random(d) < 0.4)  # some weights past the bounds
+    residual = (np.einsum("d,dvk->vk", true, face.basis) + rng.normal(0.0, 3e-4, face.neutral.shape)).reshape(-1)
+    design = np.vstack([face.basis.reshape(d, -1).T, np.sqrt(RIDGE) * 1e-3 * np.eye(d)])
+    full = lsq_linear(design, np.concatenate([residual, np.zeros(d)]), bounds=(face.lower, face.upper)).x
+    q_data, r = _expression_solve(face)
+    reduced = lsq_linear(r, q_data.T @ residual, bounds=(face.lower, face.upper)).x
+    assert ((full <= face.lower + 1e-9) | (full >= face.upper - 1e-9)).sum() >= 3
+    np.testing.assert_allclose(reduced, full, atol=1e-6)
+
+
+def test_one_detector_for_a_videos_frames_finds_what_each_frame_alone_gives():
+    import av
+
+    with av.open(str(Path(__file__).parents[1] / "data" / "real" / "grid_lbax4n.mpg")) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame, _ in zip(container.decode(video=0), range(4))]
+    with LandmarkDetector() as detector:
+        together = [detector.detect(frame) for frame in frames]
+    for frame, landmarks in zip(frames, together):
+        np.testing.assert_array_equal(landmarks, detect_landmarks(frame))
 
 
 def test_fit_rejects_wrong_landmark_count_and_nan(face):
