@@ -7,7 +7,8 @@ repository, commit, path and git blob it comes from. For each chosen set this wr
 
 - ``OUT/SET/videos/CLIP.EXT``: the clip, read from a local git copy of its repository (the blob
   the manifest names, so a changed file is refused, not silently scored);
-- ``OUT/SET/lines.tsv``: the known lines, in the format of ``flowvq eval --real --texts``;
+- ``OUT/SET/lines.tsv``: the known lines of the clips fitted, in the format of
+  ``flowvq eval --real --texts`` (a clip the fit refused, with its reason, as a comment);
 - ``OUT/SET/data``: the dataset ``flowvq corpus from-videos --fps 25 --emotion talk`` makes of
   the videos (every clip kept for evaluation), unless ``--no-fit``;
 
@@ -116,16 +117,25 @@ def clip_bytes(repo: Path, clip: Clip) -> bytes:
     return _git(repo, "cat-file", "blob", blob).stdout
 
 
-def write_set(out: Path, clips: Sequence[Clip], repositories: dict[str, Path]) -> Path:
-    """Write ``out/videos/*`` and ``out/lines.tsv`` for one set's clips; returns the videos folder."""
+def write_videos(out: Path, clips: Sequence[Clip], repositories: dict[str, Path]) -> Path:
+    """Write ``out/videos/CLIP.EXT`` for one set's clips; returns that folder."""
     videos = out / "videos"
     videos.mkdir(parents=True, exist_ok=True)
     for clip in clips:
         (videos / clip.file_name).write_bytes(clip_bytes(repositories[clip.repository], clip))
-    known = [f"{clip.clip}\t{clip.line}\n" for clip in clips if clip.line]
-    (out / "lines.tsv").write_text("# clip<tab>what it says (scripts/real_clips.tsv)\n" + "".join(known),
-                                   encoding="utf-8")
     return videos
+
+
+def write_lines(out: Path, clips: Sequence[Clip], unfitted: dict[str, str]) -> Path:
+    """Write ``out/lines.tsv``: the known lines of the clips, those the fit refused (name -> reason)
+    left as comments, since ``eval --real --texts`` refuses a line of a clip it does not have."""
+    rows = ["# clip<tab>what it says (scripts/real_clips.tsv)\n"]
+    for clip in clips:
+        if clip.line:
+            rows.append(f"# {clip.clip}: not fitted ({unfitted[clip.clip]})\n" if clip.clip in unfitted
+                        else f"{clip.clip}\t{clip.line}\n")
+    (out / "lines.tsv").write_text("".join(rows), encoding="utf-8")
+    return out / "lines.tsv"
 
 
 def locate_repositories(repos: Path, clips: Sequence[Clip], clone: bool) -> dict[str, Path]:
@@ -143,14 +153,14 @@ def locate_repositories(repos: Path, clips: Sequence[Clip], clone: bool) -> dict
     return found
 
 
-def fit_set(videos: Path, data: Path) -> None:
-    """Fit every clip of ``videos`` into the evaluation dataset ``data`` (all clips in train, 25 fps)."""
+def fit_set(videos: Path, data: Path) -> dict[str, str]:
+    """Fit every clip of ``videos`` into the evaluation dataset ``data`` (all clips in train, 25 fps);
+    returns the clips the fit refused, name -> reason (also printed as they happen)."""
     from core.corpus.videos import from_videos
 
     summary = from_videos(videos, data, fps=DATASET_FPS, emotion="talk", val_fraction=0.0, test_fraction=0.0,
                           progress=print)
-    for file, reason in summary.failures:
-        print(f"not fitted: {file}: {reason}")
+    return {Path(file).stem: reason for file, reason in summary.failures}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -171,10 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         chosen = [clip for clip in clips if clip.set in (args.sets or names)]
         repositories = locate_repositories(args.repos, chosen, args.clone)
         for name in args.sets or names:
-            videos = write_set(args.out / name, [clip for clip in chosen if clip.set == name], repositories)
-            print(f"{name}: {len(list(videos.iterdir()))} clips in {videos}")
-            if not args.no_fit:
-                fit_set(videos, args.out / name / "data")
+            members = [clip for clip in chosen if clip.set == name]
+            videos = write_videos(args.out / name, members, repositories)
+            print(f"{name}: {len(members)} clips in {videos}")
+            unfitted = {} if args.no_fit else fit_set(videos, args.out / name / "data")
+            write_lines(args.out / name, members, unfitted)
     except RealSetsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

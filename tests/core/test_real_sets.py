@@ -81,10 +81,17 @@ def test_a_set_is_written_from_the_repository_with_lines_the_real_check_reads(li
     repos, commit, blob = lipnet_copy
     clip = _clip(commit, blob)
     repositories = real_sets.locate_repositories(repos, [clip], clone=False)
-    videos = real_sets.write_set(tmp_path / "out" / "dev", [clip], repositories)
+    videos = real_sets.write_videos(tmp_path / "out" / "dev", [clip], repositories)
     assert (videos / "grid_lbax4n.mpg").read_bytes() == GRID_CLIP.read_bytes()
-    assert read_lines(tmp_path / "out" / "dev" / "lines.tsv", ["grid_lbax4n"]) == {
-        "grid_lbax4n": "lay blue at x four now"}
+    lines = real_sets.write_lines(tmp_path / "out" / "dev", [clip], unfitted={})
+    assert read_lines(lines, ["grid_lbax4n"]) == {"grid_lbax4n": "lay blue at x four now"}
+
+
+def test_a_clip_the_fit_refused_keeps_its_line_only_as_a_comment_the_real_check_skips(lipnet_copy, tmp_path):
+    repos, commit, blob = lipnet_copy
+    lines = real_sets.write_lines(tmp_path, [_clip(commit, blob)], unfitted={"grid_lbax4n": "no face found"})
+    assert "# grid_lbax4n: not fitted (no face found)" in lines.read_text()
+    assert read_lines(lines, ["another_clip"]) == {}
 
 
 def test_a_clip_whose_committed_file_is_not_the_manifests_blob_is_refused(lipnet_copy, tmp_path):
@@ -92,7 +99,7 @@ def test_a_clip_whose_committed_file_is_not_the_manifests_blob_is_refused(lipnet
     clip = _clip(commit, "0" * 40)
     repositories = real_sets.locate_repositories(repos, [clip], clone=False)
     with pytest.raises(real_sets.RealSetsError, match=f"grid_lbax4n: .* is blob {blob[:10]}, the manifest says 0000"):
-        real_sets.write_set(tmp_path / "out", [clip], repositories)
+        real_sets.write_videos(tmp_path / "out", [clip], repositories)
 
 
 def test_a_path_missing_at_the_commit_is_refused_with_the_commit_named(lipnet_copy, tmp_path):
@@ -100,7 +107,7 @@ def test_a_path_missing_at_the_commit_is_refused_with_the_commit_named(lipnet_co
     clip = real_sets.Clip("dev", "gone", "rizkiarm/LipNet", commit, "evaluation/gone.mpg", blob, "x", "")
     repositories = real_sets.locate_repositories(repos, [clip], clone=False)
     with pytest.raises(real_sets.RealSetsError, match=f"has no evaluation/gone.mpg at {commit[:10]}"):
-        real_sets.write_set(tmp_path / "out", [clip], repositories)
+        real_sets.write_videos(tmp_path / "out", [clip], repositories)
 
 
 def test_a_missing_repository_stops_before_any_file_is_written_and_says_how_to_clone_it(tmp_path, capsys):
