@@ -79,7 +79,7 @@ def native_fps(path: Path) -> float:
     import av
 
     try:
-        with av.open(str(path)) as container, LandmarkDetector() as detector:
+        with av.open(str(path)) as container:
             if not container.streams.video:
                 raise DatasetError(f"{path} has no video stream")
             rate = container.streams.video[0].average_rate or container.streams.video[0].guessed_rate
