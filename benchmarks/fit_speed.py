@@ -5,7 +5,10 @@ Run as ``python benchmarks/fit_speed.py [--video PATH] [--frames 25] [--repeats 
 Each video frame costs a FaceMesh detection (`core.face.landmarks`) and a fit of the face model
 (`core.face.fit.fit`: six alternations of a similarity alignment and a bounded least-squares
 solve for the expression weights). Timed per frame on the first ``--frames`` frames of the video
-(default: the committed GRID clip, tests/data/real/grid_lbax4n.mpg), best of ``--repeats``:
+(default: the committed GRID clip, tests/data/real/grid_lbax4n.mpg), best of ``--repeats``; the
+baseline (before session 22) on the process's BLAS threads, the current code on one BLAS thread,
+as `video_clip` runs it (its solves are tiny: with the default threads on a busy CPU they wait on
+each other). The BLAS thread count of the baseline is printed.
 
 - **detection**: a FaceMesh graph built for every frame (`detect_landmarks`, the baseline) against
   one graph for all the frames (`LandmarkDetector`, what `video_clip` uses);
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.optimize import lsq_linear
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from timing import best_of
 from core.audio import SAMPLE_RATE
@@ -59,7 +63,8 @@ def step_problems(landmarks: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def solve_rows(problems: list[np.ndarray], repeats: int) -> tuple[float, float, float]:
-    """Seconds per frame of `FIT_STEPS` stacked and reduced solves, and their largest weight difference."""
+    """Seconds per frame of `FIT_STEPS` stacked solves (default BLAS threads) and reduced solves
+    (one BLAS thread), and their largest weight difference."""
     face = builtin()
     d = face.n_expressions
     stacked = np.vstack([face.basis.reshape(d, -1).T, np.sqrt(RIDGE) * 1e-3 * np.eye(d)])
@@ -76,7 +81,9 @@ def solve_rows(problems: list[np.ndarray], repeats: int) -> tuple[float, float, 
         return best_of(lambda: [solve(p) for p in problems for _ in range(FIT_STEPS)], repeats) / len(problems)
 
     difference = max(float(np.abs(full(p) - reduced(p)).max()) for p in problems)
-    return timed(full), timed(reduced), difference
+    baseline = timed(full)
+    with threadpool_limits(1, user_api="blas"):
+        return baseline, timed(reduced), difference
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         shared = best_of(lambda: [detector.detect(frame) for frame in frames], args.repeats) / len(frames)
     per_frame = best_of(lambda: [detect_landmarks(frame) for frame in frames], args.repeats) / len(frames)
     full, reduced, difference = solve_rows(step_problems(landmarks), args.repeats)
-    fitting = best_of(lambda: [fit(face, points) for points in landmarks], args.repeats) / len(frames)
+    with threadpool_limits(1, user_api="blas"):
+        fitting = best_of(lambda: [fit(face, points) for points in landmarks], args.repeats) / len(frames)
+    blas_threads = max((pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"), default=1)
     start = time.perf_counter()
     clip, wave = video_clip(args.video, "clip", model=face)
     video_seconds = time.perf_counter() - start
@@ -104,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     clip_seconds = len(wave) / SAMPLE_RATE
     report = {
-        "video": str(args.video), "frames_timed": len(frames),
+        "video": str(args.video), "frames_timed": len(frames), "baseline_blas_threads": blas_threads,
         "rows": [{"stage": stage, "baseline_ms": 1000 * before, "now_ms": 1000 * now, "ratio": before / now}
                  for stage, before, now in rows],
         "solve_max_weight_difference": difference,
@@ -114,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{args.video.name}: {len(frames)} frames timed, best of {args.repeats}")
+    print(f"{args.video.name}: {len(frames)} frames timed, best of {args.repeats}; "
+          f"baseline on {blas_threads} BLAS threads, now on 1")
     print("| stage | baseline ms/frame | now ms/frame | ratio |\n|---|---|---|---|")
     for row in report["rows"]:
         print(f"| {row['stage']} | {row['baseline_ms']:.1f} | {row['now_ms']:.1f} | {row['ratio']:.1f}x |")

@@ -4,7 +4,8 @@ For every video (`VIDEO_SUFFIXES`) anywhere under a folder, `video_clip`:
 
 1. decodes the frames and the first audio track with PyAV (FFmpeg), in one pass;
 2. detects the 468 FaceMesh landmarks on each frame (`core.face.landmarks.LandmarkDetector`) and
-   fits the built-in model to them (`core.face.fit.fit`): exp (D,) in [0, 1] and pose (6,);
+   fits the built-in model to them (`core.face.fit.fit`, on one BLAS thread): exp (D,) in [0, 1]
+   and pose (6,);
 3. handles frames where no face is found explicitly: runs of such frames up to `MAX_GAP_SECONDS`
    are linearly interpolated from the frames around them (held at the ends of the video); a video
    with a longer run, or with more than `MAX_MISSING_FRACTION` of its frames missing, is refused
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from core.audio import FRAME_FEATURES, SAMPLE_RATE, wave_features
 from core.corpus.readers import (
@@ -114,7 +116,9 @@ def _decode(path: Path, model: FaceModel) -> _Track:
     chunks: list[np.ndarray] = []
     audio_start: float | None = None
     try:
-        with av.open(str(path)) as container, LandmarkDetector() as detector:
+        # One BLAS thread: a frame's solves are tiny, and with two threads on a busy 2-core CPU each
+        # frame took 5x as long (benchmarks/fit_speed.py).
+        with av.open(str(path)) as container, LandmarkDetector() as detector, threadpool_limits(1, user_api="blas"):
             if not container.streams.video:
                 raise DatasetError(f"{path} has no video stream")
             if not container.streams.audio:
