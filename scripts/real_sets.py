@@ -1,9 +1,11 @@
 """Assemble the real-speaker check's clip sets from their public repositories, then fit them.
 
     .venv/bin/python scripts/real_sets.py OUT --repos MIRRORS [--sets dev test] [--clone] [--no-fit]
+        [--manifest CLIPS.tsv]
 
-Every clip of `scripts/real_clips.tsv` belongs to a set (dev, test, heldout, grid) and names the
-repository, commit, path and git blob it comes from. For each chosen set this writes
+Every clip of `scripts/real_clips.tsv` (or ``--manifest``: the same columns, e.g. a studio's own
+takes of its actors) belongs to a set (dev, test, heldout, grid) and names the repository, commit,
+path and git blob it comes from. For each chosen set this writes
 
 - ``OUT/SET/videos/CLIP.EXT``: the clip, read from a local git copy of its repository (the blob
   the manifest names, so a changed file is refused, not silently scored);
@@ -26,6 +28,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from core.errors import FlowVQError
 
 MANIFEST = Path(__file__).with_name("real_clips.tsv")
 COLUMNS = ("set", "clip", "repository", "commit", "path", "blob", "licence", "line")
@@ -171,22 +175,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sets", nargs="+", default=None, help="sets to write (default: all in the manifest)")
     parser.add_argument("--clone", action="store_true", help="clone missing repositories from GitHub")
     parser.add_argument("--no-fit", action="store_true", help="write the videos and lines only")
+    parser.add_argument("--manifest", type=Path, default=MANIFEST, help="clip list (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        clips = read_manifest()
+        clips = read_manifest(args.manifest)
         names = list(dict.fromkeys(clip.set for clip in clips))
-        unknown = sorted(set(args.sets or names) - set(names))
+        wanted = args.sets or names
+        unknown = sorted(set(wanted) - set(names))
         if unknown:
             raise RealSetsError(f"unknown set {', '.join(unknown)}; the manifest's sets: {', '.join(names)}")
-        chosen = [clip for clip in clips if clip.set in (args.sets or names)]
+        chosen = [clip for clip in clips if clip.set in wanted]
         repositories = locate_repositories(args.repos, chosen, args.clone)
-        for name in args.sets or names:
+        for name in dict.fromkeys(wanted):
             members = [clip for clip in chosen if clip.set == name]
             videos = write_videos(args.out / name, members, repositories)
             print(f"{name}: {len(members)} clips in {videos}")
             unfitted = {} if args.no_fit else fit_set(videos, args.out / name / "data")
             write_lines(args.out / name, members, unfitted)
-    except RealSetsError as error:
+    except (RealSetsError, FlowVQError) as error:  # FlowVQError: the fit's (a data folder already there, ...)
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

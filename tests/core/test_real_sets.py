@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.align import pronunciations, words_of
-from core.eval.real import read_lines
+from core.eval.real import evaluate_real, read_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 GRID_CLIP = ROOT / "tests" / "data" / "real" / "grid_lbax4n.mpg"
@@ -108,6 +108,24 @@ def test_a_path_missing_at_the_commit_is_refused_with_the_commit_named(lipnet_co
     repositories = real_sets.locate_repositories(repos, [clip], clone=False)
     with pytest.raises(real_sets.RealSetsError, match=f"has no evaluation/gone.mpg at {commit[:10]}"):
         real_sets.write_videos(tmp_path / "out", [clip], repositories)
+
+
+def test_a_manifest_of_ones_own_clips_is_assembled_fitted_and_scored_and_a_second_run_keeps_the_first(
+        lipnet_copy, tmp_path, capsys):
+    repos, commit, blob = lipnet_copy
+    manifest = tmp_path / "clips.tsv"
+    row = _clip(commit, blob)
+    manifest.write_text("# my actors\n" + "\t".join(real_sets.COLUMNS) + "\n"
+                        + "\t".join(getattr(row, column) for column in real_sets.COLUMNS) + "\n")
+    arguments = [str(tmp_path / "out"), "--repos", str(repos), "--manifest", str(manifest)]
+    assert real_sets.main(arguments) == 0
+    data = tmp_path / "out" / "dev" / "data"
+    report = evaluate_real(data, texts=tmp_path / "out" / "dev" / "lines.tsv", closures="off")
+    assert [clip["clip"] for clip in report["clips"]] == ["grid_lbax4n"] and report["clips"][0]["text"]
+    fitted = sorted(path.stat().st_mtime_ns for path in data.rglob("*") if path.is_file())
+    assert real_sets.main(arguments) == 2
+    assert f"output folder {data} already exists" in capsys.readouterr().err
+    assert sorted(path.stat().st_mtime_ns for path in data.rglob("*") if path.is_file()) == fitted
 
 
 def test_a_missing_repository_stops_before_any_file_is_written_and_says_how_to_clone_it(tmp_path, capsys):
