@@ -47,9 +47,9 @@ def lipnet_copy(tmp_path: Path) -> tuple[Path, str, str]:
                                                                    "HEAD:evaluation/samples/GRID/lbax4n.mpg")
 
 
-def _clip(commit: str, blob: str, line: str = "lay blue at x four now") -> "real_sets.Clip":
+def _clip(commit: str, blob: str) -> "real_sets.Clip":
     return real_sets.Clip("dev", "grid_lbax4n", "rizkiarm/LipNet", commit, "evaluation/samples/GRID/lbax4n.mpg",
-                          blob, "GRID corpus, CC BY 4.0", line)
+                          blob, "GRID corpus, CC BY 4.0", "lay blue at x four now")
 
 
 def test_the_manifest_names_every_clip_once_by_full_commit_and_blob_and_none_from_a_reserved_repository():
