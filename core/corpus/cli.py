@@ -9,8 +9,9 @@
 * ``corpus phones DIR [--workers W]``: writes each frame's viseme classes (exact and heard phones)
   into a corpus built before they were part of it (`core.corpus.build.add_phones`);
 
-* ``corpus from-videos DIR --out OUT [--fps F] [--emotion E] [--val-fraction V] [--test-fraction T]
-  [--seed S]``: talking-head videos, fitted frame by frame (`core.corpus.videos.from_videos`);
+* ``corpus from-videos DIR --out OUT [--fps F] [--channels all|mouth] [--emotion E] [--val-fraction V]
+  [--test-fraction T] [--seed S]``: talking-head videos, fitted frame by frame
+  (`core.corpus.videos.from_videos`; ``mouth``: the mouth's movement from rest, to train beside the corpus);
 * ``corpus import-coeffs DIR --format d3d|sadtalker --out OUT [--audio-dir A] [--fps F] [--emotion E]
   [--val-fraction V] [--test-fraction T] [--seed S] [--bfm BFM_model_front.mat]``: MEAD/HDTF
   Deep3DFaceRecon or SadTalker coefficient files with their audio (`core.corpus.readers.import_coeffs`).
@@ -31,7 +32,7 @@ from core.audio import DEFAULT_FPS
 from core.corpus.build import CorpusSpec, add_phones, build_corpus
 from core.corpus.toy import write_toy_dataset
 from core.corpus.readers import COEFF_FORMATS, import_coeffs
-from core.corpus.videos import VIDEO_SUFFIXES, from_videos
+from core.corpus.videos import FIT_CHANNELS, VIDEO_SUFFIXES, from_videos
 from core.emotions import EMOTIONS
 from core.face import builtin
 from core.progress import progress_bar
@@ -91,6 +92,10 @@ def add_corpus_parsers(corpus_subparsers: argparse._SubParsersAction) -> None:
     videos.add_argument("dir", type=Path,
                         help=f"folder of {'/'.join(VIDEO_SUFFIXES)} videos (searched recursively)")
     videos.add_argument("--fps", type=float, help="dataset frame rate (default: the first video's)")
+    videos.add_argument("--channels", choices=FIT_CHANNELS, default="all",
+                        help="all: every expression channel as fitted; mouth: only the channels the corpus's "
+                             "visemes move, as their movement from the speaker's rest, to train beside "
+                             "`corpus build`'s corpus (default %(default)s)")
     _add_common(videos)
     videos.set_defaults(func=run_from_videos)
 
@@ -120,7 +125,7 @@ def run_from_videos(args: argparse.Namespace) -> int:
     """Run ``corpus from-videos``; prints the JSON summary and returns 0 (user errors raise)."""
     summary = from_videos(args.dir, args.out, fps=args.fps, emotion=args.emotion,
                           val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                          seed=args.seed, progress=_progress)
+                          seed=args.seed, channels=args.channels, progress=_progress)
     print(summary.to_json())
     return 0
 

@@ -22,6 +22,14 @@ For every video (`VIDEO_SUFFIXES`) anywhere under a folder, `video_clip`:
    the speaker's resting value of each channel (the identity's own shape shows up as a channel
    that never relaxes) while a few bad fits cannot set it, as a minimum would.
 
+``channels="mouth"`` (``corpus from-videos --channels mouth``) writes the clips in the convention of
+the synthetic corpus, to be trained beside it: step 2 solves only the channels the corpus's visemes
+move (`MOUTH_FIT_CHANNELS`: `core.visemes.MOUTH_CHANNELS` but tongueOut, which no landmark sees),
+holding the others at 0, so a speaker's lip shapes are explained by those channels alone (fitted on
+every channel, a speaker's resting mouth lies in jawForward, mouthPress or mouthRollLower and the
+lips move mouthRollUpper, mouthShrugUpper or mouthLowerDown, which the corpus never moves); and the
+clip is written as the mouth's movement from the speaker's rest (`movement_from_rest`).
+
 `from_videos` writes the dataset of `core.formats.dataset` (meta.json + train/val/test NAME.npz, and
 each video's speech, shifted as in step 5, as audio/NAME.wav), with
 the names, emotion labels (MEAD-style paths or one label) and the seeded split of
@@ -46,16 +54,20 @@ from core.face.landmarks import LandmarkDetector, MultipleFacesError, NoFaceErro
 from core.face.model import FaceModel
 from core.formats.dataset import CoeffSequence, DatasetError, DatasetMeta
 from core.formats.takes import POSE_DIM
+from core.visemes import MOUTH_CHANNELS
 
 __all__ = [
-    "VIDEO_SUFFIXES", "MAX_GAP_SECONDS", "MAX_MISSING_FRACTION", "REST_PERCENTILE",
-    "find_videos", "native_fps", "video_clip", "from_videos",
+    "VIDEO_SUFFIXES", "MAX_GAP_SECONDS", "MAX_MISSING_FRACTION", "REST_PERCENTILE", "FIT_CHANNELS",
+    "MOUTH_FIT_CHANNELS", "find_videos", "native_fps", "fitted_channels", "movement_from_rest", "video_clip",
+    "from_videos",
 ]
 
 VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".flv")
 MAX_GAP_SECONDS = 0.2  # longer runs of frames without a face refuse the video
 MAX_MISSING_FRACTION = 0.1  # at most this share of a video's frames may lack a face
 REST_PERCENTILE = 10.0
+FIT_CHANNELS: tuple[str, ...] = ("all", "mouth")  # what `video_clip` fits: module docstring
+MOUTH_FIT_CHANNELS: tuple[str, ...] = tuple(c for c in MOUTH_CHANNELS if c != "tongueOut")
 
 
 @dataclass
@@ -92,9 +104,35 @@ def native_fps(path: Path) -> float:
     return float(rate)
 
 
+def fitted_channels(model: FaceModel, channels: str) -> np.ndarray | None:
+    """The expression channels ``channels`` (`FIT_CHANNELS`) names on ``model``: None for all.
+    Raises `DatasetError` for an unknown choice or a model without the mouth channels. Shapes: -> (D,) bool."""
+    if channels not in FIT_CHANNELS:
+        raise DatasetError(f"unknown channels {channels!r}; choose one of {', '.join(FIT_CHANNELS)}")
+    if channels == "all":
+        return None
+    missing = [name for name in MOUTH_FIT_CHANNELS if name not in model.names]
+    if missing:
+        raise DatasetError(f"the face model {model.id!r} lacks the mouth channels {', '.join(missing)}")
+    return np.isin(model.names, MOUTH_FIT_CHANNELS)
+
+
+def movement_from_rest(seq: CoeffSequence) -> CoeffSequence:
+    """A fitted clip as its movement from the speaker's rest, the synthetic corpus's convention:
+    exp - beta0 clipped at 0 (beta0, a low percentile, is where each channel rests), beta0 = 0, and
+    the head pose less its median over the clip (the corpus's heads turn about the front).
+    Shapes: exp (T, D), pose (T, 6) in and out."""
+    return CoeffSequence(
+        name=seq.name, exp=np.clip(seq.exp - seq.beta0, 0.0, None).astype(np.float32),
+        pose=(seq.pose - np.median(seq.pose, axis=0)).astype(np.float32), audio=seq.audio, emotion=seq.emotion,
+        beta0=np.zeros_like(seq.beta0),
+    )
+
+
 def _frame_fit(model: FaceModel, detector: LandmarkDetector, rgb: np.ndarray, path: Path, index: int,
-               time: float) -> np.ndarray | None:
-    """exp | pose of one frame, or None when no face is found. Shapes: (H, W, 3) -> (D + 6,)."""
+               time: float, channels: np.ndarray | None) -> np.ndarray | None:
+    """exp | pose of one frame fitted on ``channels`` (None: all), or None when no face is found.
+    Shapes: (H, W, 3), channels (D,) bool -> (D + 6,)."""
     try:
         landmarks = detector.detect(rgb)
     except NoFaceError:
@@ -103,12 +141,13 @@ def _frame_fit(model: FaceModel, detector: LandmarkDetector, rgb: np.ndarray, pa
         raise DatasetError(
             f"{path}, frame {index} ({time:.2f} s): {err}; use videos of one speaker"
         ) from err
-    result = fit(model, landmarks)
+    result = fit(model, landmarks, channels=channels)
     return np.concatenate([result.exp, result.pose])
 
 
-def _decode(path: Path, model: FaceModel) -> _Track:
-    """Decode ``path`` once: fit every video frame, resample the audio to 16 kHz mono."""
+def _decode(path: Path, model: FaceModel, channels: np.ndarray | None) -> _Track:
+    """Decode ``path`` once: fit every video frame on ``channels`` (None: all), resample the audio to
+    16 kHz mono. Shapes: channels (D,) bool."""
     import av
 
     fits: list[np.ndarray | None] = []
@@ -134,7 +173,7 @@ def _decode(path: Path, model: FaceModel) -> _Track:
                         time = frame.time if frame.time is not None else len(times) / rate
                         times.append(float(time))
                         rgb = frame.to_ndarray(format="rgb24")  # (H, W, 3) uint8
-                        fits.append(_frame_fit(model, detector, rgb, path, len(fits), time))
+                        fits.append(_frame_fit(model, detector, rgb, path, len(fits), time, channels))
                     else:
                         if audio_start is None and frame.time is not None:
                             audio_start = float(frame.time)
@@ -182,21 +221,23 @@ def resample_to_16k(times: np.ndarray, values: np.ndarray, grid: np.ndarray) -> 
 
 
 def video_clip(path: str | Path, name: str, *, fps: float | None = None, emotion: str = TALK,
-               model: FaceModel | None = None) -> tuple[CoeffSequence, np.ndarray]:
+               model: FaceModel | None = None, channels: str = "all") -> tuple[CoeffSequence, np.ndarray]:
     """One training sequence from one video (steps 1-6 of the module docstring), and its speech
     from the first frame on.
 
     ``fps`` is the output frame rate (None: the video's own); ``model`` the FaceMesh-topology face
-    model (default the built-in one). Raises `DatasetError` naming the file for a video that cannot
-    be read, has no audio track, no face or two faces.
+    model (default the built-in one); ``channels`` one of `FIT_CHANNELS` (module docstring). Raises
+    `DatasetError` naming the file for a video that cannot be read, has no audio track, no face or
+    two faces.
     Shapes: -> exp (T, D), pose (T, 6), audio (T, 80), beta0 (D,), T = round(duration * fps);
     wave (N,) at 16 kHz.
     """
     path = Path(path)
     model = model or builtin()
+    solved = fitted_channels(model, channels)  # checked, like fps, before the costly decode and fit
     if fps is not None:
-        check_dataset_fps(fps)  # before the costly decode and fit of every frame
-    track = _decode(path, model)
+        check_dataset_fps(fps)
+    track = _decode(path, model, solved)
     if fps is None:
         fps = track.native_fps
         check_dataset_fps(fps)
@@ -215,11 +256,12 @@ def video_clip(path: str | Path, name: str, *, fps: float | None = None, emotion
         raise DatasetError(
             f"{path}: the audio track ends {short:.2f} s before the video; trim the video to its audio"
         )
-    return CoeffSequence(
+    seq = CoeffSequence(
         name=name, exp=exp, pose=resample_to_16k(track.times[found], pose, grid),
         audio=wave_features(wave, fps, len(grid)), emotion=emotion,
         beta0=np.percentile(track.exp[found], REST_PERCENTILE, axis=0).astype(np.float32),
-    ), wave
+    )
+    return (seq if solved is None else movement_from_rest(seq)), wave
 
 
 def _dataset_fps(files: list[Path], fps: float | None) -> float:
@@ -245,6 +287,7 @@ def from_videos(
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     seed: int = 0,
+    channels: str = "all",
     progress: Progress | None = None,
 ) -> CorpusSummary:
     """Fit every video under ``video_dir`` and write a new dataset at ``out_dir`` on the built-in
@@ -253,17 +296,18 @@ def from_videos(
     ``fps``: the dataset's frame rate; None takes the first video's (sorted by path) and resamples
     the others to it. ``emotion``: one label for every video; None reads MEAD-style paths
     (``M003/video/front/angry/level_2/001.mp4``) and falls back to "talk". The split is
-    `assign_splits` over the path-derived names of the imported videos with ``seed``. A video
-    that fails is skipped and listed in the summary's failures; when none succeeds,
-    `DatasetError` lists why.
+    `assign_splits` over the path-derived names of the imported videos with ``seed``. ``channels``:
+    one of `FIT_CHANNELS` (module docstring). A video that fails is skipped and listed in the
+    summary's failures; when none succeeds, `DatasetError` lists why.
     """
     video_dir = Path(video_dir)
     files = find_videos(video_dir)
     if emotion is not None:
         emotion = emotion_for(video_dir, emotion)  # checked and normalised before any work
     model = builtin()
+    fitted_channels(model, channels)
     meta = DatasetMeta(fps=_dataset_fps(files, fps), face_model=model.id, names=model.names, audio_width=FRAME_FEATURES)
     writer = CorpusWriter(out_dir, meta, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
                           progress=progress)
     return writer.write_all(video_dir, files, emotion, lambda path, name, label: video_clip(
-        path, name, fps=meta.fps, emotion=label, model=model))
+        path, name, fps=meta.fps, emotion=label, model=model, channels=channels))

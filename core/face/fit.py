@@ -4,7 +4,8 @@
 translation, and a scale that takes model metres to the landmarks' units (pixels for a photo).
 Alignment uses the vertices that no expression moves much; the expression weights are then solved
 within the model's bounds (ARKit weights in [0, 1]) with a small ridge term, and the two steps
-alternate a few times.
+alternate a few times. A fit may be limited to some expression channels (``channels``): the others
+are held at 0 (or the nearest bound) and the landmarks are explained by the chosen ones alone.
 """
 
 from dataclasses import dataclass
@@ -81,16 +82,31 @@ def _stable_vertices(model: FaceModel) -> np.ndarray:
     return stable if stable.sum() >= 3 else np.ones_like(stable)
 
 
-def fit(model: FaceModel, landmarks: np.ndarray, iterations: int = 6) -> FitResult:
+def _solved_channels(model: FaceModel, channels: np.ndarray | None) -> np.ndarray:
+    """``channels`` checked against the model, or every channel. Shapes: -> (D,) bool."""
+    if channels is None:
+        return np.ones(model.n_expressions, bool)
+    channels = np.asarray(channels)
+    if channels.shape != (model.n_expressions,) or channels.dtype != bool or not channels.any():
+        raise FitError(f"channels must mark at least one of the model's {model.n_expressions} expression "
+                       f"channels as a boolean array, got shape {channels.shape} of {channels.dtype}")
+    return channels
+
+
+def fit(model: FaceModel, landmarks: np.ndarray, iterations: int = 6, channels: np.ndarray | None = None) -> FitResult:
     """Expression weights and head pose that best explain the landmarks.
 
-    Shapes: landmarks (V, 3) in the model's axes (see `core.face.landmarks`) -> FitResult.
+    ``channels`` marks the expression channels to solve for (None: all); each other one stays at
+    0 clipped to its bounds. The reduced problem of `_expression_solve` restricted to the chosen
+    columns of R is exactly the full one with the others fixed at 0.
+    Shapes: landmarks (V, 3) in the model's axes (see `core.face.landmarks`), channels (D,) bool -> FitResult.
     """
     landmarks = np.asarray(landmarks, dtype=np.float64)
     if landmarks.shape != model.neutral.shape:
         raise FitError(f"expected {model.n_vertices} landmarks of 3 coordinates, got shape {landmarks.shape}")
     if not np.isfinite(landmarks).all():
         raise FitError("landmarks contain NaN or infinite values")
+    solved = _solved_channels(model, channels)
     stable = _stable_vertices(model)
     q_data, r = _expression_solve(model)
     exp = np.clip(np.zeros(model.n_expressions), model.lower, model.upper)
@@ -99,7 +115,8 @@ def fit(model: FaceModel, landmarks: np.ndarray, iterations: int = 6) -> FitResu
         scale, rot, trans = similarity_fit(mesh[stable], landmarks[stable])
         in_model = ((landmarks - trans) @ rot) / scale  # (V, 3) landmarks in model space
         residual = (in_model - model.neutral).reshape(-1)
-        exp = lsq_linear(r, q_data.T @ residual, bounds=(model.lower, model.upper)).x
+        target = q_data.T @ residual - r[:, ~solved] @ exp[~solved]
+        exp[solved] = lsq_linear(r[:, solved], target, bounds=(model.lower[solved], model.upper[solved])).x
     mesh = model.expression_mesh(exp)
     scale, rot, trans = similarity_fit(mesh, landmarks)
     pose = np.concatenate([angles_from_matrix(rot), trans / scale])

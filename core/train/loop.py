@@ -49,7 +49,7 @@ from core.formats.dataset import CoeffSequence, WindowSampler, frame_batches, lo
 from core.train.common import (
     HISTORY_FILE, STATE_FILE, Process, Record, TrainError, check_betas, check_float_minima, check_integer_minima,
     known_keys, load_yaml_config, output_folder, plain_config, process_group, read_history, read_trainer_state,
-    resolve_paths, run_steps, stream_seed, to_device, wrap_ddp, write_trainer_state,
+    resolve_path, resolve_paths, run_steps, stream_seed, to_device, wrap_ddp, write_trainer_state,
 )
 
 __all__ = [
@@ -64,11 +64,12 @@ _STATE_HEADER = {"format": STATE_FORMAT, "version": STATE_VERSION}
 
 # Keys that may change between a checkpoint and its resumption: they do not touch the trajectory.
 _RESUMABLE_CHANGES = frozenset(
-    {"dataset", "out", "steps", "log_every", "val_every", "val_batches", "checkpoint_every", "bank_size"}
+    {"dataset", "extra_datasets", "out", "steps", "log_every", "val_every", "val_batches", "checkpoint_every",
+     "bank_size"}
 )
 _INTEGER_MINIMA = {
     "steps": 1, "window": 1, "batch_size": 1, "seed": 0, "log_every": 1, "val_every": 1,
-    "val_batches": 1, "checkpoint_every": 1, "bank_size": 1, "lr_decay_steps": 0,
+    "val_batches": 1, "checkpoint_every": 1, "bank_size": 1, "lr_decay_steps": 0, "extra_repeats": 1,
 }
 # key -> (minimum, whether the minimum itself is allowed)
 _FLOAT_MINIMA = {"lr": (0.0, False), "weight_decay": (0.0, True), "grad_clip": (0.0, False)}
@@ -88,7 +89,10 @@ class TrainConfig:
     grad_clip: the maximal global gradient norm; log_every / val_every / checkpoint_every: steps
     between train-loss logs, validations and checkpoints (the last step always does all three);
     val_batches: fixed validation batches of ``batch_size`` windows; bank_size: training latents
-    kept for manifold projection; conditioner: a folder with MSE-regressor weights
+    kept for manifold projection; extra_datasets: more dataset folders whose train split is trained
+    on beside ``dataset``'s, each sequence ``extra_repeats`` times, and whose val split joins the
+    validation (a speaker's videos from ``corpus from-videos --channels mouth`` beside the corpus);
+    conditioner: a folder with MSE-regressor weights
     (`core.eval.regressor`, trained on the same face model) that a new run starts ExpFlow from
     (`MSERegressor.initialise_flow`: its conditioner, and its head as the flow's location), the
     flow analogue of starting from pretrained speech features; freeze_audio: keep ExpFlow's audio
@@ -114,9 +118,14 @@ class TrainConfig:
     bank_size: int = 4096
     conditioner: Path | None = None
     freeze_audio: bool = False
+    extra_datasets: tuple[Path, ...] = ()
+    extra_repeats: int = 1
 
     def __post_init__(self) -> None:
         check_integer_minima(self, _INTEGER_MINIMA)
+        if not isinstance(self.extra_datasets, (list, tuple)):
+            raise TrainError(f"extra_datasets must be a list of dataset folders, got {self.extra_datasets!r}")
+        object.__setattr__(self, "extra_datasets", tuple(Path(folder) for folder in self.extra_datasets))
         if not isinstance(self.freeze_audio, bool):
             raise TrainError(f"freeze_audio must be true or false, got {self.freeze_audio!r}")
         check_float_minima(self, _FLOAT_MINIMA)
@@ -141,6 +150,9 @@ class TrainConfig:
         """
         values = known_keys(cls, data, required={"dataset": "the dataset folder, see core.formats.dataset"})
         values["model"] = resolve_model(values.get("model"))
+        extra = values.get("extra_datasets", [])
+        if isinstance(extra, list):
+            values["extra_datasets"] = [resolve_path("extra_datasets", folder, base) for folder in extra]
         return cls(**resolve_paths(values, ("dataset", "out", "conditioner"), base))
 
 
@@ -168,11 +180,22 @@ def load_train_config(path: str | Path) -> TrainConfig:
 # ---------------------------------------------------------------------------------------------
 
 def _load_dataset(config: TrainConfig, face: FaceModel) -> tuple[list[CoeffSequence], list[CoeffSequence]]:
-    """The train and (possibly empty) val splits, after checking the dataset fits face and model."""
-    meta = read_meta(config.dataset)
+    """The train and (possibly empty) val splits of ``config.dataset`` and its ``extra_datasets``
+    (their train sequences ``extra_repeats`` times each), after checking every dataset fits face and model."""
+    train, val = _load_splits(config.dataset, config, face)
+    for folder in config.extra_datasets:
+        extra_train, extra_val = _load_splits(folder, config, face)
+        train += extra_train * config.extra_repeats
+        val += extra_val
+    return train, val
+
+
+def _load_splits(dataset: Path, config: TrainConfig, face: FaceModel) -> tuple[list[CoeffSequence], list[CoeffSequence]]:
+    """One dataset's train and (possibly empty) val splits, after checking it fits face and model."""
+    meta = read_meta(dataset)
     if meta.face_model != face.id or meta.names != tuple(face.names):
         raise TrainError(
-            f"dataset {config.dataset} was made for face model {meta.face_model!r} with "
+            f"dataset {dataset} was made for face model {meta.face_model!r} with "
             f"{len(meta.names)} expressions, but training uses {face.id!r} with {len(face.names)} "
             f"expressions{_first_difference(meta.names, face.names)}; re-export the dataset on this "
             "face model"
@@ -180,10 +203,10 @@ def _load_dataset(config: TrainConfig, face: FaceModel) -> tuple[list[CoeffSeque
     model = config.model
     if meta.fps != model.fps or meta.audio_width != model.audio_width:
         raise TrainError(
-            f"dataset {config.dataset} has fps {meta.fps:g} and {meta.audio_width} audio numbers per frame but the model "
+            f"dataset {dataset} has fps {meta.fps:g} and {meta.audio_width} audio numbers per frame but the model "
             f"expects fps {model.fps:g} and {model.audio_width}; set model.fps / model.audio_width to match"
         )
-    return load_split(config.dataset, "train"), load_split(config.dataset, "val", required=False)
+    return load_split(dataset, "train"), load_split(dataset, "val", required=False)
 
 
 def _first_difference(names: Sequence[str], expected: Sequence[str]) -> str:

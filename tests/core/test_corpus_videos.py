@@ -16,8 +16,10 @@ from skimage.data import astronaut
 
 from core.audio import FRAME_FEATURES, load_audio, wave_features
 from core.corpus.readers import assign_splits
-from core.corpus.videos import from_videos, video_clip
+from core.corpus.cli import add_corpus_parsers
+from core.corpus.videos import MOUTH_FIT_CHANNELS, from_videos, video_clip
 from core.face import builtin
+from core.face.measure import lip_gap
 from core.formats.dataset import DatasetError, load_split, read_meta, wave_file
 
 FPS = 25
@@ -222,3 +224,36 @@ def test_two_faces_refuse_the_video(tmp_path: Path) -> None:
     path = write_video(tmp_path / "duet.mp4", [pair] * 2, speech_like(0.1))
     with pytest.raises(DatasetError, match=r"duet\.mp4, frame 0 \(0\.00 s\): 2 faces found"):
         video_clip(path, "duet")
+
+
+GRID_CLIP = Path(__file__).parents[1] / "data" / "real" / "grid_lbax4n.mpg"
+
+
+def test_mouth_channels_write_a_real_speakers_lips_as_their_movement_from_rest(tmp_path: Path) -> None:
+    """``corpus from-videos --channels mouth`` on a real GRID speaker: only the corpus's mouth
+    channels move, from a zero rest, and the lip gap still follows the full fit's."""
+    import argparse
+
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / GRID_CLIP.name).write_bytes(GRID_CLIP.read_bytes())
+    parser = argparse.ArgumentParser(prog="flowvq corpus")
+    add_corpus_parsers(parser.add_subparsers(dest="corpus_command", required=True))
+    args = parser.parse_args(["from-videos", str(tmp_path / "clips"), "--out", str(tmp_path / "ds"), "--fps", "25",
+                              "--channels", "mouth", "--val-fraction", "0", "--test-fraction", "0"])
+    assert args.func(args) == 0
+    (mouth,) = load_split(tmp_path / "ds", "train")
+    full, _ = video_clip(GRID_CLIP, "full", fps=25)
+    face = builtin()
+    moving = np.isin(face.names, MOUTH_FIT_CHANNELS)
+    assert (mouth.exp[:, ~moving] == 0).all() and (mouth.beta0 == 0).all() and (mouth.exp >= 0).all()
+    assert np.ptp(mouth.exp[:, face.names.index("jawOpen")]) > 0.1
+    np.testing.assert_allclose(np.median(mouth.pose, axis=0), 0.0, atol=1e-6)
+    np.testing.assert_allclose(mouth.pose - mouth.pose[0], full.pose - full.pose[0], atol=0.01)
+    gaps = [np.array([lip_gap(face, face.expression_mesh(e)) for e in seq.exp]) for seq in (mouth, full)]
+    assert np.corrcoef(*gaps)[0, 1] > 0.9
+    np.testing.assert_array_equal(mouth.audio, full.audio)
+
+
+def test_an_unknown_channel_choice_is_refused_before_any_video_is_read(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="unknown channels 'lips'; choose one of all, mouth"):
+        video_clip(tmp_path / "missing.mp4", "x", channels="lips")

@@ -120,6 +120,32 @@ def test_the_expression_step_has_the_minimiser_of_the_full_bounded_least_squares
     np.testing.assert_allclose(reduced, full, atol=1e-6)
 
 
+def test_a_fit_on_some_channels_holds_the_others_at_zero_and_explains_the_face_with_the_chosen(face):
+    rng = np.random.default_rng(5)
+    mouth = np.isin(face.names, ("jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthSmileLeft",
+                                 "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight"))
+    exp = np.where(mouth, rng.uniform(0.0, 0.7, face.n_expressions), 0.0)
+    pose = np.array([0.1, -0.2, 0.05, 0.01, 0.0, -0.01])
+    landmarks = 2500.0 * (apply_pose(face.expression_mesh(exp), pose) + rng.normal(0.0, NOISE_M, face.neutral.shape))
+    chosen = fit(face, landmarks, channels=mouth)
+    assert (chosen.exp[~mouth] == 0.0).all()
+    mesh_error = np.linalg.norm(face.expression_mesh(chosen.exp) - face.expression_mesh(exp), axis=1)
+    assert np.sqrt((mesh_error**2).mean()) < MESH_TOL_M
+    np.testing.assert_allclose(chosen.exp[mouth], exp[mouth], atol=KEY_TOL)
+    np.testing.assert_allclose(chosen.pose[:3], pose[:3], atol=ANGLE_TOL)
+    # A shape outside the chosen channels cannot be explained by them: the fit leaves it unexplained.
+    rolled = exp + np.isin(face.names, ("mouthRollUpper",))
+    landmarks = 2500.0 * apply_pose(face.expression_mesh(rolled), pose)
+    assert fit(face, landmarks, channels=mouth).rms_m > 2 * fit(face, landmarks).rms_m
+
+
+def test_a_fit_refuses_a_channel_choice_that_is_not_one_flag_per_channel(face):
+    landmarks = face.neutral * 2500.0
+    for channels in (np.ones(3, bool), np.ones(face.n_expressions), np.zeros(face.n_expressions, bool)):
+        with pytest.raises(FitError, match="channels must mark"):
+            fit(face, landmarks, channels=channels)
+
+
 def test_one_detector_for_a_videos_frames_finds_what_each_frame_alone_gives():
     import av
 

@@ -81,6 +81,15 @@ def test_config_round_trips_through_a_dict(tmp_path) -> None:
     assert config.betas == (0.8, 0.99) and config.lr == 1e-3
 
 
+def test_extra_datasets_are_resolved_against_the_config_folder_and_round_trip(tmp_path) -> None:
+    path = tmp_path / "configs" / "run.yaml"
+    path.parent.mkdir()
+    path.write_text("dataset: ../corpus\nextra_datasets: [../actor, /studio/voice]\nextra_repeats: 4\n")
+    config = load_train_config(path)
+    assert config.extra_datasets == (path.parent / "../actor", Path("/studio/voice"))
+    assert config.extra_repeats == 4 and TrainConfig.from_dict(config.to_dict()) == config
+
+
 def test_model_overrides_change_only_the_keys_they_name() -> None:
     model = resolve_model({"preset": "tiny", "exp": {"steps": 3}, "nu": 7})
     tiny = PRESETS["tiny"]
@@ -111,6 +120,9 @@ def test_the_learning_rate_is_constant_until_the_decay_then_falls_along_a_cosine
         ("dataset: d\nmodel: {preset: huge}\n", "unknown model preset 'huge'"),
         ("dataset: d\nmodel: {exp: {stepz: 2}}\n", "unknown key.*stepz"),
         ("dataset: d\nsteps: 10\nlr_decay_steps: 11\n", r"lr_decay_steps \(11\) cannot exceed steps \(10\)"),
+        ("dataset: d\nextra_datasets: actor\n", "extra_datasets must be a list of dataset folders"),
+        ("dataset: d\nextra_datasets: [3]\n", "extra_datasets must be a path string"),
+        ("dataset: d\nextra_repeats: 0\n", "extra_repeats must be an integer >= 1"),
     ],
 )
 def test_bad_configs_are_refused_naming_the_file_and_key(tmp_path, text, match) -> None:
@@ -138,6 +150,36 @@ def test_dataset_for_another_face_model_is_refused(tmp_path, face) -> None:
     write_toy_dataset(tmp_path / "other", names, face.id, n_train=2, n_val=0, frames=20, seed=0)
     with pytest.raises(TrainError, match=f"first difference at index 0: {names[0]!r}"):
         train_coeff(tiny_config(tmp_path, tmp_path / "other"), device="cpu")
+
+
+def test_an_extra_dataset_is_trained_on_its_repeats_times_and_validated_on(tmp_path, face) -> None:
+    """The run's standardisation and head-pose range come from every training frame: the dataset's
+    and each extra sequence ``extra_repeats`` times; the extra val split is the run's validation."""
+    corpus, actor = tmp_path / "corpus", tmp_path / "actor"
+    write_toy_dataset(corpus, face.names, face.id, n_train=6, n_val=0, frames=60, seed=0)
+    write_toy_dataset(actor, face.names, face.id, n_train=3, n_val=2, frames=40, seed=5)
+    for file in (actor / "train").glob("*.npz"):
+        data = dict(np.load(file))
+        data["exp"][:, face.names.index("jawOpen")] = 0.9
+        data["pose"][:, 0] += 0.5  # a pitch beyond the corpus's
+        np.savez(file, **data)
+    config = tiny_config(tmp_path, corpus, extra_datasets=[str(actor)], extra_repeats=3, steps=2, val_every=1,
+                         checkpoint_every=2, val_batches=1)
+    weights = train_coeff(config, device="cpu")
+    model = load_weights(weights, device="cpu")
+    parts = [*load_split(corpus, "train"), *load_split(actor, "train") * 3]
+    jaw = np.concatenate([seq.exp[:, face.names.index("jawOpen")] for seq in parts])
+    assert float(model.exp_flow.standardize.mean[face.names.index("jawOpen")]) == pytest.approx(jaw.mean(), rel=1e-4)
+    assert float(model.pose_upper[0]) == pytest.approx(max(float(seq.pose[:, 0].max()) for seq in parts), rel=1e-5)
+    assert [event["step"] for event in read_history(weights) if event["event"] == "val"] == [0, 1, 2]
+
+
+def test_an_extra_dataset_for_another_face_model_is_refused_by_name(tmp_path, toy, face) -> None:
+    names = list(face.names)
+    names[0], names[1] = names[1], names[0]
+    write_toy_dataset(tmp_path / "actor", names, face.id, n_train=2, n_val=0, frames=20, seed=0)
+    with pytest.raises(TrainError, match=f"dataset {tmp_path / 'actor'} was made for face model"):
+        train_coeff(tiny_config(tmp_path, toy, extra_datasets=[str(tmp_path / "actor")]), device="cpu")
 
 
 # ---------------------------------------------------------------------------------------------
