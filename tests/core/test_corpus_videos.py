@@ -5,6 +5,8 @@ varying angle per frame; the audio is a synthetic voiced signal (a harmonic buzz
 amplitude modulation) muxed in as AAC, so the features really come from a decoded audio track.
 """
 
+import argparse
+import dataclasses
 from fractions import Fraction
 from pathlib import Path
 
@@ -232,8 +234,6 @@ GRID_CLIP = Path(__file__).parents[1] / "data" / "real" / "grid_lbax4n.mpg"
 def test_mouth_channels_write_a_real_speakers_lips_as_their_movement_from_rest(tmp_path: Path) -> None:
     """``corpus from-videos --channels mouth`` on a real GRID speaker: only the corpus's mouth
     channels move, from a zero rest, and the lip gap still follows the full fit's."""
-    import argparse
-
     (tmp_path / "clips").mkdir()
     (tmp_path / "clips" / GRID_CLIP.name).write_bytes(GRID_CLIP.read_bytes())
     parser = argparse.ArgumentParser(prog="flowvq corpus")
@@ -254,6 +254,10 @@ def test_mouth_channels_write_a_real_speakers_lips_as_their_movement_from_rest(t
     np.testing.assert_array_equal(mouth.audio, full.audio)
 
 
-def test_an_unknown_channel_choice_is_refused_before_any_video_is_read(tmp_path: Path) -> None:
+def test_an_unknown_channel_choice_or_a_model_without_them_is_refused_before_any_video_is_read(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="unknown channels 'lips'; choose one of all, mouth"):
         video_clip(tmp_path / "missing.mp4", "x", channels="lips")
+    face = builtin()
+    renamed = dataclasses.replace(face, names=tuple(name.replace("jawOpen", "JawOpen") for name in face.names))
+    with pytest.raises(DatasetError, match="lacks the mouth channels jawOpen"):
+        video_clip(tmp_path / "missing.mp4", "x", model=renamed, channels="mouth")
