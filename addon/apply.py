@@ -22,7 +22,7 @@ from .mapping import Mapping, direct_keys, identity_mapping
 from .timing import frame_range_for
 
 __all__ = ["Snapshot", "apply_generate", "apply_render", "switch_take", "takes_to_nla", "prune_takes",
-           "take_owner", "binding_owner", "plays_own_animation", "HEAD_NAME"]
+           "take_owner", "take_eyes", "binding_owner", "plays_own_animation", "HEAD_NAME"]
 
 HEAD_NAME = "FlowVQ Head"
 _KEY_PATH = re.compile(r'key_blocks\["(.*)"\]\.value')
@@ -34,7 +34,7 @@ class Snapshot:
 
     ``parts``: the names of the character's meshes to drive (the head mesh first); empty with
     ``create_head``. ``translate``: the panel's head-motion choice (``AUTO``, ``ROTATION``,
-    ``ROTATION_TRANSLATION``)."""
+    ``ROTATION_TRANSLATION``). ``eye_bones``: turn the character's eye bones with the gaze."""
 
     audio: Path
     add_audio_strip: bool
@@ -47,6 +47,7 @@ class Snapshot:
     with_pose: bool
     translate: str = "AUTO"
     head_bone: str = ""
+    eye_bones: bool = True
 
 
 def binding_owner(binding) -> bpy.types.ID:
@@ -55,14 +56,26 @@ def binding_owner(binding) -> bpy.types.ID:
 
 
 def take_owner(item) -> tuple[PoseOwner | None, bpy.types.Action | None]:
-    """The take's pose owner (as converted when it was keyed) and its pose Action; (None, None)
-    for a take without a pose."""
+    """The take's head pose owner (as converted when it was keyed; None for a take without a head
+    pose) and its POSE Action (None without one: no head pose and no eye bones)."""
     binding = next((b for b in item.bindings if b.what == "POSE"), None)
     if binding is None:
         return None, None
+    if not item.head_pose:
+        return None, binding.action
     owner = PoseOwner(binding.obj, item.bone, np.reshape(item.pose_frame, (3, 3)),
                       np.reshape(item.pose_to_local, (3, 3)))
     return owner, binding.action
+
+
+def take_eyes(item) -> tuple[tuple[str, PoseOwner], ...]:
+    """The eye bones the take turns, (side, owner as converted when it was keyed), on its POSE
+    binding's armature."""
+    binding = next((b for b in item.bindings if b.what == "POSE"), None)
+    if binding is None or not item.eyes:
+        return ()
+    return tuple((side, PoseOwner(binding.obj, bone, np.reshape(frame, (3, 3)), np.eye(3)))
+                 for side, bone, frame in json.loads(item.eyes))
 
 
 def _alive(binding) -> bool:
@@ -172,13 +185,24 @@ def _translates(snap: Snapshot, owner: PoseOwner) -> bool:
     return snap.translate == "ROTATION_TRANSLATION" and owner.can_move
 
 
+def _look_keys(mapping: Mapping) -> list[str]:
+    """The shape keys the mapping drives from eyeLook curves."""
+    return [key for key, terms in mapping.keys.items() if any(name.startswith("eyeLook") for name in terms)]
+
+
 def _take_target(snap: Snapshot, meshes: list, mapping: Mapping, model: FaceModel | None) -> takes.TakeTarget:
-    """Where the takes go. Raises ValueError when the head pose has nowhere to go."""
+    """Where the takes go: the eye bones too, unless the head pose goes elsewhere than their
+    armature (a rig without a head bone turns its head mesh's delta transforms). Raises ValueError
+    when the head pose has nowhere to go."""
     owner = character.pose_owner(meshes[0], snap.head_bone) if snap.with_pose else None
     operator = None
     if mapping.visemes:
         operator = visemes.mouth_operator(model.basis, visemes.mouth_vertex_ids(model.regions))
-    return takes.TakeTarget(tuple(meshes), mapping, owner, owner is not None and _translates(snap, owner), operator)
+    eyes = character.eye_owners(meshes, _look_keys(mapping)) if snap.eye_bones and not snap.create_head else ()
+    if owner is not None and eyes and eyes[0][1].obj != owner.obj:
+        eyes = ()
+    return takes.TakeTarget(tuple(meshes), mapping, owner, owner is not None and _translates(snap, owner), operator,
+                            eyes)
 
 
 def _store(item, written: takes.WrittenTake, target: takes.TakeTarget, snap: Snapshot, names: list[str]) -> None:
@@ -189,6 +213,8 @@ def _store(item, written: takes.WrittenTake, target: takes.TakeTarget, snap: Sna
         binding.obj, binding.what, binding.action = obj, what, action
     item.target = target.meshes[0]
     owner = target.owner
+    item.head_pose = owner is not None
+    item.eyes = json.dumps([[side, eye.bone, eye.frame.ravel().tolist()] for side, eye in target.eyes])
     item.bone = owner.bone if owner is not None else ""
     item.pose_frame = (owner.frame if owner is not None else np.eye(3)).ravel().tolist()
     item.pose_to_local = (owner.to_local if owner is not None else np.eye(3)).ravel().tolist()
@@ -234,6 +260,8 @@ def apply_generate(scene: bpy.types.Scene, snap: Snapshot, result: jobs.Generate
     if target.owner is not None and snap.translate == "ROTATION_TRANSLATION" and not target.owner.can_move:
         notes.append(f"the head bone '{target.owner.bone}' is connected to its parent, so Blender does not "
                      f"move it: the head only turns")
+    if target.eyes:
+        notes.append("eyes turned by the bones " + " and ".join(f"'{eye.bone}'" for _, eye in target.eyes))
     index = props.take_items.find(first)
     notes.append(_set_range(scene, snap.frame_start, props.take_items[index].frame_count))
     switch_take(scene, index)

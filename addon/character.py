@@ -14,10 +14,10 @@ import bpy
 import numpy as np
 
 from . import posemath
-from .retarget import head_bone
+from .retarget import eye_bones, head_bone
 
 __all__ = ["PoseOwner", "character_root", "character_meshes", "armature_of", "find_head_bone", "pose_owner",
-           "face_vertices", "world_face_bounds", "follow_selection"]
+           "eye_owners", "face_vertices", "world_face_bounds", "follow_selection"]
 
 
 def _top(obj: bpy.types.Object) -> bpy.types.Object:
@@ -125,16 +125,16 @@ def _face_centre(obj: bpy.types.Object, points: np.ndarray) -> np.ndarray:
     return points[_moved_vertices(obj, [block.name for block in obj.data.shape_keys.key_blocks], points)].mean(axis=0)
 
 
-def _bone_owner(armature: bpy.types.Object, bone: str, face: bpy.types.Object) -> PoseOwner:
+def _bone_owner(armature: bpy.types.Object, bone: str, face: bpy.types.Object, pivot: str = "") -> PoseOwner:
     """The pose bone's conversions: its rest rotation in armature space, turned when the character
-    faces +Y there (`posemath.facing_turn` of ``face``'s keyed vertices seen from the bone's head;
-    the face model faces -Y in Blender's frame), and the map from face-frame metres to the bone's
-    rest space (armature scale included)."""
+    faces +Y there (`posemath.facing_turn` of ``face``'s keyed vertices seen from the head of the
+    bone ``pivot``, ``bone`` itself by default; the face model faces -Y in Blender's frame), and the
+    map from face-frame metres to the bone's rest space (armature scale included)."""
     rest = _matrix3(armature.data.bones[bone].matrix_local)
     world = _matrix3(armature.matrix_world)
     to_armature = np.linalg.inv(np.array(armature.matrix_world, dtype=np.float64)) @ np.array(face.matrix_world)
     centre = to_armature[:3, :3] @ _face_centre(face, _rest_points(face)) + to_armature[:3, 3]
-    turn = posemath.facing_turn(centre - np.array(armature.data.bones[bone].head_local))
+    turn = posemath.facing_turn(centre - np.array(armature.data.bones[pivot or bone].head_local))
     to_local = np.linalg.inv(rest) @ np.linalg.inv(world) @ posemath.orthonormal(world) @ turn
     return PoseOwner(armature, bone, turn @ posemath.orthonormal(rest), to_local)
 
@@ -170,14 +170,51 @@ def pose_owner(target: bpy.types.Object, bone_hint: str = "") -> PoseOwner:
     return _object_owner(target)
 
 
+def _bound_vertices(obj: bpy.types.Object, bone: str) -> np.ndarray:
+    """Whether each vertex of ``obj`` follows ``bone`` mostly (weight 0.5 or more in its vertex
+    group); all False without one. Shapes: -> (V,) bool."""
+    group = obj.vertex_groups.get(bone)
+    bound = np.zeros(len(obj.data.vertices), dtype=bool)
+    if group is not None:
+        for vertex in obj.data.vertices:
+            bound[vertex.index] = any(g.group == group.index and g.weight >= 0.5 for g in vertex.groups)
+    return bound
+
+
+def _keys_turn_eye(meshes: list[bpy.types.Object], look_keys: list[str], bone: str) -> bool:
+    """Whether one of the ``look_keys`` moves vertices bound to the eye bone ``bone``: the eyeball
+    already turns by shape keys (Ready Player Me's eye meshes), so the bone must not turn it too."""
+    for obj in meshes:
+        present = [name for name in look_keys if name in obj.data.shape_keys.key_blocks]
+        if present and obj.vertex_groups.get(bone) is not None:
+            if (_moved_mask(obj, present, _rest_points(obj)) & _bound_vertices(obj, bone)).any():
+                return True
+    return False
+
+
+def eye_owners(meshes: list[bpy.types.Object], look_keys: list[str]) -> tuple[tuple[str, PoseOwner], ...]:
+    """(side "Left" or "Right", its conversions) of each eye bone a take turns: those of the
+    armature of ``meshes[0]`` (the head mesh; `retarget.eye_bones` by name) that none of the driven
+    ``look_keys`` already turns (`_keys_turn_eye`), the character's facing judged from its head bone."""
+    armature = armature_of(meshes[0])
+    if armature is None:
+        return ()
+    names = [bone.name for bone in armature.pose.bones]
+    pivot = head_bone(names)
+    return tuple((side, _bone_owner(armature, bone, meshes[0], pivot))
+                 for side, bone in zip(("Left", "Right"), eye_bones(names))
+                 if bone and not _keys_turn_eye(meshes, look_keys, bone))
+
+
 def face_vertices(obj: bpy.types.Object, keys: list[str]) -> np.ndarray:
     """Indices of the vertices that the shape keys ``keys`` of ``obj`` move (the face); every
     vertex when none moves. Shapes: -> (N,)."""
     return _moved_vertices(obj, keys, _rest_points(obj))
 
 
-def _moved_vertices(obj: bpy.types.Object, keys: list[str], basis: np.ndarray) -> np.ndarray:
-    """`face_vertices` against ``basis``, ``obj``'s `_rest_points`. Shapes: basis (V, 3) -> (N,)."""
+def _moved_mask(obj: bpy.types.Object, keys: list[str], basis: np.ndarray) -> np.ndarray:
+    """Whether the shape keys ``keys`` of ``obj`` move each vertex away from ``basis``, ``obj``'s
+    `_rest_points`. Shapes: basis (V, 3) -> (V,) bool."""
     shape_keys = obj.data.shape_keys
     moved = np.zeros(len(basis), dtype=bool)
     co = np.empty(basis.size, dtype=np.float64)
@@ -186,6 +223,12 @@ def _moved_vertices(obj: bpy.types.Object, keys: list[str], basis: np.ndarray) -
         if block is not None and block != shape_keys.reference_key:
             block.data.foreach_get("co", co)
             moved |= np.abs(co.reshape(-1, 3) - basis).max(axis=1) > 1e-6
+    return moved
+
+
+def _moved_vertices(obj: bpy.types.Object, keys: list[str], basis: np.ndarray) -> np.ndarray:
+    """`face_vertices` against ``basis``, ``obj``'s `_rest_points`. Shapes: basis (V, 3) -> (N,)."""
+    moved = _moved_mask(obj, keys, basis)
     return np.flatnonzero(moved) if moved.any() else np.arange(len(basis))
 
 

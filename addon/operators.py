@@ -140,7 +140,8 @@ def snapshot(context: bpy.types.Context) -> tuple[apply.Snapshot, jobs.GenerateR
     fps = scene_fps(scene)
     snap = apply.Snapshot(audio=audio, add_audio_strip=add_strip, frame_start=frame_start, fps=fps,
                           create_head=create, parts=parts, mapping=mapping, tolerance=props.tolerance,
-                          with_pose=props.use_pose, translate=props.pose_translation, head_bone=props.head_bone)
+                          with_pose=props.use_pose, translate=props.pose_translation, head_bone=props.head_bone,
+                          eye_bones=props.eye_bones)
     needs_model = create or bool(mapping.visemes)
     request = jobs.GenerateRequest(audio=audio, settings=settings_dict(props, fps), portrait=portrait,
                                    frames_dir=new_frames_dir("generate") if props.render_preview else None,
@@ -188,7 +189,7 @@ def _take_as_drawn(item) -> dict:
     owner, pose_action = apply.take_owner(item)
     meta = json.loads(item.meta)
     return takes.sample_take(item.target, key_action, owner, pose_action, meta["names"], json.loads(item.direct),
-                             item.frame_start, item.frame_count, item.fps, meta)
+                             item.frame_start, item.frame_count, item.fps, meta, apply.take_eyes(item))
 
 
 class FLOWVQ_OT_rerender(JobOperator, bpy.types.Operator):

@@ -30,6 +30,9 @@ __all__ = [
     "orthonormal",
     "HALF_TURN",
     "facing_turn",
+    "LOOK_DEGREES",
+    "eye_pose_rows",
+    "look_curves",
 ]
 
 # (3, 3) rotation taking model coordinates to Blender coordinates: (x, y, z) -> (x, -z, y).
@@ -336,3 +339,36 @@ def facing_turn(face_offset: np.ndarray) -> np.ndarray:
     """
     x, y, _ = np.asarray(face_offset, dtype=np.float64)
     return HALF_TURN.copy() if y > abs(x) else np.eye(3)
+
+
+# Degrees an eye turns at eyeLook* = 1, (sideways, up or down): core's gaze convention (`core.gaze`).
+LOOK_DEGREES = (30.0, 25.0)
+
+
+def eye_pose_rows(exp: np.ndarray, names: list[str], side: str) -> np.ndarray:
+    """The turn of one eye (``side`` "Left" or "Right") that a take's eyeLook curves show, as pose
+    rows: yaw toward the character's left (its left eye looking out, its right eye in), pitch
+    downward, as the head pose's; curves the take lacks read 0.
+    Shapes: exp (T, D) -> (T, 6)."""
+    exp = np.asarray(exp, dtype=np.float64)
+
+    def curve(direction: str) -> np.ndarray:
+        name = f"eyeLook{direction}{side}"
+        return exp[:, names.index(name)] if name in names else np.zeros(len(exp))
+
+    toward_left = curve("Out") - curve("In") if side == "Left" else curve("In") - curve("Out")
+    rows = np.zeros((len(exp), 6))
+    rows[:, 0] = np.deg2rad(LOOK_DEGREES[1]) * (curve("Down") - curve("Up"))
+    rows[:, 1] = np.deg2rad(LOOK_DEGREES[0]) * toward_left
+    return rows
+
+
+def look_curves(rows: np.ndarray, side: str) -> dict[str, np.ndarray]:
+    """The eyeLook curves of one eye's turn, inverse of `eye_pose_rows` (of each pair, in and out,
+    up and down, one is 0). Shapes: rows (T, 6) -> each (T,)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    toward_left = rows[:, 1] / np.deg2rad(LOOK_DEGREES[0])
+    down = rows[:, 0] / np.deg2rad(LOOK_DEGREES[1])
+    outward = toward_left if side == "Left" else -toward_left
+    return {f"eyeLookOut{side}": np.maximum(outward, 0.0), f"eyeLookIn{side}": np.maximum(-outward, 0.0),
+            f"eyeLookDown{side}": np.maximum(down, 0.0), f"eyeLookUp{side}": np.maximum(-down, 0.0)}

@@ -100,6 +100,10 @@ class FlowVQTake(bpy.types.PropertyGroup):
     bindings: CollectionProperty(type=FlowVQBinding)
     target: PointerProperty(type=bpy.types.Object, name="Target", description="The head mesh")
     bone: StringProperty(name="Head Bone", description="The pose bone the head pose is keyed on ('' for none)")
+    head_pose: BoolProperty(name="Head Pose", default=True, description=(
+        "Whether the take's POSE Action carries the head pose (else it turns only eye bones)"))
+    eyes: StringProperty(name="Eye Bones", description=(
+        "JSON: [side, bone, its axes in the face's frame (row-major)] of each eye bone the take turns"))
     pose_frame: FloatVectorProperty(name="Pose Frame", size=9, description=(
         "The pose owner's axes in the face's frame, row-major (posemath.relative_rotations)"))
     pose_to_local: FloatVectorProperty(name="Pose Translation Map", size=9, description=(
@@ -158,6 +162,9 @@ class FlowVQSettings(bpy.types.PropertyGroup):
     gaze: BoolProperty(name="Eye Gaze", default=True, description=(
         "Move the eyes as a talker's do: saccades away from and back to the camera, steady against "
         "the head's nods, following its slow turns (drawn from each take's seed)"))
+    eye_bones: BoolProperty(name="Eye Bones", default=True, description=(
+        "Turn the character's eye bones (VRoid's J_Adj_L_FaceEye, Mixamo's LeftEye, CC_Base_L_Eye...) with the "
+        "take's gaze, where no driven shape key already turns the eyeballs"))
     portrait_path: StringProperty(name="Portrait", subtype="FILE_PATH", description=(
         "The source portrait the preview frames animate"))
     render_preview: BoolProperty(name="Preview Frames", description=(

@@ -8,7 +8,7 @@ are aliases (`ALIASES`).
 import re
 from dataclasses import dataclass
 
-__all__ = ["ALIASES", "normalize", "Match", "match_names", "head_bone", "HEAD_BONE_NAMES"]
+__all__ = ["ALIASES", "normalize", "Match", "match_names", "head_bone", "HEAD_BONE_NAMES", "eye_bones", "EYE_STEMS"]
 
 # Normalized alias -> normalized ARKit name (names of Faceware/Rokoko/VRoid-style rigs).
 ALIASES = {
@@ -97,3 +97,45 @@ def head_bone(bone_names: list[str]) -> str:
         if ranked:
             return bone_names[min(ranked)[1]]
     return ""
+
+
+# Eye bones, by the words of their names once a rig's namespace is off: one side word, and the
+# other words spelling one of these stems. VRoid (J_Adj_L_FaceEye), Mixamo (mixamorig:LeftEye),
+# Ready Player Me and Unity humanoids (LeftEye), Character Creator (CC_Base_L_Eye), Daz (lEye),
+# MetaHuman (FACIAL_L_Eye), Auto-Rig Pro (c_eye.l), Blender's metarig (eye.L).
+EYE_STEMS = ("eye", "eyeball", "faceeye")
+_SIDE_WORDS = {"l": "left", "left": "left", "r": "right", "right": "right"}
+# Namespaces in front of eye bone names -> preference (lower first), as `_BONE_PREFIXES`.
+_EYE_PREFIXES = ((re.compile(r"^(?:mixamorig\d*[:_]|cc_base_|j_adj_|facial_|c_|bip\d*[ _])", re.IGNORECASE), 1),
+                 (re.compile(r"^def[-_.]", re.IGNORECASE), 2))
+_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+
+
+def _eye_side(name: str) -> tuple[str, str, int] | None:
+    """(side, the name without namespace in lower case, preference) of an eye bone's name, or None
+    for any other bone (a lid, a target, a bone that follows constraints)."""
+    if _FOLLOWER_PREFIX.match(name):
+        return None
+    rest, rank = name, 0
+    for pattern, prefix_rank in _EYE_PREFIXES:
+        if pattern.match(name):
+            rest, rank = pattern.sub("", name), prefix_rank
+            break
+    words = [word.lower() for word in _WORD.findall(rest)]
+    sides = [word for word in words if word in _SIDE_WORDS]
+    if len(sides) != 1 or "".join(word for word in words if word not in _SIDE_WORDS) not in EYE_STEMS:
+        return None
+    return _SIDE_WORDS[sides[0]], rest.lower(), rank
+
+
+def eye_bones(bone_names: list[str]) -> tuple[str, str]:
+    """(left, right): the bones of ``bone_names`` that turn the eyes, each the one an animator poses
+    first ('' for a side without one). A bone with a constraint-following copy (Rigify's ``eye.L``
+    beside ``MCH-eye.L``) is a rig's eye target, not an eye, and is left out."""
+    followed = {_FOLLOWER_PREFIX.sub("", name).lower() for name in bone_names if _FOLLOWER_PREFIX.match(name)}
+    best: dict[str, tuple[int, int]] = {}
+    for index, name in enumerate(bone_names):
+        found = _eye_side(name)
+        if found is not None and found[1] not in followed:
+            best[found[0]] = min(best.get(found[0], (found[2], index)), (found[2], index))
+    return tuple(bone_names[best[side][1]] if side in best else "" for side in ("left", "right"))

@@ -4,7 +4,9 @@ A take's expression coefficients become the shape-key curves ``key_blocks["<key>
 mesh of the character, through the character's `mapping.Mapping` (weighted sums of coefficients,
 or the take's mouth projected onto a viseme rig's visemes); its head pose becomes rotation (and
 optionally location) curves on the head pose bone or the object's delta transforms, relative to
-their rest, in their own rotation mode (`posemath`, `character.PoseOwner`). On Blender 4.4+ one
+their rest, in their own rotation mode (`posemath`, `character.PoseOwner`); its eyeLook curves turn
+the character's eye bones the same way, where no shape key turns the eyeballs
+(`character.eye_owners`, `posemath.eye_pose_rows`). On Blender 4.4+ one
 Action holds every curve of the take, one slot per animated ID; on 4.2/4.3 each ID gets its own
 Action (the first mesh's carries the take's name, the others ``<take> <object>``, the pose
 ``<take> pose``).
@@ -46,14 +48,16 @@ _REST_ROTATION = {"QUATERNION": (1.0, 0.0, 0.0, 0.0), "AXIS_ANGLE": (0.0, 0.0, 1
 class TakeTarget:
     """Where takes go: the character's ``meshes`` (the head mesh first), the ``mapping`` of their
     shape keys, the head pose's `PoseOwner` (None: no pose), whether the pose moves the head as well
-    as rotating it, and the face model's mouth operator for viseme keys (`visemes.mouth_operator`;
-    None when the mapping has none). Shapes: viseme_operator (3M, D)."""
+    as rotating it, the face model's mouth operator for viseme keys (`visemes.mouth_operator`;
+    None when the mapping has none), and the eye bones to turn, (side, owner) on the head pose's
+    armature (`character.eye_owners`). Shapes: viseme_operator (3M, D)."""
 
     meshes: tuple[bpy.types.Object, ...]
     mapping: mapping_module.Mapping
     owner: PoseOwner | None
     translate: bool
     viseme_operator: np.ndarray | None = None
+    eyes: tuple[tuple[str, PoseOwner], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,8 +94,8 @@ def is_edited(action: bpy.types.Action) -> bool:
 def _owners(target: TakeTarget) -> list[tuple[bpy.types.Object, str]]:
     """(object, KEYS/POSE) for every ID a take on ``target`` animates, the head mesh first."""
     owners = [(mesh, "KEYS") for mesh in target.meshes]
-    if target.owner is not None:
-        owners.append((target.owner.obj, "POSE"))
+    if target.owner is not None or target.eyes:
+        owners.append((target.owner.obj if target.owner is not None else target.eyes[0][1].obj, "POSE"))
     return owners
 
 
@@ -163,6 +167,19 @@ def _pose_curves(pose: np.ndarray, owner: PoseOwner, translate: bool) -> list[tu
     return curves
 
 
+def _turn_curves(take: dict, exp: np.ndarray, names: list[str], target: TakeTarget,
+                 scene_fps: float) -> list[tuple[str, str, np.ndarray]]:
+    """The curves of the take's POSE owner: the head pose's (`_pose_curves`), then each eye bone's
+    rotation from the take's eyeLook curves. Shapes: exp (T, D) at ``scene_fps`` -> values (T, 3 or 4)."""
+    curves = []
+    if target.owner is not None:
+        pose = resample(np.asarray(take["pose"], dtype=np.float64), float(take["fps"]), scene_fps)
+        curves += _pose_curves(pose, target.owner, target.translate)
+    for side, eye in target.eyes:
+        curves += _pose_curves(posemath.eye_pose_rows(exp, names, side), eye, False)
+    return curves
+
+
 def write_take(take: dict, name: str, target: TakeTarget, frame_start: int, scene_fps: float,
                tolerance: float) -> WrittenTake:
     """Key one take called ``name`` on the character (not assigned yet), resampled to
@@ -181,8 +198,7 @@ def write_take(take: dict, name: str, target: TakeTarget, frame_start: int, scen
                 if key in blocks:
                     _write_reduced(action, obj.data.shape_keys, key_path(key), 0, frames, curve, tolerance, closures)
             continue
-        pose = resample(np.asarray(take["pose"], dtype=np.float64), float(take["fps"]), scene_fps)
-        for path, kind, channel in _pose_curves(pose, target.owner, target.translate):
+        for path, kind, channel in _turn_curves(take, exp, names, target, scene_fps):
             for index in range(channel.shape[1]):
                 _write_reduced(action, obj, path, index, frames, channel[:, index],
                                tolerance * POSE_TOLERANCE_SCALE[kind], closures)
@@ -217,12 +233,14 @@ def _sample_pose(owner: PoseOwner, action: bpy.types.Action | None, frames: np.n
 
 def sample_take(head: bpy.types.Object, key_action: bpy.types.Action | None, owner: PoseOwner | None,
                 pose_action: bpy.types.Action | None, names: list[str], direct: dict[str, str],
-                frame_start: int, frame_count: int, fps: float, meta: dict) -> dict:
+                frame_start: int, frame_count: int, fps: float, meta: dict,
+                eyes: tuple[tuple[str, PoseOwner], ...] = ()) -> dict:
     """The take (wire format) that the curves, as they are now, describe: one row per frame, its
     numbers rounded to `WIRE_DECIMALS` places as the wire carries them.
 
     ``direct`` maps a model name to the head's shape key that carries it alone (`mapping.direct_keys`);
-    other names read 0. Without a pose owner the pose reads rest.
+    other names read 0. Without a pose owner the pose reads rest. The eye bones ``eyes`` (side,
+    owner; their curves in ``pose_action``) give their eye's eyeLook curves (`posemath.look_curves`).
     """
     frames = frame_start + np.arange(frame_count, dtype=np.float64)
     shape_keys = head.data.shape_keys
@@ -231,6 +249,10 @@ def sample_take(head: bpy.types.Object, key_action: bpy.types.Action | None, own
         if model_name in direct and direct[model_name] in shape_keys.key_blocks:
             key = direct[model_name]
             exp[:, d] = _evaluate(key_action, shape_keys, key_path(key), 0, frames, shape_keys.key_blocks[key].value)
+    for side, eye in eyes:
+        for name, curve in posemath.look_curves(_sample_pose(eye, pose_action, frames), side).items():
+            if name in names:
+                exp[:, names.index(name)] = curve
     pose = np.zeros((frame_count, 6)) if owner is None else _sample_pose(owner, pose_action, frames)
     return {**meta, "fps": fps, "frames": frame_count, "names": list(names),
             "exp": np.round(exp, WIRE_DECIMALS).tolist(), "pose": np.round(pose, WIRE_DECIMALS).tolist()}

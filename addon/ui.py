@@ -54,6 +54,8 @@ def _draw_style(layout: bpy.types.UILayout, props) -> None:
         col.prop(props, name)
     layout.prop(props, "blinks")
     layout.prop(props, "gaze")
+    if props.target_mode == "SELECTED":
+        layout.prop(props, "eye_bones")
 
 
 def _draw_pose(layout: bpy.types.UILayout, props) -> None:

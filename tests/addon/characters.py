@@ -1,7 +1,9 @@
 """Characters like the ones animators bring, built with bpy for the tests: an armature with a head
 bone (quaternion rotation, a tilted and rolled rest orientation, a parent chain) deforming a head
 mesh, teeth and two eyes that carry ARKit-named shape keys in mixed casings, placed and turned away
-from the origin; a bust without an armature; a viseme-only mesh; a VRM-style vowel mesh."""
+from the origin; the same with eye bones turning eyeballs that have no keys (as VRoid Studio's) or
+that have look keys of their own (as Ready Player Me's); a bust without an armature; a viseme-only
+mesh; a VRM-style vowel mesh."""
 
 import math
 
@@ -130,6 +132,28 @@ def build_character(bpy) -> dict:
     rig.pose.bones["Head"].rotation_mode = "QUATERNION"
     bpy.context.view_layer.update()
     return parts
+
+
+def add_eye_bones(bpy, parts: dict, names: tuple[str, str], keep_look_keys: bool) -> None:
+    """Give a `build_character` rig eye bones ``names`` (left, right), children of ``Head`` at the
+    eyeballs' centres, pointing up and rolled as a rig's seldom point forward, in quaternion mode,
+    and skin each eyeball to its bone; without ``keep_look_keys`` the eyeballs lose their shape keys."""
+    rig = parts["rig"]
+    bpy.context.view_layer.objects.active = rig
+    bpy.ops.object.mode_set(mode="EDIT")
+    for name, side, x in ((names[0], "left", 0.035), (names[1], "right", -0.035)):
+        bone = rig.data.edit_bones.new(name)
+        bone.head, bone.tail, bone.roll = (x, -0.08, 1.69), (x, -0.075, 1.71), 0.7
+        bone.parent = rig.data.edit_bones["Head"]
+    bpy.ops.object.mode_set(mode="OBJECT")
+    for name, side in zip(names, ("left", "right")):
+        eye = parts[f"eye_{side}"]
+        eye.vertex_groups.remove(eye.vertex_groups["Head"])
+        eye.vertex_groups.new(name=name).add(list(range(len(eye.data.vertices))), 1.0, "REPLACE")
+        if not keep_look_keys:
+            eye.shape_key_clear()
+        rig.pose.bones[name].rotation_mode = "QUATERNION"
+    bpy.context.view_layer.update()
 
 
 def in_centimetres(bpy, parts: dict) -> None:

@@ -609,3 +609,106 @@ def test_a_take_of_another_character_with_the_same_name_is_kept(bpy_empty, wire_
     assert names == ["FlowVQ happy s3 t0", "FlowVQ happy s3 t0.001"]
     assert module("keys").fingerprint(kept) == fingerprint  # the first character's curves untouched
     assert [b.obj for b in bpy.context.scene.flowvq.take_items[0].bindings] == [first, first]
+
+
+def eye_turn(take: dict, side: str) -> np.ndarray:
+    """The eye's pose rows that the take's eyeLook curves describe (1 = 30 degrees sideways, 25 up or
+    down; yaw toward the character's left, pitch down), written out here from docs/addon.md rather
+    than read from the add-on. Shapes: -> (T, 6)."""
+    look = {d: column(take, f"eyeLook{d}{side}") for d in ("In", "Out", "Up", "Down")}
+    toward_left = look["Out"] - look["In"] if side == "Left" else look["In"] - look["Out"]
+    rows = np.zeros((take["frames"], 6))
+    rows[:, 0], rows[:, 1] = np.radians(25.0) * (look["Down"] - look["Up"]), np.radians(30.0) * toward_left
+    return rows
+
+
+def eye_centre(rig, bone: str) -> np.ndarray:
+    """A pose bone's head in world space as evaluated now. Shapes: -> (3,)."""
+    return np.array((rig.matrix_world @ rig.pose.bones[bone].matrix).translation)
+
+
+def world_rotation(rig, bone: str) -> np.ndarray:
+    """A pose bone's world rotation as evaluated now. Shapes: -> (3, 3)."""
+    return np.array((rig.matrix_world @ rig.pose.bones[bone].matrix).to_3x3().normalized())
+
+
+@pytest.mark.parametrize("with_pose, faces_plus_y", [(True, False), (False, False), (True, True)])
+def test_vroid_eye_bones_turn_the_eyeballs_as_the_takes_gaze_on_top_of_the_head(
+        bpy_empty, wire_takes, face_npz, with_pose, faces_plus_y):
+    """A VRoid Studio character's eyeballs have no look keys: its J_Adj_*_FaceEye bones turn with the
+    take's eyeLook curves, on top of the head's turn, and the eyeball looks toward the character's
+    left when its left eye looks out, also on a character facing +Y (as VRM 0.x comes into Blender);
+    with the head pose off the bones still turn and Re-render reads no head pose; Re-render reads the
+    bones back as the take's eyeLook curves."""
+    from .characters import add_eye_bones
+
+    bpy = bpy_empty
+    parts = build_character(bpy)
+    add_eye_bones(bpy, parts, ("J_Adj_L_FaceEye", "J_Adj_R_FaceEye"), keep_look_keys=False)
+    if faces_plus_y:
+        turn_around(bpy, [obj for obj in parts.values()])
+    rig, take = parts["rig"], wire_takes[0]
+    find_character(bpy, parts["head"], take["names"])
+    bpy.context.scene.flowvq.use_pose = with_pose
+    facing = np.array(rig.matrix_world.to_3x3().normalized()) @ (HALF_TURN if faces_plus_y else np.eye(3))
+    eyeball = world_vertices(bpy, parts["eye_left"], np.arange(len(parts["eye_left"].data.vertices)))
+    pupil = np.array([int(np.argmax(eyeball @ facing[:, 1] * -1.0))])  # the eyeball's front: the face looks along -Y
+    rest_look = facing.T @ (world_vertices(bpy, parts["eye_left"], pupil)[0] - eye_centre(rig, "J_Adj_L_FaceEye"))
+    status = generate(bpy, [take], face_npz)
+    assert "eyes turned by the bones 'J_Adj_L_FaceEye' and 'J_Adj_R_FaceEye'" in status
+    pose = np.asarray(take["pose"]) if with_pose else np.zeros((take["frames"], 6))
+    head_rest = np.array((rig.matrix_world @ rig.data.bones["Head"].matrix_local).to_3x3().normalized())
+    rows = {side: eye_turn(take, side) for side in ("Left", "Right")}
+    sideways = np.abs(rows["Left"][:, 1])
+    assert np.degrees(sideways.max()) > 2.0  # the take's gaze does turn the eyes
+    for k in (int(np.argmax(sideways)), int(np.argmax(np.abs(rows["Left"][:, 0]))), take["frames"] // 2):
+        bpy.context.scene.frame_set(1 + k)
+        head_turn = world_rotation(rig, "Head") @ head_rest.T
+        np.testing.assert_allclose(head_turn, expected_head_rotation(rig, "Head", pose[k], faces_plus_y) @ head_rest.T,
+                                   atol=1e-2)
+        for side, bone in (("Left", "J_Adj_L_FaceEye"), ("Right", "J_Adj_R_FaceEye")):
+            expected = head_turn @ expected_head_rotation(rig, bone, rows[side][k], faces_plus_y)
+            assert angle_between(world_rotation(rig, bone), expected) < 0.5, (k, side)
+    k = int(np.argmax(rows["Left"][:, 1]))  # the left eye's furthest look toward the character's left
+    bpy.context.scene.frame_set(1 + k)
+    head_turn = world_rotation(rig, "Head") @ head_rest.T
+    front = world_vertices(bpy, parts["eye_left"], pupil)[0] - eye_centre(rig, "J_Adj_L_FaceEye")
+    look = facing.T @ head_turn.T @ front
+    assert rows["Left"][k, 1] > 0.02 and look[0] - rest_look[0] > 0.0  # toward the face's +X, its left
+    item = bpy.context.scene.flowvq.take_items[0]
+    assert [b.what for b in item.bindings if b.obj == rig] == ["POSE"] and item.head_pose == with_pose
+    owner, _ = module("apply").take_owner(item)
+    assert (owner is not None) == with_pose
+    drawn = module("operators")._take_as_drawn(item)
+    np.testing.assert_allclose(np.asarray(drawn["pose"])[:, :3], pose[:, :3], atol=1e-4)
+    for side in ("Left", "Right"):  # the bones read back as the take's net turn (one of each pair kept)
+        for a, b in (("Out", "In"), ("Down", "Up")):
+            net = [column(t, f"eyeLook{a}{side}") - column(t, f"eyeLook{b}{side}") for t in (drawn, take)]
+            np.testing.assert_allclose(net[0], net[1], atol=1e-3, err_msg=f"{a} - {b} {side}")
+
+
+def test_eye_bones_are_left_alone_where_the_eyeballs_look_keys_turn_them(bpy_empty, wire_takes, face_npz):
+    """Ready Player Me's eye meshes are skinned to LeftEye/RightEye and turn by their own eyeLook keys:
+    turning the bones too would turn the eyes twice; the Eye Bones box off leaves VRoid's alone too."""
+    from .characters import add_eye_bones
+
+    bpy = bpy_empty
+    parts = build_character(bpy)
+    add_eye_bones(bpy, parts, ("LeftEye", "RightEye"), keep_look_keys=True)
+    rig, take = parts["rig"], wire_takes[0]
+    find_character(bpy, parts["head"], take["names"])
+    assert "eyes turned" not in generate(bpy, [take], face_npz)
+    action = module("keys").assigned_action(rig)
+    paths = {curve.data_path for curve in module("keys").curves_for(action, rig, create=False)}
+    assert paths == {'pose.bones["Head"].rotation_quaternion'}
+    assert module("keys").assigned_action(parts["eye_left"].data.shape_keys) is not None  # the keys turn the eyes
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    parts = build_character(bpy)
+    add_eye_bones(bpy, parts, ("J_Adj_L_FaceEye", "J_Adj_R_FaceEye"), keep_look_keys=False)
+    find_character(bpy, parts["head"], take["names"])
+    bpy.context.scene.flowvq.eye_bones = False
+    assert "eyes turned" not in generate(bpy, [take], face_npz)
+    action = module("keys").assigned_action(parts["rig"])
+    assert {c.data_path for c in module("keys").curves_for(action, parts["rig"], create=False)} == {
+        'pose.bones["Head"].rotation_quaternion'}

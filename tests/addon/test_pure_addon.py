@@ -53,3 +53,40 @@ def test_resampling_keeps_the_duration_and_the_sampled_values():
 ])
 def test_the_head_bone_is_found_by_the_names_rigs_give_it(bones, head):
     assert pure_module("retarget").head_bone(bones) == head
+
+
+@pytest.mark.parametrize("bones, eyes", [
+    (["J_Bip_C_Head", "J_Adj_L_FaceEye", "J_Adj_R_FaceEye", "J_Adj_L_FaceEyeSet"],
+     ("J_Adj_L_FaceEye", "J_Adj_R_FaceEye")),
+    (["mixamorig:Head", "mixamorig:LeftEye", "mixamorig:RightEye"], ("mixamorig:LeftEye", "mixamorig:RightEye")),
+    (["Head", "HeadTop_End", "LeftEye", "RightEye"], ("LeftEye", "RightEye")),  # Ready Player Me
+    (["CC_Base_Head", "CC_Base_L_Eye", "CC_Base_R_Eye", "CC_Base_L_Eye_Parent"], ("CC_Base_L_Eye", "CC_Base_R_Eye")),
+    (["head", "lEye", "rEye", "lEyelidUpper"], ("lEye", "rEye")),  # Daz
+    (["FACIAL_L_Eye", "FACIAL_R_Eye", "FACIAL_L_EyelidUpperA"], ("FACIAL_L_Eye", "FACIAL_R_Eye")),  # MetaHuman
+    (["c_eye.l", "c_eye.r", "c_eye_target.l", "c_eye_offset.l"], ("c_eye.l", "c_eye.r")),  # Auto-Rig Pro
+    (["DEF-eye.L", "eye.L", "eye.R"], ("eye.L", "eye.R")),  # the posed bone before a deform copy
+    (["eye.L", "eye.R", "MCH-eye.L", "MCH-eye.R", "ORG-eye.L"], ("", "")),  # Rigify: eye.L is the eye's target
+    (["Head", "Eyeball_L", "EyeLid_L", "eye_target"], ("Eyeball_L", "")),  # one side only
+    (["Head", "Neck", "Eyebrow_L"], ("", "")),
+])
+def test_eye_bones_are_found_by_the_names_rigs_give_them(bones, eyes):
+    assert pure_module("retarget").eye_bones(bones) == eyes
+
+
+def test_eye_turns_follow_the_look_curves_toward_the_characters_left_and_down():
+    posemath = pure_module("posemath")
+    names = ["jawOpen", "eyeLookOutLeft", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutRight", "eyeLookDownLeft",
+             "eyeLookUpLeft"]
+    exp = np.array([[0.9, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0],   # the left eye out: to the character's left
+                    [0.0, 0.0, 0.5, 0.5, 0.0, 0.0, 0.0],   # the left eye in (right), the right eye in (left)
+                    [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.4]])  # the left eye down, a little up
+    left, right = posemath.eye_pose_rows(exp, names, "Left"), posemath.eye_pose_rows(exp, names, "Right")
+    np.testing.assert_allclose(np.degrees(left[:, :2]), [[0.0, 30.0], [0.0, -15.0], [15.0, 0.0]], atol=1e-9)
+    np.testing.assert_allclose(np.degrees(right[:, :2]), [[0.0, 0.0], [0.0, 15.0], [0.0, 0.0]], atol=1e-9)
+    assert not left[:, 2:].any() and not right[:, 2:].any()  # no roll, no translation
+    assert not posemath.eye_pose_rows(exp[:, :1], names[:1], "Left").any()  # no look curves: no turn
+    back = posemath.look_curves(left, "Left")
+    for name, values in (("eyeLookOutLeft", [1.0, 0.0, 0.0]), ("eyeLookInLeft", [0.0, 0.5, 0.0]),
+                         ("eyeLookDownLeft", [0.0, 0.0, 0.6]), ("eyeLookUpLeft", [0.0, 0.0, 0.0])):
+        np.testing.assert_allclose(back[name], values, atol=1e-12, err_msg=name)  # down 1 and up 0.4 net 0.6 down
+    np.testing.assert_allclose(posemath.look_curves(right, "Right")["eyeLookInRight"], [0.0, 0.5, 0.0], atol=1e-12)

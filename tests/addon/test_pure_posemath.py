@@ -260,3 +260,20 @@ def test_a_face_on_the_plus_y_side_turns_the_frame_half_round(offset, turned):
     mouth = turn @ model_mouth
     rise = (posemath.relative_rotations(row, turn)[0] @ mouth - mouth)[2]
     assert abs(model_rise) > 0.01 and rise == pytest.approx(model_rise)
+
+
+def test_eye_turns_agree_with_cores_gaze_convention():
+    """The eye bones turn as `core.gaze` reads the eyeLook curves: the same degrees at 1, the same
+    signs (yaw toward the subject's left, pitch down), both ways."""
+    from core.gaze import GAZE_CHANNELS, LOOK_DEGREES, look_angles, look_channels
+
+    assert posemath.LOOK_DEGREES == LOOK_DEGREES
+    channels = np.random.default_rng(3).uniform(0.0, 1.0, (40, len(GAZE_CHANNELS)))
+    angles = look_angles(channels)  # (left yaw, left pitch, right yaw, right pitch) in degrees
+    for index, side in enumerate(("Left", "Right")):
+        rows = posemath.eye_pose_rows(channels, list(GAZE_CHANNELS), side)
+        np.testing.assert_allclose(np.degrees(rows[:, [1, 0]]), angles[:, 2 * index:2 * index + 2], atol=1e-9)
+        back = posemath.look_curves(rows, side)
+        expected = look_channels(angles)
+        for name, values in back.items():
+            np.testing.assert_allclose(values, expected[:, GAZE_CHANNELS.index(name)], atol=1e-9, err_msg=name)
