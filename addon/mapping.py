@@ -39,6 +39,18 @@ aliases resolved) to terms or viseme ids, for one convention:
            ``Fcl_EYE_Close_L/R``, ``Fcl_ALL_Joy/Angry/Sorrow/Fun/Surprised``, ``Fcl_BRW_Angry/
            Sorrow/Surprised`` and ``Fcl_EYE_Surprised`` (weighted sums, `_EMOTIONS`).
 ``faceit`` Faceit's (Blender add-on) ARKit expression set: the ARKit 52 names, as ``arkit``.
+``valid``  Autodesk Character Generator heads, as the VALID avatar library ships them
+           (``h_expressions.<shape>_h``): its visemes ``AE_AA AO_a UW_U Ax_E H_EST TD_I KG FV S SH_CH``
+           (aa O U E I DD kk FF SS CH) and ``MPB_Up``/``MPB_Down`` (both PP: the upper and the lower
+           lip), so its mouth moves by visemes (``MouthOpen`` stays undriven: the visemes open the
+           jaw); ``LeyeClose`` (eyeBlinkLeft: ``L``/``R`` in front are the character's sides),
+           ``LeyeOpen`` (eyeWide), ``Lsquint``, ``LsmileClose``, ``LmouthSad`` (mouthFrown),
+           ``LlipUp``/``LlipDown`` (mouthUpperUp/mouthLowerDown), ``LlipCorner`` (mouthStretch),
+           ``Ldisgust`` (noseSneer), ``Kiss`` (mouthPucker), ``Lblow`` (cheekPuff), ``Ljaw``,
+           ``JawFront``, ``Chin`` (mouthShrugLower), ``LbrowUp`` (browInnerUp), ``LLbrowUp``
+           (browOuterUp), ``LbrowDown`` and ``LLbrowDown`` (browDown). Shapes a driven key already
+           shows (``LsmileOpen``, ``Lsad``, ``Lpityful``, ``Lnostril``, ``LlowLid``, ``Shout``...) stay
+           undriven.
 
 Whatever the preset, a key whose normalised name is a model name drives from that name
 (``retarget.match_names``-style, one key per name: the one spelled like it, else the first), and a
@@ -223,6 +235,32 @@ _CC4: dict[str, dict[str, float] | str] = {
     "V_Tight": "SS", "V_Wide": "I", "V_Affricate": "CH", "V_Lip_Open": "DD",
 }
 
+def _cg(shape: str) -> str:
+    """An Autodesk Character Generator head's key name for ``shape`` (``h_expressions.<shape>_h``)."""
+    return f"h_expressions.{shape}_h"
+
+
+def _cg_sides(shape: str, arkit: str) -> dict[str, dict[str, float]]:
+    """``L{shape}``/``R{shape}`` (the character's left and right) -> ``arkit`` with Left/Right."""
+    return {_cg(f"{s}{shape}"): {arkit.format(S=side): 1.0} for s, side in (("L", "Left"), ("R", "Right"))}
+
+
+_VALID: dict[str, dict[str, float] | str] = {
+    **{_cg(shape): viseme for shape, viseme in (
+        ("AE_AA", "aa"), ("AO_a", "O"), ("UW_U", "U"), ("Ax_E", "E"), ("H_EST", "I"), ("TD_I", "DD"), ("KG", "kk"),
+        ("FV", "FF"), ("S", "SS"), ("SH_CH", "CH"), ("MPB_Up", "PP"), ("MPB_Down", "PP"))},
+    **_cg_sides("eyeClose", "eyeBlink{S}"), **_cg_sides("eyeOpen", "eyeWide{S}"),
+    **_cg_sides("squint", "eyeSquint{S}"), **_cg_sides("smileClose", "mouthSmile{S}"),
+    **_cg_sides("mouthSad", "mouthFrown{S}"), **_cg_sides("lipUp", "mouthUpperUp{S}"),
+    **_cg_sides("lipDown", "mouthLowerDown{S}"), **_cg_sides("lipCorner", "mouthStretch{S}"),
+    **_cg_sides("disgust", "noseSneer{S}"), **_cg_sides("jaw", "jaw{S}"), **_cg_sides("browDown", "browDown{S}"),
+    _cg("LLbrowUp"): {"browOuterUpLeft": 1.0}, _cg("RRbrowUp"): {"browOuterUpRight": 1.0},  # the outer brows
+    _cg("LLbrowDown"): {"browDownLeft": 1.0}, _cg("RRbrowDown"): {"browDownRight": 1.0},
+    _cg("LbrowUp"): {"browInnerUp": 1.0}, _cg("RbrowUp"): {"browInnerUp": 1.0},
+    _cg("Lblow"): {"cheekPuff": 1.0}, _cg("Rblow"): {"cheekPuff": 1.0},
+    _cg("Kiss"): {"mouthPucker": 1.0}, _cg("JawFront"): {"jawForward": 1.0}, _cg("Chin"): {"mouthShrugLower": 1.0},
+}
+
 # Emotions as weighted sums (each sums to 1, so the key reaches 1 only with every term at 1). VRM
 # names: 0.x proxy / 1.0 expression / VRoid mesh key.
 _EMOTIONS: dict[str, dict[str, float]] = {
@@ -268,6 +306,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     _preset("cc4", "Character Creator 4 / iClone Extended", _CC4),
     _preset("vrm", "VRM 0.x / 1.0 / VRoid", _VRM),
     _preset("faceit", "Faceit ARKit expressions", {}, arkit=True),
+    _preset("valid", "VALID / Autodesk Character Generator", _VALID),
 )}
 _COMMON_KEYS, _ = _table(_BOTH_SIDES)
 

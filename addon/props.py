@@ -58,6 +58,8 @@ PRESET_ITEMS = [("AUTO", "Auto", "The convention that matches most of the charac
                 ("cc4", "Character Creator 4", "CC4 / iClone extended facial profile"),
                 ("vrm", "VRM / VRoid", "VRM expressions (A I U E O, blinks, joy...) and VRoid Fcl_ keys"),
                 ("faceit", "Faceit", "Faceit's ARKit expression set"),
+                ("valid", "VALID / Character Generator", "Autodesk Character Generator heads (h_expressions.*_h), "
+                 "as the VALID avatars ship them"),
                 ("CUSTOM", "Custom", "The mapping below as edited or loaded from a JSON preset")]
 
 

@@ -40,7 +40,16 @@ VROID_KEYS = [
 ]
 VRM1_KEYS = ["aa", "ih", "ou", "ee", "oh", "blink", "blinkLeft", "blinkRight", "happy", "angry", "sad", "relaxed",
              "surprised", "neutral"]
-RIGS = {"arkit": LIVE_LINK_KEYS, "rpm": RPM_KEYS, "cc4": CC4_KEYS, "vrm": VROID_KEYS, "faceit": ARKIT}
+# An Autodesk Character Generator head of the VALID avatar library (c-frame/valid-avatars-glb, every
+# avatar's H_DDS_HighRes mesh), in the file's order.
+VALID_KEYS = ["h_expressions." + shape + "_h" for shape in (
+    "AE_AA AO_a Ax_E TD_I UH_OO UW_U H_EST FV S SH_CH MPB_Up MPB_Down KG RlipUp LlipUp RlipDown LlipDown RlipSide "
+    "LlipSide RlipCorner LlipCorner JawCompress Rjaw Ljaw JawFront Chew MouthOpen Shout RsmileClose LsmileClose "
+    "RsmileOpen LsmileOpen RmouthSad LmouthSad Rdisgust Ldisgust Kiss Rblow Lblow Chin Glotis RneckTension "
+    "LneckTension Rnostril Lnostril ReyeClose LeyeClose ReyeOpen LeyeOpen Rsquint Lsquint RlowLid LlowLid Rsad Lsad "
+    "Rpityful Lpityful RRbrowUp RbrowUp LbrowUp LLbrowUp RRbrowDown RbrowDown LbrowDown LLbrowDown").split()]
+RIGS = {"arkit": LIVE_LINK_KEYS, "rpm": RPM_KEYS, "cc4": CC4_KEYS, "vrm": VROID_KEYS, "faceit": ARKIT,
+        "valid": VALID_KEYS}
 
 
 def curves(seed: int, frames: int = 40) -> np.ndarray:
@@ -72,6 +81,7 @@ def test_every_preset_applied_to_its_rig_round_trips_through_json(preset, tmp_pa
     (CC4_KEYS, "cc4"), (CC4_KEYS[:-8], "cc4"), (VROID_KEYS, "vrm"), (VRM1_KEYS, "vrm"),
     (["A", "I", "U", "E", "O", "Blink", "Blink_L", "Blink_R", "Joy", "Angry"], "vrm"), (RPM_KEYS, "rpm"),
     (LIVE_LINK_KEYS, "arkit"), (ARKIT, "arkit"), (["Basis.001", "Key 1"], "arkit"), ([], "arkit"),
+    (VALID_KEYS, "valid"),
 ])
 def test_detect_preset_picks_the_convention_of_the_key_names(keys, preset):
     assert mapping.detect_preset(keys) == preset
@@ -300,3 +310,18 @@ def test_the_curves_a_rigs_own_keys_show_are_named_for_the_viseme_projection():
     with_teeth = mapping.build_character_mapping([VROID_KEYS, ["JawOpen"]], ARKIT)
     assert with_teeth.visemes and with_teeth.keys["JawOpen"] == {"jawOpen": 1.0}
     assert "jawOpen" not in mapping.shown_by_keys(with_teeth)
+
+
+def test_a_character_generator_head_moves_its_mouth_by_its_visemes_and_the_rest_by_its_sides():
+    """VALID's heads: the mouth by viseme projection (their MouthOpen is not driven, the jaw opens
+    in the visemes), both lip halves of MPB at PP, L/R in front as the character's sides, and a shape
+    some driven key already shows (the open smile beside the closed one, the sad brow) left alone."""
+    built = mapping.build_mapping(VALID_KEYS, ARKIT)
+    cg = "h_expressions.{}_h".format
+    assert built.visemes[cg("AE_AA")] == "aa" and built.visemes[cg("MPB_Up")] == built.visemes[cg("MPB_Down")] == "PP"
+    assert cg("MouthOpen") not in built.keys and len(set(built.visemes.values())) == len(built.visemes) - 1
+    assert built.keys[cg("LeyeClose")] == {"eyeBlinkLeft": 1.0} and built.keys[cg("RsmileClose")] == {
+        "mouthSmileRight": 1.0}
+    assert built.keys[cg("LLbrowUp")] == {"browOuterUpLeft": 1.0} and built.keys[cg("LbrowUp")] == {"browInnerUp": 1.0}
+    for shape in ("LsmileOpen", "Lsad", "Lpityful", "Lnostril", "Shout", "UH_OO"):
+        assert cg(shape) not in built.keys and cg(shape) not in built.visemes, shape
