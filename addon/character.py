@@ -192,10 +192,25 @@ def _keys_turn_eye(meshes: list[bpy.types.Object], look_keys: list[str], bone: s
     return False
 
 
+def _bone_moves_something(armature: bpy.types.Object, bone: str) -> bool:
+    """Whether turning ``bone`` moves anything: a vertex of a mesh skinned to ``armature`` weighted
+    to it, or an object parented to it (a rig's eye bones may deform nothing, the eyeballs being
+    weighted to the head)."""
+    for obj in bpy.data.objects:
+        if obj.parent == armature and obj.parent_type == "BONE" and obj.parent_bone == bone:
+            return True
+        group = obj.vertex_groups.get(bone) if obj.type == "MESH" and _skinned_to(obj, {armature.name}) else None
+        if group is not None and any(g.group == group.index and g.weight > 0.0
+                                     for vertex in obj.data.vertices for g in vertex.groups):
+            return True
+    return False
+
+
 def eye_owners(meshes: list[bpy.types.Object], look_keys: list[str]) -> tuple[tuple[str, PoseOwner], ...]:
     """(side "Left" or "Right", its conversions) of each eye bone a take turns: those of the
-    armature of ``meshes[0]`` (the head mesh; `retarget.eye_bones` by name) that none of the driven
-    ``look_keys`` already turns (`_keys_turn_eye`), the character's facing judged from its head bone."""
+    armature of ``meshes[0]`` (the head mesh; `retarget.eye_bones` by name) that move something
+    (`_bone_moves_something`) and that none of the driven ``look_keys`` already turns
+    (`_keys_turn_eye`), the character's facing judged from its head bone."""
     armature = armature_of(meshes[0])
     if armature is None:
         return ()
@@ -203,7 +218,7 @@ def eye_owners(meshes: list[bpy.types.Object], look_keys: list[str]) -> tuple[tu
     pivot = head_bone(names)
     return tuple((side, _bone_owner(armature, bone, meshes[0], pivot))
                  for side, bone in zip(("Left", "Right"), eye_bones(names))
-                 if bone and not _keys_turn_eye(meshes, look_keys, bone))
+                 if bone and _bone_moves_something(armature, bone) and not _keys_turn_eye(meshes, look_keys, bone))
 
 
 def face_vertices(obj: bpy.types.Object, keys: list[str]) -> np.ndarray:

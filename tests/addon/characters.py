@@ -134,10 +134,11 @@ def build_character(bpy) -> dict:
     return parts
 
 
-def add_eye_bones(bpy, parts: dict, names: tuple[str, str], keep_look_keys: bool) -> None:
+def add_eye_bones(bpy, parts: dict, names: tuple[str, str], keep_look_keys: bool, skin: bool = True) -> None:
     """Give a `build_character` rig eye bones ``names`` (left, right), children of ``Head`` at the
     eyeballs' centres, pointing up and rolled as a rig's seldom point forward, in quaternion mode,
-    and skin each eyeball to its bone; without ``keep_look_keys`` the eyeballs lose their shape keys."""
+    and skin each eyeball to its bone (without ``skin`` they stay on the head, the bones deforming
+    nothing); without ``keep_look_keys`` the eyeballs lose their shape keys."""
     rig = parts["rig"]
     bpy.context.view_layer.objects.active = rig
     bpy.ops.object.mode_set(mode="EDIT")
@@ -148,8 +149,9 @@ def add_eye_bones(bpy, parts: dict, names: tuple[str, str], keep_look_keys: bool
     bpy.ops.object.mode_set(mode="OBJECT")
     for name, side in zip(names, ("left", "right")):
         eye = parts[f"eye_{side}"]
-        eye.vertex_groups.remove(eye.vertex_groups["Head"])
-        eye.vertex_groups.new(name=name).add(list(range(len(eye.data.vertices))), 1.0, "REPLACE")
+        if skin:
+            eye.vertex_groups.remove(eye.vertex_groups["Head"])
+            eye.vertex_groups.new(name=name).add(list(range(len(eye.data.vertices))), 1.0, "REPLACE")
         if not keep_look_keys:
             eye.shape_key_clear()
         rig.pose.bones[name].rotation_mode = "QUATERNION"

@@ -687,9 +687,10 @@ def test_vroid_eye_bones_turn_the_eyeballs_as_the_takes_gaze_on_top_of_the_head(
             np.testing.assert_allclose(net[0], net[1], atol=1e-3, err_msg=f"{a} - {b} {side}")
 
 
-def test_eye_bones_are_left_alone_where_the_eyeballs_look_keys_turn_them(bpy_empty, wire_takes, face_npz):
+def test_eye_bones_are_left_alone_where_look_keys_turn_the_eyeballs_or_they_move_nothing(bpy_empty, wire_takes, face_npz):
     """Ready Player Me's eye meshes are skinned to LeftEye/RightEye and turn by their own eyeLook keys:
-    turning the bones too would turn the eyes twice; the Eye Bones box off leaves VRoid's alone too."""
+    turning the bones too would turn the eyes twice; the Eye Bones box off leaves VRoid's alone too,
+    and so does a rig whose eye bones deform nothing (its eyeballs weighted to the head)."""
     from .characters import add_eye_bones
 
     bpy = bpy_empty
@@ -703,12 +704,13 @@ def test_eye_bones_are_left_alone_where_the_eyeballs_look_keys_turn_them(bpy_emp
     assert paths == {'pose.bones["Head"].rotation_quaternion'}
     assert module("keys").assigned_action(parts["eye_left"].data.shape_keys) is not None  # the keys turn the eyes
 
-    bpy.ops.wm.read_homefile(use_empty=True)
-    parts = build_character(bpy)
-    add_eye_bones(bpy, parts, ("J_Adj_L_FaceEye", "J_Adj_R_FaceEye"), keep_look_keys=False)
-    find_character(bpy, parts["head"], take["names"])
-    bpy.context.scene.flowvq.eye_bones = False
-    assert "eyes turned" not in generate(bpy, [take], face_npz)
-    action = module("keys").assigned_action(parts["rig"])
-    assert {c.data_path for c in module("keys").curves_for(action, parts["rig"], create=False)} == {
-        'pose.bones["Head"].rotation_quaternion'}
+    for skin, box in ((True, False), (False, True)):  # the Eye Bones box off; eye bones that deform nothing
+        bpy.ops.wm.read_homefile(use_empty=True)
+        parts = build_character(bpy)
+        add_eye_bones(bpy, parts, ("J_Adj_L_FaceEye", "J_Adj_R_FaceEye"), keep_look_keys=False, skin=skin)
+        find_character(bpy, parts["head"], take["names"])
+        bpy.context.scene.flowvq.eye_bones = box
+        assert "eyes turned" not in generate(bpy, [take], face_npz)
+        action = module("keys").assigned_action(parts["rig"])
+        assert {c.data_path for c in module("keys").curves_for(action, parts["rig"], create=False)} == {
+            'pose.bones["Head"].rotation_quaternion'}
