@@ -16,7 +16,7 @@ import bpy
 import numpy as np
 
 from . import character, jobs, keys, preview, scene as scene_utils, takes, visemes
-from .character import PoseOwner
+from .character import EyeBone, PoseOwner
 from .face import FaceModel, build_head
 from .mapping import Mapping, direct_keys, identity_mapping
 from .timing import frame_range_for
@@ -34,7 +34,8 @@ class Snapshot:
 
     ``parts``: the names of the character's meshes to drive (the head mesh first); empty with
     ``create_head``. ``translate``: the panel's head-motion choice (``AUTO``, ``ROTATION``,
-    ``ROTATION_TRANSLATION``). ``eye_bones``: turn the character's eye bones with the gaze."""
+    ``ROTATION_TRANSLATION``). ``eye_bones``: turn the character's eye bones with the gaze, by
+    ``eye_turn`` of the take's eye turn."""
 
     audio: Path
     add_audio_strip: bool
@@ -48,6 +49,7 @@ class Snapshot:
     translate: str = "AUTO"
     head_bone: str = ""
     eye_bones: bool = True
+    eye_turn: float = 1.0
 
 
 def binding_owner(binding) -> bpy.types.ID:
@@ -68,14 +70,13 @@ def take_owner(item) -> tuple[PoseOwner | None, bpy.types.Action | None]:
     return owner, binding.action
 
 
-def take_eyes(item) -> tuple[tuple[str, PoseOwner], ...]:
-    """The eye bones the take turns, (side, owner as converted when it was keyed), on its POSE
-    binding's armature."""
+def take_eyes(item) -> tuple[EyeBone, ...]:
+    """The eye bones the take turns (as converted when it was keyed), on its POSE binding's armature."""
     binding = next((b for b in item.bindings if b.what == "POSE"), None)
     if binding is None or not item.eyes:
         return ()
-    return tuple((side, PoseOwner(binding.obj, bone, np.reshape(frame, (3, 3)), np.eye(3)))
-                 for side, bone, frame in json.loads(item.eyes))
+    return tuple(EyeBone(side, PoseOwner(binding.obj, bone, np.reshape(frame, (3, 3)), np.eye(3)), turn)
+                 for side, bone, frame, turn in json.loads(item.eyes))
 
 
 def _alive(binding) -> bool:
@@ -198,8 +199,10 @@ def _take_target(snap: Snapshot, meshes: list, mapping: Mapping, model: FaceMode
     operator = None
     if mapping.visemes:
         operator = visemes.mouth_operator(model.basis, visemes.mouth_vertex_ids(model.regions))
-    eyes = character.eye_owners(meshes, _look_keys(mapping)) if snap.eye_bones and not snap.create_head else ()
-    if owner is not None and eyes and eyes[0][1].obj != owner.obj:
+    eyes = ()
+    if snap.eye_bones and not snap.create_head:
+        eyes = character.eye_owners(meshes, _look_keys(mapping), snap.eye_turn)
+    if owner is not None and eyes and eyes[0].owner.obj != owner.obj:
         eyes = ()
     return takes.TakeTarget(tuple(meshes), mapping, owner, owner is not None and _translates(snap, owner), operator,
                             eyes)
@@ -214,7 +217,8 @@ def _store(item, written: takes.WrittenTake, target: takes.TakeTarget, snap: Sna
     item.target = target.meshes[0]
     owner = target.owner
     item.head_pose = owner is not None
-    item.eyes = json.dumps([[side, eye.bone, eye.frame.ravel().tolist()] for side, eye in target.eyes])
+    item.eyes = json.dumps([[eye.side, eye.owner.bone, eye.owner.frame.ravel().tolist(), eye.turn]
+                            for eye in target.eyes])
     item.bone = owner.bone if owner is not None else ""
     item.pose_frame = (owner.frame if owner is not None else np.eye(3)).ravel().tolist()
     item.pose_to_local = (owner.to_local if owner is not None else np.eye(3)).ravel().tolist()
@@ -261,7 +265,7 @@ def apply_generate(scene: bpy.types.Scene, snap: Snapshot, result: jobs.Generate
         notes.append(f"the head bone '{target.owner.bone}' is connected to its parent, so Blender does not "
                      f"move it: the head only turns")
     if target.eyes:
-        notes.append("eyes turned by the bones " + " and ".join(f"'{eye.bone}'" for _, eye in target.eyes))
+        notes.append("eyes turned by the bones " + " and ".join(f"'{eye.owner.bone}'" for eye in target.eyes))
     index = props.take_items.find(first)
     notes.append(_set_range(scene, snap.frame_start, props.take_items[index].frame_count))
     switch_take(scene, index)

@@ -16,7 +16,7 @@ import numpy as np
 from . import posemath
 from .retarget import eye_bones, head_bone
 
-__all__ = ["PoseOwner", "character_root", "character_meshes", "armature_of", "find_head_bone", "pose_owner",
+__all__ = ["PoseOwner", "EyeBone", "character_root", "character_meshes", "armature_of", "find_head_bone", "pose_owner",
            "eye_owners", "face_vertices", "world_face_bounds", "follow_selection"]
 
 
@@ -101,6 +101,17 @@ class PoseOwner:
         if self.bone:
             return f'pose.bones["{bpy.utils.escape_identifier(self.bone)}"].{prop}'
         return f"delta_{prop}"
+
+
+@dataclass(frozen=True)
+class EyeBone:
+    """An eye bone a take turns: its ``side`` ("Left" or "Right"), its `PoseOwner` conversions, and
+    ``turn``, the share of the take's eye turn it gets (1: 30 degrees sideways, 25 up or down at
+    eyeLook 1; less for a character whose eyes must turn less, as a VRoid's)."""
+
+    side: str
+    owner: PoseOwner
+    turn: float = 1.0
 
 
 def _matrix3(matrix) -> np.ndarray:
@@ -206,9 +217,9 @@ def _bone_moves_something(armature: bpy.types.Object, bone: str) -> bool:
     return False
 
 
-def eye_owners(meshes: list[bpy.types.Object], look_keys: list[str]) -> tuple[tuple[str, PoseOwner], ...]:
-    """(side "Left" or "Right", its conversions) of each eye bone a take turns: those of the
-    armature of ``meshes[0]`` (the head mesh; `retarget.eye_bones` by name) that move something
+def eye_owners(meshes: list[bpy.types.Object], look_keys: list[str], turn: float = 1.0) -> tuple[EyeBone, ...]:
+    """The eye bones a take turns by ``turn`` of its eye turn (`EyeBone`): those of the armature of
+    ``meshes[0]`` (the head mesh; `retarget.eye_bones` by name) that move something
     (`_bone_moves_something`) and that none of the driven ``look_keys`` already turns
     (`_keys_turn_eye`), the character's facing judged from its head bone."""
     armature = armature_of(meshes[0])
@@ -216,7 +227,7 @@ def eye_owners(meshes: list[bpy.types.Object], look_keys: list[str]) -> tuple[tu
         return ()
     names = [bone.name for bone in armature.pose.bones]
     pivot = head_bone(names)
-    return tuple((side, _bone_owner(armature, bone, meshes[0], pivot))
+    return tuple(EyeBone(side, _bone_owner(armature, bone, meshes[0], pivot), turn)
                  for side, bone in zip(("Left", "Right"), eye_bones(names))
                  if bone and _bone_moves_something(armature, bone) and not _keys_turn_eye(meshes, look_keys, bone))
 

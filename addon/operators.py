@@ -141,7 +141,7 @@ def snapshot(context: bpy.types.Context) -> tuple[apply.Snapshot, jobs.GenerateR
     snap = apply.Snapshot(audio=audio, add_audio_strip=add_strip, frame_start=frame_start, fps=fps,
                           create_head=create, parts=parts, mapping=mapping, tolerance=props.tolerance,
                           with_pose=props.use_pose, translate=props.pose_translation, head_bone=props.head_bone,
-                          eye_bones=props.eye_bones)
+                          eye_bones=props.eye_bones, eye_turn=props.eye_turn)
     needs_model = create or bool(mapping.visemes)
     request = jobs.GenerateRequest(audio=audio, settings=settings_dict(props, fps), portrait=portrait,
                                    frames_dir=new_frames_dir("generate") if props.render_preview else None,

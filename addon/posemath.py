@@ -345,10 +345,10 @@ def facing_turn(face_offset: np.ndarray) -> np.ndarray:
 LOOK_DEGREES = (30.0, 25.0)
 
 
-def eye_pose_rows(exp: np.ndarray, names: list[str], side: str) -> np.ndarray:
-    """The turn of one eye (``side`` "Left" or "Right") that a take's eyeLook curves show, as pose
-    rows: yaw toward the character's left (its left eye looking out, its right eye in), pitch
-    downward, as the head pose's; curves the take lacks read 0.
+def eye_pose_rows(exp: np.ndarray, names: list[str], side: str, turn: float = 1.0) -> np.ndarray:
+    """The turn of one eye (``side`` "Left" or "Right") that a take's eyeLook curves show, times
+    ``turn``, as pose rows: yaw toward the character's left (its left eye looking out, its right
+    eye in), pitch downward, as the head pose's; curves the take lacks read 0.
     Shapes: exp (T, D) -> (T, 6)."""
     exp = np.asarray(exp, dtype=np.float64)
 
@@ -358,15 +358,15 @@ def eye_pose_rows(exp: np.ndarray, names: list[str], side: str) -> np.ndarray:
 
     toward_left = curve("Out") - curve("In") if side == "Left" else curve("In") - curve("Out")
     rows = np.zeros((len(exp), 6))
-    rows[:, 0] = np.deg2rad(LOOK_DEGREES[1]) * (curve("Down") - curve("Up"))
-    rows[:, 1] = np.deg2rad(LOOK_DEGREES[0]) * toward_left
+    rows[:, 0] = turn * np.deg2rad(LOOK_DEGREES[1]) * (curve("Down") - curve("Up"))
+    rows[:, 1] = turn * np.deg2rad(LOOK_DEGREES[0]) * toward_left
     return rows
 
 
-def look_curves(rows: np.ndarray, side: str) -> dict[str, np.ndarray]:
+def look_curves(rows: np.ndarray, side: str, turn: float = 1.0) -> dict[str, np.ndarray]:
     """The eyeLook curves of one eye's turn, inverse of `eye_pose_rows` (of each pair, in and out,
     up and down, one is 0). Shapes: rows (T, 6) -> each (T,)."""
-    rows = np.asarray(rows, dtype=np.float64)
+    rows = np.asarray(rows, dtype=np.float64) / turn
     toward_left = rows[:, 1] / np.deg2rad(LOOK_DEGREES[0])
     down = rows[:, 0] / np.deg2rad(LOOK_DEGREES[1])
     outward = toward_left if side == "Left" else -toward_left

@@ -105,7 +105,7 @@ class FlowVQTake(bpy.types.PropertyGroup):
     head_pose: BoolProperty(name="Head Pose", default=True, description=(
         "Whether the take's POSE Action carries the head pose (else it turns only eye bones)"))
     eyes: StringProperty(name="Eye Bones", description=(
-        "JSON: [side, bone, its axes in the face's frame (row-major)] of each eye bone the take turns"))
+        "JSON: [side, bone, its axes in the face's frame (row-major), eye turn] of each eye bone the take turns"))
     pose_frame: FloatVectorProperty(name="Pose Frame", size=9, description=(
         "The pose owner's axes in the face's frame, row-major (posemath.relative_rotations)"))
     pose_to_local: FloatVectorProperty(name="Pose Translation Map", size=9, description=(
@@ -167,6 +167,10 @@ class FlowVQSettings(bpy.types.PropertyGroup):
     eye_bones: BoolProperty(name="Eye Bones", default=True, description=(
         "Turn the character's eye bones (VRoid's J_Adj_L_FaceEye, Mixamo's LeftEye, CC_Base_L_Eye...) with the "
         "take's gaze, where no driven shape key already turns the eyeballs"))
+    eye_turn: FloatProperty(name="Eye Turn", default=1.0, min=0.0, max=2.0, description=(
+        "How far the eye bones turn: 1 turns them as a person's eyes turn (30 degrees sideways and 25 up or down "
+        "at a full look); less for stylised eyes that must turn less (a VRM states its own range: its lookAt "
+        "range maps turn the bones outputScale degrees for a gaze inputMaxValue degrees away)"))
     portrait_path: StringProperty(name="Portrait", subtype="FILE_PATH", description=(
         "The source portrait the preview frames animate"))
     render_preview: BoolProperty(name="Preview Frames", description=(

@@ -24,7 +24,7 @@ import bpy
 import numpy as np
 
 from . import keys, mapping as mapping_module, posemath, visemes
-from .character import PoseOwner
+from .character import EyeBone, PoseOwner
 from .client import WIRE_DECIMALS
 from .reduce import closure_frames, reduce_keys
 from .timing import resample
@@ -49,15 +49,15 @@ class TakeTarget:
     """Where takes go: the character's ``meshes`` (the head mesh first), the ``mapping`` of their
     shape keys, the head pose's `PoseOwner` (None: no pose), whether the pose moves the head as well
     as rotating it, the face model's mouth operator for viseme keys (`visemes.mouth_operator`;
-    None when the mapping has none), and the eye bones to turn, (side, owner) on the head pose's
-    armature (`character.eye_owners`). Shapes: viseme_operator (3M, D)."""
+    None when the mapping has none), and the eye bones to turn, on the head pose's armature
+    (`character.eye_owners`). Shapes: viseme_operator (3M, D)."""
 
     meshes: tuple[bpy.types.Object, ...]
     mapping: mapping_module.Mapping
     owner: PoseOwner | None
     translate: bool
     viseme_operator: np.ndarray | None = None
-    eyes: tuple[tuple[str, PoseOwner], ...] = ()
+    eyes: tuple[EyeBone, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def _owners(target: TakeTarget) -> list[tuple[bpy.types.Object, str]]:
     """(object, KEYS/POSE) for every ID a take on ``target`` animates, the head mesh first."""
     owners = [(mesh, "KEYS") for mesh in target.meshes]
     if target.owner is not None or target.eyes:
-        owners.append((target.owner.obj if target.owner is not None else target.eyes[0][1].obj, "POSE"))
+        owners.append((target.owner.obj if target.owner is not None else target.eyes[0].owner.obj, "POSE"))
     return owners
 
 
@@ -175,8 +175,8 @@ def _turn_curves(take: dict, exp: np.ndarray, names: list[str], target: TakeTarg
     if target.owner is not None:
         pose = resample(np.asarray(take["pose"], dtype=np.float64), float(take["fps"]), scene_fps)
         curves += _pose_curves(pose, target.owner, target.translate)
-    for side, eye in target.eyes:
-        curves += _pose_curves(posemath.eye_pose_rows(exp, names, side), eye, False)
+    for eye in target.eyes:
+        curves += _pose_curves(posemath.eye_pose_rows(exp, names, eye.side, eye.turn), eye.owner, False)
     return curves
 
 
@@ -234,13 +234,13 @@ def _sample_pose(owner: PoseOwner, action: bpy.types.Action | None, frames: np.n
 def sample_take(head: bpy.types.Object, key_action: bpy.types.Action | None, owner: PoseOwner | None,
                 pose_action: bpy.types.Action | None, names: list[str], direct: dict[str, str],
                 frame_start: int, frame_count: int, fps: float, meta: dict,
-                eyes: tuple[tuple[str, PoseOwner], ...] = ()) -> dict:
+                eyes: tuple[EyeBone, ...] = ()) -> dict:
     """The take (wire format) that the curves, as they are now, describe: one row per frame, its
     numbers rounded to `WIRE_DECIMALS` places as the wire carries them.
 
     ``direct`` maps a model name to the head's shape key that carries it alone (`mapping.direct_keys`);
-    other names read 0. Without a pose owner the pose reads rest. The eye bones ``eyes`` (side,
-    owner; their curves in ``pose_action``) give their eye's eyeLook curves (`posemath.look_curves`).
+    other names read 0. Without a pose owner the pose reads rest. The eye bones ``eyes`` (their
+    curves in ``pose_action``) give their eye's eyeLook curves (`posemath.look_curves`).
     """
     frames = frame_start + np.arange(frame_count, dtype=np.float64)
     shape_keys = head.data.shape_keys
@@ -249,8 +249,9 @@ def sample_take(head: bpy.types.Object, key_action: bpy.types.Action | None, own
         if model_name in direct and direct[model_name] in shape_keys.key_blocks:
             key = direct[model_name]
             exp[:, d] = _evaluate(key_action, shape_keys, key_path(key), 0, frames, shape_keys.key_blocks[key].value)
-    for side, eye in eyes:
-        for name, curve in posemath.look_curves(_sample_pose(eye, pose_action, frames), side).items():
+    for eye in eyes:
+        for name, curve in posemath.look_curves(_sample_pose(eye.owner, pose_action, frames), eye.side,
+                                                eye.turn).items():
             if name in names:
                 exp[:, names.index(name)] = curve
     pose = np.zeros((frame_count, 6)) if owner is None else _sample_pose(owner, pose_action, frames)

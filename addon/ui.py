@@ -55,7 +55,11 @@ def _draw_style(layout: bpy.types.UILayout, props) -> None:
     layout.prop(props, "blinks")
     layout.prop(props, "gaze")
     if props.target_mode == "SELECTED":
-        layout.prop(props, "eye_bones")
+        row = layout.row(align=True)
+        row.prop(props, "eye_bones")
+        sub = row.row(align=True)
+        sub.enabled = props.eye_bones
+        sub.prop(props, "eye_turn", text="Turn")
 
 
 def _draw_pose(layout: bpy.types.UILayout, props) -> None:

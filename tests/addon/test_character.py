@@ -632,14 +632,14 @@ def world_rotation(rig, bone: str) -> np.ndarray:
     return np.array((rig.matrix_world @ rig.pose.bones[bone].matrix).to_3x3().normalized())
 
 
-@pytest.mark.parametrize("with_pose, faces_plus_y", [(True, False), (False, False), (True, True)])
+@pytest.mark.parametrize("with_pose, faces_plus_y, turn", [(True, False, 1.0), (False, False, 0.4), (True, True, 1.0)])
 def test_vroid_eye_bones_turn_the_eyeballs_as_the_takes_gaze_on_top_of_the_head(
-        bpy_empty, wire_takes, face_npz, with_pose, faces_plus_y):
+        bpy_empty, wire_takes, face_npz, with_pose, faces_plus_y, turn):
     """A VRoid Studio character's eyeballs have no look keys: its J_Adj_*_FaceEye bones turn with the
     take's eyeLook curves, on top of the head's turn, and the eyeball looks toward the character's
     left when its left eye looks out, also on a character facing +Y (as VRM 0.x comes into Blender);
-    with the head pose off the bones still turn and Re-render reads no head pose; Re-render reads the
-    bones back as the take's eyeLook curves."""
+    with the head pose off the bones still turn and Re-render reads no head pose; Eye Turn scales the
+    turn; Re-render reads the bones back as the take's eyeLook curves."""
     from .characters import add_eye_bones
 
     bpy = bpy_empty
@@ -649,7 +649,7 @@ def test_vroid_eye_bones_turn_the_eyeballs_as_the_takes_gaze_on_top_of_the_head(
         turn_around(bpy, [obj for obj in parts.values()])
     rig, take = parts["rig"], wire_takes[0]
     find_character(bpy, parts["head"], take["names"])
-    bpy.context.scene.flowvq.use_pose = with_pose
+    bpy.context.scene.flowvq.use_pose, bpy.context.scene.flowvq.eye_turn = with_pose, turn
     facing = np.array(rig.matrix_world.to_3x3().normalized()) @ (HALF_TURN if faces_plus_y else np.eye(3))
     eyeball = world_vertices(bpy, parts["eye_left"], np.arange(len(parts["eye_left"].data.vertices)))
     pupil = np.array([int(np.argmax(eyeball @ facing[:, 1] * -1.0))])  # the eyeball's front: the face looks along -Y
@@ -658,7 +658,7 @@ def test_vroid_eye_bones_turn_the_eyeballs_as_the_takes_gaze_on_top_of_the_head(
     assert "eyes turned by the bones 'J_Adj_L_FaceEye' and 'J_Adj_R_FaceEye'" in status
     pose = np.asarray(take["pose"]) if with_pose else np.zeros((take["frames"], 6))
     head_rest = np.array((rig.matrix_world @ rig.data.bones["Head"].matrix_local).to_3x3().normalized())
-    rows = {side: eye_turn(take, side) for side in ("Left", "Right")}
+    rows = {side: turn * eye_turn(take, side) for side in ("Left", "Right")}
     sideways = np.abs(rows["Left"][:, 1])
     assert np.degrees(sideways.max()) > 2.0  # the take's gaze does turn the eyes
     for k in (int(np.argmax(sideways)), int(np.argmax(np.abs(rows["Left"][:, 0]))), take["frames"] // 2):
@@ -687,7 +687,8 @@ def test_vroid_eye_bones_turn_the_eyeballs_as_the_takes_gaze_on_top_of_the_head(
             np.testing.assert_allclose(net[0], net[1], atol=1e-3, err_msg=f"{a} - {b} {side}")
 
 
-def test_eye_bones_are_left_alone_where_look_keys_turn_the_eyeballs_or_they_move_nothing(bpy_empty, wire_takes, face_npz):
+def test_eye_bones_are_left_alone_where_look_keys_turn_the_eyeballs_or_they_move_nothing(
+        bpy_empty, wire_takes, face_npz):
     """Ready Player Me's eye meshes are skinned to LeftEye/RightEye and turn by their own eyeLook keys:
     turning the bones too would turn the eyes twice; the Eye Bones box off leaves VRoid's alone too,
     and so does a rig whose eye bones deform nothing (its eyeballs weighted to the head)."""

@@ -90,3 +90,6 @@ def test_eye_turns_follow_the_look_curves_toward_the_characters_left_and_down():
                          ("eyeLookDownLeft", [0.0, 0.0, 0.6]), ("eyeLookUpLeft", [0.0, 0.0, 0.0])):
         np.testing.assert_allclose(back[name], values, atol=1e-12, err_msg=name)  # down 1 and up 0.4 net 0.6 down
     np.testing.assert_allclose(posemath.look_curves(right, "Right")["eyeLookInRight"], [0.0, 0.5, 0.0], atol=1e-12)
+    half = posemath.eye_pose_rows(exp, names, "Left", turn=0.5)  # Eye Turn: half the turn, read back whole
+    np.testing.assert_allclose(half, 0.5 * left, atol=1e-12)
+    np.testing.assert_allclose(posemath.look_curves(half, "Left", turn=0.5)["eyeLookOutLeft"], [1.0, 0.0, 0.0])
