@@ -75,8 +75,8 @@ def take_eyes(item) -> tuple[EyeBone, ...]:
     binding = next((b for b in item.bindings if b.what == "POSE"), None)
     if binding is None or not item.eyes:
         return ()
-    return tuple(EyeBone(side, PoseOwner(binding.obj, bone, np.reshape(frame, (3, 3)), np.eye(3)), turn)
-                 for side, bone, frame, turn in json.loads(item.eyes))
+    return tuple(EyeBone(side, PoseOwner(binding.obj, bone, np.reshape(frame, (3, 3)), np.eye(3)), turn,
+                         frozenset(held)) for side, bone, frame, turn, held in json.loads(item.eyes))
 
 
 def _alive(binding) -> bool:
@@ -186,9 +186,9 @@ def _translates(snap: Snapshot, owner: PoseOwner) -> bool:
     return snap.translate == "ROTATION_TRANSLATION" and owner.can_move
 
 
-def _look_keys(mapping: Mapping) -> list[str]:
-    """The shape keys the mapping drives from eyeLook curves."""
-    return [key for key, terms in mapping.keys.items() if any(name.startswith("eyeLook") for name in terms)]
+def _look_keys(mapping: Mapping) -> dict[str, dict[str, float]]:
+    """The shape keys the mapping drives from eyeLook curves, with their terms."""
+    return {key: terms for key, terms in mapping.keys.items() if any(name.startswith("eyeLook") for name in terms)}
 
 
 def _take_target(snap: Snapshot, meshes: list, mapping: Mapping, model: FaceModel | None) -> takes.TakeTarget:
@@ -217,7 +217,7 @@ def _store(item, written: takes.WrittenTake, target: takes.TakeTarget, snap: Sna
     item.target = target.meshes[0]
     owner = target.owner
     item.head_pose = owner is not None
-    item.eyes = json.dumps([[eye.side, eye.owner.bone, eye.owner.frame.ravel().tolist(), eye.turn]
+    item.eyes = json.dumps([[eye.side, eye.owner.bone, eye.owner.frame.ravel().tolist(), eye.turn, sorted(eye.held)]
                             for eye in target.eyes])
     item.bone = owner.bone if owner is not None else ""
     item.pose_frame = (owner.frame if owner is not None else np.eye(3)).ravel().tolist()

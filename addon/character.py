@@ -107,11 +107,13 @@ class PoseOwner:
 class EyeBone:
     """An eye bone a take turns: its ``side`` ("Left" or "Right"), its `PoseOwner` conversions, and
     ``turn``, the share of the take's eye turn it gets (1: 30 degrees sideways, 25 up or down at
-    eyeLook 1; less for a character whose eyes must turn less, as a VRoid's)."""
+    eyeLook 1; less for stylised eyes that must turn less), and ``held``, the eyeLook curves it
+    leaves out because shape keys already turn its eyeball that way."""
 
     side: str
     owner: PoseOwner
     turn: float = 1.0
+    held: frozenset[str] = frozenset()
 
 
 def _matrix3(matrix) -> np.ndarray:
@@ -192,15 +194,21 @@ def _bound_vertices(obj: bpy.types.Object, bone: str) -> np.ndarray:
     return bound
 
 
-def _keys_turn_eye(meshes: list[bpy.types.Object], look_keys: list[str], bone: str) -> bool:
-    """Whether one of the ``look_keys`` moves vertices bound to the eye bone ``bone``: the eyeball
-    already turns by shape keys (Ready Player Me's eye meshes), so the bone must not turn it too."""
+def _key_turned_looks(meshes: list[bpy.types.Object], look_keys: dict[str, dict[str, float]],
+                      bone: str) -> frozenset[str]:
+    """The eyeLook curves that driven look keys (``look_keys``: key -> its terms) already show on
+    the eyeball of the eye bone ``bone``: those of the keys that move vertices bound to it (Ready
+    Player Me's eye meshes turn by their own eyeLook keys; an older avatar's only up and down)."""
+    shown: set[str] = set()
     for obj in meshes:
-        present = [name for name in look_keys if name in obj.data.shape_keys.key_blocks]
-        if present and obj.vertex_groups.get(bone) is not None:
-            if (_moved_mask(obj, present, _rest_points(obj)) & _bound_vertices(obj, bone)).any():
-                return True
-    return False
+        present = [key for key in look_keys if key in obj.data.shape_keys.key_blocks]
+        if not present or obj.vertex_groups.get(bone) is None:
+            continue
+        bound, rest = _bound_vertices(obj, bone), _rest_points(obj)
+        for key in present:
+            if (_moved_mask(obj, [key], rest) & bound).any():
+                shown.update(name for name in look_keys[key] if name.startswith("eyeLook"))
+    return frozenset(shown)
 
 
 def _bone_moves_something(armature: bpy.types.Object, bone: str) -> bool:
@@ -217,19 +225,26 @@ def _bone_moves_something(armature: bpy.types.Object, bone: str) -> bool:
     return False
 
 
-def eye_owners(meshes: list[bpy.types.Object], look_keys: list[str], turn: float = 1.0) -> tuple[EyeBone, ...]:
+def eye_owners(meshes: list[bpy.types.Object], look_keys: dict[str, dict[str, float]],
+               turn: float = 1.0) -> tuple[EyeBone, ...]:
     """The eye bones a take turns by ``turn`` of its eye turn (`EyeBone`): those of the armature of
     ``meshes[0]`` (the head mesh; `retarget.eye_bones` by name) that move something
-    (`_bone_moves_something`) and that none of the driven ``look_keys`` already turns
-    (`_keys_turn_eye`), the character's facing judged from its head bone."""
+    (`_bone_moves_something`), each leaving out the eyeLook curves the driven ``look_keys`` (key ->
+    its terms) already show on its eyeball (`_key_turned_looks`) and left alone when they show all
+    four, the character's facing judged from its head bone."""
     armature = armature_of(meshes[0])
     if armature is None:
         return ()
     names = [bone.name for bone in armature.pose.bones]
     pivot = head_bone(names)
-    return tuple(EyeBone(side, _bone_owner(armature, bone, meshes[0], pivot), turn)
-                 for side, bone in zip(("Left", "Right"), eye_bones(names))
-                 if bone and _bone_moves_something(armature, bone) and not _keys_turn_eye(meshes, look_keys, bone))
+    eyes = []
+    for side, bone in zip(("Left", "Right"), eye_bones(names)):
+        if not bone or not _bone_moves_something(armature, bone):
+            continue
+        held = _key_turned_looks(meshes, look_keys, bone)
+        if not {f"eyeLook{way}{side}" for way in ("In", "Out", "Up", "Down")} <= held:
+            eyes.append(EyeBone(side, _bone_owner(armature, bone, meshes[0], pivot), turn, held))
+    return tuple(eyes)
 
 
 def face_vertices(obj: bpy.types.Object, keys: list[str]) -> np.ndarray:

@@ -345,16 +345,17 @@ def facing_turn(face_offset: np.ndarray) -> np.ndarray:
 LOOK_DEGREES = (30.0, 25.0)
 
 
-def eye_pose_rows(exp: np.ndarray, names: list[str], side: str, turn: float = 1.0) -> np.ndarray:
+def eye_pose_rows(exp: np.ndarray, names: list[str], side: str, turn: float = 1.0,
+                  held: frozenset[str] = frozenset()) -> np.ndarray:
     """The turn of one eye (``side`` "Left" or "Right") that a take's eyeLook curves show, times
     ``turn``, as pose rows: yaw toward the character's left (its left eye looking out, its right
-    eye in), pitch downward, as the head pose's; curves the take lacks read 0.
-    Shapes: exp (T, D) -> (T, 6)."""
+    eye in), pitch downward, as the head pose's; curves the take lacks, and the ``held`` ones
+    (shown by shape keys), read 0. Shapes: exp (T, D) -> (T, 6)."""
     exp = np.asarray(exp, dtype=np.float64)
 
     def curve(direction: str) -> np.ndarray:
         name = f"eyeLook{direction}{side}"
-        return exp[:, names.index(name)] if name in names else np.zeros(len(exp))
+        return exp[:, names.index(name)] if name in names and name not in held else np.zeros(len(exp))
 
     toward_left = curve("Out") - curve("In") if side == "Left" else curve("In") - curve("Out")
     rows = np.zeros((len(exp), 6))

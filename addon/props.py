@@ -105,7 +105,8 @@ class FlowVQTake(bpy.types.PropertyGroup):
     head_pose: BoolProperty(name="Head Pose", default=True, description=(
         "Whether the take's POSE Action carries the head pose (else it turns only eye bones)"))
     eyes: StringProperty(name="Eye Bones", description=(
-        "JSON: [side, bone, its axes in the face's frame (row-major), eye turn] of each eye bone the take turns"))
+        "JSON: [side, bone, its axes in the face's frame (row-major), eye turn, the eyeLook curves its shape keys "
+        "show] of each eye bone the take turns"))
     pose_frame: FloatVectorProperty(name="Pose Frame", size=9, description=(
         "The pose owner's axes in the face's frame, row-major (posemath.relative_rotations)"))
     pose_to_local: FloatVectorProperty(name="Pose Translation Map", size=9, description=(

@@ -176,7 +176,7 @@ def _turn_curves(take: dict, exp: np.ndarray, names: list[str], target: TakeTarg
         pose = resample(np.asarray(take["pose"], dtype=np.float64), float(take["fps"]), scene_fps)
         curves += _pose_curves(pose, target.owner, target.translate)
     for eye in target.eyes:
-        curves += _pose_curves(posemath.eye_pose_rows(exp, names, eye.side, eye.turn), eye.owner, False)
+        curves += _pose_curves(posemath.eye_pose_rows(exp, names, eye.side, eye.turn, eye.held), eye.owner, False)
     return curves
 
 
@@ -240,7 +240,8 @@ def sample_take(head: bpy.types.Object, key_action: bpy.types.Action | None, own
 
     ``direct`` maps a model name to the head's shape key that carries it alone (`mapping.direct_keys`);
     other names read 0. Without a pose owner the pose reads rest. The eye bones ``eyes`` (their
-    curves in ``pose_action``) give their eye's eyeLook curves (`posemath.look_curves`).
+    curves in ``pose_action``) give their eye's eyeLook curves (`posemath.look_curves`) but those
+    their shape keys show (`EyeBone.held`).
     """
     frames = frame_start + np.arange(frame_count, dtype=np.float64)
     shape_keys = head.data.shape_keys
@@ -252,7 +253,7 @@ def sample_take(head: bpy.types.Object, key_action: bpy.types.Action | None, own
     for eye in eyes:
         for name, curve in posemath.look_curves(_sample_pose(eye.owner, pose_action, frames), eye.side,
                                                 eye.turn).items():
-            if name in names:
+            if name in names and name not in eye.held:
                 exp[:, names.index(name)] = curve
     pose = np.zeros((frame_count, 6)) if owner is None else _sample_pose(owner, pose_action, frames)
     return {**meta, "fps": fps, "frames": frame_count, "names": list(names),

@@ -134,11 +134,13 @@ def build_character(bpy) -> dict:
     return parts
 
 
-def add_eye_bones(bpy, parts: dict, names: tuple[str, str], keep_look_keys: bool, skin: bool = True) -> None:
+def add_eye_bones(bpy, parts: dict, names: tuple[str, str], keep_look_keys: bool, skin: bool = True,
+                  sideways_keys: bool = False) -> None:
     """Give a `build_character` rig eye bones ``names`` (left, right), children of ``Head`` at the
     eyeballs' centres, pointing up and rolled as a rig's seldom point forward, in quaternion mode,
     and skin each eyeball to its bone (without ``skin`` they stay on the head, the bones deforming
-    nothing); without ``keep_look_keys`` the eyeballs lose their shape keys."""
+    nothing); without ``keep_look_keys`` the eyeballs lose their shape keys (up and down), with
+    ``sideways_keys`` they gain eyeLookIn/Out keys too."""
     rig = parts["rig"]
     bpy.context.view_layer.objects.active = rig
     bpy.ops.object.mode_set(mode="EDIT")
@@ -154,6 +156,12 @@ def add_eye_bones(bpy, parts: dict, names: tuple[str, str], keep_look_keys: bool
             eye.vertex_groups.new(name=name).add(list(range(len(eye.data.vertices))), 1.0, "REPLACE")
         if not keep_look_keys:
             eye.shape_key_clear()
+        basis = np.array([v.co[:] for v in eye.data.vertices])
+        for way, dx in (("In", -0.004 if side == "left" else 0.004), ("Out", 0.004 if side == "left" else -0.004)):
+            if sideways_keys:
+                key = eye.shape_key_add(name=f"eyeLook{way}{side.capitalize()}", from_mix=False)
+                moved = basis + np.where((basis[:, 1] < -0.088)[:, None], (dx, 0.0, 0.0), 0.0)
+                key.data.foreach_set("co", moved.astype(np.float32).ravel())
         rig.pose.bones[name].rotation_mode = "QUATERNION"
     bpy.context.view_layer.update()
 

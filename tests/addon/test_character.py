@@ -687,31 +687,54 @@ def test_vroid_eye_bones_turn_the_eyeballs_as_the_takes_gaze_on_top_of_the_head(
             np.testing.assert_allclose(net[0], net[1], atol=1e-3, err_msg=f"{a} - {b} {side}")
 
 
-def test_eye_bones_are_left_alone_where_look_keys_turn_the_eyeballs_or_they_move_nothing(
-        bpy_empty, wire_takes, face_npz):
-    """Ready Player Me's eye meshes are skinned to LeftEye/RightEye and turn by their own eyeLook keys:
-    turning the bones too would turn the eyes twice; the Eye Bones box off leaves VRoid's alone too,
-    and so does a rig whose eye bones deform nothing (its eyeballs weighted to the head)."""
+def test_eye_bones_turn_only_the_ways_no_look_key_turns_the_eyeball(bpy_empty, wire_takes, face_npz):
+    """An older Ready Player Me avatar's eye meshes, skinned to LeftEye/RightEye, turn up and down by
+    their own look keys and have none for sideways: the keys keep the vertical turn, the bones take
+    only the sideways one (turning both ways would turn the eyes up and down twice)."""
     from .characters import add_eye_bones
 
     bpy = bpy_empty
     parts = build_character(bpy)
-    add_eye_bones(bpy, parts, ("LeftEye", "RightEye"), keep_look_keys=True)
+    add_eye_bones(bpy, parts, ("LeftEye", "RightEye"), keep_look_keys=True)  # eyeLookUp/Down keys only
     rig, take = parts["rig"], wire_takes[0]
     find_character(bpy, parts["head"], take["names"])
-    assert "eyes turned" not in generate(bpy, [take], face_npz)
-    action = module("keys").assigned_action(rig)
-    paths = {curve.data_path for curve in module("keys").curves_for(action, rig, create=False)}
-    assert paths == {'pose.bones["Head"].rotation_quaternion'}
-    assert module("keys").assigned_action(parts["eye_left"].data.shape_keys) is not None  # the keys turn the eyes
+    assert "eyes turned by the bones 'LeftEye' and 'RightEye'" in generate(bpy, [take], face_npz)
+    assert module("keys").assigned_action(parts["eye_left"].data.shape_keys) is not None  # the keys turn up/down
+    head_rest = np.array((rig.matrix_world @ rig.data.bones["Head"].matrix_local).to_3x3().normalized())
+    rows = {side: eye_turn(take, side) for side in ("Left", "Right")}
+    for side in rows:
+        rows[side][:, 0] = 0.0  # no pitch on the bones
+    assert np.degrees(np.abs(eye_turn(take, "Left")[:, 0]).max()) > 1.0  # though the take looks up and down
+    for k in (int(np.argmax(np.abs(rows["Left"][:, 1]))), int(np.argmax(np.abs(eye_turn(take, "Left")[:, 0])))):
+        bpy.context.scene.frame_set(1 + k)
+        head_turn = world_rotation(rig, "Head") @ head_rest.T
+        for side, bone in (("Left", "LeftEye"), ("Right", "RightEye")):
+            expected = head_turn @ expected_head_rotation(rig, bone, rows[side][k])
+            assert angle_between(world_rotation(rig, bone), expected) < 0.5, (k, side)
+    drawn = module("operators")._take_as_drawn(bpy.context.scene.flowvq.take_items[0])
+    net = [column(t, "eyeLookOutLeft") - column(t, "eyeLookInLeft") for t in (drawn, take)]
+    np.testing.assert_allclose(net[0], net[1], atol=1e-3)  # the bones read back sideways
+    assert not column(drawn, "eyeLookUpLeft").any()  # and not up or down: the keys on the eye carry those
 
-    for skin, box in ((True, False), (False, True)):  # the Eye Bones box off; eye bones that deform nothing
+
+def test_eye_bones_are_left_alone_where_look_keys_turn_the_eyeballs_every_way_or_they_move_nothing(
+        bpy_empty, wire_takes, face_npz):
+    """Ready Player Me's eye meshes turn every way by their own eyeLook keys: turning the bones too
+    would turn the eyes twice; the Eye Bones box off leaves VRoid's alone too, and so does a rig whose
+    eye bones deform nothing (its eyeballs weighted to the head)."""
+    from .characters import add_eye_bones
+
+    bpy = bpy_empty
+    take = wire_takes[0]
+    for names, looks, skin, box in ((("LeftEye", "RightEye"), "all", True, True),
+                                    (("J_Adj_L_FaceEye", "J_Adj_R_FaceEye"), "none", True, False),
+                                    (("J_Adj_L_FaceEye", "J_Adj_R_FaceEye"), "none", False, True)):
         bpy.ops.wm.read_homefile(use_empty=True)
         parts = build_character(bpy)
-        add_eye_bones(bpy, parts, ("J_Adj_L_FaceEye", "J_Adj_R_FaceEye"), keep_look_keys=False, skin=skin)
+        add_eye_bones(bpy, parts, names, keep_look_keys=looks == "all", skin=skin, sideways_keys=looks == "all")
         find_character(bpy, parts["head"], take["names"])
         bpy.context.scene.flowvq.eye_bones = box
-        assert "eyes turned" not in generate(bpy, [take], face_npz)
+        assert "eyes turned" not in generate(bpy, [take], face_npz), names
         action = module("keys").assigned_action(parts["rig"])
         assert {c.data_path for c in module("keys").curves_for(action, parts["rig"], create=False)} == {
             'pose.bones["Head"].rotation_quaternion'}

@@ -90,6 +90,9 @@ def test_eye_turns_follow_the_look_curves_toward_the_characters_left_and_down():
                          ("eyeLookDownLeft", [0.0, 0.0, 0.6]), ("eyeLookUpLeft", [0.0, 0.0, 0.0])):
         np.testing.assert_allclose(back[name], values, atol=1e-12, err_msg=name)  # down 1 and up 0.4 net 0.6 down
     np.testing.assert_allclose(posemath.look_curves(right, "Right")["eyeLookInRight"], [0.0, 0.5, 0.0], atol=1e-12)
+    sideways = posemath.eye_pose_rows(exp, names, "Left", held=frozenset({"eyeLookDownLeft", "eyeLookUpLeft"}))
+    np.testing.assert_allclose(sideways[:, 1], left[:, 1])
+    assert not sideways[:, 0].any()  # the keys show up and down
     half = posemath.eye_pose_rows(exp, names, "Left", turn=0.5)  # Eye Turn: half the turn, read back whole
     np.testing.assert_allclose(half, 0.5 * left, atol=1e-12)
     np.testing.assert_allclose(posemath.look_curves(half, "Left", turn=0.5)["eyeLookOutLeft"], [1.0, 0.0, 0.0])
