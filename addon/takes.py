@@ -5,7 +5,7 @@ mesh of the character, through the character's `mapping.Mapping` (weighted sums 
 or the take's mouth projected onto a viseme rig's visemes); its head pose becomes rotation (and
 optionally location) curves on the head pose bone or the object's delta transforms, relative to
 their rest, in their own rotation mode (`posemath`, `character.PoseOwner`); its eyeLook curves turn
-the character's eye bones the same way, where no shape key turns the eyeballs
+the character's eye bones the same way, the ways no shape key turns the eyeballs
 (`character.eye_owners`, `posemath.eye_pose_rows`). On Blender 4.4+ one
 Action holds every curve of the take, one slot per animated ID; on 4.2/4.3 each ID gets its own
 Action (the first mesh's carries the take's name, the others ``<take> <object>``, the pose
