@@ -365,8 +365,8 @@ def eye_pose_rows(exp: np.ndarray, names: list[str], side: str, turn: float = 1.
 
 
 def look_curves(rows: np.ndarray, side: str, turn: float = 1.0) -> dict[str, np.ndarray]:
-    """The eyeLook curves of one eye's turn, inverse of `eye_pose_rows` (of each pair, in and out,
-    up and down, one is 0). Shapes: rows (T, 6) -> each (T,)."""
+    """The eyeLook curves of one eye's turn, inverse of `eye_pose_rows` with the same ``turn`` (> 0;
+    of each pair, in and out, up and down, one is 0). Shapes: rows (T, 6) -> each (T,)."""
     rows = np.asarray(rows, dtype=np.float64) / turn
     toward_left = rows[:, 1] / np.deg2rad(LOOK_DEGREES[0])
     down = rows[:, 0] / np.deg2rad(LOOK_DEGREES[1])

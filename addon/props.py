@@ -168,7 +168,7 @@ class FlowVQSettings(bpy.types.PropertyGroup):
     eye_bones: BoolProperty(name="Eye Bones", default=True, description=(
         "Turn the character's eye bones (VRoid's J_Adj_L_FaceEye, Mixamo's LeftEye, CC_Base_L_Eye...) with the "
         "take's gaze, where no driven shape key already turns the eyeballs"))
-    eye_turn: FloatProperty(name="Eye Turn", default=1.0, min=0.0, max=2.0, description=(
+    eye_turn: FloatProperty(name="Eye Turn", default=1.0, min=0.05, max=2.0, description=(
         "How far the eye bones turn: 1 turns them as a person's eyes turn (30 degrees sideways and 25 up or down "
         "at a full look); less for stylised eyes that must turn less (a VRM states its own range: its lookAt "
         "range maps turn the bones outputScale degrees for a gaze inputMaxValue degrees away)"))
