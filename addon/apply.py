@@ -57,10 +57,15 @@ def binding_owner(binding) -> bpy.types.ID:
     return binding.obj.data.shape_keys if binding.what == "KEYS" else binding.obj
 
 
+def _pose_binding(item):
+    """The take's POSE binding (its armature or head object), or None."""
+    return next((b for b in item.bindings if b.what == "POSE"), None)
+
+
 def take_owner(item) -> tuple[PoseOwner | None, bpy.types.Action | None]:
     """The take's head pose owner (as converted when it was keyed; None for a take without a head
     pose) and its POSE Action (None without one: no head pose and no eye bones)."""
-    binding = next((b for b in item.bindings if b.what == "POSE"), None)
+    binding = _pose_binding(item)
     if binding is None:
         return None, None
     if not item.head_pose:
@@ -72,7 +77,7 @@ def take_owner(item) -> tuple[PoseOwner | None, bpy.types.Action | None]:
 
 def take_eyes(item) -> tuple[EyeBone, ...]:
     """The eye bones the take turns (as converted when it was keyed), on its POSE binding's armature."""
-    binding = next((b for b in item.bindings if b.what == "POSE"), None)
+    binding = _pose_binding(item)
     if binding is None or not item.eyes:
         return ()
     return tuple(EyeBone(side, PoseOwner(binding.obj, bone, np.reshape(frame, (3, 3)), np.eye(3)), turn,

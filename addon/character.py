@@ -183,15 +183,15 @@ def pose_owner(target: bpy.types.Object, bone_hint: str = "") -> PoseOwner:
     return _object_owner(target)
 
 
-def _bound_vertices(obj: bpy.types.Object, bone: str) -> np.ndarray:
-    """Whether each vertex of ``obj`` follows ``bone`` mostly (weight 0.5 or more in its vertex
-    group); all False without one. Shapes: -> (V,) bool."""
+def _bone_weights(obj: bpy.types.Object, bone: str) -> np.ndarray:
+    """Each vertex's weight in ``obj``'s vertex group named ``bone`` (0 outside it, or without
+    one). Shapes: -> (V,)."""
     group = obj.vertex_groups.get(bone)
-    bound = np.zeros(len(obj.data.vertices), dtype=bool)
+    weights = np.zeros(len(obj.data.vertices))
     if group is not None:
         for vertex in obj.data.vertices:
-            bound[vertex.index] = any(g.group == group.index and g.weight >= 0.5 for g in vertex.groups)
-    return bound
+            weights[vertex.index] = next((g.weight for g in vertex.groups if g.group == group.index), 0.0)
+    return weights
 
 
 def _key_turned_looks(meshes: list[bpy.types.Object], look_keys: dict[str, dict[str, float]],
@@ -204,7 +204,7 @@ def _key_turned_looks(meshes: list[bpy.types.Object], look_keys: dict[str, dict[
         present = [key for key in look_keys if key in obj.data.shape_keys.key_blocks]
         if not present or obj.vertex_groups.get(bone) is None:
             continue
-        bound, rest = _bound_vertices(obj, bone), _rest_points(obj)
+        bound, rest = _bone_weights(obj, bone) >= 0.5, _rest_points(obj)
         for key in present:
             if (_moved_mask(obj, [key], rest) & bound).any():
                 shown.update(name for name in look_keys[key] if name.startswith("eyeLook"))
@@ -218,9 +218,7 @@ def _bone_moves_something(armature: bpy.types.Object, bone: str) -> bool:
     for obj in bpy.data.objects:
         if obj.parent == armature and obj.parent_type == "BONE" and obj.parent_bone == bone:
             return True
-        group = obj.vertex_groups.get(bone) if obj.type == "MESH" and _skinned_to(obj, {armature.name}) else None
-        if group is not None and any(g.group == group.index and g.weight > 0.0
-                                     for vertex in obj.data.vertices for g in vertex.groups):
+        if obj.type == "MESH" and _skinned_to(obj, {armature.name}) and (_bone_weights(obj, bone) > 0.0).any():
             return True
     return False
 
